@@ -1,0 +1,187 @@
+"""The one training configuration object, with the paper's defaults.
+
+Field names follow the reference implementation's command-line flags, so
+`--lambda_identity 0.5` means what it meant there. Every field carries its
+help text; the CLI, the checkpoint and (later) the manifest are all derived
+from this dataclass, so there is exactly one place to add an option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import UserError
+
+NORMS = ("instance", "batch", "none")
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+GAN_MODES = ("lsgan", "vanilla", "wgangp")
+LR_POLICIES = ("linear", "step", "plateau", "cosine")
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+NET_D = ("basic", "n_layers", "pixel")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE_MODES = ("auto", "none", "default", "max-autotune")
+_RESNET_RE = re.compile(r"^resnet_(\d+)blocks$")
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "training") -> Any:
+    meta = {"help": help, "group": group}
+    if choices:
+        meta["choices"] = choices
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    # --- experiment -------------------------------------------------------------------------
+    dataroot: str = _opt("", "dataset: a folder with trainA/ trainB/ (testA/ testB/), or any dataset reference", group="experiment")
+    name: str = _opt("experiment_name", "name of the experiment; outputs go to <checkpoints_dir>/<name>/", group="experiment")
+    checkpoints_dir: str = _opt("./checkpoints", "where experiments are stored", group="experiment")
+    seed: int = _opt(0, "random seed for weights, data order, augmentation and the image pool", group="experiment")
+    device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)", group="experiment")
+    cache_dir: str = _opt("", "dataset cache (default: $CYCLEGAN_CACHE_DIR or ~/.cache/cyclegan/datasets)", group="experiment")
+    # --- model -----------------------------------------------------------------------------
+    input_nc: int = _opt(3, "channels of domain A images (3: RGB, 1: grayscale)", group="model")
+    output_nc: int = _opt(3, "channels of domain B images", group="model")
+    netG: str = _opt("resnet_9blocks", "generator: resnet_<N>blocks (resnet_9blocks, resnet_6blocks, ...), unet_128 or unet_256", group="model")
+    netD: str = _opt("basic", "discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n_layers_D) or pixel (1x1)", NET_D, group="model")
+    n_layers_D: int = _opt(3, "discriminator depth when --netD n_layers", group="model")
+    ngf: int = _opt(64, "generator filters in the last conv layer", group="model")
+    ndf: int = _opt(64, "discriminator filters in the first conv layer", group="model")
+    norm: str = _opt("instance", "normalization: instance, batch (synchronized under DDP) or none", NORMS, group="model")
+    init_type: str = _opt("normal", "weight initialization", INIT_TYPES, group="model")
+    init_gain: float = _opt(0.02, "scale of the initialization (std for normal)", group="model")
+    dropout: bool = _opt(False, "dropout (p=0.5) in the generator; off for CycleGAN, as in the paper", group="model")
+    # --- losses ----------------------------------------------------------------------------
+    gan_mode: str = _opt("lsgan", "GAN objective: lsgan (paper), vanilla (cross-entropy) or wgangp", GAN_MODES, group="loss")
+    lambda_A: float = _opt(10.0, "weight of the cycle loss A -> B -> A", group="loss")
+    lambda_B: float = _opt(10.0, "weight of the cycle loss B -> A -> B", group="loss")
+    lambda_identity: float = _opt(0.5, "identity loss weight relative to lambda (0.5 in the paper's painting<->photo runs; 0 disables it)", group="loss")
+    lambda_gp: float = _opt(10.0, "gradient penalty weight, only with --gan_mode wgangp", group="loss")
+    pool_size: int = _opt(50, "size of the history of generated images shown to the discriminators (0: no pool)", group="loss")
+    # --- optimisation ----------------------------------------------------------------------
+    lr: float = _opt(0.0002, "initial Adam learning rate", group="optimizer")
+    beta1: float = _opt(0.5, "Adam beta1", group="optimizer")
+    beta2: float = _opt(0.999, "Adam beta2", group="optimizer")
+    n_epochs: int = _opt(100, "epochs at the initial learning rate", group="optimizer")
+    n_epochs_decay: int = _opt(100, "epochs to decay the learning rate linearly to zero", group="optimizer")
+    lr_policy: str = _opt("linear", "learning rate policy", LR_POLICIES, group="optimizer")
+    lr_decay_iters: int = _opt(50, "epochs between decays with --lr_policy step", group="optimizer")
+    epoch_count: int = _opt(1, "first epoch number (only needed when continuing from reference-implementation files)", group="optimizer")
+    continue_train: bool = _opt(False, "resume <checkpoints_dir>/<name>/ from its latest state", group="optimizer")
+    # --- data ------------------------------------------------------------------------------
+    batch_size: int = _opt(1, "images per domain per step (per worker under DDP)", group="data")
+    load_size: int = _opt(286, "resize images to this size before cropping", group="data")
+    crop_size: int = _opt(256, "then crop to this size", group="data")
+    preprocess: str = _opt("resize_and_crop", "preprocessing at load time", PREPROCESS_MODES, group="data")
+    no_flip: bool = _opt(False, "do not flip images horizontally for augmentation", group="data")
+    serial_batches: bool = _opt(False, "take images in order (B paired with A by index) instead of random", group="data")
+    max_dataset_size: int = _opt(0, "use at most this many images per domain (0: all)", group="data")
+    direction: str = _opt("AtoB", "AtoB or BtoA: BtoA swaps the two domains", ("AtoB", "BtoA"), group="data")
+    num_threads: int = _opt(4, "data-loading worker processes", group="data")
+    strict_data: bool = _opt(False, "fail on an unreadable image instead of skipping it with a warning", group="data")
+    # --- outputs ---------------------------------------------------------------------------
+    save_epoch_freq: int = _opt(5, "also keep <epoch>_net_*.pth every this many epochs", group="output")
+    print_freq: int = _opt(100, "refresh progress-bar losses and the loss log every this many iterations", group="output")
+    n_samples: int = _opt(4, "images per domain in each epoch's sample grid", group="output")
+    # --- evaluation ------------------------------------------------------------------------
+    eval_freq: int = _opt(0, "evaluate on the test split every this many epochs (0: never)", group="evaluation")
+    eval_metrics: str = _opt("l1,psnr,ssim", "comma-separated metrics: fid, kid, l1, psnr, ssim", group="evaluation")
+    # --- speed -----------------------------------------------------------------------------
+    precision: str = _opt("auto", "fp32, bf16 or fp16 autocast (auto: bf16 on CUDA, fp32 on CPU)", PRECISIONS, group="speed")
+    channels_last: str = _opt("auto", "channels-last memory format: true, false or auto (true on CUDA)", ("auto", "true", "false"), group="speed")
+    compile: str = _opt("auto", "torch.compile the networks (auto: default on CUDA, none on CPU)", COMPILE_MODES, group="speed")
+    cuda_graphs: str = _opt("auto", "capture the whole training step as CUDA graphs (auto: on CUDA at batch 1)", ("auto", "true", "false"), group="speed")
+
+    # -----------------------------------------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        """Raise UserError naming the first bad field; return self for chaining."""
+        def bad(name: str, why: str) -> None:
+            raise UserError(f"--{name}: {why}")
+
+        if not (_RESNET_RE.match(self.netG) or self.netG in ("unet_128", "unet_256")):
+            bad("netG", f"unknown generator {self.netG!r}; use resnet_<N>blocks, unet_128 or unet_256")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                bad(f.name, f"{getattr(self, f.name)!r} is not one of {', '.join(choices)}")
+        for name in ("ngf", "ndf", "batch_size", "crop_size", "load_size", "input_nc", "output_nc", "n_layers_D", "save_epoch_freq", "print_freq"):
+            if getattr(self, name) < 1:
+                bad(name, "must be at least 1")
+        for name in ("n_epochs", "n_epochs_decay", "pool_size", "max_dataset_size", "num_threads", "eval_freq", "n_samples"):
+            if getattr(self, name) < 0:
+                bad(name, "must be 0 or more")
+        for name in ("lr", "init_gain"):
+            if getattr(self, name) <= 0:
+                bad(name, "must be positive")
+        for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_gp"):
+            if getattr(self, name) < 0:
+                bad(name, "must be 0 or more")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            bad("beta1", "Adam betas must lie in [0, 1)")
+        if self.n_epochs + self.n_epochs_decay < 1:
+            bad("n_epochs", "n_epochs + n_epochs_decay must be at least 1")
+        if self.preprocess == "resize_and_crop" and self.load_size < self.crop_size:
+            bad("crop_size", f"{self.crop_size} is larger than --load_size {self.load_size}")
+        if self.lambda_identity > 0 and self.input_nc != self.output_nc:
+            bad("lambda_identity", "identity loss needs input_nc == output_nc; set it to 0")
+        if self.epoch_count < 1:
+            bad("epoch_count", "must be at least 1")
+        unknown = set(self.eval_metric_list()) - {"fid", "kid", "l1", "psnr", "ssim"}
+        if unknown:
+            bad("eval_metrics", f"unknown metric(s) {', '.join(sorted(unknown))}; use fid, kid, l1, psnr, ssim")
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        return self.n_epochs + self.n_epochs_decay
+
+    def eval_metric_list(self) -> list[str]:
+        return [m.strip() for m in self.eval_metrics.split(",") if m.strip()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise UserError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig, skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per config field, grouped, with the field's help and default."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        group_name = f.metadata.get("group", "options")
+        group = groups.setdefault(group_name, parser.add_argument_group(group_name))
+        help_text = f.metadata.get("help", "")
+        if f.type in (bool, "bool"):
+            group.add_argument(f"--{f.name}", action="store_true", help=help_text)
+            if f.name == "dropout":  # the reference's spelling of the (default) off switch
+                group.add_argument("--no_dropout", dest="dropout", action="store_false", help="no dropout (the default)")
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            group.add_argument(f"--{f.name}", type=kind, default=f.default, choices=f.metadata.get("choices"),
+                               metavar=f.name.upper() if not f.metadata.get("choices") else None,
+                               help=f"{help_text} (default: {f.default!r})")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    return TrainConfig(**values).validate()
+
+
+def resnet_blocks(net_g: str) -> int | None:
+    match = _RESNET_RE.match(net_g)
+    return int(match.group(1)) if match else None

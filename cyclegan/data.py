@@ -1,0 +1,233 @@
+"""The reference's unaligned dataset: trainA/ trainB/ testA/ testB/, random B for each A.
+
+All randomness of a sample (which B, crop, flip) comes from a generator seeded by
+(seed, epoch, index), so an epoch's data is the same whatever the number of loader
+processes or DDP workers, and a resumed run sees exactly the batches it would have.
+Workers hand out uint8 tensors; scaling to [-1, 1] happens on the training device.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .config import TrainConfig
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class DatasetError(UserError):
+    """A dataset that cannot be used as it is (missing folder, unreadable image...)."""
+
+
+@dataclass
+class ImageScan:
+    paths: list[Path]
+    sizes: list[tuple[int, int]]
+    skipped: list[tuple[Path, str]]
+
+
+def scan_images(folder: Path, strict: bool = False) -> ImageScan:
+    """Every readable image under `folder` (recursively, sorted), checking headers only.
+
+    Unreadable files are skipped with a warning, or fatal when `strict`.
+    """
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: folder not found; a dataset needs trainA/ and trainB/ (and testA/ testB/ for evaluation)")
+    paths, sizes, skipped = [], [], []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = Path(root) / name
+            try:
+                with Image.open(path) as img:
+                    sizes.append(img.size)
+                paths.append(path)
+            except (UnidentifiedImageError, OSError) as err:
+                if strict:
+                    raise DatasetError(f"{path}: not a readable image ({err.__class__.__name__}); remove it or drop --strict_data to skip it") from None
+                skipped.append((path, str(err)))
+    if skipped:
+        log.warning("%s: skipped %d file(s) that are not readable images, e.g. %s", folder, len(skipped), skipped[0][0].name)
+    if not paths:
+        raise DatasetError(f"{folder}: no images found (looked for {', '.join(IMG_EXTENSIONS)})")
+    return ImageScan(paths, sizes, skipped)
+
+
+def load_image(path: Path, channels: int) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB" if channels == 3 else "L")
+    except (UnidentifiedImageError, OSError) as err:
+        raise DatasetError(f"{path}: cannot read image ({err})") from None
+
+
+def _round_to(value: float, base: int) -> int:
+    return max(base, int(round(value / base) * base))
+
+
+def _scaled_width_size(w: int, h: int, target: int, crop: int) -> tuple[int, int]:
+    if w == target and h >= crop:
+        return w, h
+    return target, int(max(target * h / w, crop))
+
+
+def output_size(size: tuple[int, int], cfg: TrainConfig, train: bool) -> tuple[int, int]:
+    """(w, h) an image of `size` has after preprocessing (before any random crop)."""
+    w, h = size
+    if not train:  # evaluation: the model's test resolution, no randomness
+        if cfg.preprocess in ("resize_and_crop", "crop"):
+            return cfg.crop_size, cfg.crop_size
+        if cfg.preprocess.startswith("scale_width"):
+            return _scaled_width_size(w, h, cfg.crop_size, 0)
+        return _round_to(w, 4), _round_to(h, 4)
+    if cfg.preprocess == "resize_and_crop":
+        return cfg.load_size, cfg.load_size
+    if cfg.preprocess.startswith("scale_width"):
+        return _scaled_width_size(w, h, cfg.load_size, cfg.crop_size)
+    if cfg.preprocess == "none":
+        return _round_to(w, 4), _round_to(h, 4)
+    return w, h
+
+
+def check_crop(scan: ImageScan, cfg: TrainConfig) -> None:
+    """Fail early, naming the file, when an image is too small for the crop."""
+    if "crop" not in cfg.preprocess:
+        return
+    for path, size in zip(scan.paths, scan.sizes):
+        w, h = output_size(size, cfg, train=True)
+        if min(w, h) < cfg.crop_size:
+            raise DatasetError(f"{path}: image is {size[0]}x{size[1]}, smaller than --crop_size {cfg.crop_size} "
+                               f"after --preprocess {cfg.preprocess}; use a smaller crop or --preprocess resize_and_crop")
+
+
+def transform(img: Image.Image, cfg: TrainConfig, rng: np.random.Generator | None) -> torch.Tensor:
+    """Preprocess one image into a uint8 CHW tensor. `rng` None means evaluation (no randomness)."""
+    train = rng is not None
+    target = output_size(img.size, cfg, train)
+    if target != img.size:
+        img = img.resize(target, Image.BICUBIC)
+    if train and "crop" in cfg.preprocess:
+        w, h = img.size
+        x = int(rng.integers(0, w - cfg.crop_size + 1))
+        y = int(rng.integers(0, h - cfg.crop_size + 1))
+        img = img.crop((x, y, x + cfg.crop_size, y + cfg.crop_size))
+    flip = train and not cfg.no_flip and rng.random() < 0.5
+    array = np.asarray(img, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if flip:
+        array = array[:, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def to_model_input(batch: torch.Tensor, device: torch.device, memory_format=torch.contiguous_format) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1] on `device`, converted there (less to copy)."""
+    batch = batch.to(device, non_blocking=True).to(memory_format=memory_format)
+    return batch.float().div_(127.5).sub_(1.0)
+
+
+def _domains(cfg: TrainConfig) -> tuple[str, str]:
+    return ("A", "B") if cfg.direction == "AtoB" else ("B", "A")
+
+
+class UnalignedDataset(Dataset):
+    """Items are (epoch, index) pairs from EpochShardSampler; returns {'A', 'B', 'A_path', 'B_path'}.
+
+    Length is max(|A|, |B|) as in the reference; B is drawn at random unless serial_batches.
+    """
+
+    def __init__(self, root: Path, cfg: TrainConfig, phase: str = "train", augment: bool | None = None):
+        self.cfg = cfg
+        self.train = phase == "train" if augment is None else augment  # random B, crop and flip
+        root = Path(root)
+        if not root.is_dir():
+            raise DatasetError(f"{root}: dataset folder not found")
+        first, second = _domains(cfg)
+        scans = {}
+        for domain in (first, second):
+            scans[domain] = scan_images(root / f"{phase}{domain}", strict=cfg.strict_data)
+        self.skipped = [item for scan in scans.values() for item in scan.skipped]
+        if self.train:
+            for scan in scans.values():
+                check_crop(scan, cfg)
+        limit = cfg.max_dataset_size or None
+        self.A_paths = scans[first].paths[:limit]
+        self.B_paths = scans[second].paths[:limit]
+        # With BtoA the networks still see "A" as their input domain, so channels swap too.
+        self.A_nc, self.B_nc = (cfg.input_nc, cfg.output_nc) if cfg.direction == "AtoB" else (cfg.output_nc, cfg.input_nc)
+
+    def __len__(self) -> int:
+        return max(len(self.A_paths), len(self.B_paths))
+
+    def __getitem__(self, item) -> dict:
+        epoch, index = item if isinstance(item, tuple) else (0, item)
+        rng = np.random.default_rng([self.cfg.seed, epoch, index]) if self.train else None
+        a_path = self.A_paths[index % len(self.A_paths)]
+        if self.cfg.serial_batches or not self.train:
+            b_path = self.B_paths[index % len(self.B_paths)]
+        else:
+            b_path = self.B_paths[int(rng.integers(len(self.B_paths)))]
+        return {
+            "A": transform(load_image(a_path, self.A_nc), self.cfg, rng),
+            "B": transform(load_image(b_path, self.B_nc), self.cfg, rng),
+            "A_path": str(a_path), "B_path": str(b_path),
+        }
+
+
+class EpochShardSampler(Sampler):
+    """Yields (epoch, index): a seeded permutation per epoch, split into disjoint
+    shards for DDP (rank r of w takes every w-th index, padded by wrapping)."""
+
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1, shuffle: bool = True, seed: int = 0):
+        self.size, self.rank, self.world_size, self.shuffle, self.seed = size, rank, world_size, shuffle, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.world_size)
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)).tolist()
+        else:
+            order = list(range(self.size))
+        total = len(self) * self.world_size
+        order += order[: total - len(order)]
+        return order[self.rank:total:self.world_size]
+
+    def __iter__(self):
+        return iter([(self.epoch, i) for i in self.indices()])
+
+
+def make_loader(dataset: UnalignedDataset, cfg: TrainConfig, rank: int = 0, world_size: int = 1,
+                pin_memory: bool = False) -> DataLoader:
+    sampler = EpochShardSampler(len(dataset), rank, world_size, shuffle=not cfg.serial_batches, seed=cfg.seed)
+    workers = cfg.num_threads
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=pin_memory, persistent_workers=workers > 0, drop_last=False,
+                      prefetch_factor=4 if workers > 0 else None)
+
+
+def check_dataset_root(root: Path) -> None:
+    """Raise a DatasetError naming what is missing unless `root` has trainA/ and trainB/."""
+    missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
+    if missing:
+        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise DatasetError(f"{root}: no {' or '.join(m + '/' for m in missing)} found (folders here: {', '.join(found) or 'none'}); "
+                           "expected the layout trainA/ trainB/ testA/ testB/")

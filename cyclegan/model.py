@@ -1,0 +1,208 @@
+"""The CycleGAN model: four networks, two optimizers, two image pools, one training step.
+
+Update order per iteration (the paper's, via the reference implementation):
+  1. G_A, G_B forward: fakes, reconstructions, identity images;
+  2. generator loss with both discriminators frozen; one Adam step for both generators;
+  3. discriminators on real vs. fakes from the history pools; one Adam step for both.
+
+The generators are grouped in one module and the discriminators in another, so that
+DDP (applied from outside, see `wrap`) sees exactly one forward and one backward per
+group per step, however many times each network is used inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .losses import GANLoss, gradient_penalty, l1
+from .networks import define_networks
+from .pool import ImagePool
+from .schedules import build_scheduler
+
+LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
+
+
+class GeneratorPair(nn.Module):
+    def __init__(self, G_A: nn.Module, G_B: nn.Module, identity: bool):
+        super().__init__()
+        self.G_A, self.G_B, self.identity = G_A, G_B, identity
+
+    def forward(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        fake_B = self.G_A(real_A)
+        fake_A = self.G_B(real_B)
+        out = {"fake_B": fake_B, "rec_A": self.G_B(fake_B), "fake_A": fake_A, "rec_B": self.G_A(fake_A)}
+        if self.identity:
+            out["idt_A"] = self.G_A(real_B)  # G_A should leave a B image as it is
+            out["idt_B"] = self.G_B(real_A)
+        return out
+
+
+class DiscriminatorPair(nn.Module):
+    """D_A judges domain B, D_B judges domain A. Real and fake images go through each
+    discriminator as one batch (identical to two calls for per-sample norms)."""
+
+    def __init__(self, D_A: nn.Module, D_B: nn.Module):
+        super().__init__()
+        self.D_A, self.D_B = D_A, D_B
+
+    def forward(self, real_A, real_B, fake_A, fake_B) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.D_A(torch.cat([real_B, fake_B])), self.D_B(torch.cat([real_A, fake_A]))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from .errors import UserError
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    return device
+
+
+class CycleGAN:
+    def __init__(self, cfg: TrainConfig, device: torch.device | str = "cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        nets = define_networks(cfg)
+        self.generators = GeneratorPair(nets["G_A"], nets["G_B"], identity=cfg.lambda_identity > 0).to(self.device)
+        self.discriminators = DiscriminatorPair(nets["D_A"], nets["D_B"]).to(self.device)
+        self.memory_format = torch.contiguous_format
+        # What the step calls; `wrap` may replace these with DDP (or compiled) versions.
+        self.train_generators: nn.Module = self.generators
+        self.train_discriminators: nn.Module = self.discriminators
+
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_G = torch.optim.Adam(self.generators.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.discriminators.parameters(), lr=cfg.lr, betas=betas)
+        self.schedulers = [build_scheduler(self.opt_G, cfg), build_scheduler(self.opt_D, cfg)]
+        self.criterion = GANLoss(cfg.gan_mode)
+        self.pool_A = ImagePool(cfg.pool_size, seed=cfg.seed * 2 + 1)  # fake A images, for D_B
+        self.pool_B = ImagePool(cfg.pool_size, seed=cfg.seed * 2 + 2)  # fake B images, for D_A
+        self.autocast_dtype: torch.dtype | None = None
+        self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=False)
+        self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=False)
+
+    # -- set-up ------------------------------------------------------------------------------
+    @property
+    def nets(self) -> dict[str, nn.Module]:
+        """The plain (unwrapped) networks by their reference names."""
+        return {"G_A": self.generators.G_A, "G_B": self.generators.G_B,
+                "D_A": self.discriminators.D_A, "D_B": self.discriminators.D_B}
+
+    def set_precision(self, precision: str) -> None:
+        """fp32, bf16 or fp16 autocast; fp16 also scales the losses."""
+        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        fp16 = precision == "fp16"
+        self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=fp16)
+
+    def set_channels_last(self, enabled: bool) -> None:
+        self.memory_format = torch.channels_last if enabled else torch.contiguous_format
+        self.generators.to(memory_format=self.memory_format)
+        self.discriminators.to(memory_format=self.memory_format)
+
+    def wrap(self, fn: Callable[[nn.Module], nn.Module]) -> None:
+        """Apply `fn` (e.g. DDP) to the generator group and the discriminator group."""
+        self.train_generators = fn(self.generators)
+        self.train_discriminators = fn(self.discriminators)
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # -- the training step --------------------------------------------------------------------
+    def train_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg, gan = self.cfg, self.criterion
+        D_A, D_B = self.discriminators.D_A, self.discriminators.D_B
+
+        # 1-2. Generators, with the discriminators frozen (their plain modules: no DDP sync needed).
+        self.discriminators.requires_grad_(False)
+        with self._autocast():
+            out = self.train_generators(real_A, real_B)
+            loss_G_A = gan(D_A(out["fake_B"]), True)
+            loss_G_B = gan(D_B(out["fake_A"]), True)
+        loss_cycle_A = l1(out["rec_A"], real_A) * cfg.lambda_A
+        loss_cycle_B = l1(out["rec_B"], real_B) * cfg.lambda_B
+        if "idt_A" in out:
+            loss_idt_A = l1(out["idt_A"], real_B) * cfg.lambda_B * cfg.lambda_identity
+            loss_idt_B = l1(out["idt_B"], real_A) * cfg.lambda_A * cfg.lambda_identity
+        else:
+            loss_idt_A = loss_idt_B = torch.zeros((), device=real_A.device)
+        loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B + loss_idt_A + loss_idt_B
+        self.opt_G.zero_grad(set_to_none=True)
+        self.scaler_G.scale(loss_G).backward()
+        self.scaler_G.step(self.opt_G)
+        self.scaler_G.update()
+
+        # 3. Discriminators: real vs. fakes from the history pools; the objective is halved.
+        self.discriminators.requires_grad_(True)
+        fake_A = self.pool_A.query(out["fake_A"].detach())
+        fake_B = self.pool_B.query(out["fake_B"].detach())
+        with self._autocast():
+            pred_A, pred_B = self.train_discriminators(real_A, real_B, fake_A, fake_B)
+        n_B, n_A = real_B.shape[0], real_A.shape[0]
+        loss_D_A = (gan(pred_A[:n_B], True) + gan(pred_A[n_B:], False)) * 0.5
+        loss_D_B = (gan(pred_B[:n_A], True) + gan(pred_B[n_A:], False)) * 0.5
+        if cfg.gan_mode == "wgangp":
+            loss_D_A = loss_D_A + gradient_penalty(D_A, real_B, fake_B, cfg.lambda_gp)
+            loss_D_B = loss_D_B + gradient_penalty(D_B, real_A, fake_A, cfg.lambda_gp)
+        self.opt_D.zero_grad(set_to_none=True)
+        self.scaler_D.scale(loss_D_A + loss_D_B).backward()
+        self.scaler_D.step(self.opt_D)
+        self.scaler_D.update()
+
+        losses = {"D_A": loss_D_A, "G_A": loss_G_A, "cycle_A": loss_cycle_A, "idt_A": loss_idt_A,
+                  "D_B": loss_D_B, "G_B": loss_G_B, "cycle_B": loss_cycle_B, "idt_B": loss_idt_B}
+        return {k: v.detach() for k, v in losses.items()}
+
+    # -- after each epoch ---------------------------------------------------------------------
+    def step_schedulers(self, epoch_loss_G: float) -> None:
+        for scheduler in self.schedulers:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(epoch_loss_G)
+            else:
+                scheduler.step()
+
+    @property
+    def learning_rate(self) -> float:
+        return self.opt_G.param_groups[0]["lr"]
+
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        net = self.generators.G_A if direction == "AtoB" else self.generators.G_B
+        was_training = net.training
+        net.eval()
+        try:
+            with self._autocast():
+                return net(images.to(memory_format=self.memory_format)).float()
+        finally:
+            net.train(was_training)
+
+    # -- full training state ------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "nets": {name: net.state_dict() for name, net in self.nets.items()},
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "scaler_G": self.scaler_G.state_dict(), "scaler_D": self.scaler_D.state_dict(),
+            "pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, net in self.nets.items():
+            net.load_state_dict(state["nets"][name])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        for scheduler, s in zip(self.schedulers, state["schedulers"]):
+            scheduler.load_state_dict(s)
+        if state.get("scaler_G"):
+            self.scaler_G.load_state_dict(state["scaler_G"])
+            self.scaler_D.load_state_dict(state["scaler_D"])
+        self.pool_A.load_state_dict(state["pool_A"], self.device)
+        self.pool_B.load_state_dict(state["pool_B"], self.device)
