@@ -25,7 +25,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"  sample grids: {out}/samples/index.html")
     print(f"  loss log:     {out}/loss_log.txt, per-epoch metrics in {out}/metrics.jsonl")
     if metrics:
-        print(f"  last epoch:   " + ", ".join(f"{k}={metrics[k]:.4g}" for k in ("loss_G", "loss_D_A", "loss_D_B", "pairs_per_s")))
+        print("  last epoch:   " + ", ".join(f"{k}={metrics[k]:.4g}" for k in ("loss_G", "loss_D_A", "loss_D_B", "pairs_per_s")))
     return 0
 
 

@@ -97,7 +97,7 @@ class TrainConfig:
     cuda_graphs: str = _opt("auto", "capture the whole training step as CUDA graphs (auto: on CUDA at batch 1)", ("auto", "true", "false"), group="speed")
 
     # -----------------------------------------------------------------------------------------
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise UserError naming the first bad field; return self for chaining."""
         def bad(name: str, why: str) -> None:
             raise UserError(f"--{name}: {why}")
@@ -146,14 +146,14 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise UserError(f"unknown training option(s): {', '.join(sorted(unknown))}")
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -1,0 +1,155 @@
+"""Training end to end on a tiny dataset: outputs, exact resume, the CLI and its errors, translate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_config
+from cyclegan.checkpoint import STATE_FILE, load_generator, load_training_state
+from cyclegan.errors import UserError
+from cyclegan.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "cyclegan", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_training_writes_reference_files_logs_and_sample_grids(tiny_dataset, tmp_path):
+    cfg = tiny_config(tiny_dataset, tmp_path, n_epochs=1, n_epochs_decay=1, save_epoch_freq=1)
+    metrics = Trainer(cfg).fit()
+    out = tmp_path / "tiny"
+    for prefix in ("latest", "1", "2"):
+        for net in ("G_A", "G_B", "D_A", "D_B"):
+            state = torch.load(out / f"{prefix}_net_{net}.pth", weights_only=True)
+            assert all(isinstance(v, torch.Tensor) for v in state.values())
+    assert load_training_state(out / STATE_FILE)["epoch"] == 2
+    grid = Image.open(out / "samples" / "epoch_002.png")
+    assert grid.size[0] > 6 * 32  # six tiles per row
+    assert "epoch_002.png" in (out / "samples" / "index.html").read_text()
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    assert lines[1]["lr"] == pytest.approx(2e-4 / 2)  # after epoch 2 of 1+1: decayed once
+    assert metrics["iterations"] == 12 and metrics["pairs_per_s"] > 0
+    assert "D_A:" in (out / "loss_log.txt").read_text()
+
+
+class StopAfter:
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def __call__(self, trainer, epoch, metrics):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _weights(out: Path) -> dict:
+    return {net: torch.load(out / f"latest_net_{net}.pth", weights_only=True) for net in ("G_A", "G_B", "D_A", "D_B")}
+
+
+def test_continue_train_resumes_bit_for_bit(tiny_dataset, tmp_path):
+    # pool_size 4 < images per epoch so that the pool's stored images and RNG matter after the resume
+    overrides = dict(n_epochs=2, n_epochs_decay=1, pool_size=4)
+    Trainer(tiny_config(tiny_dataset, tmp_path / "straight", **overrides)).fit()
+
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_config(tiny_dataset, interrupted, **overrides), on_epoch_end=[StopAfter(2)]).fit()
+    assert load_training_state(interrupted / "tiny" / STATE_FILE)["epoch"] == 2
+    resumed = Trainer(tiny_config(tiny_dataset, interrupted, continue_train=True, **overrides))
+    assert resumed.start_epoch == 3  # no --epoch_count needed
+    resumed.fit()
+
+    a, b = _weights(tmp_path / "straight" / "tiny"), _weights(interrupted / "tiny")
+    for net in a:
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
+    straight_log = (tmp_path / "straight" / "tiny" / "metrics.jsonl").read_text().splitlines()
+    resumed_log = (interrupted / "tiny" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(straight_log[-1])["loss_G"] == json.loads(resumed_log[-1])["loss_G"]
+
+
+def test_continue_without_anything_to_continue(tiny_dataset, tmp_path):
+    with pytest.raises(UserError, match="--continue_train: nothing to continue"):
+        Trainer(tiny_config(tiny_dataset, tmp_path, continue_train=True))
+
+
+def test_continue_from_reference_network_files(tiny_dataset, tmp_path):
+    Trainer(tiny_config(tiny_dataset, tmp_path, n_epochs=1, n_epochs_decay=0)).fit()
+    (tmp_path / "tiny" / STATE_FILE).unlink()  # only the reference-style files remain
+    trainer = Trainer(tiny_config(tiny_dataset, tmp_path, continue_train=True, epoch_count=2, n_epochs=1, n_epochs_decay=1))
+    assert trainer.start_epoch == 2
+    saved = torch.load(tmp_path / "tiny" / "latest_net_G_A.pth", weights_only=True)
+    assert torch.equal(trainer.model.nets["G_A"].state_dict()["model.1.weight"], saved["model.1.weight"])
+
+
+def test_cli_train_then_translate(tiny_dataset, tmp_path):
+    result = run_cli("train", "--dataroot", str(tiny_dataset), "--name", "cli", "--checkpoints_dir", str(tmp_path),
+                     "--netG", "resnet_2blocks", "--ngf", "8", "--ndf", "8", "--load_size", "32", "--crop_size", "32",
+                     "--n_epochs", "1", "--n_epochs_decay", "0", "--num_threads", "1", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "sample grids:" in result.stdout and "latest_net_G_A.pth" in result.stdout
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    Image.open(next((tiny_dataset / "testA").iterdir())).resize((30, 22)).save(inputs / "odd.png")
+    Image.open(next((tiny_dataset / "testA").iterdir())).save(inputs / "normal.jpg")
+    out = tmp_path / "translated"
+    result = run_cli("translate", "--checkpoint", str(tmp_path / "cli" / "latest_net_G_A.pth"),
+                     "--input", str(inputs), "--output", str(out), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["normal.jpg", "odd.png"]
+    odd = Image.open(out / "odd.png").size
+    assert odd[0] % 4 == 0 and odd[1] % 4 == 0 and abs(odd[0] - 30) <= 2 and abs(odd[1] - 22) <= 2
+    assert Image.open(out / "normal.jpg").size == (32, 32)
+
+    # the same translation from Python, through load_generator
+    net = load_generator(tmp_path / "cli" / "latest_net_G_A.pth")
+    assert net.netG == "resnet_2blocks"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--dataroot", "/no/such/folder"], "error: /no/such/folder: dataset folder not found"),
+    (["train", "--dataroot", "{data}", "--netG", "resnet_xblocks"], "error: --netG: unknown generator 'resnet_xblocks'"),
+    (["train", "--dataroot", "{data}", "--crop_size", "300"], "error: --crop_size: 300 is larger than --load_size 286"),
+    (["train", "--dataroot", "{data}", "--lr", "-1"], "error: --lr: must be positive"),
+    (["train", "--dataroot", "{empty}"], "no trainA/ or trainB/ found"),
+    (["translate", "--checkpoint", "/no/file.pth", "--input", "{data}", "--output", "{tmp}"], "error: /no/file.pth: checkpoint file not found"),
+    (["translate", "--checkpoint", "{garbage}", "--input", "{data}", "--output", "{tmp}"], "not a readable checkpoint"),
+])
+def test_cli_errors_are_one_clear_line(tiny_dataset, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "garbage.pth").write_text("not a checkpoint")
+    subs = {"{data}": str(tiny_dataset), "{empty}": str(tmp_path / "empty"), "{tmp}": str(tmp_path / "o"),
+            "{garbage}": str(tmp_path / "garbage.pth")}
+    result = run_cli(*[subs.get(a, a) for a in args])
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run_cli("train", "--dataroot", "/no/such/folder", "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_help_explains_every_flag():
+    result = run_cli("train", "--help")
+    assert result.returncode == 0
+    for flag in ("--netG", "--netD", "--ngf", "--ndf", "--norm", "--init_type", "--init_gain", "--gan_mode", "--pool_size",
+                 "--lambda_A", "--lambda_B", "--lambda_identity", "--lr", "--beta1", "--n_epochs", "--n_epochs_decay",
+                 "--lr_policy", "--batch_size", "--load_size", "--crop_size", "--preprocess", "--no_flip", "--serial_batches",
+                 "--max_dataset_size", "--direction", "--continue_train", "--epoch_count", "--save_epoch_freq",
+                 "--num_threads", "--seed", "--device", "--no_dropout"):
+        assert flag in result.stdout
+    assert "(default: 0.5)" in result.stdout  # lambda_identity, the paper's value
