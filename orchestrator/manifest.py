@@ -1,0 +1,469 @@
+"""Experiment manifests: one YAML file, many domain pairs (tasks), one search space.
+
+The schema is typed (pydantic) and validated once, up front. Every problem is
+reported with its field path and line (`tasks[1].train.crop_size (line 14): ...`),
+unknown names get a did-you-mean, and nothing starts until the file is clean.
+Reference: docs/manifest.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cyclegan.config import TrainConfig
+from cyclegan.errors import UserError
+
+# Search-space names that are not TrainConfig fields: the paper's λ (both cycle weights)
+# and the identity weight relative to λ.
+ALIASES = {"lambda_cyc": ("lambda_A", "lambda_B"), "lambda_idt": ("lambda_identity",)}
+TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
+# Set by the orchestrator itself, never by a manifest.
+RESERVED_TRAIN_FIELDS = ("dataroot", "name", "checkpoints_dir", "continue_train")
+DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint", "quniform")
+MAXIMIZED_METRICS = ("psnr", "ssim")
+KNOWN_METRICS = ("fid", "kid", "psnr", "ssim", "l1", "cycle_l1", "loss_G", "loss_D_A", "loss_D_B")
+
+
+class ManifestError(UserError):
+    """A manifest with problems; the message lists every one of them."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(_Strict):
+    workers: int = Field(1, ge=1, description="DDP workers per trial")
+    gpus_per_worker: float = Field(0, ge=0, description="GPUs per worker (whole numbers for multi-worker DDP)")
+    cpus_per_worker: float = Field(1, gt=0, description="CPUs per worker")
+
+    @model_validator(mode="after")
+    def _whole_gpus_for_ddp(self) -> Resources:
+        if self.workers > 1 and self.gpus_per_worker not in (0, int(self.gpus_per_worker)):
+            raise ValueError("gpus_per_worker must be a whole number when workers > 1 (fractional GPUs break NCCL DDP)")
+        return self
+
+
+class Scheduler(_Strict):
+    type: Literal["asha", "none"] = Field("none", description="asha stops poor trials early; none runs every trial to the end")
+    grace_period: int = Field(1, ge=1, description="epochs every trial runs before ASHA may stop it")
+    reduction_factor: float = Field(3, gt=1, description="ASHA keeps 1/reduction_factor of the trials at each rung")
+    max_t: int | None = Field(None, ge=1, description="ASHA's last rung in epochs (default: the trial's total epochs)")
+
+
+class Search(_Strict):
+    space: dict[str, Any] = Field(default_factory=dict, description="training option -> constant or distribution")
+    num_samples: int = Field(1, ge=1, description="trials to sample (with grid: repeats of the whole grid)")
+    algorithm: Literal["random", "grid", "optuna"] = "random"
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    metric: str = Field("fid", description="the number that ranks trials: fid, kid, psnr, ssim, l1, cycle_l1, loss_G ...")
+    mode: Literal["min", "max"] | None = Field(None, description="min or max; implied by the metric when absent")
+    max_concurrent_trials: int | None = Field(None, ge=1, description="trials of this task running at once (default: what fits)")
+    max_failures: int = Field(2, ge=0, description="times a failed trial is retried from its last checkpoint")
+    seed: int | None = Field(None, description="seed of the search algorithm")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        base = re.sub(r"_(AtoB|BtoA)$", "", value)
+        if base not in KNOWN_METRICS and not base.startswith("loss_"):
+            raise ValueError(f"unknown metric {value!r}{_did_you_mean(base, KNOWN_METRICS)}; use one of {', '.join(KNOWN_METRICS)}")
+        return value
+
+    @property
+    def resolved_mode(self) -> str:
+        if self.mode:
+            return self.mode
+        return "max" if re.sub(r"_(AtoB|BtoA)$", "", self.metric) in MAXIMIZED_METRICS else "min"
+
+
+class Tracking(_Strict):
+    uri: str | None = Field(None, description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a local sqlite store)")
+    experiment: str | None = Field(None, description="MLflow experiment name (default: the manifest's name)")
+    registry_prefix: str = Field("cyclegan-", description="registered models are named <prefix><task>")
+
+
+class Defaults(_Strict):
+    train: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid name: use letters, digits, '_', '.' and '-', starting with a letter or digit")
+    return value
+
+
+class Task(_Strict):
+    name: str = Field(description="unique task name (letters, digits, _ . -)")
+    data: str = Field(min_length=1, description="dataset reference: folder, s3://, archive or synthetic://")
+    train: dict[str, Any] = Field(default_factory=dict)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    search: dict[str, Any] = Field(default_factory=dict)
+
+    _valid_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+
+class Manifest(_Strict):
+    name: str = Field(description="the experiment's name")
+    description: str = ""
+    storage: str | None = Field(None, description="where trials checkpoint: a folder or s3://bucket/prefix (default ./runs)")
+    tracking: Tracking = Field(default_factory=Tracking)
+    defaults: Defaults = Field(default_factory=Defaults)
+    search: Search = Field(default_factory=Search)
+    tasks: list[Task] = Field(min_length=1)
+
+    _valid_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_names(cls, tasks: list[Task]) -> list[Task]:
+        seen = set()
+        for task in tasks:
+            if task.name in seen:
+                raise ValueError(f"task name {task.name!r} is used twice")
+            seen.add(task.name)
+        return tasks
+
+
+# ------------------------------------------------------------------------------------------------
+# What the sweep needs per task, once everything is merged and checked
+
+
+@dataclass
+class TaskPlan:
+    name: str
+    data: str
+    train: dict[str, Any]            # constant training options (defaults.train + task.train)
+    space: dict[str, Any]            # searched options: name -> distribution dict (aliases kept)
+    resources: Resources
+    search: Search
+    trial_count: int                 # exact for grid, else num_samples
+
+    def trial_config(self, sampled: dict[str, Any]) -> dict[str, Any]:
+        """Constant options + one sample of the space, aliases expanded: TrainConfig fields only."""
+        values = dict(self.train)
+        for key, value in sampled.items():
+            for target in ALIASES.get(key, (key,)):
+                values[target] = value
+        return values
+
+
+@dataclass
+class Problem:
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path} (line {self.line})" if self.line else self.path
+        return f"{where}: {self.message}" if self.path else self.message
+
+
+@dataclass
+class LoadedManifest:
+    path: Path
+    manifest: Manifest
+    plans: list[TaskPlan]
+    sha256: str
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+def _did_you_mean(name: str, options) -> str:
+    options = list(options)
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6) or [o for o in options if name and o.startswith(name)][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_map(text: str) -> dict[str, int]:
+    """Field path -> 1-based line, from the YAML node tree (safe loader)."""
+    lines: dict[str, int] = {}
+
+    def walk(node, loc: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = loc + (key.value,)
+                lines[_path(sub)] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[_path(loc + (i,))] = item.start_mark.line + 1
+                walk(item, loc + (i,))
+
+    try:
+        walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+    except yaml.YAMLError:
+        pass
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks of training options and search distributions
+
+
+def _check_train_value(name: str, value: Any) -> str | None:
+    """None if `value` is a valid value for training option `name`, else why not."""
+    target = ALIASES.get(name, (name,))[0]
+    if target not in TRAIN_FIELDS:
+        return f"unknown training option{_did_you_mean(name, list(TRAIN_FIELDS) + list(ALIASES))}"
+    if target in RESERVED_TRAIN_FIELDS:
+        return "is set by the orchestrator; remove it"
+    expected = TRAIN_FIELDS[target].type
+    kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}[str(expected)]
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        return f"must be {'a number' if expected == 'float' else 'an integer' if expected == 'int' else 'a ' + str(expected)}, got {value!r}"
+    values = {t: value for t in ALIASES.get(name, (name,))}
+    try:
+        TrainConfig(**{**_BASE_TRAIN, **values}).validate()
+    except UserError as err:
+        return str(err).split(": ", 1)[-1]
+    return None
+
+
+# A configuration in which any single valid option value validates.
+_BASE_TRAIN = {"load_size": 4096, "crop_size": 1}
+
+
+def _check_distribution(name: str, spec: Any) -> list[str]:
+    """Problems with one search-space entry (constants are checked as training values)."""
+    if not isinstance(spec, dict):
+        problem = _check_train_value(name, spec)
+        return [problem] if problem else []
+    if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+        keys = ", ".join(map(str, spec)) or "nothing"
+        return [f"a distribution is one of {', '.join(DISTRIBUTIONS)} (got {keys}){_did_you_mean(str(next(iter(spec), '')), DISTRIBUTIONS)}"]
+    kind, args = next(iter(spec.items()))
+    if kind in ("choice", "grid"):
+        if not isinstance(args, list) or not args:
+            return [f"{kind}: must be a non-empty list of values"]
+        return [f"{kind}[{i}]: {p}" for i, v in enumerate(args) if (p := _check_train_value(name, v))]
+    arity = 3 if kind == "quniform" else 2
+    if not isinstance(args, list) or len(args) != arity or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+        return [f"{kind}: must be a list of {arity} numbers ({'[low, high, q]' if arity == 3 else '[low, high]'})"]
+    low, high = args[0], args[1]
+    if not low < high:
+        return [f"{kind}: low ({low}) must be below high ({high})"]
+    if kind == "loguniform" and low <= 0:
+        return [f"{kind}: bounds must be > 0"]
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        return [f"{kind}: bounds must be integers"]
+    return [f"{kind}: {p}" for v in (low, high) if (p := _check_train_value(name, v))]
+
+
+def _grid_size(space: dict[str, Any]) -> int:
+    sizes = [len(spec["grid"]) for spec in space.values() if isinstance(spec, dict) and "grid" in spec]
+    return int(_product(sizes))
+
+
+def _product(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "space" else value
+    if "space" in override and "space" in base:
+        out["space"] = {**base["space"], **override["space"]}
+    return out
+
+
+def _check_shared(manifest: Manifest, problems: list[Problem]) -> None:
+    """Check defaults.train and the shared search space once, whatever becomes of the tasks."""
+    for key, value in manifest.defaults.train.items():
+        if problem := _check_train_value(key, value):
+            problems.append(Problem(f"defaults.train.{key}", problem))
+    for key, spec in manifest.search.space.items():
+        problems += _space_problems("search.space", key, spec)
+
+
+def _space_problems(where: str, key: str, spec: Any) -> list[Problem]:
+    out = []
+    for p in _check_distribution(key, spec):
+        sub, sep, message = p.partition(": ")
+        distribution = sep and re.match(rf"^({'|'.join(DISTRIBUTIONS)})(\[\d+\])?$", sub)
+        out.append(Problem(f"{where}.{key}.{sub}", message) if distribution else Problem(f"{where}.{key}", p))
+    return out
+
+
+def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Problem]) -> TaskPlan | None:
+    prefix = f"tasks[{index}]"
+    start = len(problems)
+    train: dict[str, Any] = {}
+    for source, values in (("defaults.train", manifest.defaults.train), (f"{prefix}.train", task.train)):
+        for key, value in values.items():
+            problem = _check_train_value(key, value)
+            if problem:
+                problems.append(Problem(f"{source}.{key}", problem))
+            for target in ALIASES.get(key, (key,)):
+                train[target] = value
+    try:
+        resources = Resources(**{**manifest.defaults.resources.model_dump(), **task.resources})
+    except ValidationError as err:
+        problems += [Problem(_path((prefix, "resources", *e["loc"])), _message(e, Resources)) for e in err.errors()]
+        resources = None
+    try:
+        search = Search(**_merge(manifest.search.model_dump(exclude_unset=True), task.search))
+    except ValidationError as err:
+        problems += [Problem(_path((prefix, "search", *e["loc"])), _message(e, Search)) for e in err.errors()]
+        search = None
+    if search is not None:
+        where = f"{prefix}.search.space" if task.search.get("space") else "search.space"
+        for key, spec in search.space.items():
+            problems += _space_problems(where, key, spec)
+        ranges = [k for k, s in search.space.items() if isinstance(s, dict) and next(iter(s), None) not in ("choice", "grid")]
+        if search.algorithm == "grid" and ranges:
+            problems.append(Problem(f"{prefix}.search.algorithm" if task.search.get("algorithm") else "search.algorithm",
+                                    f"grid search cannot sample ranges ({', '.join(ranges)}); use grid/choice lists or algorithm random"))
+        if search.algorithm == "optuna" and any(isinstance(s, dict) and "grid" in s for s in search.space.values()):
+            problems.append(Problem("search.algorithm", "optuna cannot take grid entries; use choice instead"))
+        if search.scheduler.type == "asha":
+            total = train.get("n_epochs", TrainConfig.n_epochs) + train.get("n_epochs_decay", TrainConfig.n_epochs_decay)
+            if search.scheduler.grace_period > total:
+                problems.append(Problem("search.scheduler.grace_period",
+                                        f"{search.scheduler.grace_period} epochs is longer than the {total} epochs a trial runs"))
+    if len(problems) == start:
+        try:
+            TrainConfig(**train).validate()
+        except UserError as err:
+            problems.append(Problem(f"{prefix}.train", f"with defaults.train: {err}"))
+    if len(problems) > start or resources is None or search is None:
+        return None
+    space = {k: v for k, v in search.space.items() if isinstance(v, dict)}
+    for key, value in search.space.items():  # constants in the space are just options
+        if not isinstance(value, dict):
+            for target in ALIASES.get(key, (key,)):
+                train[target] = value
+    if search.algorithm == "grid":  # a choice in a grid search is a grid axis
+        space = {k: ({"grid": v["choice"]} if "choice" in v else v) for k, v in space.items()}
+    count = search.num_samples * (_grid_size(space) if search.algorithm in ("grid", "random") else 1)
+    return TaskPlan(task.name, task.data, train, space, resources, search, count)
+
+
+def _message(error: dict, model: type[BaseModel]) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "extra_forbidden":
+        return f"unknown field{_did_you_mean(str(error['loc'][-1]), model.model_fields)}"
+    if kind == "missing":
+        return "is required"
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+    if kind in bounds:
+        limit = next(iter(ctx.values()))
+        return f"must be {bounds[kind]} {limit}, got {error['input']!r}"
+    if kind in ("string_too_short", "too_short"):
+        return "must not be empty"
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _model_for(loc: tuple) -> type[BaseModel]:
+    models: dict[str, type[BaseModel]] = {"tracking": Tracking, "defaults": Defaults, "search": Search, "scheduler": Scheduler,
+                                          "resources": Resources}
+    named = [p for p in loc[:-1] if isinstance(p, str)]
+    if named and named[-1] in models:
+        return models[named[-1]]
+    if named and named[-1] == "tasks":
+        return Task
+    return Manifest
+
+
+def _salvage(model: type[BaseModel], values: Any) -> BaseModel:
+    """`model` built from the fields of `values` that are valid on their own (the invalid ones
+    are already reported), so that checks depending on the valid ones still run."""
+    kept = {}
+    for key, value in (values.items() if isinstance(values, dict) else ()):
+        try:
+            model(**{key: value})
+            kept[key] = value
+        except (ValidationError, TypeError):
+            pass
+    try:
+        return model(**kept)
+    except ValidationError:
+        return model()
+
+
+def _lenient(data: dict) -> Manifest:
+    """The manifest with its invalid parts dropped, to list every problem in one go."""
+    tasks = []
+    for item in data.get("tasks") if isinstance(data.get("tasks"), list) else []:
+        try:
+            tasks.append(Task(**item))
+        except (ValidationError, TypeError):
+            tasks.append(None)
+    return Manifest.model_construct(name=str(data.get("name")), tasks=tasks, tracking=_salvage(Tracking, data.get("tracking")),
+                                    defaults=_salvage(Defaults, data.get("defaults")), search=_salvage(Search, data.get("search")))
+
+
+def parse_manifest(text: str, path: Path | str = "<manifest>") -> LoadedManifest:
+    """Validate a manifest; raise ManifestError listing every problem, or return the plans."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ManifestError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: a manifest is a YAML mapping with at least 'name' and 'tasks'")
+    lines = _line_map(text)
+    problems: list[Problem] = []
+    try:
+        manifest = Manifest(**data)
+    except ValidationError as err:
+        problems = [Problem(_path(e["loc"]), _message(e, _model_for(e["loc"]))) for e in err.errors()]
+        manifest = _lenient(data)
+    _check_shared(manifest, problems)
+    plans = []
+    for i, task in enumerate(manifest.tasks):
+        plan = _plan_task(i, task, manifest, problems) if isinstance(task, Task) else None
+        if plan:
+            plans.append(plan)
+    if problems:
+        for p in problems:
+            p.line = lines.get(p.path) or lines.get(re.sub(r"\[\d+\]$", "", p.path)) or lines.get(p.path.rsplit(".", 1)[0])
+        unique = list(dict.fromkeys(str(p) for p in problems))
+        raise ManifestError(f"{path}: {len(unique)} problem(s):\n  " + "\n  ".join(unique))
+    return LoadedManifest(path, manifest, plans, hashlib.sha256(text.encode()).hexdigest(), lines)
+
+
+def load_manifest(path: str | Path) -> LoadedManifest:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found") from None
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read the manifest ({err.strerror})") from None
+    return parse_manifest(text, path)
+
+
+def grid_points(space: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the grid axes (for --dry-run listings)."""
+    axes = {k: v["grid"] for k, v in space.items() if "grid" in v}
+    keys = list(axes)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))] if keys else [{}]
