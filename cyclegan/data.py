@@ -229,5 +229,6 @@ def check_dataset_root(root: Path) -> None:
     missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
     if missing:
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        raise DatasetError(f"{root}: no {' or '.join(m + '/' for m in missing)} found (folders here: {', '.join(found) or 'none'}); "
+        shown = ", ".join(found[:8]) + (f", ... ({len(found)} in all)" if len(found) > 8 else "")
+        raise DatasetError(f"{root}: no {' or '.join(m + '/' for m in missing)} found (folders here: {shown or 'none'}); "
                            "expected the layout trainA/ trainB/ testA/ testB/")

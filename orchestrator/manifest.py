@@ -342,6 +342,9 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
                                     f"grid search cannot sample ranges ({', '.join(ranges)}); use grid/choice lists or algorithm random"))
         if search.algorithm == "optuna" and any(isinstance(s, dict) and "grid" in s for s in search.space.values()):
             problems.append(Problem("search.algorithm", "optuna cannot take grid entries; use choice instead"))
+        if search.metric.removesuffix("_AtoB").removesuffix("_BtoA") in ("fid", "kid", "psnr", "ssim", "l1") and train.get("eval_freq", 1) != 1:
+            problems.append(Problem(f"{prefix}.train.eval_freq" if "eval_freq" in task.train else "defaults.train.eval_freq",
+                                    f"search.metric {search.metric} needs an evaluation every epoch: set eval_freq to 1 or leave it out"))
         if search.scheduler.type == "asha":
             total = train.get("n_epochs", TrainConfig.n_epochs) + train.get("n_epochs_decay", TrainConfig.n_epochs_decay)
             if search.scheduler.grace_period > total:

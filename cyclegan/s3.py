@@ -1,0 +1,173 @@
+"""S3 (and S3-compatible stores: MinIO, Ceph, moto) access for datasets: list, then download in parallel.
+
+Credentials and region come from the usual AWS chain (environment, profile, instance role).
+The endpoint is, in order: an explicit option, $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, AWS.
+Every botocore failure is turned into a DatasetError that names the URL (and the endpoint
+when it cannot be reached); credentials never appear in messages or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import botocore.session
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError, PartialCredentialsError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
+from s3transfer.subscribers import BaseSubscriber
+from tqdm.auto import tqdm
+
+from .data import DatasetError
+
+ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+ADDRESSING_ENV = "CYCLEGAN_S3_ADDRESSING_STYLE"  # path, virtual or auto
+MAX_CONCURRENCY = 16
+_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "ExpiredToken",
+           "InvalidToken", "InvalidClientTokenId", "AccountProblem"}
+
+
+@dataclass(frozen=True)
+class S3Object:
+    key: str
+    etag: str  # as S3 sends it, quotes included (what If-Match wants)
+    size: int
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """'s3://bucket/some/prefix' -> ('bucket', 'some/prefix')."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def endpoint_url(explicit: str | None = None) -> str | None:
+    """The S3 endpoint to use: `explicit`, else $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else None (AWS)."""
+    return explicit or next((os.environ[name] for name in ENDPOINT_ENVS if os.environ.get(name)), None)
+
+
+def make_client(endpoint: str | None = None, *, addressing_style: str | None = None):
+    """A thread-safe S3 client with retries (exponential backoff on throttling and transient errors)."""
+    session = botocore.session.get_session()
+    endpoint = endpoint_url(endpoint)
+    # Custom stores (MinIO, Ceph, moto) usually serve buckets under the path, not as sub-domains.
+    style = addressing_style or os.environ.get(ADDRESSING_ENV) or (session.get_config_variable("s3") or {}).get("addressing_style")
+    style = style or ("path" if endpoint else "auto")
+    if style not in ("path", "virtual", "auto"):
+        raise DatasetError(f"${ADDRESSING_ENV}={style!r}: use path, virtual or auto")
+    config = Config(
+        # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE (or the profile's settings) still win over these defaults.
+        retries={"mode": session.get_config_variable("retry_mode") or "standard",
+                 "max_attempts": int(session.get_config_variable("max_attempts") or 8)},
+        connect_timeout=10, read_timeout=60, max_pool_connections=MAX_CONCURRENCY + 4,
+        s3={"addressing_style": style},
+    )
+    try:
+        return boto3.Session(botocore_session=session).client("s3", endpoint_url=endpoint, config=config)
+    except ValueError as err:  # botocore's "Invalid endpoint: ..."
+        raise DatasetError(f"S3 endpoint {endpoint!r} is not usable ({err}); give a URL such as http://minio:9000") from None
+
+
+def describe_endpoint(client) -> str:
+    return client.meta.endpoint_url
+
+
+@contextmanager
+def s3_errors(url: str, client):
+    """Turn botocore/s3transfer failures into a DatasetError naming `url` and what to do."""
+    try:
+        yield
+    except ClientError as err:
+        raise _client_error(err, url, client) from None
+    except (NoCredentialsError, PartialCredentialsError):
+        raise DatasetError(f"{url}: no usable AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                           "AWS_PROFILE, or run on a machine with an instance role") from None
+    except (BotoConnectionError, HTTPClientError, RetriesExceededError) as err:
+        raise DatasetError(f"{url}: cannot reach the S3 endpoint {describe_endpoint(client)} ({err.__class__.__name__}); "
+                           f"check the network, or the endpoint ({', '.join('$' + e for e in ENDPOINT_ENVS)}, "
+                           "--s3_endpoint_url)") from None
+    except S3DownloadFailedError as err:
+        raise DatasetError(f"{url}: download failed ({err}); the object may have changed while it was being "
+                           "downloaded: run again") from None
+    except BotoCoreError as err:
+        raise DatasetError(f"{url}: S3 request failed: {err}") from None
+
+
+def _client_error(err: ClientError, url: str, client) -> DatasetError:
+    error = err.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    bucket, _ = split_url(url)
+    endpoint = describe_endpoint(client)
+    if code == "NoSuchBucket":
+        return DatasetError(f"{url}: bucket {bucket!r} not found at {endpoint}; check the bucket name (and the endpoint "
+                            "for MinIO/Ceph)")
+    if code in _DENIED or status == 403:
+        return DatasetError(f"{url}: access denied ({code or status}) at {endpoint}; check the credentials "
+                            "(AWS_PROFILE or AWS_ACCESS_KEY_ID...) and that they may list and read this bucket")
+    if code in ("NoSuchKey", "404") or status == 404:
+        return DatasetError(f"{url}: not found at {endpoint}; check the path (e.g. aws s3 ls s3://{bucket}/)")
+    if code == "PreconditionFailed":
+        return DatasetError(f"{url}: an object changed while it was being downloaded; run again")
+    return DatasetError(f"{url}: S3 error {code or status}: {error.get('Message', err)}")
+
+
+def list_objects(client, url: str, prefix: str | None = None) -> list[S3Object]:
+    """Every object whose key starts with `prefix` (default: the URL's key), folder markers left out,
+    sorted by key. Errors name `url`."""
+    bucket, key = split_url(url)
+    prefix = key if prefix is None else prefix
+    objects = []
+    with s3_errors(url, client):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if not (item["Key"].endswith("/") and item["Size"] == 0):
+                    objects.append(S3Object(item["Key"], item["ETag"], int(item["Size"])))
+    return sorted(objects, key=lambda o: o.key)
+
+
+class _Progress(BaseSubscriber):
+    """Hands s3transfer the size and ETag we listed (no HEAD request; If-Match pins that version),
+    and feeds the shared progress bar."""
+
+    def __init__(self, obj: S3Object, bar: tqdm, counter: list, lock: threading.Lock):
+        self.obj, self.bar, self.counter, self.lock = obj, bar, counter, lock
+
+    def on_queued(self, future, **kwargs):
+        future.meta.provide_transfer_size(self.obj.size)
+        if hasattr(future.meta, "provide_object_etag"):
+            future.meta.provide_object_etag(self.obj.etag)
+
+    def on_progress(self, future, bytes_transferred, **kwargs):
+        self.bar.update(bytes_transferred)
+
+    def on_done(self, future, **kwargs):
+        with self.lock:
+            self.counter[0] += 1
+            self.bar.set_postfix_str(f"{self.counter[0]}/{self.counter[1]} files", refresh=False)
+
+
+def download(client, url: str, items: list[tuple[S3Object, Path]], *, show_progress: bool = False) -> int:
+    """Download each (object, local path) in parallel (large objects in parallel ranges too);
+    return the bytes downloaded. Each file is written to a temporary name, then renamed."""
+    bucket, _ = split_url(url)
+    total = sum(obj.size for obj, _ in items)
+    config = TransferConfig(max_concurrency=MAX_CONCURRENCY, multipart_threshold=64 << 20, multipart_chunksize=16 << 20)
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"downloading {url}", disable=not show_progress,
+              dynamic_ncols=True) as bar, s3_errors(url, client):
+        counter, lock = [0, len(items)], threading.Lock()
+        bar.set_postfix_str(f"0/{len(items)} files")
+        with create_transfer_manager(client, config) as manager:
+            futures = []
+            for obj, path in items:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                futures.append((obj, manager.download(bucket, obj.key, str(path), subscribers=[_Progress(obj, bar, counter, lock)])))
+            for obj, future in futures:
+                with s3_errors(f"s3://{bucket}/{obj.key}", client):  # name the object that failed
+                    future.result()
+    return total

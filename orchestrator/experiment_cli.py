@@ -1,0 +1,111 @@
+"""`python -m orchestrator validate MANIFEST` and `python -m orchestrator run MANIFEST`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from cyclegan.errors import UserError
+
+from .manifest import LoadedManifest, ManifestError, TaskPlan, grid_points, load_manifest
+
+DEFAULT_STORAGE = "./runs"
+
+
+def _select(loaded: LoadedManifest, only: str | None) -> list[TaskPlan]:
+    if not only:
+        return loaded.plans
+    wanted = [name.strip() for name in only.split(",") if name.strip()]
+    known = {p.name for p in loaded.plans}
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise UserError(f"--only: no task named {', '.join(unknown)} in {loaded.path} (tasks: {', '.join(sorted(known))})")
+    return [p for p in loaded.plans if p.name in wanted]
+
+
+def check_data(plans: list[TaskPlan]) -> None:
+    """Every task's data reference must resolve and hold trainA/ and trainB/."""
+    from cyclegan.sources import check_dataset_reference
+
+    problems = []
+    for i, plan in enumerate(plans):
+        try:
+            check_dataset_reference(plan.data)
+        except UserError as err:
+            problems.append(f"tasks[{i}].data ({plan.name}): {err}")
+    if problems:
+        raise ManifestError(f"{len(problems)} dataset problem(s):\n  " + "\n  ".join(problems))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    loaded = load_manifest(args.manifest)
+    if not args.offline:
+        check_data(loaded.plans)
+    total = sum(p.trial_count for p in loaded.plans)
+    print(f"{args.manifest}: valid; {len(loaded.plans)} task(s), {total} trial(s)"
+          + ("" if args.offline else "; every dataset has trainA/ and trainB/"))
+    return 0
+
+
+def describe_plan(plans: list[TaskPlan], storage: str) -> str:
+    from .sweep import total_epochs
+
+    lines = [f"storage: {storage}"]
+    for plan in plans:
+        r = plan.resources
+        per_trial = f"{r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU)"
+        lines.append(f"task {plan.name}: {plan.trial_count} trial(s) of {total_epochs(plan)} epochs, {per_trial} each, "
+                     f"{plan.search.algorithm} search on {plan.search.metric} ({plan.search.resolved_mode}), "
+                     f"scheduler {plan.search.scheduler.type}, at most {plan.search.max_concurrent_trials or 'as many as fit'} at once")
+        lines.append(f"  data: {plan.data}")
+        for key, spec in plan.space.items():
+            lines.append(f"  {key}: {spec}")
+        if plan.search.algorithm == "grid" or any("grid" in s for s in plan.space.values()):
+            for point in grid_points(plan.space):
+                lines.append(f"    grid point: {point}")
+        peak_trials = min(plan.trial_count, plan.search.max_concurrent_trials or plan.trial_count)
+        lines.append(f"  needs at most {peak_trials * r.workers * r.cpus_per_worker:g} CPU and "
+                     f"{peak_trials * r.workers * r.gpus_per_worker:g} GPU at once")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    loaded = load_manifest(args.manifest)
+    plans = _select(loaded, args.only)
+    storage = args.storage or loaded.manifest.storage or DEFAULT_STORAGE
+    if args.dry_run:
+        print(describe_plan(plans, storage))
+        print("dry run: nothing started")
+        return 0
+    if not args.offline:
+        check_data(plans)
+    from .runner import run_experiment
+
+    return run_experiment(loaded, plans, storage=storage, address=args.address, resume=args.resume,
+                          results_dir=Path(args.results_dir))
+
+
+def register(subparsers) -> None:
+    validate = subparsers.add_parser("validate", help="check a manifest without running anything",
+                                     description="Check a manifest: exit 0, or exit 2 listing every problem by field path and line.")
+    validate.add_argument("manifest", help="the experiment manifest (YAML)")
+    validate.add_argument("--offline", action="store_true", help="skip checking that each task's dataset resolves and has trainA/ trainB/")
+    validate.add_argument("--debug", action="store_true", help="show full tracebacks")
+    validate.set_defaults(run=_validate)
+
+    run = subparsers.add_parser("run", help="sweep every task of a manifest with Ray Tune",
+                                description="Validate a manifest, then sweep each task (Ray Tune trials, each a Ray Train run), "
+                                            "log to MLflow and register each task's best generator.")
+    run.add_argument("manifest", help="the experiment manifest (YAML)")
+    run.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                     help="Ray cluster: 'auto' (a running cluster on this machine), ray://HOST:PORT, or nothing for a private local Ray "
+                          "(default: $RAY_ADDRESS, as set by `ray job submit`)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run of this manifest; finished trials are not redone")
+    run.add_argument("--only", metavar="TASK,...", help="run only these tasks")
+    run.add_argument("--dry-run", action="store_true", help="print the trials that would run and the resources they need; start nothing")
+    run.add_argument("--storage", help="override the manifest's storage (a folder or s3://bucket/prefix)")
+    run.add_argument("--offline", action="store_true", help="skip the up-front dataset checks")
+    run.add_argument("--results-dir", default="results", help="where the experiment's results JSON is written (default: ./results)")
+    run.add_argument("--debug", action="store_true", help="show full tracebacks")
+    run.set_defaults(run=_run)

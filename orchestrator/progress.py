@@ -1,0 +1,84 @@
+"""Live progress of a sweep: per task, trials running / finished / stopped / failed and the best so far.
+
+Each task's Tune driver feeds a small Ray actor through a Tune callback; the main
+driver polls it and prints one line per task whenever something changed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import ray
+from ray.tune import Callback
+
+
+@ray.remote(num_cpus=0)
+class ProgressBoard:
+    def __init__(self):
+        self.tasks: dict[str, dict] = {}
+
+    def register(self, task: str, metric: str, mode: str, total: int) -> None:
+        self.tasks[task] = {"metric": metric, "mode": mode, "total": total, "trials": {}, "best": None, "best_trial": None}
+
+    def update(self, task: str, trial: str, status: str, value: float | None = None) -> None:
+        state = self.tasks[task]
+        state["trials"][trial] = status
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return
+        best = state["best"]
+        if best is None or (value < best if state["mode"] == "min" else value > best):
+            state["best"], state["best_trial"] = value, trial
+
+    def snapshot(self) -> dict:
+        return self.tasks
+
+
+class ProgressCallback(Callback):
+    """Tune callback forwarding trial events of one task to the board."""
+
+    def __init__(self, board, task: str, metric: str, total_epochs: int):
+        self.board, self.task, self.metric, self.total_epochs = board, task, metric, total_epochs
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.board.update.remote(self.task, trial.trial_id, "running")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.board.update.remote(self.task, trial.trial_id, "running", result.get(self.metric))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        stopped = last.get("epoch", self.total_epochs) < self.total_epochs
+        self.board.update.remote(self.task, trial.trial_id, "stopped" if stopped else "finished", last.get(self.metric))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.board.update.remote(self.task, trial.trial_id, "failed")
+
+
+def describe(snapshot: dict) -> list[str]:
+    lines = []
+    for task, state in snapshot.items():
+        counts: dict[str, int] = {}
+        for status in state["trials"].values():
+            counts[status] = counts.get(status, 0) + 1
+        parts = [f"{counts[s]} {s}" for s in ("running", "finished", "stopped", "failed") if counts.get(s)]
+        pending = state["total"] - len(state["trials"])
+        if pending > 0:
+            parts.append(f"{pending} pending")
+        best = f", best {state['metric']} {state['best']:.4g}" if state["best"] is not None else ""
+        lines.append(f"  {task}: {', '.join(parts) or 'starting'}{best}")
+    return lines
+
+
+def follow(board, done, interval: float = 5.0, echo=print) -> None:
+    """Print the board whenever it changes until `done()` says the sweep is over."""
+    last: list[str] = []
+    while True:
+        finished = done()
+        lines = describe(ray.get(board.snapshot.remote()))
+        if lines != last:
+            echo(f"[{time.strftime('%H:%M:%S')}] progress\n" + "\n".join(lines))
+            last = lines
+        if finished:
+            return
+        time.sleep(interval)

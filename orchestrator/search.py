@@ -1,0 +1,67 @@
+"""Turn a task's search settings into Ray Tune objects: param space, search algorithm, scheduler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from .manifest import TaskPlan
+
+# Evaluation metrics need the test split evaluated every epoch, so that every report carries them.
+EVAL_METRICS = ("fid", "kid", "psnr", "ssim", "l1")
+
+
+def tune_distribution(spec: dict[str, Any]):
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        return tune.choice(args)
+    if kind == "grid":
+        return tune.grid_search(args)
+    if kind == "uniform":
+        return tune.uniform(*args)
+    if kind == "loguniform":
+        return tune.loguniform(*args)
+    if kind == "randint":
+        return tune.randint(args[0], args[1] + 1)  # the manifest's upper bound is inclusive
+    if kind == "quniform":
+        return tune.quniform(*args)
+    raise ValueError(f"unknown distribution {kind!r}")
+
+
+def param_space(plan: TaskPlan) -> dict[str, Any]:
+    return {name: tune_distribution(spec) for name, spec in plan.space.items()}
+
+
+def search_algorithm(plan: TaskPlan):
+    """None means Tune's default: random sampling, with grid entries crossed."""
+    if plan.search.algorithm == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(metric=plan.search.metric, mode=plan.search.resolved_mode, seed=plan.search.seed)
+    return None
+
+
+def scheduler(plan: TaskPlan, total_epochs: int):
+    settings = plan.search.scheduler
+    if settings.type == "asha":
+        return ASHAScheduler(time_attr="epoch", metric=plan.search.metric, mode=plan.search.resolved_mode,
+                             max_t=settings.max_t or total_epochs, grace_period=settings.grace_period,
+                             reduction_factor=settings.reduction_factor)
+    return FIFOScheduler()
+
+
+def metric_base(metric: str) -> str:
+    return metric.removesuffix("_AtoB").removesuffix("_BtoA")
+
+
+def evaluation_options(plan: TaskPlan) -> dict[str, Any]:
+    """Training options the task's metric needs: evaluate every epoch, including that metric."""
+    base = metric_base(plan.search.metric)
+    if base not in EVAL_METRICS:
+        return {}
+    metrics = [m.strip() for m in str(plan.train.get("eval_metrics", "")).split(",") if m.strip()]
+    if base not in metrics:
+        metrics.append(base)
+    return {"eval_freq": 1, "eval_metrics": ",".join(metrics)}
