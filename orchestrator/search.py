@@ -46,8 +46,8 @@ def search_algorithm(plan: TaskPlan):
 def scheduler(plan: TaskPlan, total_epochs: int):
     settings = plan.search.scheduler
     if settings.type == "asha":
-        return ASHAScheduler(time_attr="epoch", metric=plan.search.metric, mode=plan.search.resolved_mode,
-                             max_t=settings.max_t or total_epochs, grace_period=settings.grace_period,
+        # metric and mode come from the TuneConfig
+        return ASHAScheduler(time_attr="epoch", max_t=settings.max_t or total_epochs, grace_period=settings.grace_period,
                              reduction_factor=settings.reduction_factor)
     return FIFOScheduler()
 

@@ -120,10 +120,15 @@ def sweep_task(plan: TaskPlan, ctx: SweepContext, board) -> TaskResult:
     from .storage import parse_storage
 
     epochs = total_epochs(plan)
-    trainable = tune.with_parameters(run_trial, plan=plan, ctx=ctx)
+
+    def trial(config: dict[str, Any]) -> None:
+        run_trial(config, plan, ctx)
+
+    # Tune registers trainables cluster-wide by name: each task's needs its own.
+    trial.__name__ = trial.__qualname__ = f"cyclegan_{ctx.experiment}_{plan.name}"
     # The trial function only drives its Train workers, which hold the real resources; Tune
     # refuses a zero request, so it asks for a sliver.
-    trainable = tune.with_resources(trainable, {"cpu": 0.01})
+    trainable = tune.with_resources(trial, {"cpu": 0.01})
     storage = parse_storage(ctx.storage)
     tune_root = f"{storage.path.rstrip('/')}/{ctx.experiment}/tune"
     callbacks = [ProgressCallback(board, plan.name, plan.search.metric, epochs)]

@@ -157,3 +157,28 @@ def test_missing_and_unreadable_files(tmp_path):
 
 def test_yaml_tags_are_refused_safely():
     assert "not valid YAML" in _problems("name: !!python/object/apply:os.system ['echo pwned']\ntasks: []")
+
+
+@pytest.mark.parametrize("text,expected", CASES[::3], ids=[c[1][:40] for c in CASES[::3]])
+def test_validate_command_exits_2_with_the_message_and_no_traceback(tmp_path, capsys, text, expected):
+    from cyclegan.errors import run_cli
+    from orchestrator.cli import main
+
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent(text))
+    assert run_cli(main, ["validate", str(path), "--offline"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and err.startswith("error: ")
+
+
+def test_validate_checks_the_datasets_unless_offline(tmp_path, capsys, tiny_dataset):
+    from cyclegan.errors import run_cli
+    from orchestrator.cli import main
+
+    path = tmp_path / "m.yaml"
+    path.write_text(f"name: x\ntasks:\n  - {{name: good, data: {tiny_dataset}}}\n  - {{name: bad, data: {tmp_path}/missing}}\n")
+    assert run_cli(main, ["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "tasks[1].data (bad):" in err and "missing: dataset folder not found" in err and "tasks[0]" not in err
+    assert run_cli(main, ["validate", str(path), "--offline"]) == 0
+    assert "valid; 2 task(s), 2 trial(s)" in capsys.readouterr().out

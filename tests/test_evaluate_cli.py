@@ -1,0 +1,129 @@
+"""`python -m cyclegan evaluate` on a tiny trained checkpoint, and `train --eval_freq`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+import torch
+from test_metrics import _load, random_inception_file
+
+from conftest import tiny_config
+from cyclegan import metrics as M
+from cyclegan.checkpoint import load_generator
+from cyclegan.cli import main
+from cyclegan.errors import UserError, run_cli
+from cyclegan.synthetic import generate
+from cyclegan.trainer import Trainer
+from cyclegan.translate import translate_folder
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    return random_inception_file(tmp_path_factory)
+
+
+@pytest.fixture
+def env(weights_file, monkeypatch, tmp_path):
+    """The (random) Inception weights through $CYCLEGAN_INCEPTION_WEIGHTS, private caches, offline."""
+    monkeypatch.setenv(M.WEIGHTS_ENV, str(weights_file))
+    monkeypatch.setenv("CYCLEGAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CYCLEGAN_FEATURE_CACHE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv(M.OFFLINE_ENV, "1")
+    return monkeypatch
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    Trainer(tiny_config(tiny_dataset, out, n_epochs=1, n_epochs_decay=0), show_progress=False).fit()
+    return out / "tiny"
+
+
+def test_evaluate_prints_a_table_and_writes_json(trained, tiny_dataset, env, tmp_path, capsys):
+    out_json = tmp_path / "eval" / "result.json"
+    argv = ["evaluate", "--checkpoint_dir", str(trained), "--dataroot", str(tiny_dataset), "--metrics", "fid,kid,psnr,ssim,l1",
+            "--json", str(out_json), "--no_progress", "--batch_size", "3"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "combined" in printed and all(f"\n{name} " in printed for name in ("fid", "kid", "psnr", "ssim", "l1"))
+    assert "0 from the cache, 2 computed" in printed
+
+    result = json.loads(out_json.read_text())
+    values = result["metrics"]
+    for name in ("fid", "kid", "psnr", "ssim", "l1"):
+        for d in ("AtoB", "BtoA"):
+            assert math.isfinite(values[f"{name}_{d}"])
+        assert values[name] == pytest.approx((values[f"{name}_AtoB"] + values[f"{name}_BtoA"]) / 2)
+    assert values["fid"] > 0 and 0 < values["l1"] < 1 and values["eval_time_s"] > 0
+    assert result["n_images"] == {"AtoB": 4, "BtoA": 4} and result["unavailable"] == {}
+
+    # The numbers are those of the images `translate` writes: check A->B PSNR and L1 from the PNGs.
+    G_A = load_generator(trained / "latest_net_G_A.pth")
+    written = translate_folder(G_A, tiny_dataset / "testA", tmp_path / "fakeB", show_progress=False)
+    fakes = [_load(p) for p in written]
+    truths = [_load(tiny_dataset / "testA_gt" / p.name) for p in written]
+    expected = M.paired_metrics(torch.stack(fakes), torch.stack(truths), ["psnr", "l1"])
+    # (batched vs. one-by-one convolutions may round a few pixels the other way: hence 1e-4, not 1e-9)
+    assert values["psnr_AtoB"] == pytest.approx(expected["psnr"], rel=1e-4)
+    assert values["l1_AtoB"] == pytest.approx(expected["l1"], rel=1e-4)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no_weights", M.INCEPTION_FILE),
+    ("no_checkpoint", "no latest_net_G_A.pth there"),
+    ("paired_only_without_gt", "--metrics psnr: "),
+    ("bad_metric", "--metrics: unknown metric(s) fdi"),
+])
+def test_evaluate_errors_are_one_clear_line(case, message, trained, tiny_dataset, env, tmp_path, capsys):
+    dataroot, metrics, checkpoint_dir = tiny_dataset, "fid,psnr", trained
+    if case == "no_weights":
+        env.delenv(M.WEIGHTS_ENV)
+    elif case == "no_checkpoint":
+        checkpoint_dir = tmp_path
+    elif case == "paired_only_without_gt":
+        dataroot, metrics = generate("colorshift", tmp_path / "real", n_train=1, n_test=2, size=32), "psnr"
+        for folder in ("testA_gt", "testB_gt"):
+            for f in (dataroot / folder).iterdir():
+                f.unlink()
+            (dataroot / folder).rmdir()
+    else:
+        metrics = "fdi"
+    argv = ["evaluate", "--checkpoint_dir", str(checkpoint_dir), "--dataroot", str(dataroot), "--metrics", metrics, "--no_progress"]
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_train_eval_freq_logs_metrics_and_reuses_real_features(tmp_path, env, caplog):
+    data = generate("colorshift", tmp_path / "data", n_train=3, n_test=2, size=32, seed=1)
+    argv = ["train", "--dataroot", str(data), "--checkpoints_dir", str(tmp_path), "--name", "cli", "--netG", "resnet_2blocks",
+            "--ngf", "8", "--ndf", "8", "--load_size", "32", "--crop_size", "32", "--n_epochs", "2", "--n_epochs_decay", "1",
+            "--num_threads", "0", "--device", "cpu", "--eval_freq", "2", "--eval_metrics", "fid,psnr,l1"]
+    with caplog.at_level(logging.INFO, logger="cyclegan.evaluate"):
+        assert main(argv) == 0
+
+    lines = [json.loads(x) for x in (tmp_path / "cli" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3]
+    assert "fid" not in lines[0]  # every 2nd epoch, and the last one
+    for line in lines[1:]:
+        for key in ("fid", "fid_AtoB", "fid_BtoA", "psnr", "psnr_AtoB", "l1", "eval_time_s", "epoch_time_s", "loss_G"):
+            assert math.isfinite(line[key]), key
+        assert line["fid"] > 0 and 0 < line["l1"] < 1 and line["eval_time_s"] > 0
+    log = (tmp_path / "cli" / "loss_log.txt").read_text()
+    assert "(epoch: 2, evaluation) " in log and "(epoch: 3, evaluation) " in log and "fid_AtoB: " in log
+    # Real-set features were extracted at the first evaluation and reused at the second.
+    reports = [r.getMessage() for r in caplog.records if "real-set features" in r.getMessage()]
+    assert len(reports) == 2
+    assert reports[0].endswith("0 from the cache, 2 computed") and reports[1].endswith("2 from the cache, 0 computed")
+
+
+def test_train_with_fid_but_no_weights_fails_before_training(tiny_dataset, env, tmp_path):
+    env.delenv(M.WEIGHTS_ENV)
+    with pytest.raises(M.MissingWeightsError, match=M.INCEPTION_FILE):
+        Trainer(tiny_config(tiny_dataset, tmp_path, eval_freq=1, eval_metrics="fid"))
+    assert not (tmp_path / "tiny" / "metrics.jsonl").exists()
+    assert issubclass(M.MissingWeightsError, UserError)
