@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Commands that live in their own modules (each has `register(subparsers)`)."""
-    return []
+    from . import bench, data_cli, evaluate
+
+    return [evaluate.register, data_cli.register, bench.register]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,8 @@ class TrainConfig:
     seed: int = _opt(0, "random seed for weights, data order, augmentation and the image pool", group="experiment")
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)", group="experiment")
     cache_dir: str = _opt("", "dataset cache (default: $CYCLEGAN_CACHE_DIR or ~/.cache/cyclegan/datasets)", group="experiment")
+    s3_endpoint_url: str = _opt("", "S3-compatible endpoint for s3:// datasets, e.g. MinIO or Ceph (default: $AWS_ENDPOINT_URL_S3, "
+                                "then $AWS_ENDPOINT_URL, then AWS)", group="experiment")
     # --- model -----------------------------------------------------------------------------
     input_nc: int = _opt(3, "channels of domain A images (3: RGB, 1: grayscale)", group="model")
     output_nc: int = _opt(3, "channels of domain B images", group="model")
@@ -90,6 +92,8 @@ class TrainConfig:
     # --- evaluation ------------------------------------------------------------------------
     eval_freq: int = _opt(0, "evaluate on the test split every this many epochs (0: never)", group="evaluation")
     eval_metrics: str = _opt("l1,psnr,ssim", "comma-separated metrics: fid, kid, l1, psnr, ssim", group="evaluation")
+    inception_weights: str = _opt("", "InceptionV3 weights file for fid/kid (weights-inception-2015-12-05-6726825d.pth; "
+                                  "default: $CYCLEGAN_INCEPTION_WEIGHTS, then torch's hub cache, then a download when online)", group="evaluation")
     # --- speed -----------------------------------------------------------------------------
     precision: str = _opt("auto", "fp32, bf16 or fp16 autocast (auto: bf16 on CUDA, fp32 on CPU)", PRECISIONS, group="speed")
     channels_last: str = _opt("auto", "channels-last memory format: true, false or auto (true on CUDA)", ("auto", "true", "false"), group="speed")

@@ -44,7 +44,7 @@ class Trainer:
         self.hooks = list(on_epoch_end or [])
         self.show_progress = show_progress and self.is_main
 
-        self.data_root = Path(data_root) if data_root else resolve_dataset(cfg.dataroot, cfg.cache_dir or None)
+        self.data_root = Path(data_root) if data_root else resolve_dataset(cfg.dataroot, cfg.cache_dir or None, endpoint_url=cfg.s3_endpoint_url or None, show_progress=self.show_progress)
         check_dataset_root(self.data_root)
         self.dataset = UnalignedDataset(self.data_root, cfg, "train")
         self.loader = make_loader(self.dataset, cfg, rank, world_size, pin_memory=self.device.type == "cuda")
@@ -60,6 +60,7 @@ class Trainer:
             ckpt.set_rng_state(state["rng"])
             self.start_epoch = state["epoch"] + 1
         self.sample_A, self.sample_B = self._sample_images()
+        self.evaluator = self._make_evaluator()
         self.history: list[dict] = []
 
     # -- set-up helpers ----------------------------------------------------------------------
@@ -80,6 +81,19 @@ class Trainer:
             log.warning("continuing from network weights only (no optimizer state) at epoch %d", self.cfg.epoch_count)
             return None
         raise UserError(f"--continue_train: nothing to continue in {self.out_dir} (no {ckpt.STATE_FILE} or latest_net_G_A.pth)")
+
+    def _make_evaluator(self):
+        """The test-split evaluator behind --eval_freq: rank 0 only, and only with testA/ testB/.
+        Built now so that missing ground truth or Inception weights fail before any training."""
+        if not (self.cfg.eval_freq and self.is_main):
+            return None
+        if not all((self.data_root / f"test{d}").is_dir() for d in "AB"):
+            log.warning("--eval_freq %d: %s has no testA/ testB/; evaluation is skipped", self.cfg.eval_freq, self.data_root)
+            return None
+        from .evaluate import Evaluator
+
+        return Evaluator(self.data_root, self.cfg, self.cfg.eval_metric_list(), device=self.device,
+                         inception_weights=self.cfg.inception_weights or None, show_progress=self.show_progress)
 
     def _sample_images(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Fixed images for the per-epoch grids: from the test split when there is one."""
@@ -137,6 +151,9 @@ class Trainer:
         means = (sums / max(steps, 1)).tolist()
         metrics = {f"loss_{k}": v for k, v in zip(LOSS_NAMES, means)}
         metrics["loss_G"] = sum(metrics[f"loss_{k}"] for k in ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"))
+        # The unweighted cycle-consistency error: comparable across trials with different lambdas.
+        weights = [(metrics["loss_cycle_A"], cfg.lambda_A), (metrics["loss_cycle_B"], cfg.lambda_B)]
+        metrics["cycle_l1"] = sum(v / w for v, w in weights if w > 0) / max(1, sum(w > 0 for _, w in weights))
         metrics.update(epoch=epoch, lr=model.learning_rate, epoch_time_s=elapsed, iterations=steps,
                        pairs_per_s=steps * cfg.batch_size * self.world_size / max(elapsed, 1e-9),
                        data_wait_fraction=data_time / max(elapsed, 1e-9))
@@ -151,6 +168,7 @@ class Trainer:
                 grid = save_sample_grid(self.model, self.sample_A, self.sample_B, self.out_dir / "samples" / f"epoch_{epoch:03d}.png")
                 write_index(grid.parent, f"{cfg.name}: samples per epoch")
                 metrics["sample_grid"] = str(grid)
+            self._evaluate(epoch, metrics)
             with open(self.out_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
             log.info("epoch %d/%d: %s", epoch, cfg.total_epochs,
@@ -158,6 +176,16 @@ class Trainer:
         self.history.append(metrics)
         for hook in self.hooks:
             hook(self, epoch, metrics)
+
+    def _evaluate(self, epoch: int, metrics: dict) -> None:
+        """Every --eval_freq epochs and at the last one: test-split metrics into `metrics` and the
+        loss log. Their cost is `eval_time_s`, apart from `epoch_time_s`."""
+        if self.evaluator is None or not (epoch % self.cfg.eval_freq == 0 or epoch == self.cfg.total_epochs):
+            return
+        result = self.evaluator.evaluate(self.model.translate)
+        metrics.update(result.metrics)
+        with open(self.out_dir / "loss_log.txt", "a") as f:
+            f.write(f"(epoch: {epoch}, evaluation) " + " ".join(f"{k}: {v:.4g}" for k, v in result.metrics.items()) + "\n")
 
     def save(self, epoch: int) -> None:
         nets = self.model.nets

@@ -2,37 +2,131 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
+import uuid
 from pathlib import Path
 
+from cyclegan.errors import UserError
+
+from . import tracking
 from .manifest import LoadedManifest, TaskPlan
+from .redact import mask_text
+from .storage import Storage, validate_storage
+from .sweep import SweepContext, TaskResult, run_sweeps, summary_table, write_results
 from .train import connect
-from .sweep import SweepContext, run_sweeps, summary_table, write_results
 
 log = logging.getLogger(__name__)
 
 # Environment the Ray workers need to reach S3 and MLflow like the driver does.
 FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_", "CYCLEGAN_")
+TRIAL_RUN_STATUS = {"finished": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
 
 
+class Stopped(KeyboardInterrupt):
+    """The driver was told to stop (SIGTERM from `ray job stop`, or Ctrl-C)."""
+
+
+def _stop(signum, frame):
+    raise Stopped()
+
+
+def _sweep_token(target: Storage, experiment: str, resume: bool) -> str:
+    """An id for this sweep, kept in storage so that `--resume` reopens the same MLflow parent runs."""
+    fs = target.filesystem
+    path = f"{target.path.rstrip('/')}/{experiment}/sweep.json"
+    if fs is None:
+        from pyarrow import fs as pafs
+
+        fs = pafs.LocalFileSystem()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if resume:
+        try:
+            with fs.open_input_stream(path) as f:
+                return json.loads(f.read())["token"]
+        except (FileNotFoundError, OSError, KeyError, ValueError):
+            log.warning("no earlier sweep of %s found in the storage: starting a new one", experiment)
+    token = uuid.uuid4().hex[:12]
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps({"token": token}).encode())
+    return token
+
+
+def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -> dict:
+    """Check MLflow, then open one parent run per task; returns what the trials need."""
+    manifest = loaded.manifest
+    uri = tracking.resolve_tracking_uri(manifest.tracking.uri)
+    tracking.check_tracking(uri)
+    experiment_id = tracking.get_or_create_experiment(uri, manifest.tracking.experiment or manifest.name)
+    runs = {}
+    for plan in plans:
+        parent = tracking.start_task_run(
+            uri, experiment_id, plan.name, dataset=plan.data, manifest_name=manifest.name, manifest_sha256=loaded.sha256,
+            metric=plan.search.metric, mode=plan.search.resolved_mode, sweep_key=f"{manifest.name}/{plan.name}/{token}",
+            params={"search": plan.search.model_dump(), "space": plan.space, "train": plan.train, "resources": plan.resources.model_dump()})
+        runs[plan.name] = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
+    return runs
+
+
+def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str) -> None:
+    """Close the trial runs, register the best trial's generators, close the parent run."""
+    from .registry import register_best
+
+    uri, parent = spec["uri"], spec["parent_run_id"]
+    for trial in result.trials:
+        if trial.trial_id != "-":
+            tracking.set_trial_status(uri, parent, trial.trial_id, TRIAL_RUN_STATUS[trial.status])
+    best = result.best
+    summary = f"no successful trial: nothing registered for {result.task}"
+    if best is not None:
+        run_id = tracking.find_trial_run(uri, parent, best.trial_id)
+        local = best.checkpoint if best.checkpoint and Path(best.checkpoint, "latest_net_G_A.pth").is_file() else None
+        try:
+            registration = register_best(uri, result.task, run_id, metric=result.metric, value=best.metric, mode=result.mode,
+                                         hyperparameters=best.params, dataset=result.data, prefix=prefix, step=best.epochs,
+                                         checkpoint_dir=local)
+            result.registry = {"name": registration.name, "version": registration.version, "champion": registration.champion,
+                               "model_uri": registration.model_uri, "summary": registration.summary()}
+            summary = registration.summary()
+        except UserError as err:
+            summary = f"registration failed: {err}"
+            result.registry = {"error": str(err)}
+    tracking.end_task_run(uri, parent, "FINISHED" if best else "FAILED", summary=summary)
 
 
 def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: str, address: str | None, resume: bool,
                    results_dir: Path, echo=print) -> int:
-    from .storage import validate_storage
-
     experiment = loaded.manifest.name
     target = validate_storage(storage)
-    storage = target.path if target.is_local else storage  # local folders made absolute: workers run elsewhere
-    ctx = SweepContext(experiment=experiment, storage=storage, resume=resume)
+    token = _sweep_token(target, experiment, resume)
+    runs = _start_tracking(loaded, plans, token)  # before anything trains: an unreachable MLflow fails here
+    ctx = SweepContext(experiment=experiment, storage=target.path if target.is_local else storage, resume=resume, tracking=runs)
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
-    connect(address, runtime_env={"env_vars": env} if env else None)
-    echo(f"sweeping {len(plans)} task(s) of {experiment}: " + ", ".join(f"{p.name} ({p.trial_count} trials)" for p in plans))
-    results = run_sweeps(loaded, plans, ctx, echo=echo)
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        connect(address, runtime_env={"env_vars": env} if env else None)
+        echo(f"sweeping {len(plans)} task(s) of {experiment}: " + ", ".join(f"{p.name} ({p.trial_count} trials)" for p in plans))
+        results = run_sweeps(loaded, plans, ctx, echo=echo)
+        for result, plan in zip(results, plans):
+            _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix)
+    except KeyboardInterrupt:
+        for spec in runs.values():  # no run is left RUNNING forever
+            tracking.end_task_run(spec["uri"], spec["parent_run_id"], "KILLED", summary="the driver was stopped")
+        echo(f"stopped: continue with `python -m orchestrator run {loaded.path} --resume`")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     path = write_results(results, loaded, ctx, results_dir / f"{experiment}.json")
     echo("\n" + summary_table(results))
+    for result in results:
+        if result.registry and "summary" in result.registry:
+            echo(f"registry: {result.registry['summary']}")
+    uri = next(iter(runs.values()))["uri"]
     echo(f"\nresults: {path}")
+    echo(f"look up the champions: python -m orchestrator models list --tracking-uri '{mask_text(uri)}'"
+         f"  (or the MLflow UI: mlflow ui --backend-store-uri '{mask_text(uri)}')")
     failed = [r.task for r in results if r.best is None]
     if failed:
         echo(f"error: no successful trial for task(s) {', '.join(failed)}; see {path} for the errors")

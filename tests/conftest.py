@@ -61,3 +61,116 @@ def s3_env(s3_server, monkeypatch) -> dict:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+# ------------------------------------------------------------------------------------------------
+# MLflow: a real tracking server (sqlite backend, artifacts proxied to the moto S3 bucket) and one
+# tiny trained run whose checkpoints the tracking and registry tests log and register.
+
+
+def _stop_process_group(proc) -> None:
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def wait_for_http(url: str, proc, log_file: Path, timeout: float = 120.0) -> None:
+    """Poll `url` until it answers 200; fail with the process log if it dies or takes too long."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args[:3]} exited with {proc.returncode}:\n{log_file.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{url} did not come up within {timeout:g} s:\n{log_file.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(s3_server, tmp_path_factory):
+    """`mlflow server` on a free 127.0.0.1 port, sqlite backend, artifacts proxied to s3://mlflow-artifacts/
+    on the moto server. Yields its URL; the whole process group is ended at the end (also on failure)."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import boto3
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    # The database on tmpfs when there is one: every logged value is a commit, and fsyncs on a
+    # shared disk make each request cost a few hundred ms.
+    db_dir = Path(tempfile.mkdtemp(prefix="mlflow-test-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket="mlflow-artifacts")
+    # No background job runner (huey workers): nothing here uses it, and it competes for the CPUs.
+    env = {**os.environ, **creds, "MLFLOW_S3_ENDPOINT_URL": s3_server, "AWS_EC2_METADATA_DISABLED": "true",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    port = free_port()
+    log_file = root / "server.log"
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db_dir}/mlflow.db",
+               "--artifacts-destination", "s3://mlflow-artifacts/artifacts", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1"]
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", proc, log_file)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop_process_group(proc)
+        shutil.rmtree(db_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_dataset, tmp_path_factory) -> Path:
+    """One tiny CycleGAN trained for 2 epochs with evaluation: a folder with latest_net_*.pth,
+    config.json, metrics.jsonl and samples/epoch_00N.png."""
+    from cyclegan.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("tiny-trained")
+    cfg = tiny_config(tiny_dataset, out, name="run", max_dataset_size=3, eval_freq=1, eval_metrics="l1,psnr")
+    Trainer(cfg, show_progress=False).fit()
+    return out / "run"
+
+
+# ------------------------------------------------------------------------------------------------
+# Ray: one local instance for the whole session (starting one costs 10-20 s on two cores).
+
+
+@pytest.fixture(scope="session")
+def ray_session(s3_server):
+    """A private local Ray (`address="local"`: never a stale cluster from /tmp/ray), shut down at the end.
+
+    Every worker and actor of this process's job (Ray Train controllers and workers included) gets the
+    dummy AWS credentials and the moto endpoint, as `s3_env` gives them to this process; drivers in
+    subprocesses can join with the yielded GCS address (token auth is off for them). 4 logical CPUs on
+    two cores: a 2-worker run plus the actors a killed run leaves for a few seconds. The dashboard
+    stays on: it serves the state API that Train V2's PlacementGroupCleaner polls every second (without
+    it, that actor logs a warning each time and never learns that a killed run's controller is gone);
+    Ray moves it off port 8265 when another Ray on the machine has that port.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL_S3": s3_server, "MLFLOW_S3_ENDPOINT_URL": s3_server, "AWS_EC2_METADATA_DISABLED": "true"}
+    ray.init(address="local", num_cpus=4, include_dashboard=True, runtime_env={"env_vars": env})
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

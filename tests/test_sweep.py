@@ -53,7 +53,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_two_task_sweep_asha_and_best_trials(ray_session, tmp_path, capsys):
+def test_two_task_sweep_asha_and_best_trials(ray_session, tmp_path, capsys, monkeypatch):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     loaded = load_manifest(_write(tmp_path, TWO_TASKS))
     code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
                           results_dir=tmp_path / "results")
@@ -83,9 +85,28 @@ def test_two_task_sweep_asha_and_best_trials(ray_session, tmp_path, capsys):
     assert "asha" in out and "random" in out and "best trial" in out  # the summary table
     assert "progress" in out
 
+    # MLflow: one child run per trial with each epoch logged once, the champion on the best trial's run
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri, registry_uri=uri)
+    for task in ("asha", "random"):
+        best_id = tasks[task]["best_trial"]
+        champion = client.get_model_version_by_alias(f"cyclegan-{task}", "champion")
+        assert champion.tags["trial"] == best_id
+        run = client.get_run(champion.run_id)
+        assert run.data.tags["trial"] == best_id and run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(champion.run_id, "loss_G")]
+        assert steps == [1, 2, 3]
+    stopped = next(t for t in asha if t["status"] == "stopped")
+    experiment = client.get_experiment_by_name("two-tasks")
+    stopped_run = client.search_runs([experiment.experiment_id], f"tags.trial = '{stopped['trial_id']}'")[0]
+    assert stopped_run.info.status == "KILLED"  # stopped early by ASHA: not left RUNNING
+    assert "registry: cyclegan-asha v1 (cycle_l1=" in out
+
 
 def _driver(manifest: Path, cwd: Path, address: str, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db"}
     return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(manifest), "--address", address, *extra],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

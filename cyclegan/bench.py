@@ -1,0 +1,443 @@
+"""`python -m cyclegan bench`: the plain eager fp32 batch-1 step against the fast configurations.
+
+Everything runs in one process on one device, on synthetic inputs, so every speed-up is measured
+against the eager step of the same run (that step's time moves between machines of one kind).
+Per configuration: ms/iteration, image pairs/s, speed-up, achieved TFLOP/s (the work of one step
+counted once per batch size with torch.utils.flop_counter on the meta device: no memory, no time)
+and peak memory. Optional: the data loader's capacity (`--loader-workers`), and the loss curves of
+the batch-1 configurations against eager fp32 on the same data and seed (`--loss-check N`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import platform
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import TrainConfig
+from .errors import UserError
+from .model import LOSS_NAMES, CycleGAN, resolve_device
+from .speed import apply_speed_options
+
+log = logging.getLogger(__name__)
+
+# The issue's targets on one H100 at 256x256, 9 blocks, against eager fp32 batch 1 of the same run.
+BATCH1_TARGET, THROUGHPUT_TARGET = 4.0, 7.0
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    kind: str  # e.g. "compiled-graphs-bf16-cl"; with the batch it names the configuration
+    batch: int
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: str = "none"
+    cuda_graphs: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-b{self.batch}"
+
+
+@dataclass(frozen=True)
+class Shape:
+    size: int = 256
+    blocks: int = 9
+    ngf: int = 64
+    ndf: int = 64
+
+
+BASELINE = BenchConfig("eager-fp32", 1)
+
+
+def default_configs(device: torch.device, batches: list[int], compile_mode: str = "default") -> list[BenchConfig]:
+    """CUDA: each lever alone at batch 1, then compiled kernels with and without captured graphs at
+    every batch. CPU: the variants that make sense there (no compile: minutes of C++ builds)."""
+    if device.type == "cuda":
+        fast = {"precision": "bf16", "channels_last": True}
+        configs = [BASELINE, BenchConfig("eager-bf16-cl", 1, **fast), BenchConfig("graphs-bf16-cl", 1, cuda_graphs=True, **fast)]
+        for batch in batches:
+            configs.append(BenchConfig("compiled-bf16-cl", batch, compile=compile_mode, **fast))
+            configs.append(BenchConfig("compiled-graphs-bf16-cl", batch, compile=compile_mode, cuda_graphs=True, **fast))
+        return configs
+    configs = [BASELINE, BenchConfig("eager-fp32-cl", 1, channels_last=True), BenchConfig("eager-bf16", 1, precision="bf16"),
+               BenchConfig("eager-bf16-cl", 1, precision="bf16", channels_last=True)]
+    return configs + [BenchConfig("eager-fp32", batch) for batch in batches if batch != 1]
+
+
+def train_config(spec: BenchConfig, shape: Shape) -> TrainConfig:
+    """The paper's recipe (identity loss, 50-image pool, LSGAN) at the benchmark's shape."""
+    return TrainConfig(netG=f"resnet_{shape.blocks}blocks", ngf=shape.ngf, ndf=shape.ndf, crop_size=shape.size,
+                       load_size=shape.size, batch_size=spec.batch, precision=spec.precision,
+                       channels_last=str(spec.channels_last).lower(), compile=spec.compile,
+                       cuda_graphs=str(spec.cuda_graphs).lower(), device="cpu").validate()
+
+
+def build_model(spec: BenchConfig, shape: Shape, device: torch.device, seed: int = 0) -> CycleGAN:
+    cfg = train_config(spec, shape)
+    torch.manual_seed(seed)
+    model = CycleGAN(cfg, device)
+    apply_speed_options(model, cfg, device)
+    return model
+
+
+def count_flops(shape: Shape, batch: int) -> int:
+    """FLOPs of one plain training step (forward, backward, both networks groups) at `batch`."""
+    model = CycleGAN(train_config(BenchConfig("count", batch), shape), "meta")
+    real = torch.empty(batch, 3, shape.size, shape.size, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        model.train_step(real, real)
+    return counter.get_total_flops()
+
+
+# -- memory ---------------------------------------------------------------------------------------
+def _proc_status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+class PeakMemory:
+    """Peak memory of one configuration. CUDA: the caching allocator's high-water mark. CPU: how far
+    the process's peak resident set rose above where it stood at the start (Linux lets us reset the
+    peak between configurations; elsewhere ru_maxrss only shows rises above the earlier peak)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        if device.type == "cuda":
+            self.kind = "cuda_max_memory_allocated"
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            return
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS (VmHWM) to the current RSS
+            self.kind, self.start = "cpu_peak_rss_delta", _proc_status_mb("VmRSS")
+        except OSError:
+            self.kind, self.start = "cpu_ru_maxrss_delta", None
+        if self.start is None:
+            self.kind, self.start = "cpu_ru_maxrss_delta", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        if self.kind == "cpu_peak_rss_delta":
+            return max(0.0, (_proc_status_mb("VmHWM") or 0.0) - self.start)
+        return max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - self.start)
+
+
+# -- timing ---------------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _inputs(batch: int, size: int, device: torch.device, memory_format, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    a, b = (torch.rand(batch, 3, size, size, generator=gen) * 2 - 1 for _ in range(2))
+    return a.to(device, memory_format=memory_format), b.to(device, memory_format=memory_format)
+
+
+def _release(spec: BenchConfig, device: torch.device) -> None:
+    if spec.compile != "none":
+        torch._dynamo.reset()  # each configuration compiles afresh; old entries would count against the recompile limit
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def measure(spec: BenchConfig, shape: Shape, device: torch.device, iters: int, warmup: int) -> dict:
+    """Time `iters` training steps after `warmup` ones (compilation, cuDNN benchmarking, graph capture)."""
+    memory = PeakMemory(device)
+    model = build_model(spec, shape, device)
+    real_A, real_B = _inputs(spec.batch, shape.size, device, model.memory_format)
+    if model.graphed_step is not None:
+        warmup = max(warmup, model.graphed_step.warmup + 2)  # capture happens before the timed steps
+    start = time.perf_counter()
+    for _ in range(warmup):
+        model.train_step(real_A, real_B)
+    _sync(device)
+    warmup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(iters):
+        losses = model.train_step(real_A, real_B)
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    finite = bool(torch.isfinite(torch.stack(list(losses.values()))).all())
+    result = {**asdict(spec), "name": spec.name, "ms_per_iter": elapsed / iters * 1e3,
+              "pairs_per_s": iters * spec.batch / elapsed, "peak_memory_mb": memory.peak_mb(),
+              "peak_memory_kind": memory.kind, "warmup_s": warmup_s, "losses_finite": finite}
+    del result["kind"]
+    del model, losses
+    _release(spec, device)
+    return result
+
+
+# -- the data loader --------------------------------------------------------------------------------
+def measure_loader(size: int, batch: int, workers: int, device: torch.device, batches: int = 40) -> dict:
+    """Pairs/s the real input pipeline delivers (decode, resize to 286/256 of the crop, random crop and
+    flip in `workers` processes, pinned memory, normalisation on the device) on synthetic PNGs."""
+    from .data import UnalignedDataset, make_loader, to_model_input
+    from .synthetic import generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = generate("colorshift", Path(tmp) / "data", n_train=max(32, 4 * batch), n_test=0, size=size, seed=0)
+        cfg = TrainConfig(dataroot=str(root), crop_size=size, load_size=round(size * 286 / 256), batch_size=batch,
+                          num_threads=workers, device="cpu").validate()
+        loader = make_loader(UnalignedDataset(root, cfg, "train"), cfg, pin_memory=device.type == "cuda")
+        seen, epoch, start = -1, 0, 0.0
+        while seen < batches:
+            loader.sampler.set_epoch(epoch)
+            for item in loader:
+                to_model_input(item["A"], device), to_model_input(item["B"], device)
+                seen += 1
+                if seen == 0:  # the first batch pays for starting the workers
+                    _sync(device)
+                    start = time.perf_counter()
+                if seen >= batches:
+                    break
+            epoch += 1
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        del loader
+    return {"workers": workers, "batch": batch, "image_size": size, "pairs_per_s": batches * batch / elapsed}
+
+
+# -- loss curves ----------------------------------------------------------------------------------
+def synthetic_batches(iters: int, batch: int, size: int, seed: int = 0, pool: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`iters` unaligned (A, B) batches in [-1, 1] from the colorshift pair (a learnable mapping):
+    `pool` scenes per domain, A in a fixed order, B drawn at random, all from `seed`."""
+    from .synthetic import KINDS
+
+    make_pair = KINDS["colorshift"]
+    rng_A, rng_B, rng_pick = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    to_tensor = lambda img: torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))) * 2 - 1  # noqa: E731
+    images_A = [to_tensor(make_pair(rng_A, size)[0]) for _ in range(pool)]
+    images_B = [to_tensor(make_pair(rng_B, size)[1]) for _ in range(pool)]
+    out = []
+    for i in range(iters):
+        a = torch.stack([images_A[(i * batch + j) % pool] for j in range(batch)])
+        b = torch.stack([images_B[int(k)] for k in rng_pick.integers(pool, size=batch)])
+        out.append((a, b))
+    return out
+
+
+def loss_curve(spec: BenchConfig, shape: Shape, device: torch.device, data: list, seed: int = 0) -> torch.Tensor:
+    """The 8 losses (columns in LOSS_NAMES order) of each iteration, training from `seed` on `data`."""
+    model = build_model(spec, shape, device, seed)
+    rows = []
+    for a, b in data:
+        losses = model.train_step(a.to(device, memory_format=model.memory_format), b.to(device, memory_format=model.memory_format))
+        rows.append(torch.stack([losses[name] for name in LOSS_NAMES]))
+    curve = torch.stack(rows).float().cpu()
+    del model
+    _release(spec, device)
+    return curve
+
+
+def compare_curves(reference: torch.Tensor, other: torch.Tensor, windows: int = 4) -> dict:
+    """Is `other` within the noise of `reference`? Per loss and per window of iterations, the noise is
+    the reference's own iteration-to-iteration standard deviation there; the curves agree when every
+    window mean of `other` lies within one such deviation of the reference's (plus 1e-3 for flat losses).
+    Also reports how close the very first step is (same weights, same data: only arithmetic differs)."""
+    n = min(len(reference), len(other))
+    bounds = [round(i * n / windows) for i in range(windows + 1)]
+    worst, rows = 0.0, []
+    for lo, hi in zip(bounds, bounds[1:]):
+        ref, oth = reference[lo:hi], other[lo:hi]
+        noise = ref.std(0, unbiased=False) + 1e-3
+        excess = ((oth.mean(0) - ref.mean(0)).abs() / noise)
+        worst = max(worst, float(excess.max()))
+        rows.append({"iterations": [lo + 1, hi], "reference_mean": ref.mean(0).tolist(), "mean": oth.mean(0).tolist(),
+                     "noise": noise.tolist(), "deviation_in_noise_units": excess.tolist()})
+    first = ((other[0] - reference[0]).abs() / reference[0].abs().clamp_min(1e-3)).max()
+    return {"losses": list(LOSS_NAMES), "finite": bool(torch.isfinite(other).all()), "within_noise": worst <= 1.0 and bool(torch.isfinite(other).all()),
+            "max_deviation_in_noise_units": worst, "first_step_max_rel_diff": float(first), "windows": rows}
+
+
+def loss_check(specs: list[BenchConfig], shape: Shape, device: torch.device, iters: int, seed: int = 0) -> dict:
+    """Loss curves of the batch-1 configurations against eager fp32 batch 1 over `iters` iterations."""
+    data = synthetic_batches(iters, 1, shape.size, seed)
+    reference = loss_curve(BASELINE, shape, device, data, seed)
+    report = {"iterations": iters, "data": "colorshift synthetic pair, same images and order for every configuration",
+              # For scale: eager fp32 itself from other initial weights, i.e. what seed-to-seed noise looks like.
+              "seed_control": compare_curves(reference, loss_curve(BASELINE, shape, device, data, seed + 1)),
+              "configs": {}}
+    for spec in specs:
+        if spec.batch == 1 and spec != BASELINE:
+            report["configs"][spec.name] = compare_curves(reference, loss_curve(spec, shape, device, data, seed))
+    return report
+
+
+# -- the whole benchmark ----------------------------------------------------------------------------
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores, {platform.machine()}, {torch.get_num_threads()} torch threads)"
+
+
+def run_bench(shape: Shape, device: torch.device, configs: list[BenchConfig], iters: int, warmup: int,
+              loader_workers: int | None = None, loss_iters: int = 0, on_result=None) -> dict:
+    flops = {batch: count_flops(shape, batch) for batch in sorted({c.batch for c in configs})}
+    results = []
+    for spec in configs:
+        result = measure(spec, shape, device, iters, warmup)
+        result["tflops"] = flops[spec.batch] / (result["ms_per_iter"] / 1e3) / 1e12
+        result["speedup"] = result["pairs_per_s"] / results[0]["pairs_per_s"] if results else 1.0
+        results.append(result)
+        if on_result:
+            on_result(result)
+    report = {
+        "device": device_description(device), "device_type": device.type, "torch": torch.__version__,
+        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "python": platform.python_version(), "size": shape.size, "blocks": shape.blocks, "ngf": shape.ngf, "ndf": shape.ndf,
+        "iters": iters, "warmup": warmup, "peak_memory_kind": results[0]["peak_memory_kind"],
+        "flops_per_iter": {str(b): f for b, f in flops.items()}, "configs": results, "targets": targets(results, shape, device),
+    }
+    if loader_workers is not None:
+        best = max(results, key=lambda r: r["pairs_per_s"])
+        loader = measure_loader(shape.size, best["batch"], loader_workers, device)
+        # With parallel workers the loop waits only if the loader is slower than the step.
+        loader["share_of_step_time"] = best["pairs_per_s"] / loader["pairs_per_s"]
+        loader["against"] = best["name"]
+        report["loader"] = loader
+    if loss_iters:
+        report["loss_check"] = loss_check(configs, shape, device, loss_iters)
+    return report
+
+
+def targets(results: list[dict], shape: Shape, device: torch.device) -> dict:
+    batch1 = max((r for r in results if r["batch"] == 1), key=lambda r: r["speedup"])
+    best = max(results, key=lambda r: r["speedup"])
+    return {"applies_to": "one H100, 256x256, 9 blocks", "this_run_applies": device.type == "cuda" and (shape.size, shape.blocks) == (256, 9),
+            "batch1_best": batch1["name"], "batch1_speedup": batch1["speedup"], "batch1_target": BATCH1_TARGET,
+            "best": best["name"], "best_speedup": best["speedup"], "throughput_target": THROUGHPUT_TARGET,
+            "met": batch1["speedup"] >= BATCH1_TARGET and best["speedup"] >= THROUGHPUT_TARGET}
+
+
+# -- the command ----------------------------------------------------------------------------------
+_COLUMNS = ("config", "batch", "ms/iter", "pairs/s", "speed-up", "TFLOP/s", "peak MB")
+
+
+def format_row(r: dict) -> str:
+    return (f"{r['name']:<28} {r['batch']:>5} {r['ms_per_iter']:>9.1f} {r['pairs_per_s']:>8.1f} "
+            f"{r['speedup']:>7.2f}x {r['tflops']:>8.3f} {r['peak_memory_mb']:>8.0f}")
+
+
+def format_header() -> str:
+    return f"{_COLUMNS[0]:<28} {_COLUMNS[1]:>5} {_COLUMNS[2]:>9} {_COLUMNS[3]:>8} {_COLUMNS[4]:>8} {_COLUMNS[5]:>8} {_COLUMNS[6]:>8}"
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        batches = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        batches = []
+    if not batches or min(batches) < 1:
+        raise UserError(f"--batch {text!r}: give batch sizes as a comma-separated list of positive integers, e.g. 1,4,8")
+    return sorted(set(batches))
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The exact command, every option spelled out, to repeat this run."""
+    parts = ["python -m cyclegan bench", f"--size {args.size} --blocks {args.blocks} --ngf {args.ngf} --ndf {args.ndf}",
+             f"--batch {args.batch} --iters {args.iters} --warmup {args.warmup} --device {args.device}"]
+    for flag, value in (("--configs", args.configs), ("--loader-workers", args.loader_workers), ("--loss-check", args.loss_check),
+                        ("--threads", args.threads), ("--json", args.json)):
+        if value:
+            parts.append(f"{flag} {value}")
+    if args.compile_mode != "default":
+        parts.append(f"--compile-mode {args.compile_mode}")
+    return " ".join(parts)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .cli import dump_json
+
+    if args.size < 32 or args.size % 4:
+        raise UserError(f"--size {args.size}: must be a multiple of 4 and at least 32 (the 70x70 PatchGAN needs room)")
+    for name in ("blocks", "ngf", "ndf", "iters"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name}: must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    shape = Shape(args.size, args.blocks, args.ngf, args.ndf)
+    configs = default_configs(device, _batches(args.batch), args.compile_mode)
+    if args.configs:
+        wanted = {k.strip() for k in args.configs.split(",") if k.strip()}
+        known = {c.kind for c in configs}
+        if wanted - known:
+            raise UserError(f"--configs: unknown {', '.join(sorted(wanted - known))}; on {device.type}: {', '.join(sorted(known))}")
+        configs = [c for c in configs if c == BASELINE or c.kind in wanted]
+    print(f"{device_description(device)}, torch {torch.__version__}: {shape.size}x{shape.size}, {shape.blocks} blocks, "
+          f"ngf {shape.ngf}, ndf {shape.ndf}, {args.iters} timed iterations", flush=True)
+    print(format_header(), flush=True)
+    report = run_bench(shape, device, configs, args.iters, args.warmup, args.loader_workers, args.loss_check,
+                       on_result=lambda r: print(format_row(r), flush=True))
+    report = {"command": _command(args), **report}
+    t = report["targets"]
+    print(f"batch 1: {t['batch1_speedup']:.2f}x ({t['batch1_best']}), best: {t['best_speedup']:.2f}x ({t['best']}); "
+          f"targets on one H100 at 256x256/9 blocks: >= {BATCH1_TARGET:g}x and >= {THROUGHPUT_TARGET:g}x"
+          + (f": {'met' if t['met'] else 'NOT met'}" if t["this_run_applies"] else " (not this run's setting)"))
+    print(f"peak memory: {report['peak_memory_kind']}")
+    if "loader" in report:
+        ld = report["loader"]
+        print(f"loader ({ld['workers']} workers, batch {ld['batch']}): {ld['pairs_per_s']:.1f} pairs/s; "
+              f"share of step time at {ld['against']}: {ld['share_of_step_time']:.2f}"
+              + (" (keeps up)" if ld["share_of_step_time"] < 1 else " (the loader is the bottleneck)"))
+    if "loss_check" in report:
+        control = report["loss_check"]["seed_control"]
+        print(f"losses over {report['loss_check']['iterations']} iterations, eager-fp32-b1 from other initial weights "
+              f"(seed noise, for scale): max {control['max_deviation_in_noise_units']:.2f} noise units")
+        for name, c in report["loss_check"]["configs"].items():
+            print(f"losses over {report['loss_check']['iterations']} iterations, {name} vs eager-fp32-b1: "
+                  f"{'within' if c['within_noise'] else 'OUTSIDE'} the noise (max {c['max_deviation_in_noise_units']:.2f} "
+                  f"noise units), first step max rel. diff {c['first_step_max_rel_diff']:.1e}")
+    if args.json:
+        dump_json(report, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def register(subparsers) -> None:
+    bench = subparsers.add_parser(
+        "bench", help="time the training step: eager fp32 batch 1 vs the fast configurations",
+        description="Run, in one process on one device, the plain eager fp32 batch-1 training step and each fast "
+                    "configuration on synthetic inputs; print ms/iteration, pairs/s, speed-up, TFLOP/s and peak memory.")
+    bench.add_argument("--size", type=int, default=256, help="image side in pixels (default: 256; use 32-64 on CPU)")
+    bench.add_argument("--blocks", type=int, default=9, help="residual blocks per generator (default: 9)")
+    bench.add_argument("--ngf", type=int, default=64, help="generator width (default: the paper's 64)")
+    bench.add_argument("--ndf", type=int, default=64, help="discriminator width (default: the paper's 64)")
+    bench.add_argument("--batch", default="1,4,8", help="comma-separated batch sizes for the throughput configurations (default: 1,4,8)")
+    bench.add_argument("--iters", type=int, default=50, help="timed iterations per configuration (default: 50)")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed iterations first: compilation, cuDNN benchmarking, "
+                       "graph capture (default: 5; graphed configurations always get enough to capture)")
+    bench.add_argument("--configs", default="", help="only these configuration kinds, comma-separated (e.g. "
+                       "compiled-graphs-bf16-cl); eager-fp32 batch 1 always runs as the baseline")
+    bench.add_argument("--compile-mode", dest="compile_mode", default="default", choices=("default", "max-autotune"),
+                       help="torch.compile mode of the compiled configurations (default: default)")
+    bench.add_argument("--loader-workers", dest="loader_workers", type=int, default=None,
+                       help="also time the real data loader with this many worker processes, against the fastest configuration")
+    bench.add_argument("--loss-check", dest="loss_check", type=int, default=0, metavar="N",
+                       help="also train every batch-1 configuration N iterations on the same data and seed and compare its "
+                            "losses with eager fp32 (default: 0, off)")
+    bench.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
+    bench.add_argument("--json", default=None, help="also write the results to this JSON file")
+    bench.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
+    bench.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    bench.set_defaults(run=_run)

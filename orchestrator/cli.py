@@ -1,0 +1,36 @@
+"""`python -m orchestrator COMMAND`: the distributed layer's commands, one module each."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from cyclegan.errors import run_cli
+
+
+def _registrations():
+    """Each module adds its own subcommands (`register(subparsers)`)."""
+    from . import experiment_cli, models_cli, train_cli
+
+    return [train_cli.register, experiment_cli.register, models_cli.register_models, models_cli.register_translate]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator",
+                                     description="CycleGAN at scale: Ray Train runs, Ray Tune sweeps, the MLflow registry.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in _registrations():
+        register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "debug", False):
+        logging.getLogger().setLevel(logging.DEBUG)
+    return args.run(args)
+
+
+def entry_point() -> int:
+    return run_cli(main)

@@ -1,0 +1,347 @@
+"""The model registry: the best generators of each task as versions of `<prefix><task>`.
+
+`register_best` logs the best trial's two generators as one pyfunc model (see
+pyfunc_model.py for its input/output contract), registers it as a new version, tags the
+version with its metric, hyperparameters, run and dataset, and moves the alias `champion`
+to it only when it strictly beats the current champion on the same metric and mode.
+`list_models` / `show_model` are the lookups behind `python -m orchestrator models`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelOutput
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from PIL import Image
+
+import cyclegan
+from cyclegan.errors import UserError
+from cyclegan.networks import size_multiple
+
+from . import pyfunc_model
+from .pyfunc_model import IMAGE_COLUMN, encode_png, generator_config
+from .redact import MAX_TAG_VALUE, mask_text, mask_value
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+DEFAULT_PREFIX = "cyclegan-"
+MODEL_NAME = "generators"  # the logged model's name inside the trial's run
+GENERATOR_FILES = {"G_A": "latest_net_G_A.pth", "G_B": "latest_net_G_B.pth"}
+
+
+@dataclass
+class Registration:
+    """What `register_best` did."""
+
+    name: str
+    version: str
+    metric: str
+    mode: str
+    value: float
+    champion: bool                       # the alias now points at this version
+    previous_champion: str | None = None
+    previous_value: float | None = None
+    reason: str = ""
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def summary(self) -> str:
+        head = f"{self.name} v{self.version} ({self.metric}={self.value:.4g})"
+        return f"{head}: {CHAMPION} ({self.reason})" if self.champion else f"{head}: registered, not {CHAMPION} ({self.reason})"
+
+
+@dataclass
+class VersionInfo:
+    version: str
+    created: datetime
+    aliases: list[str]
+    metric: str | None
+    mode: str | None
+    value: float | None
+    run_id: str | None
+    trial: str | None
+    dataset: str | None
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    task: str
+    champion: VersionInfo | None
+    latest_version: str | None
+    versions: list[VersionInfo] = field(default_factory=list)  # newest first; filled by show_model only
+
+
+# ------------------------------------------------------------------------------------------------
+# Registering
+
+
+def signature() -> ModelSignature:
+    images = Schema([ColSpec("string", IMAGE_COLUMN)])
+    return ModelSignature(inputs=images, outputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
+                          params=ParamSchema([ParamSpec("direction", "string", "AtoB")]))
+
+
+def input_example(config: dict[str, Any]) -> pd.DataFrame:
+    """One small gradient image, as large as the generator's smallest input."""
+    side = max(size_multiple(config["netG"]), 16)
+    ramp = np.linspace(0, 255, side, dtype=np.uint8)
+    pixels = np.stack([np.tile(ramp, (side, 1)), np.tile(ramp[:, None], (1, side)), np.full((side, side), 128, np.uint8)], -1)
+    channels = config["input_nc"] if config["direction"] == "AtoB" else config["output_nc"]
+    img = Image.fromarray(pixels) if channels == 3 else Image.fromarray(pixels[:, :, 0])
+    return pd.DataFrame({IMAGE_COLUMN: [encode_png(img)]})
+
+
+# What the model's code (pyfunc_model.py and the shipped cyclegan package) imports.
+REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "tqdm", "boto3", "filelock")
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned to what is installed here (without local tags such as +cu130): given explicitly,
+    MLflow does not have to load the model again to guess them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for name in REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={version(name).split('+')[0]}")
+        except PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+@contextlib.contextmanager
+def using_uri(uri: str):
+    """Point MLflow's fluent API (log_model, register_model, load_model) at `uri` for the block,
+    then put back exactly what was there: mlflow.set_*_uri also writes os.environ."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved[0])
+        registry_utils._registry_uri = saved[1]
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _checkpoint_files(client: MlflowClient, run_id: str, checkpoint_dir: str | Path | None, tmp: Path) -> tuple[Path, dict | None]:
+    """A local folder with latest_net_G_A/G_B.pth: the given one, else the run's best (or final)
+    checkpoint artifacts. Also the config.json logged beside them, if any."""
+    if checkpoint_dir is not None:
+        folder = Path(checkpoint_dir)
+    else:
+        folder = None
+        for kind in ("best", "final"):
+            names = {Path(a.path).name for a in client.list_artifacts(run_id, f"checkpoints/{kind}")}
+            if set(GENERATOR_FILES.values()) <= names:
+                folder = Path(client.download_artifacts(run_id, f"checkpoints/{kind}", str(tmp)))
+                break
+        if folder is None:
+            raise UserError(f"run {run_id}: no checkpoints/best or checkpoints/final artifacts with "
+                            f"{' and '.join(GENERATOR_FILES.values())}; pass the checkpoint folder")
+    missing = [name for name in GENERATOR_FILES.values() if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"{folder}: missing {', '.join(missing)}; register a folder holding both generators")
+    config_file = folder / "config.json"
+    return folder, (json.loads(config_file.read_text()) if config_file.is_file() else None)
+
+
+def zip_package(target: Path) -> Path:
+    """The cyclegan package's sources as one zip (importable through zipimport)."""
+    package = Path(cyclegan.__file__).parent
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for source in sorted(package.rglob("*.py")):
+            if "__pycache__" not in source.parts:
+                archive.write(source, Path("cyclegan") / source.relative_to(package))
+    return target
+
+
+def register_best(uri: str, task: str, run_id: str, *, metric: str, value: float, mode: str,
+                  config: dict[str, Any] | None = None, checkpoint_dir: str | Path | None = None,
+                  hyperparameters: dict[str, Any] | None = None, dataset: str | None = None,
+                  prefix: str = DEFAULT_PREFIX, step: int = 0, tags: dict[str, Any] | None = None) -> Registration:
+    """Log the best trial's generators as a pyfunc model in its run `run_id`, register them as a
+    new version of `<prefix><task>` and move `champion` to it if `value` beats the champion's.
+
+    `checkpoint_dir` holds latest_net_G_A.pth / latest_net_G_B.pth (default: the run's
+    `checkpoints/best`, else `checkpoints/final` artifacts); `config` is the trial's training
+    config (default: the config.json logged with the checkpoint). `step` is the epoch the
+    metric comes from.
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode {mode!r}: use min or max")
+    name = f"{prefix}{task}"
+    client = MlflowClient(uri, registry_uri=uri)
+    run = client.get_run(run_id)
+    with tempfile.TemporaryDirectory(prefix="cyclegan-register-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        folder, logged_config = _checkpoint_files(client, run_id, checkpoint_dir, tmp / "download")
+        train_config = config or logged_config
+        if train_config is None:
+            raise UserError(f"{folder}: no config.json beside the checkpoint; pass the trial's training config")
+        gen_config = generator_config(train_config)
+        (tmp / "generators.json").write_text(json.dumps(gen_config, indent=2))
+        artifacts = {"G_A": str(folder / GENERATOR_FILES["G_A"]), "G_B": str(folder / GENERATOR_FILES["G_B"]),
+                     "config": str(tmp / "generators.json"), "code": str(zip_package(tmp / "cyclegan.zip"))}
+        version_tags = _version_tags(task, run, metric, value, mode, hyperparameters or {}, dataset, tags or {})
+        with using_uri(uri):
+            logged = mlflow.initialize_logged_model(name=MODEL_NAME, source_run_id=run_id, experiment_id=run.info.experiment_id,
+                                                    tags={k: v for k, v in version_tags.items() if not k.startswith("hp.")},
+                                                    params={k.removeprefix("hp."): v for k, v in version_tags.items() if k.startswith("hp.")})
+            info = mlflow.pyfunc.log_model(name=MODEL_NAME, model_id=logged.model_id, python_model=pyfunc_model.__file__,
+                                           artifacts=artifacts, signature=signature(),
+                                           input_example=input_example(gen_config), pip_requirements=_pip_requirements())
+            client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
+            version = mlflow.register_model(info.model_uri, name, tags=version_tags).version
+    client.set_registered_model_tag(name, "task", task)
+    result = _maybe_crown(client, name, str(version), metric, float(value), mode)
+    client.set_model_version_tag(name, str(version), "champion_decision", result.reason[:MAX_TAG_VALUE])
+    log.info("%s", result.summary())
+    return result
+
+
+def _version_tags(task: str, run, metric: str, value: float, mode: str, hyperparameters: dict[str, Any],
+                  dataset: str | None, extra: dict[str, Any]) -> dict[str, str]:
+    tags = {"task": task, "metric": metric, "metric_value": repr(float(value)), "mode": mode, "run_id": run.info.run_id,
+            "trial": run.data.tags.get("trial", run.info.run_name), "dataset": dataset or run.data.tags.get("dataset", ""),
+            **{f"hp.{k}": v for k, v in hyperparameters.items()}, **extra}
+    return {k: mask_value(k, v)[:MAX_TAG_VALUE] for k, v in tags.items() if v is not None}
+
+
+def _better(value: float, than: float, mode: str) -> bool:
+    return value < than if mode == "min" else value > than
+
+
+def _maybe_crown(client: MlflowClient, name: str, version: str, metric: str, value: float, mode: str) -> Registration:
+    result = Registration(name, version, metric, mode, value, champion=False)
+    current = champion_version(client, name)
+    if not math.isfinite(value):
+        result.reason = f"{metric} is {value}"
+        return result
+    if current is None or current.version == version:
+        result.champion, result.reason = True, "first champion"
+    else:
+        tags = current.tags
+        result.previous_champion = current.version
+        result.previous_value = _as_float(tags.get("metric_value"))
+        if (tags.get("metric"), tags.get("mode")) != (metric, mode):
+            result.reason = (f"champion v{current.version} is ranked by {tags.get('metric') or 'no metric'} "
+                             f"({tags.get('mode') or 'no mode'}), not {metric} ({mode}); move the alias by hand to change")
+            return result
+        previous = result.previous_value
+        if previous is not None and math.isfinite(previous) and not _better(value, previous, mode):
+            result.reason = f"champion v{current.version} has {metric}={previous:.4g}, at least as good"
+            return result
+        result.champion, result.reason = True, f"beats v{current.version} ({metric}={previous:.4g})" if previous is not None \
+            else f"v{current.version} has no {metric} value"
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return result
+
+
+def _as_float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def champion_version(client: MlflowClient, name: str):
+    """The ModelVersion holding `champion`, or None."""
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+# ------------------------------------------------------------------------------------------------
+# Lookups
+
+
+def _version_info(mv) -> VersionInfo:
+    tags = mv.tags or {}
+    return VersionInfo(version=str(mv.version), created=datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc),
+                       aliases=list(getattr(mv, "aliases", []) or []), metric=tags.get("metric"), mode=tags.get("mode"),
+                       value=_as_float(tags.get("metric_value")), run_id=tags.get("run_id") or mv.run_id,
+                       trial=tags.get("trial"), dataset=tags.get("dataset"),
+                       hyperparameters={k.removeprefix("hp."): v for k, v in tags.items() if k.startswith("hp.")})
+
+
+def _all_pages(uri: str, search, query: str) -> list:
+    """Every result of a paged registry search; MLflow errors become a UserError naming the URI."""
+    items, token = [], None
+    while True:
+        try:
+            page = search(query, max_results=1000, page_token=token)
+        except MlflowException as err:
+            raise UserError(f"model registry at {mask_text(uri)}: {mask_text(err.message)[:300]}") from None
+        items += list(page)
+        token = page.token
+        if not token:
+            return items
+
+
+def list_models(uri: str, prefix: str = DEFAULT_PREFIX) -> list[ModelInfo]:
+    """Every registered model named `<prefix>*`, with its champion (if any), sorted by name."""
+    client = MlflowClient(uri, registry_uri=uri)
+    # LIKE treats "_" as a wildcard: keep exact prefix matches only.
+    found = [m for m in _all_pages(uri, client.search_registered_models, f"name LIKE '{prefix}%'") if m.name.startswith(prefix)]
+    out = []
+    for model in sorted(found, key=lambda m: m.name):
+        champion = champion_version(client, model.name)
+        latest = max((int(v.version) for v in model.latest_versions or []), default=None)
+        out.append(ModelInfo(model.name, model.name.removeprefix(prefix), _version_info(champion) if champion else None,
+                             str(latest) if latest is not None else None))
+    return out
+
+
+def show_model(uri: str, task: str, prefix: str = DEFAULT_PREFIX) -> ModelInfo:
+    """One task's registered model with all its versions (newest first). `task` may also be
+    the full model name."""
+    client = MlflowClient(uri, registry_uri=uri)
+    name = task if task.startswith(prefix) else f"{prefix}{task}"
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise UserError(f"no registered model {name!r} at {mask_text(uri)}; "
+                            "`python -m orchestrator models list` shows the ones there") from None
+        raise UserError(f"model registry at {mask_text(uri)}: {mask_text(err.message)[:300]}") from None
+    versions = _all_pages(uri, client.search_model_versions, f"name = '{name}'")
+    infos = sorted((_version_info(v) for v in versions), key=lambda v: int(v.version), reverse=True)
+    for info in infos:  # version searches may leave aliases out; the registered model has them all
+        info.aliases = sorted(alias for alias, version in (registered.aliases or {}).items() if str(version) == info.version)
+    champion = next((v for v in infos if CHAMPION in v.aliases), None)
+    return ModelInfo(name, name.removeprefix(prefix), champion, infos[0].version if infos else None, infos)

@@ -1,0 +1,375 @@
+"""MLflow tracking for sweeps: one experiment per manifest, a parent run per task, a child run per trial.
+
+Everything here talks to MLflow through an explicit `MlflowClient(uri)`, never the fluent
+API's global state, so it works the same in the driver and in a Ray Train rank-0 worker.
+What crosses into a worker is plain data: the URI and the experiment / parent run ids.
+
+A trial's run is found again by its tags (parent run + `trial=<name>`), so a trial that
+restarts after a failure appends to the run it already has: no duplicate runs, and
+`TrialLogger.log_epoch` drops epochs the run already holds, so steps stay unique and
+increasing (epochs re-trained after a resume keep the values of their first attempt).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import numbers
+import os
+import shutil
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+
+from cyclegan.errors import UserError
+
+from .redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+ROLE_TAG = "cyclegan.role"  # "task" on parent runs, "trial" on child runs
+LAST_EPOCH_TAG = "cyclegan.last_epoch"
+CHECKPOINT_FILES = tuple(f"latest_net_{n}.pth" for n in ("G_A", "G_B", "D_A", "D_B"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Where runs go, and whether it answers
+
+
+def resolve_tracking_uri(manifest_uri: str | None = None, cwd: str | Path | None = None) -> str:
+    """The manifest's `tracking.uri`, else $MLFLOW_TRACKING_URI, else `sqlite:///<cwd>/mlflow.db`.
+
+    A relative sqlite path is made absolute against `cwd`: Ray workers run in other folders.
+    """
+    cwd = Path(cwd or Path.cwd()).resolve()
+    uri = manifest_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{cwd / DEFAULT_DB}"
+    db = sqlite_path(uri)
+    if db is not None and not db.is_absolute():
+        uri = f"sqlite:///{cwd / db}" + (uri[uri.index("?"):] if "?" in uri else "")
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a local `sqlite:///` URI; None for anything else."""
+    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """Artifacts of a local sqlite store live beside the database, in `mlartifacts/`;
+    a server decides for itself (None)."""
+    db = sqlite_path(uri)
+    return (db.parent / DEFAULT_ARTIFACTS).resolve().as_uri() if db else None
+
+
+def check_tracking(uri: str, timeout: float = 10.0) -> None:
+    """Raise UserError, naming the URI, when the tracking store cannot be used; takes seconds.
+
+    Called before any training starts: MLflow's own client retries a dead server for minutes.
+    """
+    shown = mask_text(uri)
+    hint = "start it, or set tracking.uri in the manifest (or MLFLOW_TRACKING_URI) to a running MLflow server"
+    db = sqlite_path(uri)
+    if db is not None:
+        if not db.parent.is_dir():
+            raise UserError(f"tracking URI {shown}: folder {db.parent} does not exist; create it or choose another sqlite path")
+        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            raise UserError(f"tracking URI {shown}: {db} is not writable; choose another sqlite path")
+        return
+    if uri.startswith(("http://", "https://")):
+        _probe_health(uri, shown, hint, timeout)
+    _call_with_timeout(lambda: MlflowClient(uri).search_experiments(max_results=1), timeout,
+                       f"MLflow tracking server {shown}", hint)
+
+
+def _probe_health(uri: str, shown: str, hint: str, timeout: float) -> None:
+    parts = urllib.parse.urlsplit(uri)
+    headers = {}
+    if parts.username is not None:  # urllib wants credentials in a header, not in the host
+        token = base64.b64encode(f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}".encode())
+        headers["Authorization"] = f"Basic {token.decode()}"
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts).rstrip("/") + "/health", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(64)
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            raise UserError(f"MLflow tracking server {shown} refused access (HTTP {err.code}): set MLFLOW_TRACKING_USERNAME and "
+                            "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN") from None
+        if err.code != 404:  # a 404 may be a proxy path; the API call below decides
+            raise UserError(f"MLflow tracking server {shown} is not healthy (HTTP {err.code} on /health): {hint}") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise UserError(f"MLflow tracking server {shown} is not reachable ({mask_text(str(reason))}): {hint}") from None
+
+
+def _call_with_timeout(call, timeout: float, what: str, hint: str):
+    """Run `call` in a daemon thread; a UserError if it fails or takes longer than `timeout`."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except Exception as err:  # reported below, masked
+            outcome["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True, name="mlflow-check")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise UserError(f"{what} did not answer within {timeout:g} s: {hint}")
+    if "error" in outcome:
+        message = str(outcome["error"]).splitlines()[0] if str(outcome["error"]) else outcome["error"].__class__.__name__
+        raise UserError(f"{what} failed: {mask_text(message)[:300]}")
+    return outcome.get("value")
+
+
+# ------------------------------------------------------------------------------------------------
+# Experiment and task (parent) runs
+
+
+def _quoted(value: str) -> str:
+    if "'" in value or "\\" in value:
+        raise ValueError(f"{value!r}: names used in MLflow searches cannot contain quotes or backslashes")
+    return f"'{value}'"
+
+
+def _tags(values: Mapping[str, Any]) -> dict[str, str]:
+    return {key: mask_value(key, value)[:MAX_TAG_VALUE] for key, value in values.items() if value is not None}
+
+
+def get_or_create_experiment(uri: str, name: str, artifact_location: str | None = None) -> str:
+    """The id of experiment `name`, created if missing (restored if deleted). Artifacts of a new
+    experiment on a local sqlite store go to `mlartifacts/` beside the database."""
+    client = MlflowClient(uri)
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return client.create_experiment(name, artifact_location=artifact_location or default_artifact_location(uri))
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":  # else another driver created it just now
+                    raise
+                experiment = client.get_experiment_by_name(name)
+        if experiment.lifecycle_stage == "deleted":
+            log.warning("MLflow experiment %r was deleted; restoring it", name)
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    except MlflowException as err:
+        raise UserError(f"tracking URI {mask_text(uri)}: cannot open experiment {name!r}: {mask_text(err.message)[:300]}") from None
+
+
+def start_task_run(uri: str, experiment_id: str, task: str, *, dataset: str, manifest_name: str, manifest_sha256: str,
+                   metric: str | None = None, mode: str | None = None, sweep_key: str | None = None,
+                   params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None) -> str:
+    """Start (or, with the `sweep_key` of an earlier unfinished driver, resume) a task's parent run.
+
+    Tags: task, dataset, manifest, manifest_sha256, metric, mode (and sweep_key). `params`
+    (e.g. the search space and sweep settings) are logged flattened and masked. Returns the run id.
+    """
+    client = MlflowClient(uri)
+    all_tags = _tags({"task": task, "dataset": dataset, "manifest": manifest_name, "manifest_sha256": manifest_sha256,
+                      "metric": metric, "mode": mode, "sweep_key": sweep_key, ROLE_TAG: "task", **(tags or {})})
+    run_id = None
+    if sweep_key:
+        found = client.search_runs([experiment_id], f"tags.`{ROLE_TAG}` = 'task' AND tags.task = {_quoted(task)} "
+                                   f"AND tags.sweep_key = {_quoted(sweep_key)}", max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+    if run_id is None:
+        run_id = client.create_run(experiment_id, run_name=task, tags=all_tags).info.run_id
+    _log_params_once(client, run_id, params or {})
+    return run_id
+
+
+def end_task_run(uri: str, run_id: str, status: str = "FINISHED", summary: str | None = None) -> list[str]:
+    """End a task's parent run; trials still RUNNING under it are ended as KILLED (their
+    worker is gone). `summary` becomes the run's description. Returns the trial runs ended."""
+    client = MlflowClient(uri)
+    ended = end_running_children(uri, run_id, "KILLED")
+    if summary:
+        client.set_tag(run_id, "mlflow.note.content", mask_text(summary)[:MAX_TAG_VALUE])
+    client.set_terminated(run_id, _status(status))
+    return ended
+
+
+def _status(status: str) -> str:
+    status = status.upper()
+    if status not in TERMINAL_STATUSES:
+        raise ValueError(f"run status {status!r}: use one of {', '.join(TERMINAL_STATUSES)}")
+    return status
+
+
+def trial_runs(uri: str, parent_run_id: str, status: str | None = None) -> list:
+    """The trial (child) runs of a parent run, optionally only those with `status`."""
+    client = MlflowClient(uri)
+    parent = client.get_run(parent_run_id)
+    query = f"tags.`mlflow.parentRunId` = {_quoted(parent_run_id)}"
+    if status:
+        query += f" AND attributes.status = {_quoted(status)}"
+    runs, token = [], None
+    while True:
+        page = client.search_runs([parent.info.experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def find_trial_run(uri: str, parent_run_id: str, trial_name: str) -> str | None:
+    """The run id of trial `trial_name` under the parent run, if it has one."""
+    for run in trial_runs(uri, parent_run_id):
+        if run.data.tags.get("trial") == trial_name:
+            return run.info.run_id
+    return None
+
+
+def set_trial_status(uri: str, parent_run_id: str, trial_name: str, status: str) -> str | None:
+    """End a trial's run from the driver (e.g. a Tune callback: error -> FAILED, early stop ->
+    KILLED, complete -> FINISHED). Returns the run id, or None when the trial has no run."""
+    run_id = find_trial_run(uri, parent_run_id, trial_name)
+    if run_id:
+        MlflowClient(uri).set_terminated(run_id, _status(status))
+    return run_id
+
+
+def end_running_children(uri: str, parent_run_id: str, status: str = "KILLED") -> list[str]:
+    """Mark the parent's trial runs still RUNNING as `status` (for a driver that is being
+    stopped, or a sweep that ended while workers were killed). Returns their ids."""
+    client = MlflowClient(uri)
+    ended = []
+    for run in trial_runs(uri, parent_run_id, status="RUNNING"):
+        client.set_terminated(run.info.run_id, _status(status))
+        ended.append(run.info.run_id)
+    return ended
+
+
+def _log_params_once(client: MlflowClient, run_id: str, values: Mapping[str, Any]) -> None:
+    """Log the params the run lacks; a param cannot change, so a differing value is only warned about."""
+    existing = client.get_run(run_id).data.params
+    new = []
+    for key, value in safe_params(values).items():
+        if key not in existing:
+            new.append(Param(key, value))
+        elif existing[key] != value:
+            log.warning("run %s: param %s is already %r; keeping it (not %r)", run_id, key, existing[key], value)
+    for start in range(0, len(new), 100):  # MLflow takes at most 100 params per batch
+        client.log_batch(run_id, params=new[start:start + 100])
+
+
+# ------------------------------------------------------------------------------------------------
+# Trial (child) runs
+
+
+class TrialLogger:
+    """Logs one trial into its child run. Create it on rank 0 only.
+
+    Arguments are plain data, so a driver can pass them into a Ray worker through the
+    train loop config: `TrialLogger(**tracking, trial_name=..., params=cfg.to_dict())`.
+    """
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, trial_name: str,
+                 params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None):
+        self.uri, self.parent_run_id, self.trial_name = uri, parent_run_id, trial_name
+        self.client = MlflowClient(uri)
+        existing = find_trial_run(uri, parent_run_id, trial_name)
+        if existing:
+            self.run_id = existing
+            self.client.update_run(existing, status="RUNNING")
+            self.resumed = True
+        else:
+            parent = self.client.get_run(parent_run_id).data.tags
+            inherited = {k: parent[k] for k in ("task", "dataset", "manifest", "metric", "mode") if k in parent}
+            run_tags = _tags({**inherited, **(tags or {}), "mlflow.parentRunId": parent_run_id, "trial": trial_name, ROLE_TAG: "trial"})
+            self.run_id = self.client.create_run(experiment_id, run_name=trial_name, tags=run_tags).info.run_id
+            self.resumed = False
+        _log_params_once(self.client, self.run_id, params or {})
+        self.last_step = self._last_logged_step()
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> TrialLogger:
+        """From the plain dict a driver passes to workers: uri, experiment_id, parent_run_id and
+        trial (or trial_name)."""
+        return cls(spec["uri"], spec["experiment_id"], spec["parent_run_id"], spec.get("trial_name") or spec["trial"], params,
+                   spec.get("tags"))
+
+    def _last_logged_step(self) -> int:
+        """The highest step of any metric the run holds (-1 for none): read once, on (re)start."""
+        keys = self.client.get_run(self.run_id).data.metrics
+        steps = [m.step for key in keys for m in self.client.get_metric_history(self.run_id, key)]
+        return max(steps, default=-1)
+
+    # -- per epoch ---------------------------------------------------------------------------
+    def log_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> bool:
+        """Log every numeric metric with `epoch` as its step; False (nothing logged) when the
+        run already holds this epoch or a later one, i.e. after a resume."""
+        if epoch <= self.last_step:
+            return False
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, epoch) for key, value in metrics.items()
+                 if key != "epoch" and isinstance(value, numbers.Real)]  # numpy scalars too
+        for start in range(0, len(batch), 1000):
+            self.client.log_batch(self.run_id, metrics=batch[start:start + 1000],
+                                  tags=[RunTag(LAST_EPOCH_TAG, str(epoch))] if start == 0 else ())
+        self.last_step = epoch
+        return True
+
+    def log_sample_grid(self, epoch: int, image: str | Path) -> str:
+        """Upload a sample grid as `samples/epoch_NNN.png`; returns the artifact path."""
+        return self._log_file(Path(image), "samples", f"epoch_{epoch:03d}{Path(image).suffix or '.png'}")
+
+    def log_checkpoint(self, directory: str | Path, kind: str = "final", epoch: int | None = None,
+                       config: Mapping[str, Any] | None = None, files: Iterable[str] = CHECKPOINT_FILES) -> str:
+        """Upload a checkpoint's network files (and the masked training `config` as config.json)
+        under `checkpoints/<kind>/` (kind: final or best; a later call replaces the files).
+        Returns the artifact folder."""
+        directory, folder = Path(directory), f"checkpoints/{kind}"
+        present = [directory / name for name in files if (directory / name).is_file()]
+        if not present:
+            raise UserError(f"{directory}: no checkpoint files ({', '.join(files)}) to log")
+        for path in present:
+            self.client.log_artifact(self.run_id, str(path), folder)
+        if config is not None:
+            self.client.log_dict(self.run_id, {k: mask_value(k, v) if isinstance(v, str) else v for k, v in config.items()},
+                                 f"{folder}/config.json")
+        if epoch is not None:
+            self.client.set_tag(self.run_id, f"cyclegan.checkpoint.{kind}.epoch", str(epoch))
+        return folder
+
+    def _log_file(self, path: Path, folder: str, name: str) -> str:
+        if path.name == name:
+            self.client.log_artifact(self.run_id, str(path), folder)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copyfile(path, Path(tmp) / name)
+                self.client.log_artifact(self.run_id, str(Path(tmp) / name), folder)
+        return f"{folder}/{name}"
+
+    # -- the end -----------------------------------------------------------------------------
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, _status(status))
+
+    def __enter__(self) -> TrialLogger:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.finish("FINISHED")
+        else:  # a retried trial sets its run back to RUNNING when it starts again
+            self.finish("KILLED" if issubclass(kind, (KeyboardInterrupt, SystemExit)) else "FAILED")

@@ -1,0 +1,194 @@
+"""MLflow tracking of sweeps, against a real `mlflow server` (S3 artifacts on moto) and the local sqlite default."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from conftest import free_port
+from cyclegan.errors import UserError, run_cli
+from orchestrator import models_cli
+from orchestrator.redact import mask_text, safe_params
+from orchestrator.registry import champion_version, register_best
+from orchestrator.tracking import (
+    TrialLogger,
+    check_tracking,
+    end_task_run,
+    get_or_create_experiment,
+    resolve_tracking_uri,
+    start_task_run,
+    trial_runs,
+)
+
+SECRET = "hunter2-s3cr3t"
+DATASET = f"https://alice:{SECRET}@data.example.org/colorshift"
+
+
+@pytest.fixture(params=["server", "sqlite"])
+def tracking_uri(request, tmp_path, monkeypatch) -> str:
+    """The MLflow server, or the default store: sqlite:///<cwd>/mlflow.db with artifacts beside it."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "AWSSECRETVALUE1234")  # must never reach params or tags
+    if request.param == "server":
+        return request.getfixturevalue("mlflow_server")
+    monkeypatch.chdir(tmp_path)
+    return resolve_tracking_uri(None)
+
+
+def _epochs(trained: Path) -> list[dict]:
+    return [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+
+
+def _sweep(uri: str, trained: Path, experiment: str, tasks: tuple[str, ...]) -> dict:
+    """What the Tune sweep does per task, without Ray: parent run, trials logged epoch by epoch
+    (trial_1 scores better), the best one registered, the parent ended with the summary."""
+    exp = get_or_create_experiment(uri, experiment)
+    config = json.loads((trained / "config.json").read_text())
+    out = {}
+    for task in tasks:
+        parent = start_task_run(uri, exp, task, dataset=DATASET, manifest_name="quickstart", manifest_sha256="ab" * 32,
+                                metric="psnr", mode="max", params={"search": {"num_samples": 2}})
+        runs, best = {}, {}
+        for i in range(2):
+            trial = f"trial_{i}"
+            params = {**config, "lr": 1e-4 * (i + 1), "storage": {"aws_secret_access_key": SECRET, "uri": DATASET},
+                      "note": "key AWSSECRETVALUE1234"}
+            with TrialLogger(uri, exp, parent, trial, params=params) as logger:
+                trial_best = {}
+                for metrics in _epochs(trained):
+                    metrics = {**metrics, "psnr": metrics["psnr"] + i}
+                    assert logger.log_epoch(metrics["epoch"], metrics)
+                    logger.log_sample_grid(metrics["epoch"], metrics["sample_grid"])
+                    if metrics["psnr"] > trial_best.get("value", -1):
+                        trial_best = {"value": metrics["psnr"], "run": logger.run_id, "epoch": metrics["epoch"], "lr": params["lr"]}
+                # The sweep uploads `best` on each improvement; once is enough here.
+                logger.log_checkpoint(trained, "best", epoch=trial_best["epoch"], config=config)
+                logger.log_checkpoint(trained, "final", epoch=metrics["epoch"], config=config)
+            if trial_best["value"] > best.get("value", -1):
+                best = trial_best
+            runs[trial] = logger.run_id
+        registration = register_best(uri, task, best["run"], metric="psnr", value=best["value"], mode="max", step=best["epoch"],
+                                     hyperparameters={"lr": best["lr"]}, dataset=DATASET)
+        end_task_run(uri, parent, summary=registration.summary())
+        out[task] = {"parent": parent, "runs": runs, "best": best, "registration": registration}
+    return out
+
+
+def test_two_task_sweep_lands_runs_metrics_artifacts_and_champions(tracking_uri, tiny_trained):
+    uri = tracking_uri
+    result = _sweep(uri, tiny_trained, "sweep-test", ("alpha", "beta"))
+    client = MlflowClient(uri, registry_uri=uri)
+    epochs = [m["epoch"] for m in _epochs(tiny_trained)]
+    for task, info in result.items():
+        parent = client.get_run(info["parent"])
+        assert parent.info.status == "FINISHED"
+        assert {k: parent.data.tags[k] for k in ("task", "manifest", "manifest_sha256", "metric")} == \
+            {"task": task, "manifest": "quickstart", "manifest_sha256": "ab" * 32, "metric": "psnr"}
+        assert parent.data.tags["dataset"] == "https://alice:***@data.example.org/colorshift"
+        assert "champion" in parent.data.tags["mlflow.note.content"]
+        children = trial_runs(uri, info["parent"])
+        assert sorted(r.data.tags["trial"] for r in children) == ["trial_0", "trial_1"]
+        for run in children:
+            assert run.info.status == "FINISHED"
+            params = run.data.params
+            assert params["netG"] == "resnet_2blocks" and float(params["lr"]) in (1e-4, 2e-4)
+            assert params["storage.aws_secret_access_key"] == "***"
+            everything = json.dumps([params, run.data.tags])
+            assert SECRET not in everything and "AWSSECRETVALUE1234" not in everything
+            for key in ("loss_G", "pairs_per_s", "psnr"):
+                assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == epochs, key
+            artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+            assert artifacts == {f"samples/epoch_{e:03d}.png" for e in epochs}
+            final = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "checkpoints/final")}
+            assert {"latest_net_G_A.pth", "latest_net_G_B.pth", "latest_net_D_A.pth", "config.json"} <= final
+        champion = champion_version(client, f"cyclegan-{task}")
+        assert champion.tags["run_id"] == info["best"]["run"] == info["runs"]["trial_1"]
+        assert champion.tags["dataset"] == "https://alice:***@data.example.org/colorshift"
+        assert info["registration"].champion and info["registration"].reason == "first champion"
+    # One experiment for the manifest; the sqlite default keeps artifacts beside the database.
+    assert client.get_experiment_by_name("sweep-test") is not None
+    if uri.startswith("sqlite:"):
+        assert Path("mlflow.db").is_file() and any(Path("mlartifacts").rglob("latest_net_G_A.pth"))
+
+
+def test_resumed_trial_continues_its_run_with_increasing_steps(mlflow_server):
+    uri = mlflow_server
+    exp = get_or_create_experiment(uri, "resume-test")
+    parent = start_task_run(uri, exp, "resume", dataset="synthetic://colorshift", manifest_name="m", manifest_sha256="0")
+    with pytest.raises(RuntimeError), TrialLogger(uri, exp, parent, "trial_7", params={"lr": 0.001}) as first:
+        for epoch in (1, 2, 3):
+            first.log_epoch(epoch, {"loss_G": 1.0 / epoch})
+        raise RuntimeError("worker died")  # the retry resumes from the epoch-2 checkpoint
+    client = MlflowClient(uri)
+    assert client.get_run(first.run_id).info.status == "FAILED"
+
+    second = TrialLogger(uri, exp, parent, "trial_7", params={"lr": 0.001})
+    assert second.run_id == first.run_id and second.resumed and second.last_step == 3
+    assert client.get_run(second.run_id).info.status == "RUNNING"
+    assert [second.log_epoch(e, {"loss_G": 0.5, "epoch": e, "psnr": np.float32(20)}) for e in (3, 4, 5)] == [False, True, True]
+    second.finish()
+    steps = [m.step for m in client.get_metric_history(second.run_id, "loss_G")]
+    assert steps == [1, 2, 3, 4, 5]
+    assert [m.step for m in client.get_metric_history(second.run_id, "psnr")] == [4, 5]
+    assert len(trial_runs(uri, parent)) == 1
+    assert client.get_run(second.run_id).info.status == "FINISHED"
+
+
+def test_stopped_driver_leaves_no_running_trials(mlflow_server):
+    uri = mlflow_server
+    exp = get_or_create_experiment(uri, "stop-test")
+    parent = start_task_run(uri, exp, "stopped", dataset="synthetic://colorshift", manifest_name="m", manifest_sha256="0",
+                            sweep_key="run-1")
+    loggers = [TrialLogger(uri, exp, parent, f"trial_{i}") for i in range(2)]  # workers killed: never finished
+    loggers[0].finish("FINISHED")
+    ended = end_task_run(uri, parent, status="KILLED")
+    client = MlflowClient(uri)
+    assert ended == [loggers[1].run_id]
+    assert client.get_run(loggers[1].run_id).info.status == "KILLED"
+    assert client.get_run(loggers[0].run_id).info.status == "FINISHED"
+    assert client.get_run(parent).info.status == "KILLED"
+    # The same driver relaunched (same sweep key) continues the same parent run.
+    again = start_task_run(uri, exp, "stopped", dataset="synthetic://colorshift", manifest_name="m", manifest_sha256="0",
+                           sweep_key="run-1")
+    assert again == parent and client.get_run(parent).info.status == "RUNNING"
+
+
+def test_unreachable_tracking_server_is_named_within_seconds(capsys):
+    uri = f"http://bob:{SECRET}@127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    with pytest.raises(UserError) as err:
+        check_tracking(uri)
+    assert time.monotonic() - start < 10
+    assert "http://bob:***@127.0.0.1:" in str(err.value) and "not reachable" in str(err.value)
+    assert SECRET not in str(err.value)
+    assert run_cli(models_cli.main, ["models", "list", "--tracking-uri", uri]) == 2
+    printed = capsys.readouterr().err
+    assert printed.startswith("error: MLflow tracking server http://bob:***@") and "Traceback" not in printed
+
+
+def test_default_tracking_uri_order(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5001")
+    assert resolve_tracking_uri(None, tmp_path) == "http://127.0.0.1:5001"
+    assert resolve_tracking_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
+    # Relative to the driver's folder, not to each Ray worker's.
+    assert resolve_tracking_uri("sqlite:///runs/x.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/runs/x.db"
+    check_tracking(f"sqlite:///{tmp_path}/mlflow.db")
+    with pytest.raises(UserError, match="does not exist"):
+        check_tracking(f"sqlite:///{tmp_path}/missing/mlflow.db")
+
+
+def test_secrets_are_masked(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "envpassword99")
+    params = safe_params({"data": {"uri": "s3://AKIAIOSFODNN7EXAMPLE@bucket/x", "password": "p"},
+                          "tracking": "https://u:pw@host/path?token=abc&x=1", "log": "login with envpassword99",
+                          "options": ["aws_secret_access_key=wJalrXUtnFEMI"], "lr": 0.0002})
+    assert params == {"data.uri": "s3://***@bucket/x", "data.password": "***", "tracking": "https://u:***@host/path?token=***&x=1",
+                      "log": "login with ***", "options": '["aws_secret_access_key=***"]', "lr": "0.0002"}
+    assert mask_text("plain text, epoch 3") == "plain text, epoch 3"
