@@ -1,7 +1,6 @@
 # The README's two commands: `make demo` (set up + main job) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_DIR ?= demo
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint clean
@@ -14,14 +13,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv/ and install the project with its test extras
 
-demo: setup  ## synthetic dataset -> small CycleGAN on the CPU -> translated test images
-	$(PY) -m cyclegan synth --kind colorshift --out $(DEMO_DIR)/data --n-train 200 --n-test 16 --size 32 --seed 0
-	$(PY) -m cyclegan train --dataroot $(DEMO_DIR)/data --name colorshift --checkpoints_dir $(DEMO_DIR)/checkpoints \
-		--netG resnet_2blocks --ngf 16 --ndf 16 --load_size 32 --crop_size 32 --n_epochs 3 --n_epochs_decay 2 \
-		--num_threads 1 --device cpu
-	$(PY) -m cyclegan translate --checkpoint $(DEMO_DIR)/checkpoints/colorshift/latest_net_G_A.pth \
-		--input $(DEMO_DIR)/data/testA --output $(DEMO_DIR)/translated/testA_to_B
-	@echo "translated test images: $(DEMO_DIR)/translated/testA_to_B (ground truth in $(DEMO_DIR)/data/testA_gt)"
+demo: setup  ## the main job on the embedded default: sweep experiments/quickstart.yaml on a local Ray, local MLflow
+	$(PY) -m orchestrator run experiments/quickstart.yaml
+	$(PY) -m orchestrator models list
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest -q
@@ -29,5 +23,5 @@ test: setup  ## the whole test suite
 lint: setup
 	$(PY) -m ruff check cyclegan orchestrator tests
 
-clean:
-	rm -rf $(DEMO_DIR) .pytest_cache
+clean:  ## remove what the demo and the tests leave in the working tree
+	rm -rf runs results mlflow.db mlartifacts checkpoints .pytest_cache

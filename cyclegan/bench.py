@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from .config import TrainConfig
 from .errors import UserError
@@ -93,7 +92,9 @@ def build_model(spec: BenchConfig, shape: Shape, device: torch.device, seed: int
 
 
 def count_flops(shape: Shape, batch: int) -> int:
-    """FLOPs of one plain training step (forward, backward, both networks groups) at `batch`."""
+    """FLOPs of one plain training step (forward, backward, both network groups) at `batch`."""
+    from torch.utils.flop_counter import FlopCounterMode  # imported here: `cyclegan --help` should stay quick
+
     model = CycleGAN(train_config(BenchConfig("count", batch), shape), "meta")
     real = torch.empty(batch, 3, shape.size, shape.size, device="meta")
     with FlopCounterMode(display=False) as counter:

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from .config import add_config_arguments, config_from_args
-from .errors import UserError, run_cli
+from .errors import UserError, dispatch, run_cli
 
 log = logging.getLogger("cyclegan")
 
@@ -102,10 +102,7 @@ def _extra_commands():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "debug", False):
-        logging.getLogger().setLevel(logging.DEBUG)
-    return args.run(args)
+    return dispatch(build_parser(), argv)
 
 
 def entry_point() -> int:

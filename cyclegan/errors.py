@@ -16,6 +16,14 @@ class UserError(Exception):
     exit_code = 2
 
 
+def dispatch(parser, argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the chosen subcommand's `run(args)`."""
+    args = parser.parse_args(argv)
+    if getattr(args, "debug", False):
+        logging.getLogger().setLevel(logging.DEBUG)
+    return args.run(args)
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run a CLI entry point, turning UserError (and Ctrl-C) into a message and exit code."""
     argv = sys.argv[1:] if argv is None else argv

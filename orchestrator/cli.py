@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
-from cyclegan.errors import run_cli
+from cyclegan.errors import dispatch, run_cli
 
 
 def _registrations():
@@ -26,10 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "debug", False):
-        logging.getLogger().setLevel(logging.DEBUG)
-    return args.run(args)
+    return dispatch(build_parser(), argv)
 
 
 def entry_point() -> int:

@@ -146,7 +146,8 @@ class EpochReporter:
 def _setup_logging() -> None:
     # Ray leaves the root logger unconfigured in workers: without this the trainer's epoch lines
     # (and the effective batch size) would not reach the worker logs.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # The root stays at WARNING: Ray Train logs every report at INFO on loggers of its own.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("cyclegan", "orchestrator"):
         logging.getLogger(name).setLevel(logging.INFO)
 

@@ -10,7 +10,6 @@ import os
 import re
 import shlex
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,11 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from orchestrator.manifest import load_manifest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest brings tomli there
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
@@ -168,7 +172,7 @@ def test_rayjob_entrypoint_runs_a_manifest_from_experiments():
 
 
 def test_runtime_env_ships_the_code_and_leaves_environments_data_and_outputs_behind():
-    from ray._private.runtime_env.packaging import _get_excludes   # the matcher Ray applies to `excludes`
+    from ray._private.runtime_env.packaging import _get_excludes  # the matcher Ray applies to `excludes`
 
     runtime_env = _load(RUNTIME_ENV)
     assert runtime_env["working_dir"] == "."
@@ -305,10 +309,26 @@ def test_paper_manifests_use_the_papers_settings_on_s3_and_gpus(name):
 # The guide says only what the CLIs accept
 
 
+def _shell_blocks() -> list[str]:
+    """The ```bash blocks of docs/cluster.md."""
+    blocks, current, keep = [], [], None
+    for line in DOC.read_text().splitlines():
+        if not line.startswith("```"):
+            if keep:
+                current.append(line)
+        elif keep is None:   # an opening fence
+            keep, current = line.strip() in ("```bash", "```sh"), []
+        else:                # the closing one
+            if keep:
+                blocks.append("\n".join(current))
+            keep = None
+    return blocks
+
+
 def _doc_commands(prefix: str) -> list[list[str]]:
-    """Every command in docs/cluster.md's code blocks that starts with `prefix`, continuation lines joined."""
+    """Every command in docs/cluster.md's shell blocks that starts with `prefix`, continuation lines joined."""
     commands = []
-    for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", DOC.read_text(), flags=re.S):
+    for block in _shell_blocks():
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #", 1)[0].strip()
             start = line.find(prefix)

@@ -29,7 +29,7 @@ from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent            # the venv's bin/: python, ray
-TASKS = {"submitted-colorshift": "colorshift", "submitted-stripes": "stripes"}
+KINDS = ("colorshift", "stripes")
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 JOB_TIMEOUT_S = 1200
 
@@ -86,7 +86,7 @@ def _end_session(proc: subprocess.Popen) -> None:
         time.sleep(0.5)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head():
     """`ray start --head` on free ports with its own temp dir (so it never becomes the machine's
     "current cluster" that other tests' `ray.init()` would find). Yields the job server's URL."""
@@ -122,28 +122,33 @@ def ray_head():
         log_file.unlink(missing_ok=True)
 
 
-def _upload_datasets(s3_server: str, root: Path) -> dict[str, str]:
-    """Two synthetic pairs (with ground truth) under s3://cyclegan-data/datasets/<kind>/; task -> data URI."""
+@pytest.fixture(scope="module")
+def datasets(s3_server, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """Two synthetic pairs (with ground truth) uploaded as prefixes s3://cyclegan-data/datasets/<kind>/
+    (and the bucket for the runs): the local folder and kind -> data URI."""
     import boto3
 
     from cyclegan.synthetic import generate
 
+    root = tmp_path_factory.mktemp("job-datasets")
     s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",
                       aws_secret_access_key="testing")
     for bucket in ("cyclegan-data", "cyclegan-runs"):
         s3.create_bucket(Bucket=bucket)
     refs = {}
-    for task, kind in TASKS.items():
+    for kind in KINDS:
         folder = generate(kind, root / kind, n_train=10, n_test=2, size=32, seed=0)
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 s3.upload_file(str(path), "cyclegan-data", f"datasets/{kind}/{path.relative_to(folder).as_posix()}")
-        refs[task] = f"s3://cyclegan-data/datasets/{kind}"
-    return refs
+        refs[kind] = f"s3://cyclegan-data/datasets/{kind}"
+    return root, refs
 
 
-def _checkout_copy(target: Path) -> Path:
-    """What a user's checkout holds: the files git tracks or would track (no .venv/, runs/, results/...)."""
+def _checkout(target: Path, manifest: dict, s3_server: str, mlflow_server: str) -> Path:
+    """A user's checkout: the files git tracks or would track (no .venv/, runs/, results/...), plus
+    their manifest in experiments/ and their one edit to cluster/runtime_env.yaml: env_vars pointing
+    at their MLflow server and S3 endpoint (here with the dummy credentials moto takes)."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                             capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
@@ -151,87 +156,155 @@ def _checkout_copy(target: Path) -> Path:
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
+    (target / "experiments" / f"{manifest['name']}.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    runtime_env = yaml.safe_load((target / "cluster" / "runtime_env.yaml").read_text())
+    runtime_env["env_vars"] = {**runtime_env["env_vars"], **CREDS, "AWS_ENDPOINT_URL_S3": s3_server, "MLFLOW_S3_ENDPOINT_URL": s3_server,
+                               "MLFLOW_TRACKING_URI": mlflow_server, "AWS_EC2_METADATA_DISABLED": "true"}
+    (target / "cluster" / "runtime_env.yaml").write_text(yaml.safe_dump(runtime_env, sort_keys=False))
     return target
 
 
-def _manifest(data: dict[str, str]) -> dict:
+def _manifest(name: str, task_prefix: str, data: dict[str, str], epochs: int = 1) -> dict:
+    """Two tiny tasks (one per synthetic kind), 2 trials each, ranked by PSNR to the ground truth."""
     return {
-        "name": "job-submit-e2e",
+        "name": name,
         "description": "two tiny synthetic tasks submitted with ray job submit",
         "storage": "s3://cyclegan-runs/runs",
         "defaults": {
-            "train": {"netG": "resnet_1blocks", "ngf": 8, "ndf": 8, "load_size": 32, "crop_size": 32, "n_epochs": 1,
-                      "n_epochs_decay": 1, "num_threads": 0, "eval_metrics": "l1,psnr", "n_samples": 2, "print_freq": 5},
+            "train": {"netG": "resnet_1blocks", "ngf": 8, "ndf": 8, "load_size": 32, "crop_size": 32, "n_epochs": epochs,
+                      "n_epochs_decay": epochs, "num_threads": 0, "eval_metrics": "l1,psnr", "n_samples": 2, "print_freq": 5},
             "resources": {"workers": 1, "cpus_per_worker": 0.5},
         },
         "search": {"space": {"lambda_cyc": {"choice": [5, 10]}}, "num_samples": 2, "metric": "psnr",
                    "max_concurrent_trials": 2, "max_failures": 0},
-        "tasks": [{"name": task, "data": ref} for task, ref in data.items()],
+        "tasks": [{"name": f"{task_prefix}-{kind}", "data": ref} for kind, ref in data.items()],
     }
 
 
-def _ray(args: list[str], env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "ray"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def _ray(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "ray"), *args], cwd=cwd, env=_clean_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _submit(ray_head: str, checkout: Path, job_id: str, manifest: str, *options: str, wait: bool = True) -> str:
+    """`ray job submit` as a user types it in their checkout; returns its output (fails the test if the job fails)."""
+    command = ["job", "submit", "--address", ray_head, "--submission-id", job_id, "--working-dir", ".",
+               "--runtime-env", "cluster/runtime_env.yaml", *([] if wait else ["--no-wait"]), "--",
+               "python", "-m", "orchestrator", "run", f"experiments/{manifest}.yaml", *options]
+    try:
+        result = _ray(command, checkout, JOB_TIMEOUT_S)
+    except subprocess.TimeoutExpired as err:
+        logs = _ray(["job", "logs", "--address", ray_head, job_id], checkout, 60).stdout
+        _ray(["job", "stop", "--address", ray_head, job_id], checkout, 120)
+        pytest.fail(f"job {job_id} did not finish within {JOB_TIMEOUT_S} s; its log ends:\n{logs[-6000:]}\n{err}")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"ray job submit exited with {result.returncode}:\n{output[-8000:]}"
+    if wait:
+        assert _status(ray_head, checkout, job_id) == "succeeded", output[-8000:]
+    return output
+
+
+def _status(ray_head: str, checkout: Path, job_id: str) -> str:
+    """succeeded, failed, stopped, running or pending, as `ray job status` says it."""
+    result = _ray(["job", "status", "--address", ray_head, job_id], checkout, 60)
+    text = result.stdout + result.stderr
+    for word in ("succeeded", "failed", "stopped"):
+        if f"Job '{job_id}' {word}" in text:
+            return word
+    return "running" if "RUNNING" in text else "pending"
+
+
+def _client(mlflow_server: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+
+
+def _runs(mlflow_server: str, experiment_name: str) -> list:
+    client = _client(mlflow_server)
+    experiment = client.get_experiment_by_name(experiment_name)
+    assert experiment is not None, f"the job logged nothing to the MLflow experiment {experiment_name}"
+    return list(client.search_runs([experiment.experiment_id], max_results=1000))
+
+
+def _cli(*args: str, mlflow_server: str, s3_server: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**_clean_env(), **CREDS, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_S3_ENDPOINT_URL": s3_server,
+           "AWS_ENDPOINT_URL_S3": s3_server}
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# ------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(JOB_TIMEOUT_S + 600)
-def test_ray_job_submit_of_a_manifest_registers_a_champion_per_task(ray_head, s3_server, mlflow_server, tmp_path):
-    data = _upload_datasets(s3_server, tmp_path / "datasets")
-    checkout = _checkout_copy(tmp_path / "checkout")
-    (checkout / "experiments" / "job_submit_e2e.yaml").write_text(yaml.safe_dump(_manifest(data), sort_keys=False))
-    # The user's one edit to the runtime env: env_vars pointing at their MLflow server and S3 endpoint.
-    runtime_env = yaml.safe_load((checkout / "cluster" / "runtime_env.yaml").read_text())
-    runtime_env["env_vars"] = {**runtime_env["env_vars"], **CREDS, "AWS_ENDPOINT_URL_S3": s3_server, "MLFLOW_S3_ENDPOINT_URL": s3_server,
-                               "MLFLOW_TRACKING_URI": mlflow_server, "AWS_EC2_METADATA_DISABLED": "true"}
-    (checkout / "cluster" / "runtime_env.yaml").write_text(yaml.safe_dump(runtime_env, sort_keys=False))
+def test_ray_job_submit_of_a_manifest_registers_a_champion_per_task(ray_head, datasets, s3_server, mlflow_server, tmp_path):
+    root, data = datasets
+    manifest = _manifest("job-submit-e2e", "submitted", data)
+    checkout = _checkout(tmp_path / "checkout", manifest, s3_server, mlflow_server)
 
-    env = _clean_env()
-    job_id = f"cyclegan-e2e-{os.getpid()}"
-    submit = ["job", "submit", "--address", ray_head, "--submission-id", job_id, "--working-dir", ".",
-              "--runtime-env", "cluster/runtime_env.yaml", "--",
-              "python", "-m", "orchestrator", "run", "experiments/job_submit_e2e.yaml"]
-    try:
-        result = _ray(submit, env, checkout, JOB_TIMEOUT_S)
-    except subprocess.TimeoutExpired as err:
-        logs = _ray(["job", "logs", "--address", ray_head, job_id], env, checkout, 60).stdout
-        pytest.fail(f"the job did not finish within {JOB_TIMEOUT_S} s; its log ends:\n{logs[-6000:]}\n{err}")
-    output = result.stdout + result.stderr
-    status = _ray(["job", "status", "--address", ray_head, job_id], env, checkout, 60)
-    assert result.returncode == 0 and "SUCCEEDED" in status.stdout + status.stderr, \
-        f"ray job submit exited with {result.returncode}; status: {status.stdout}{status.stderr}\n{output[-8000:]}"
-    assert "sweeping 2 task(s) of job-submit-e2e" in output
+    output = _submit(ray_head, checkout, f"cyclegan-e2e-{os.getpid()}", "job-submit-e2e")
+    assert "sweeping 2 task(s) of job-submit-e2e" in output, output[-8000:]
 
-    _check_registry(mlflow_server, s3_server, data, tmp_path, env)
-
-
-def _check_registry(mlflow_server: str, s3_server: str, data: dict[str, str], tmp_path: Path, env: dict) -> None:
-    """Each task's champion exists, was trained on the task's data, and translates images; no run is left RUNNING."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
-    experiment = client.get_experiment_by_name("job-submit-e2e")
-    assert experiment is not None, "the job logged nothing to the MLflow server"
-    running = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
-    assert not running, f"runs left RUNNING after the job: {[r.info.run_name for r in running]}"
-
-    cli_env = {**env, **CREDS, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_S3_ENDPOINT_URL": s3_server,
-               "AWS_ENDPOINT_URL_S3": s3_server}
-    for task in data:
-        name = f"cyclegan-{task}"
+    running = [r.info.run_name for r in _runs(mlflow_server, "job-submit-e2e") if r.info.status == "RUNNING"]
+    assert not running, f"runs left RUNNING after the job: {running}"
+    client = _client(mlflow_server)
+    for kind in KINDS:
+        name = f"cyclegan-submitted-{kind}"
         version = client.get_model_version_by_alias(name, "champion")   # raises if there is none
         assert version.status == "READY", f"{name} v{version.version}: {version.status}"
-        inputs = tmp_path / "datasets" / TASKS[task] / "testA"
-        out = tmp_path / "translated" / task
-        result = subprocess.run([sys.executable, "-m", "orchestrator", "translate", "--model", f"models:/{name}@champion",
-                                 "--input", str(inputs), "--output", str(out), "--tracking-uri", mlflow_server],
-                                cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=300)
+        inputs = root / kind / "testA"
+        out = tmp_path / "translated" / kind
+        result = _cli("translate", "--model", f"models:/{name}@champion", "--input", str(inputs), "--output", str(out),
+                      "--tracking-uri", mlflow_server, mlflow_server=mlflow_server, s3_server=s3_server)
         assert result.returncode == 0, f"translate with {name}@champion failed:\n{result.stdout}{result.stderr}"
         written = sorted(p.name for p in out.rglob("*.png"))
         assert written == sorted(p.name for p in inputs.glob("*.png")), f"{name}: translated {written}"
         for path in out.rglob("*.png"):
             assert Image.open(path).size == (32, 32)
-    listing = subprocess.run([sys.executable, "-m", "orchestrator", "models", "list", "--tracking-uri", mlflow_server],
-                             cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=120)
+    listing = _cli("models", "list", "--tracking-uri", mlflow_server, mlflow_server=mlflow_server, s3_server=s3_server, timeout=120)
     assert listing.returncode == 0, listing.stdout + listing.stderr
-    for task in data:
-        assert f"cyclegan-{task}" in listing.stdout, listing.stdout
+    for kind in KINDS:
+        assert f"cyclegan-submitted-{kind}" in listing.stdout, listing.stdout
+
+
+@pytest.mark.timeout(2 * JOB_TIMEOUT_S + 600)
+def test_ray_job_stop_leaves_no_run_running_and_resubmitting_with_resume_finishes_the_sweep(
+        ray_head, datasets, s3_server, mlflow_server, tmp_path):
+    _, data = datasets
+    manifest = _manifest("job-resume-e2e", "resumed", data, epochs=2)
+    checkout = _checkout(tmp_path / "checkout", manifest, s3_server, mlflow_server)
+    first, second = f"cyclegan-stop-{os.getpid()}", f"cyclegan-resume-{os.getpid()}"
+
+    _submit(ray_head, checkout, first, "job-resume-e2e", wait=False)
+    # Stop it once a trial has logged an epoch: the sweep is under way, with trial runs open.
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while True:
+        client = _client(mlflow_server)
+        experiment = client.get_experiment_by_name("job-resume-e2e")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if any(r.data.tags.get("cyclegan.role") == "trial" and r.data.metrics for r in runs):
+            break
+        status = _status(ray_head, checkout, first)
+        assert status in ("pending", "running"), f"job {first} {status} before it could be stopped"
+        assert time.monotonic() < deadline, f"no trial of job {first} logged an epoch within {JOB_TIMEOUT_S} s"
+        time.sleep(3)
+    stop = _ray(["job", "stop", "--address", ray_head, first], checkout, 300)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert _status(ray_head, checkout, first) == "stopped"
+
+    stopped = _runs(mlflow_server, "job-resume-e2e")
+    assert not [r.info.run_name for r in stopped if r.info.status == "RUNNING"], \
+        f"runs left RUNNING by the stopped job: {[(r.info.run_name, r.info.status) for r in stopped]}"
+    parents = {r.info.run_id: r.info.status for r in stopped if r.data.tags.get("cyclegan.role") == "task"}
+    assert len(parents) == 2 and set(parents.values()) <= {"KILLED", "FAILED"}, parents
+
+    output = _submit(ray_head, checkout, second, "job-resume-e2e", "--resume")
+    resumed = _runs(mlflow_server, "job-resume-e2e")
+    assert not [r.info.run_name for r in resumed if r.info.status == "RUNNING"], output[-8000:]
+    assert {r.info.run_id for r in resumed if r.data.tags.get("cyclegan.role") == "task"} == set(parents), \
+        "--resume opened new parent runs instead of continuing the stopped ones"
+    trials = [r for r in resumed if r.data.tags.get("cyclegan.role") == "trial"]
+    assert len(trials) == 4, f"2 tasks x 2 trials, each in one run: {[r.info.run_name for r in trials]}"
+    client = _client(mlflow_server)
+    for kind in KINDS:
+        client.get_model_version_by_alias(f"cyclegan-resumed-{kind}", "champion")

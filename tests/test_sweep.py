@@ -12,8 +12,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from orchestrator.manifest import load_manifest
 from orchestrator.runner import run_experiment
 
