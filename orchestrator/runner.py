@@ -103,7 +103,10 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
     token = _sweep_token(target, experiment, resume)
     runs = _start_tracking(loaded, plans, token)  # before anything trains: an unreachable MLflow fails here
     ctx = SweepContext(experiment=experiment, storage=target.path if target.is_local else storage, resume=resume, tracking=runs)
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+    # Under `ray job submit` the job's runtime env already carries the environment (and Ray refuses
+    # a second one with the same keys); a driver started by hand forwards its own to the workers.
+    in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    env = {} if in_job else {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         connect(address, runtime_env={"env_vars": env} if env else None)
