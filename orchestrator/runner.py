@@ -110,6 +110,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         connect(address, runtime_env={"env_vars": env} if env else None)
+        signal.signal(signal.SIGTERM, _stop)  # ray.init installs its own SIGTERM handler (sys.exit)
         echo(f"sweeping {len(plans)} task(s) of {experiment}: " + ", ".join(f"{p.name} ({p.trial_count} trials)" for p in plans))
         results = run_sweeps(loaded, plans, ctx, echo=echo)
         for result, plan in zip(results, plans):

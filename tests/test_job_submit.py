@@ -6,11 +6,14 @@ sides), the moto S3 server holding two small synthetic datasets as prefixes, and
 (sqlite, artifacts in that S3). The job is submitted from a copy of the repository (what a user's
 checkout holds: no .venv/, no runs/) with the repository's cluster/runtime_env.yaml, its env_vars
 pointed at these servers as a user would edit them. Afterwards each task's `champion` is in the
-registry and translates images. Every process the test starts is ended, also when it fails.
+registry and translates images. A second job is stopped with `ray job stop` while it trains (no
+MLflow run is left RUNNING) and submitted again with `--resume` (it finishes, in the same runs).
+Every process the tests start is ended, also when they fail.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -32,6 +35,7 @@ BIN = Path(sys.executable).parent            # the venv's bin/: python, ray
 KINDS = ("colorshift", "stripes")
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 JOB_TIMEOUT_S = 1200
+_TEMP_DIRS: dict[str, Path] = {}   # job server URL -> its Ray's temp dir, for the logs in failure messages
 
 pytestmark = pytest.mark.slow
 
@@ -46,29 +50,30 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _session_members(sid: int) -> list[int]:
-    """Processes of session `sid`: the `ray start` we started with setsid and everything it spawned
-    (Ray's workers get process groups of their own, but stay in the session)."""
+def _our_processes(sid: int, temp_dir: Path) -> list[int]:
+    """What is left of this Ray: the processes of session `sid` (the `ray start` we started with
+    setsid and everything it spawned; Ray's workers get process groups of their own but stay in
+    the session), and those working in its temp dir (job drivers, which Ray starts in sessions of
+    their own, run in the job's working dir under it)."""
     pids = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()   # state ppid pgrp session ...
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()   # after "pid (comm)": state ppid pgrp session ...
-        if int(fields[3]) == sid:
+        if int(fields[3]) == sid or cwd == str(temp_dir) or cwd.startswith(f"{temp_dir}/"):
             pids.append(int(entry.name))
     return pids
 
 
-def _end_session(proc: subprocess.Popen) -> None:
-    """`ray start --block` ignores SIGTERM: end its process group, then whatever is left of its session."""
-    sid = proc.pid
+def _end_ray(proc: subprocess.Popen, temp_dir: Path) -> None:
+    """`ray start --block` ignores SIGTERM: end its process group, then whatever is left of it."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            os.killpg(sid, sig)
+            os.killpg(proc.pid, sig)
         except ProcessLookupError:
             pass
         try:
@@ -77,7 +82,7 @@ def _end_session(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             continue
     deadline = time.monotonic() + 15
-    while (left := [p for p in _session_members(sid) if p != os.getpid()]) and time.monotonic() < deadline:
+    while (left := _our_processes(proc.pid, temp_dir)) and time.monotonic() < deadline:
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -115,9 +120,10 @@ def ray_head():
             if time.monotonic() > deadline:
                 pytest.fail(f"the Ray job server did not come up at {url}:\n{log_file.read_text()[-3000:]}")
             time.sleep(0.5)
+        _TEMP_DIRS[url] = temp_dir
         yield url
     finally:
-        _end_session(proc)
+        _end_ray(proc, temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
         log_file.unlink(missing_ok=True)
 
@@ -199,18 +205,32 @@ def _submit(ray_head: str, checkout: Path, job_id: str, manifest: str, *options:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"ray job submit exited with {result.returncode}:\n{output[-8000:]}"
     if wait:
-        assert _status(ray_head, checkout, job_id) == "succeeded", output[-8000:]
+        assert _status(ray_head, job_id) == "SUCCEEDED", output[-8000:]
     return output
 
 
-def _status(ray_head: str, checkout: Path, job_id: str) -> str:
-    """succeeded, failed, stopped, running or pending, as `ray job status` says it."""
-    result = _ray(["job", "status", "--address", ray_head, job_id], checkout, 60)
-    text = result.stdout + result.stderr
-    for word in ("succeeded", "failed", "stopped"):
-        if f"Job '{job_id}' {word}" in text:
-            return word
-    return "running" if "RUNNING" in text else "pending"
+def _status(ray_head: str, job_id: str) -> str:
+    """The job's status from the job server's REST API (what `ray job status` shows): PENDING,
+    RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    try:
+        with urllib.request.urlopen(f"{ray_head}/api/jobs/{job_id}", timeout=60) as response:
+            return json.loads(response.read())["status"]
+    except OSError as err:
+        pytest.fail(f"the Ray job server {ray_head} does not answer ({err}); the head's logs end:\n{_head_logs(ray_head)}")
+
+
+def _head_logs(ray_head: str) -> str:
+    temp_dir = _TEMP_DIRS.get(ray_head)
+    if temp_dir is None:
+        return ""
+    tails = []
+    for name in ("dashboard.log", "dashboard.err", "raylet.err", "gcs_server.err"):
+        for path in temp_dir.glob(f"session_*/logs/{name}"):
+            tails.append(f"--- {name}\n" + path.read_text(errors="replace")[-2000:])
+    log_file = temp_dir.with_suffix(".log")
+    if log_file.exists():
+        tails.append("--- ray start\n" + log_file.read_text(errors="replace")[-2000:])
+    return "\n".join(tails)
 
 
 def _client(mlflow_server: str):
@@ -284,13 +304,13 @@ def test_ray_job_stop_leaves_no_run_running_and_resubmitting_with_resume_finishe
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
         if any(r.data.tags.get("cyclegan.role") == "trial" and r.data.metrics for r in runs):
             break
-        status = _status(ray_head, checkout, first)
-        assert status in ("pending", "running"), f"job {first} {status} before it could be stopped"
+        status = _status(ray_head, first)
+        assert status in ("PENDING", "RUNNING"), f"job {first} {status} before it could be stopped"
         assert time.monotonic() < deadline, f"no trial of job {first} logged an epoch within {JOB_TIMEOUT_S} s"
         time.sleep(3)
     stop = _ray(["job", "stop", "--address", ray_head, first], checkout, 300)
     assert stop.returncode == 0, stop.stdout + stop.stderr
-    assert _status(ray_head, checkout, first) == "stopped"
+    assert _status(ray_head, first) == "STOPPED"
 
     stopped = _runs(mlflow_server, "job-resume-e2e")
     assert not [r.info.run_name for r in stopped if r.info.status == "RUNNING"], \
