@@ -5,6 +5,7 @@ A checkpoint folder (`checkpoint_epoch_0005/` in the run's storage) holds
     latest_state.pt                    the full training state, as `python -m cyclegan train` writes it
     latest_net_{G_A,G_B,D_A,D_B}.pth   the networks, in the reference implementation's format
     config.json                        the training options
+    metrics.json                       what the run reported at that epoch
     worker_states.pt                   (DDP only) each rank's image pools and RNG, indexed by rank
 
 so `python -m cyclegan translate --checkpoint .../latest_net_G_A.pth` and
@@ -14,6 +15,7 @@ so `python -m cyclegan translate --checkpoint .../latest_net_G_A.pth` and
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -27,16 +29,19 @@ log = logging.getLogger(__name__)
 NETWORK_FILES = tuple(f"latest_net_{name}.pth" for name in ckpt.NET_NAMES)
 CHECKPOINT_FILES = (ckpt.STATE_FILE, *NETWORK_FILES, "config.json")
 WORKER_STATES = "worker_states.pt"
+METRICS_FILE = "metrics.json"
 
 
 def checkpoint_dir_name(epoch: int) -> str:
     return f"checkpoint_epoch_{epoch:04d}"
 
 
-def stage(out_dir: Path, dest: Path, worker_states: list[dict] | None = None) -> Path:
+def stage(out_dir: Path, dest: Path, worker_states: list[dict] | None = None, metrics: dict | None = None) -> Path:
     """Fill `dest` with the checkpoint files of the trainer's `out_dir` (hard links where the
     filesystem allows: the trainer replaces its files by rename, so a link never changes)."""
     dest.mkdir(parents=True, exist_ok=True)
+    if metrics is not None:
+        (dest / METRICS_FILE).write_text(json.dumps(metrics, default=str))
     for name in CHECKPOINT_FILES:
         src = out_dir / name
         if not src.is_file():
@@ -74,3 +79,9 @@ def load_resume_state(folder: str | Path, rank: int, world_size: int) -> tuple[d
                         "rank 0's image pools", len(states), world_size)
         return state, None
     return state, states[rank]
+
+
+def load_reported_metrics(folder: str | Path) -> dict:
+    """The metrics reported with the checkpoint in `folder` ({} for checkpoints written before they were kept)."""
+    path = Path(folder) / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -35,24 +35,40 @@ class ProgressBoard:
 
 
 class ProgressCallback(Callback):
-    """Tune callback forwarding trial events of one task to the board."""
+    """Tune callback forwarding trial events of one task to the board.
 
-    def __init__(self, board, task: str, metric: str, total_epochs: int):
-        self.board, self.task, self.metric, self.total_epochs = board, task, metric, total_epochs
+    It holds the board's name, not its handle: Tune pickles its callbacks into the experiment
+    (tuner.pkl), and a handle to the board of a driver that has since died cannot be unpickled
+    when the sweep is resumed. Progress is only shown, so a board that is gone is ignored."""
+
+    def __init__(self, board_name: str, task: str, metric: str, total_epochs: int):
+        self.board_name, self.task, self.metric, self.total_epochs = board_name, task, metric, total_epochs
+        self._board = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_board": None}
+
+    def _send(self, *args) -> None:
+        try:
+            if self._board is None:
+                self._board = ray.get_actor(self.board_name)
+            self._board.update.remote(self.task, *args)
+        except ValueError:  # no such actor (any more)
+            pass
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.board.update.remote(self.task, trial.trial_id, "running")
+        self._send(trial.trial_id, "running")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.board.update.remote(self.task, trial.trial_id, "running", result.get(self.metric))
+        self._send(trial.trial_id, "running", result.get(self.metric))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
         stopped = last.get("epoch", self.total_epochs) < self.total_epochs
-        self.board.update.remote(self.task, trial.trial_id, "stopped" if stopped else "finished", last.get(self.metric))
+        self._send(trial.trial_id, "stopped" if stopped else "finished", last.get(self.metric))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.board.update.remote(self.task, trial.trial_id, "failed")
+        self._send(trial.trial_id, "failed")
 
 
 def describe(snapshot: dict) -> list[str]:

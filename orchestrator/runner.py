@@ -131,8 +131,11 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
     echo(f"\nresults: {path}")
     echo(f"look up the champions: python -m orchestrator models list --tracking-uri '{mask_text(uri)}'"
          f"  (or the MLflow UI: mlflow ui --backend-store-uri '{mask_text(uri)}')")
-    failed = [r.task for r in results if r.best is None]
+    failed = [r for r in results if r.best is None]
+    for result in failed:
+        reason = result.first_error()
+        echo(f"error: task {result.task}: no successful trial" + (f"; first error: {reason}" if reason else ""))
     if failed:
-        echo(f"error: no successful trial for task(s) {', '.join(failed)}; see {path} for the errors")
+        echo(f"the trials' errors are in {path}")
         return 1
     return 0

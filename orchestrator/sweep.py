@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from ray import tune
 from . import search as tune_search
 from .manifest import LoadedManifest, TaskPlan
 from .progress import ProgressBoard, ProgressCallback, follow
+from .redact import mask_text
 
 
 @dataclass
@@ -59,6 +61,12 @@ class TaskResult:
     def best(self) -> TrialRecord | None:
         return next((t for t in self.trials if t.trial_id == self.best_trial_id), None)
 
+    def first_error(self) -> str | None:
+        """The last line of the first failed trial's error: where Ray's wrapped tracebacks say what went wrong."""
+        error = next((t.error for t in self.trials if t.error), None)
+        lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+        return mask_text(lines[-1])[:300] if lines else None
+
 
 def total_epochs(plan: TaskPlan) -> int:
     from cyclegan.config import TrainConfig
@@ -95,8 +103,10 @@ def _record(result, plan: TaskPlan, epochs: int) -> TrialRecord:
     frame = result.metrics_dataframe
     if frame is not None and len(frame):
         keep = [c for c in frame.columns if c == "epoch" or c.startswith(("loss_", "cycle_l1", "pairs_per_s", "fid", "kid", "psnr", "ssim", "l1"))]
-        history = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-                   for row in frame[keep].to_dict("records")]
+        rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                for row in frame[keep].to_dict("records")]
+        # A resumed trial repeats the epochs after its last checkpoint: keep each epoch's latest row.
+        history = list({row.get("epoch"): row for row in rows}.values())
     last = result.metrics or {}
     value = last.get(metric)
     done = last.get("epoch", 0)
@@ -115,7 +125,7 @@ def pick_best(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
     return (min if mode == "min" else max)(scored, key=lambda t: t.metric)
 
 
-def sweep_task(plan: TaskPlan, ctx: SweepContext, board) -> TaskResult:
+def sweep_task(plan: TaskPlan, ctx: SweepContext, board_name: str) -> TaskResult:
     """Run (or resume) one task's Tune experiment; runs inside a Ray task."""
     from .storage import parse_storage
 
@@ -131,8 +141,8 @@ def sweep_task(plan: TaskPlan, ctx: SweepContext, board) -> TaskResult:
     trainable = tune.with_resources(trial, {"cpu": 0.01})
     storage = parse_storage(ctx.storage)
     tune_root = f"{storage.path.rstrip('/')}/{ctx.experiment}/tune"
-    callbacks = [ProgressCallback(board, plan.name, plan.search.metric, epochs)]
-    board.register.remote(plan.name, plan.search.metric, plan.search.resolved_mode, plan.trial_count)
+    callbacks = [ProgressCallback(board_name, plan.name, plan.search.metric, epochs)]
+    ray.get_actor(board_name).register.remote(plan.name, plan.search.metric, plan.search.resolved_mode, plan.trial_count)
     if ctx.resume and tune.Tuner.can_restore(f"{tune_root}/{plan.name}", storage_filesystem=storage.filesystem):
         tuner = tune.Tuner.restore(f"{tune_root}/{plan.name}", trainable, resume_errored=True,
                                    storage_filesystem=storage.filesystem)
@@ -160,9 +170,10 @@ def sweep_task(plan: TaskPlan, ctx: SweepContext, board) -> TaskResult:
 
 def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext, echo=print) -> list[TaskResult]:
     """Sweep the tasks concurrently (one remote Tune driver each) and print progress."""
-    board = ProgressBoard.remote()
+    board_name = f"cyclegan-progress-{uuid.uuid4().hex[:12]}"
+    board = ProgressBoard.options(name=board_name).remote()
     remote_sweep = ray.remote(num_cpus=0, max_retries=0)(sweep_task)
-    futures = {plan.name: remote_sweep.remote(plan, ctx, board) for plan in plans}
+    futures = {plan.name: remote_sweep.remote(plan, ctx, board_name) for plan in plans}
     pending = list(futures.values())
 
     def done() -> bool:

@@ -21,7 +21,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.sources import resolve_dataset
 from cyclegan.trainer import Trainer
 
-from .checkpoints import checkpoint_dir_name, load_resume_state, stage
+from .checkpoints import checkpoint_dir_name, load_reported_metrics, load_resume_state, stage
 from .ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, rank_record
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,11 @@ def train_loop_per_worker(config: dict) -> dict:
     # After a failure (or a relaunch with the same name), Ray hands back the last checkpoint.
     checkpoint = ray.train.get_checkpoint() or config.get("resume_from")
     state = own = None
+    reported: dict = {}
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             state, own = load_resume_state(folder, rank, world_size)
+            reported = load_reported_metrics(folder)
         if rank == 0:
             log.info("resuming after epoch %d from %s", state["epoch"], checkpoint.path)
 
@@ -70,7 +72,10 @@ def train_loop_per_worker(config: dict) -> dict:
     if trainer.start_epoch > cfg.total_epochs:
         if rank == 0:
             log.info("%s is already complete (%d epochs); nothing to train", config["run_name"], cfg.total_epochs)
-        return {"metrics": {}, "start_epoch": trainer.start_epoch, "already_complete": True}
+        # Report the final epoch again: a relaunched Tune trial whose driver died before it recorded
+        # that result would otherwise keep an earlier epoch as the trial's last.
+        ray.train.report(reported if rank == 0 else {})
+        return {"metrics": reported, "start_epoch": trainer.start_epoch, "already_complete": True}
     reporter.start()
     trainer.fit()
     return {"metrics": reporter.last, "start_epoch": trainer.start_epoch, "already_complete": False}
@@ -128,9 +133,10 @@ class EpochReporter:
         if states:
             out.update(consistency(states, len(trainer.dataset)))
         name = checkpoint_dir_name(epoch)
+        self.checkpoint_path = f"{self.run_uri}/{name}"
+        out["checkpoint_path"] = self.checkpoint_path
         with tempfile.TemporaryDirectory(dir=self.out_dir, prefix=".ray-checkpoint-") as tmp:
-            folder = stage(self.out_dir, Path(tmp) / name, states)
-            self.checkpoint_path = f"{self.run_uri}/{name}"
+            folder = stage(self.out_dir, Path(tmp) / name, states, metrics={**out, "epoch": epoch})
             self._report(epoch, out, ray.train.Checkpoint.from_directory(str(folder)), name)
 
     def _report(self, epoch: int, metrics: dict, checkpoint=None, name: str | None = None) -> None:

@@ -17,7 +17,7 @@ from conftest import free_port, tiny_config
 from cyclegan.errors import UserError, run_cli
 from cyclegan.model import CycleGAN
 from cyclegan.trainer import Trainer
-from orchestrator.checkpoints import WORKER_STATES, load_resume_state, stage
+from orchestrator.checkpoints import WORKER_STATES, load_reported_metrics, load_resume_state, stage
 from orchestrator.cli import main
 from orchestrator.ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, synchronize_norms, worker_state
 from orchestrator.run_options import Scaling
@@ -171,9 +171,12 @@ def test_staged_checkpoint_holds_the_trainer_files_and_each_ranks_state(tiny_dat
     trainer = Trainer(cfg, show_progress=False)
     trainer.fit()
     states = [worker_state(trainer.model), worker_state(trainer.model)]
-    folder = stage(tmp_path / "tiny", tmp_path / "staged" / "checkpoint_epoch_0001", states)
+    folder = stage(tmp_path / "tiny", tmp_path / "staged" / "checkpoint_epoch_0001", states, metrics={"epoch": 1, "loss_G": 2.5})
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["config.json", "latest_state.pt", "latest_net_D_A.pth", "latest_net_D_B.pth", "latest_net_G_A.pth", "latest_net_G_B.pth", WORKER_STATES])
+        ["config.json", "latest_state.pt", "latest_net_D_A.pth", "latest_net_D_B.pth", "latest_net_G_A.pth", "latest_net_G_B.pth",
+         WORKER_STATES, "metrics.json"])
+    assert load_reported_metrics(folder) == {"epoch": 1, "loss_G": 2.5}
+    assert load_reported_metrics(tmp_path / "tiny") == {}  # a folder without them (older checkpoints)
     state, own = load_resume_state(folder, rank=1, world_size=2)
     assert state["epoch"] == 1 and torch.equal(own["pool_A"]["images"], states[1]["pool_A"]["images"])
     assert load_resume_state(folder, rank=0, world_size=3)[1] is None  # other world size: rank 0's pools for all

@@ -98,6 +98,16 @@ def test_two_workers_average_gradients_on_disjoint_shards(ddp_run, data64, tmp_p
     assert again.start_epoch == 7
 
 
+def test_relaunching_a_complete_run_trains_nothing_and_reports_its_final_metrics(ddp_run, data64):
+    """What a resumed Tune trial relies on when its driver died before it recorded the last epoch."""
+    result, root = ddp_run
+    again = fit(tiny_config(data64, root / "outputs", **RUN), Scaling(workers=2), str(root / "storage"), name="ddp")
+    assert again.already_complete and again.metrics["epoch"] == 8
+    assert again.metrics["loss_G"] == result.metrics["loss_G"] and again.checkpoint_path == result.checkpoint_path
+    assert again.ray_result.metrics["epoch"] == 8  # reported to Ray again, so a Tune callback sees it
+    assert _checkpoints(root / "storage" / "ddp") == ["checkpoint_epoch_0004", "checkpoint_epoch_0006", "checkpoint_epoch_0008"]
+
+
 def _train_workers() -> set[int]:
     """PIDs of this session's Ray Train worker processes: the Ray instance is ours, so they descend
     from this test process (other people's Ray clusters on the machine do not)."""

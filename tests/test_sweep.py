@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -12,7 +13,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import ray
+
 from orchestrator.manifest import load_manifest
+from orchestrator.progress import ProgressBoard, ProgressCallback
 from orchestrator.runner import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,3 +170,26 @@ def test_dry_run_and_only_start_nothing(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--only: no task named nope" in bad.stderr and "only, skipped" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+class _Trial:
+    trial_id = "t_00000"
+    last_result = {"epoch": 3, "cycle_l1": 0.25}
+
+
+def test_progress_callback_pickles_the_board_name_not_its_handle(ray_session):
+    """Tune pickles callbacks into tuner.pkl; a resumed sweep unpickles them after the board's driver died."""
+    board = ProgressBoard.options(name="cyclegan-progress-pickle-test").remote()
+    ray.get(board.register.remote("task", "cycle_l1", "min", 2))
+    restored = pickle.loads(pickle.dumps(ProgressCallback("cyclegan-progress-pickle-test", "task", "cycle_l1", 3)))
+    restored.on_trial_complete(0, [], _Trial())
+    deadline = time.monotonic() + 30
+    while ray.get(board.snapshot.remote())["task"]["best"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    state = ray.get(board.snapshot.remote())["task"]
+    assert state["trials"] == {"t_00000": "finished"} and state["best"] == 0.25
+    assert pickle.loads(pickle.dumps(restored))._board is None  # the cached handle never goes into the pickle
+
+    ray.kill(board)
+    gone = pickle.loads(pickle.dumps(ProgressCallback("cyclegan-progress-pickle-test", "task", "cycle_l1", 3)))
+    gone.on_trial_start(0, [], _Trial())  # a board that is gone is ignored: progress is only shown
