@@ -5,9 +5,9 @@ On this machine: a `ray start --head` of its own (2 CPUs, token authentication d
 sides), the moto S3 server holding two small synthetic datasets as prefixes, and `mlflow server`
 (sqlite, artifacts in that S3). The job is submitted from a copy of the repository (what a user's
 checkout holds: no .venv/, no runs/) with the repository's cluster/runtime_env.yaml, its env_vars
-pointed at these servers as a user would edit them. Afterwards each task's `champion` is in the
-registry and translates images. A second job is stopped with `ray job stop` while it trains (no
-MLflow run is left RUNNING) and submitted again with `--resume` (it finishes, in the same runs).
+pointed at these servers as a user would edit them. The job is stopped with `ray job stop` while it
+trains (no MLflow run is left RUNNING) and submitted again with `--resume`: it finishes, in the same
+runs, and each task's `champion` is in the registry and translates images.
 Every process the tests start is ended, also when they fail.
 """
 
@@ -256,41 +256,13 @@ def _cli(*args: str, mlflow_server: str, s3_server: str, timeout: float = 300) -
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(JOB_TIMEOUT_S + 600)
-def test_ray_job_submit_of_a_manifest_registers_a_champion_per_task(ray_head, datasets, s3_server, mlflow_server, tmp_path):
-    root, data = datasets
-    manifest = _manifest("job-submit-e2e", "submitted", data)
-    checkout = _checkout(tmp_path / "checkout", manifest, s3_server, mlflow_server)
-
-    output = _submit(ray_head, checkout, f"cyclegan-e2e-{os.getpid()}", "job-submit-e2e")
-    assert "sweeping 2 task(s) of job-submit-e2e" in output, output[-8000:]
-
-    running = [r.info.run_name for r in _runs(mlflow_server, "job-submit-e2e") if r.info.status == "RUNNING"]
-    assert not running, f"runs left RUNNING after the job: {running}"
-    client = _client(mlflow_server)
-    for kind in KINDS:
-        name = f"cyclegan-submitted-{kind}"
-        version = client.get_model_version_by_alias(name, "champion")   # raises if there is none
-        assert version.status == "READY", f"{name} v{version.version}: {version.status}"
-        inputs = root / kind / "testA"
-        out = tmp_path / "translated" / kind
-        result = _cli("translate", "--model", f"models:/{name}@champion", "--input", str(inputs), "--output", str(out),
-                      "--tracking-uri", mlflow_server, mlflow_server=mlflow_server, s3_server=s3_server)
-        assert result.returncode == 0, f"translate with {name}@champion failed:\n{result.stdout}{result.stderr}"
-        written = sorted(p.name for p in out.rglob("*.png"))
-        assert written == sorted(p.name for p in inputs.glob("*.png")), f"{name}: translated {written}"
-        for path in out.rglob("*.png"):
-            assert Image.open(path).size == (32, 32)
-    listing = _cli("models", "list", "--tracking-uri", mlflow_server, mlflow_server=mlflow_server, s3_server=s3_server, timeout=120)
-    assert listing.returncode == 0, listing.stdout + listing.stderr
-    for kind in KINDS:
-        assert f"cyclegan-submitted-{kind}" in listing.stdout, listing.stdout
-
-
 @pytest.mark.timeout(2 * JOB_TIMEOUT_S + 600)
-def test_ray_job_stop_leaves_no_run_running_and_resubmitting_with_resume_finishes_the_sweep(
+def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_task(
         ray_head, datasets, s3_server, mlflow_server, tmp_path):
-    _, data = datasets
+    """One sweep, as a user runs it: submitted, stopped with `ray job stop` mid-training (no MLflow run
+    is left RUNNING), submitted again with --resume (it finishes in the same runs); then each task's
+    champion is in the registry and translates images."""
+    root, data = datasets
     manifest = _manifest("job-resume-e2e", "resumed", data, epochs=2)
     checkout = _checkout(tmp_path / "checkout", manifest, s3_server, mlflow_server)
     first, second = f"cyclegan-stop-{os.getpid()}", f"cyclegan-resume-{os.getpid()}"
@@ -319,6 +291,7 @@ def test_ray_job_stop_leaves_no_run_running_and_resubmitting_with_resume_finishe
     assert len(parents) == 2 and set(parents.values()) <= {"KILLED", "FAILED"}, parents
 
     output = _submit(ray_head, checkout, second, "job-resume-e2e", "--resume")
+    assert "sweeping 2 task(s) of job-resume-e2e" in output, output[-8000:]
     resumed = _runs(mlflow_server, "job-resume-e2e")
     assert not [r.info.run_name for r in resumed if r.info.status == "RUNNING"], output[-8000:]
     assert {r.info.run_id for r in resumed if r.data.tags.get("cyclegan.role") == "task"} == set(parents), \
@@ -327,4 +300,19 @@ def test_ray_job_stop_leaves_no_run_running_and_resubmitting_with_resume_finishe
     assert len(trials) == 4, f"2 tasks x 2 trials, each in one run: {[r.info.run_name for r in trials]}"
     client = _client(mlflow_server)
     for kind in KINDS:
-        client.get_model_version_by_alias(f"cyclegan-resumed-{kind}", "champion")
+        name = f"cyclegan-resumed-{kind}"
+        version = client.get_model_version_by_alias(name, "champion")   # raises if there is none
+        assert version.status == "READY", f"{name} v{version.version}: {version.status}"
+        inputs = root / kind / "testA"
+        out = tmp_path / "translated" / kind
+        result = _cli("translate", "--model", f"models:/{name}@champion", "--input", str(inputs), "--output", str(out),
+                      "--tracking-uri", mlflow_server, mlflow_server=mlflow_server, s3_server=s3_server)
+        assert result.returncode == 0, f"translate with {name}@champion failed:\n{result.stdout}{result.stderr}"
+        written = sorted(p.name for p in out.rglob("*.png"))
+        assert written == sorted(p.name for p in inputs.glob("*.png")), f"{name}: translated {written}"
+        for path in out.rglob("*.png"):
+            assert Image.open(path).size == (32, 32)
+    listing = _cli("models", "list", "--tracking-uri", mlflow_server, mlflow_server=mlflow_server, s3_server=s3_server, timeout=120)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    for kind in KINDS:
+        assert f"cyclegan-resumed-{kind}" in listing.stdout, listing.stdout
