@@ -126,7 +126,9 @@ def _resolve_in_child(url: str, cache: str, barrier, queue) -> None:
 
 def test_concurrent_processes_download_once_and_never_read_partial_files(uploaded, s3_env, tiny_dataset, tmp_path):
     n = 4
-    ctx = multiprocessing.get_context("fork")  # the test process has imported everything already: fast starts
+    # Fresh interpreters: a fork of this process (Ray's, moto's and tqdm's threads) can inherit a lock
+    # that one of those threads holds at that moment, and then never get it.
+    ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(n), ctx.Queue()
     procs = [ctx.Process(target=_resolve_in_child, args=(uploaded["prefix"], str(tmp_path / "cache"), barrier, queue))
              for _ in range(n)]
@@ -152,7 +154,9 @@ def test_a_killed_download_leaves_nothing_that_looks_complete(client, s3_env, tm
     (source / "trainA" / "big.bin").write_bytes(os.urandom(24 << 20))  # long enough to be caught mid-download
     keys = upload(client, source, "crash")
     cache = tmp_path / "cache"
-    ctx = multiprocessing.get_context("fork")
+    # Spawned, not forked: a forked child shares tqdm's multiprocessing lock with this process, and
+    # killing it while it holds that lock would hang every later progress bar here.
+    ctx = multiprocessing.get_context("spawn")
     proc = ctx.Process(target=_fetch_forever, args=(f"s3://{BUCKET}/crash", str(cache)))
     proc.start()
     deadline = time.monotonic() + 60
