@@ -136,7 +136,7 @@ class EpochReporter:
         self.checkpoint_path = f"{self.run_uri}/{name}"
         out["checkpoint_path"] = self.checkpoint_path
         with tempfile.TemporaryDirectory(dir=self.out_dir, prefix=".ray-checkpoint-") as tmp:
-            folder = stage(self.out_dir, Path(tmp) / name, states, metrics={**out, "epoch": epoch})
+            folder = stage(self.out_dir, Path(tmp) / name, states, metrics=out)
             self._report(epoch, out, ray.train.Checkpoint.from_directory(str(folder)), name)
 
     def _report(self, epoch: int, metrics: dict, checkpoint=None, name: str | None = None) -> None:
