@@ -1,11 +1,22 @@
 """CycleGAN (Zhu, Park, Isola, Efros, ICCV 2017) in plain PyTorch: networks, losses,
-image pool, schedules, data, training loop and checkpoint I/O. No Ray, no MLflow."""
+image pool, schedules, data, training loop and checkpoint I/O. No Ray, no MLflow.
 
-from .checkpoint import load_generator
-from .config import TrainConfig
-from .errors import UserError
-from .model import CycleGAN
-from .trainer import Trainer
+The public names are imported on first use, so that `python -m cyclegan --help`, option errors
+and the orchestrator's manifest checks answer without loading torch (seconds on a small machine).
+"""
 
-__all__ = ["CycleGAN", "TrainConfig", "Trainer", "UserError", "load_generator"]
+from importlib import import_module
+
+_EXPORTS = {"CycleGAN": "model", "TrainConfig": "config", "Trainer": "trainer", "UserError": "errors",
+            "load_generator": "checkpoint"}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cyclegan' has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

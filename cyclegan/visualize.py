@@ -5,9 +5,10 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
-from torchvision.utils import save_image
 
 
 @torch.no_grad()
@@ -24,9 +25,23 @@ def sample_grid(model, real_A: torch.Tensor, real_B: torch.Tensor) -> torch.Tens
     return (tiles + 1) / 2
 
 
+def tile(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """(N, 3, H, W) in [0, 1] -> one H x W x 3 uint8 image, `nrow` tiles per row, `padding` pixels of
+    `pad_value` around each tile. (torchvision's make_grid would do, but importing torchvision costs
+    every training process seconds: it loads torch._dynamo.)"""
+    n, channels, height, width = images.shape
+    rows = -(-n // nrow)
+    step_y, step_x = height + padding, width + padding
+    grid = torch.full((channels, rows * step_y + padding, nrow * step_x + padding), pad_value)
+    for i, image in enumerate(images):
+        y, x = padding + (i // nrow) * step_y, padding + (i % nrow) * step_x
+        grid[:, y:y + height, x:x + width] = image
+    return grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
 def save_sample_grid(model, real_A: torch.Tensor, real_B: torch.Tensor, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(sample_grid(model, real_A, real_B), path, nrow=6, padding=2, pad_value=1.0)
+    Image.fromarray(tile(sample_grid(model, real_A, real_B), nrow=6)).save(path)
     return path
 
 

@@ -114,7 +114,7 @@ def input_example(config: dict[str, Any]) -> pd.DataFrame:
 
 
 # What the model's code (pyfunc_model.py and the shipped cyclegan package) imports.
-REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "tqdm", "boto3", "filelock")
+REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "pillow", "tqdm", "boto3", "filelock")
 
 
 def _pip_requirements() -> list[str]:

@@ -13,9 +13,11 @@ import torch
 from PIL import Image
 
 from conftest import tiny_config
+from cyclegan import cli, errors
 from cyclegan.checkpoint import STATE_FILE, load_generator, load_training_state
 from cyclegan.errors import UserError
 from cyclegan.trainer import Trainer
+from cyclegan.visualize import tile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,13 +37,21 @@ def test_training_writes_reference_files_logs_and_sample_grids(tiny_dataset, tmp
             assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert load_training_state(out / STATE_FILE)["epoch"] == 2
     grid = Image.open(out / "samples" / "epoch_002.png")
-    assert grid.size[0] > 6 * 32  # six tiles per row
+    assert grid.size == (6 * 34 + 2, cfg.n_samples * 34 + 2)  # six 32x32 tiles per sample, 2-pixel white gaps
     assert "epoch_002.png" in (out / "samples" / "index.html").read_text()
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2]
     assert lines[1]["lr"] == pytest.approx(2e-4 / 2)  # after epoch 2 of 1+1: decayed once
     assert metrics["iterations"] == 12 and metrics["pairs_per_s"] > 0
     assert "D_A:" in (out / "loss_log.txt").read_text()
+
+
+def test_sample_grid_is_laid_out_as_torchvisions_make_grid():
+    from torchvision.utils import make_grid
+
+    tiles = torch.rand(8, 3, 5, 7)
+    expected = make_grid(tiles, nrow=6, padding=2, pad_value=1.0).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    assert torch.equal(torch.from_numpy(tile(tiles, nrow=6)), expected.permute(1, 2, 0))
 
 
 class StopAfter:
@@ -127,20 +137,24 @@ def test_cli_train_then_translate(tiny_dataset, tmp_path):
     (["translate", "--checkpoint", "/no/file.pth", "--input", "{data}", "--output", "{tmp}"], "error: /no/file.pth: checkpoint file not found"),
     (["translate", "--checkpoint", "{garbage}", "--input", "{data}", "--output", "{tmp}"], "not a readable checkpoint"),
 ])
-def test_cli_errors_are_one_clear_line(tiny_dataset, tmp_path, args, message):
+def test_cli_errors_are_one_clear_line(tiny_dataset, tmp_path, capsys, args, message):
+    """In this process (an exception that escaped as a traceback would fail the test); the real
+    process's exit code and stderr are checked below."""
     (tmp_path / "empty").mkdir()
     (tmp_path / "garbage.pth").write_text("not a checkpoint")
     subs = {"{data}": str(tiny_dataset), "{empty}": str(tmp_path / "empty"), "{tmp}": str(tmp_path / "o"),
             "{garbage}": str(tmp_path / "garbage.pth")}
-    result = run_cli(*[subs.get(a, a) for a in args])
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    assert errors.run_cli(cli.main, [subs.get(a, a) for a in args]) == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    result = run_cli("train", "--dataroot", "/no/such/folder", "--debug")
-    assert result.returncode != 0 and "Traceback" in result.stderr
+def test_the_process_exits_2_with_one_line_and_debug_shows_the_traceback():
+    plain = run_cli("train", "--dataroot", "/no/such/folder")
+    lines = plain.stderr.strip().splitlines()
+    assert plain.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: /no/such/folder: dataset folder not found"), plain.stderr
+    debug = run_cli("train", "--dataroot", "/no/such/folder", "--debug")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
 def test_help_explains_every_flag():
