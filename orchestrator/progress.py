@@ -86,15 +86,16 @@ def describe(snapshot: dict) -> list[str]:
     return lines
 
 
-def follow(board, done, interval: float = 5.0, echo=print) -> None:
-    """Print the board whenever it changes until `done()` says the sweep is over."""
+def follow(board, wait_done, interval: float = 5.0, echo=print) -> None:
+    """Print the board whenever it changes until the sweep is over. `wait_done(timeout)` blocks up to
+    `timeout` seconds and says whether it is: the last state is printed as soon as it ends."""
     last: list[str] = []
+    finished = False
     while True:
-        finished = done()
         lines = describe(ray.get(board.snapshot.remote()))
         if lines != last:
             echo(f"[{time.strftime('%H:%M:%S')}] progress\n" + "\n".join(lines))
             last = lines
         if finished:
             return
-        time.sleep(interval)
+        finished = wait_done(interval)

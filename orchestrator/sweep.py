@@ -176,12 +176,12 @@ def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext,
     futures = {plan.name: remote_sweep.remote(plan, ctx, board_name) for plan in plans}
     pending = list(futures.values())
 
-    def done() -> bool:
+    def wait_done(timeout: float) -> bool:
         nonlocal pending
-        _, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=timeout)
         return not pending
 
-    follow(board, done, echo=echo)
+    follow(board, wait_done, echo=echo)
     results = []
     for name, future in futures.items():
         try:

@@ -18,6 +18,7 @@ import ray
 from orchestrator.manifest import load_manifest
 from orchestrator.progress import ProgressBoard, ProgressCallback
 from orchestrator.runner import run_experiment
+from orchestrator.sweep import TrialRecord, pick_best
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, n_epochs: 2, n_epochs_decay: 1}"
@@ -30,12 +31,12 @@ defaults:
 search:
   num_samples: 1
 tasks:
-  # lr 1e-9 cannot learn anything in 3 epochs: ASHA must stop those trials at its first rung
+  # lr 1e-9 cannot learn anything in 3 epochs: ASHA must stop that trial at its first rung
   - name: asha
     data: "synthetic://colorshift?size=32&n_train=10&n_test=2&seed=0"
     search:
       algorithm: grid
-      space: {{lr: {{grid: [0.0002, 1.0e-9, 1.0e-9]}}}}
+      space: {{lr: {{grid: [0.0002, 1.0e-9]}}}}
       metric: cycle_l1
       scheduler: {{type: asha, grace_period: 1, reduction_factor: 2}}
       max_concurrent_trials: 1
@@ -44,7 +45,6 @@ tasks:
     train: {{eval_metrics: "l1,psnr"}}
     search:
       space: {{lambda_cyc: {{choice: [5, 10]}}}}
-      num_samples: 2
       metric: psnr
 """
 
@@ -67,17 +67,15 @@ def test_two_task_sweep_asha_and_best_trials(ray_session, tmp_path, capsys, monk
     tasks = {t["task"]: t for t in results["tasks"]}
 
     asha = tasks["asha"]["trials"]
-    assert len(asha) == 3
-    by_lr = sorted(asha, key=lambda t: -t["params"]["lr"])
-    assert by_lr[0]["status"] == "finished" and by_lr[0]["epochs"] == 3
-    assert [t["status"] for t in by_lr[1:]] == ["stopped", "stopped"]  # ASHA cut the hopeless ones early
-    assert all(t["epochs"] < 3 for t in by_lr[1:])
-    assert tasks["asha"]["best_trial"] == by_lr[0]["trial_id"]
+    assert len(asha) == 2
+    learner, hopeless = sorted(asha, key=lambda t: -t["params"]["lr"])
+    assert learner["status"] == "finished" and learner["epochs"] == 3
+    assert hopeless["status"] == "stopped" and hopeless["epochs"] < 3  # ASHA cut it early
+    assert tasks["asha"]["best_trial"] == learner["trial_id"]
 
     random_trials = tasks["random"]["trials"]
-    assert len(random_trials) == 2 and all(t["status"] == "finished" for t in random_trials)
-    best = max(random_trials, key=lambda t: t["metric"])  # psnr: higher is better
-    assert tasks["random"]["best_trial"] == best["trial_id"]
+    assert len(random_trials) == 1 and random_trials[0]["status"] == "finished"
+    assert tasks["random"]["best_trial"] == random_trials[0]["trial_id"]
     for trial in random_trials:
         assert [h["epoch"] for h in trial["history"]] == [1, 2, 3]
         assert trial["metric"] == trial["history"][-1]["psnr"]
@@ -99,11 +97,22 @@ def test_two_task_sweep_asha_and_best_trials(ray_session, tmp_path, capsys, monk
         assert run.data.tags["trial"] == best_id and run.info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(champion.run_id, "loss_G")]
         assert steps == [1, 2, 3]
-    stopped = next(t for t in asha if t["status"] == "stopped")
     experiment = client.get_experiment_by_name("two-tasks")
-    stopped_run = client.search_runs([experiment.experiment_id], f"tags.trial = '{stopped['trial_id']}'")[0]
+    stopped_run = client.search_runs([experiment.experiment_id], f"tags.trial = '{hopeless['trial_id']}'")[0]
     assert stopped_run.info.status == "KILLED"  # stopped early by ASHA: not left RUNNING
     assert "registry: cyclegan-asha v1 (cycle_l1=" in out
+
+
+def _trial(trial_id: str, metric: float | None, status: str = "finished") -> TrialRecord:
+    return TrialRecord(trial_id=trial_id, params={}, status=status, metric=metric, epochs=3, history=[], checkpoint=None)
+
+
+def test_best_trial_follows_the_mode_and_skips_failed_and_unscored_trials():
+    trials = [_trial("low", 18.0), _trial("high", 24.0), _trial("failed", 99.0, "failed"), _trial("nan", float("nan")),
+              _trial("none", None), _trial("stopped", 20.0, "stopped")]
+    assert pick_best(trials, "max").trial_id == "high"      # psnr: higher is better
+    assert pick_best(trials, "min").trial_id == "low"       # cycle_l1: lower is better
+    assert pick_best([_trial("failed", 1.0, "failed"), _trial("nan", float("nan"))], "min") is None
 
 
 def _driver(manifest: Path, cwd: Path, address: str, *extra: str) -> subprocess.Popen:
@@ -193,3 +202,31 @@ def test_progress_callback_pickles_the_board_name_not_its_handle(ray_session):
     ray.kill(board)
     gone = pickle.loads(pickle.dumps(ProgressCallback("cyclegan-progress-pickle-test", "task", "cycle_l1", 3)))
     gone.on_trial_start(0, [], _Trial())  # a board that is gone is ignored: progress is only shown
+
+
+class _Board:
+    """Stands in for the progress actor: its snapshot is whatever the sweep has got to."""
+
+    def __init__(self):
+        self.state = {"task": {"metric": "cycle_l1", "mode": "min", "total": 1, "trials": {"t_00000": "running"}, "best": None}}
+        self.snapshot = self
+
+    def remote(self):
+        return self.state
+
+
+def test_progress_ends_as_soon_as_the_sweep_does_and_prints_its_last_state(monkeypatch):
+    import orchestrator.progress as progress
+
+    monkeypatch.setattr(progress.ray, "get", lambda value: value)
+    board, printed, waits = _Board(), [], []
+
+    def wait_done(timeout: float) -> bool:  # the sweep ends during the first wait
+        waits.append(timeout)
+        board.state = {"task": {**board.state["task"], "trials": {"t_00000": "finished"}, "best": 0.25}}
+        return True
+
+    started = time.monotonic()
+    progress.follow(board, wait_done, interval=60, echo=printed.append)
+    assert time.monotonic() - started < 5 and waits == [60]  # no sleeping out the interval
+    assert len(printed) == 2 and "1 running" in printed[0] and "1 finished" in printed[1] and "0.25" in printed[1]
