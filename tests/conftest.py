@@ -151,6 +151,11 @@ def tiny_trained(tiny_dataset, tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------------------------
 # Ray: one local instance for the whole session (starting one costs 10-20 s on two cores).
 
+# Every Ray this suite starts gets these (its raylet passes them to every worker). Ray Train's controller
+# polls its workers every 2 s by default, which costs a tiny run up to 4 s of waiting at its start and
+# end; and each run's preemption watcher (spot instances: none here) is one more process to start.
+RAY_TEST_TUNING = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+
 
 @pytest.fixture(scope="session")
 def ray_session(s3_server):
@@ -167,6 +172,7 @@ def ray_session(s3_server):
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.update(RAY_TEST_TUNING)
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ENDPOINT_URL_S3": s3_server, "MLFLOW_S3_ENDPOINT_URL": s3_server, "AWS_EC2_METADATA_DISABLED": "true"}
     ray.init(address="local", num_cpus=4, include_dashboard=True, runtime_env={"env_vars": env})

@@ -22,9 +22,9 @@ def _mean_psnr(pairs) -> float:
 
 
 def test_colorshift_translation_gets_5db_closer_to_ground_truth(tmp_path):
-    data = generate("colorshift", tmp_path / "data", n_train=200, n_test=20, size=32, seed=0)
+    data = generate("colorshift", tmp_path / "data", n_train=60, n_test=20, size=32, seed=0)
     cfg = tiny_config(data, tmp_path / "ck", name="learn", ngf=16, ndf=16, n_epochs=4, n_epochs_decay=1, num_threads=1)
-    Trainer(cfg, show_progress=False).fit()  # 1,000 iterations
+    Trainer(cfg, show_progress=False).fit()  # 300 iterations, about half a minute on two cores: ~9 dB closer (seeds 0-2)
 
     net = load_generator(tmp_path / "ck" / "learn" / "latest_net_G_A.pth")
     names = sorted(p.name for p in (data / "testA").iterdir())
