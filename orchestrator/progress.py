@@ -44,9 +44,10 @@ class ProgressCallback(Callback):
     def __init__(self, board_name: str, task: str, metric: str, total_epochs: int):
         self.board_name, self.task, self.metric, self.total_epochs = board_name, task, metric, total_epochs
         self._board = None
+        self._seen_restored = False
 
     def __getstate__(self):
-        return {**self.__dict__, "_board": None}
+        return {**self.__dict__, "_board": None, "_seen_restored": False}
 
     def _send(self, *args) -> None:
         try:
@@ -55,6 +56,16 @@ class ProgressCallback(Callback):
             self._board.update.remote(self.task, *args)
         except ValueError:  # no such actor (any more)
             pass
+
+    def on_step_begin(self, iteration, trials, **info):
+        # A resumed sweep starts with the trials that ended before it was interrupted: show them too.
+        if not self._seen_restored:
+            self._seen_restored = True
+            for trial in trials:
+                if trial.status == "TERMINATED":
+                    self.on_trial_complete(iteration, trials, trial)
+                elif trial.status == "ERROR":
+                    self.on_trial_error(iteration, trials, trial)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._send(trial.trial_id, "running")

@@ -29,6 +29,7 @@ import yaml
 from PIL import Image
 
 from conftest import RAY_TEST_TUNING, free_port
+from cyclegan.errors import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent            # the venv's bin/: python, ray
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.slow
 def _clean_env() -> dict[str, str]:
     """This process's environment without anything that would point Ray, S3 or MLflow elsewhere:
     what the job gets must come from the runtime env it is submitted with."""
-    drop = ("AWS_", "MLFLOW_", "RAY_")
+    drop = ("AWS_", "MLFLOW_", "RAY_", "TUNE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"   # `python` in the entrypoint is the venv's
     env["RAY_AUTH_MODE"] = "disabled"                        # Ray >= 2.59 would want a token otherwise
@@ -249,11 +250,21 @@ def _runs(mlflow_server: str, experiment_name: str) -> list:
     return list(client.search_runs([experiment.experiment_id], max_results=1000))
 
 
-def _cli(*args: str, mlflow_server: str, s3_server: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**_clean_env(), **CREDS, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_S3_ENDPOINT_URL": s3_server,
-           "AWS_ENDPOINT_URL_S3": s3_server}
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+def _cli(*args: str, capsys) -> tuple[int, str]:
+    """`python -m orchestrator ARGS` as the user runs it after the job, in this process (with the
+    environment `_user_env` gives it): its exit code and output."""
+    from orchestrator.cli import main
+
+    code = run_cli(main, list(args))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def _user_env(monkeypatch, mlflow_server: str, s3_server: str) -> None:
+    """What the user's shell has after the job: the MLflow server, and the S3 endpoint its artifacts are in."""
+    for key, value in {**CREDS, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_S3_ENDPOINT_URL": s3_server,
+                       "AWS_ENDPOINT_URL_S3": s3_server, "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(key, value)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -261,7 +272,7 @@ def _cli(*args: str, mlflow_server: str, s3_server: str, timeout: float = 300) -
 
 @pytest.mark.timeout(2 * JOB_TIMEOUT_S + 600)
 def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_task(
-        ray_head, datasets, s3_server, mlflow_server, tmp_path):
+        ray_head, datasets, s3_server, mlflow_server, tmp_path, monkeypatch, capsys):
     """One sweep, as a user runs it: submitted, stopped with `ray job stop` mid-training (no MLflow run
     is left RUNNING), submitted again with --resume (it finishes in the same runs); then each task's
     champion is in the registry and translates images."""
@@ -282,7 +293,7 @@ def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_t
         status = _status(ray_head, first)
         assert status in ("PENDING", "RUNNING"), f"job {first} {status} before it could be stopped"
         assert time.monotonic() < deadline, f"no trial of job {first} logged an epoch within {JOB_TIMEOUT_S} s"
-        time.sleep(3)
+        time.sleep(1)
     stop = _ray(["job", "stop", "--address", ray_head, first], checkout, 300)
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert _status(ray_head, first) == "STOPPED"
@@ -301,21 +312,24 @@ def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_t
         "--resume opened new parent runs instead of continuing the stopped ones"
     trials = [r for r in resumed if r.data.tags.get("cyclegan.role") == "trial"]
     assert len(trials) == 2, f"2 tasks x 1 trial, each in one run: {[r.info.run_name for r in trials]}"
+    for trial in trials:  # lambda_cyc, drawn from its choices, set both cycle weights
+        assert trial.data.params["lambda_A"] == trial.data.params["lambda_B"] and float(trial.data.params["lambda_A"]) in (5, 10)
     client = _client(mlflow_server)
+    _user_env(monkeypatch, mlflow_server, s3_server)
     for kind in KINDS:
         name = f"cyclegan-resumed-{kind}"
         version = client.get_model_version_by_alias(name, "champion")   # raises if there is none
         assert version.status == "READY", f"{name} v{version.version}: {version.status}"
         inputs = root / kind / "testA"
         out = tmp_path / "translated" / kind
-        result = _cli("translate", "--model", f"models:/{name}@champion", "--input", str(inputs), "--output", str(out),
-                      "--tracking-uri", mlflow_server, mlflow_server=mlflow_server, s3_server=s3_server)
-        assert result.returncode == 0, f"translate with {name}@champion failed:\n{result.stdout}{result.stderr}"
+        code, printed = _cli("translate", "--model", f"models:/{name}@champion", "--input", str(inputs), "--output", str(out),
+                             "--tracking-uri", mlflow_server, capsys=capsys)
+        assert code == 0, f"translate with {name}@champion failed:\n{printed}"
         written = sorted(p.name for p in out.rglob("*.png"))
         assert written == sorted(p.name for p in inputs.glob("*.png")), f"{name}: translated {written}"
         for path in out.rglob("*.png"):
             assert Image.open(path).size == (32, 32)
-    listing = _cli("models", "list", "--tracking-uri", mlflow_server, mlflow_server=mlflow_server, s3_server=s3_server, timeout=120)
-    assert listing.returncode == 0, listing.stdout + listing.stderr
+    code, listing = _cli("models", "list", "--tracking-uri", mlflow_server, capsys=capsys)
+    assert code == 0, listing
     for kind in KINDS:
-        assert f"cyclegan-resumed-{kind}" in listing.stdout, listing.stdout
+        assert f"cyclegan-resumed-{kind}" in listing, listing

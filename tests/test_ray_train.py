@@ -27,12 +27,14 @@ import torch
 
 from conftest import tiny_config
 from cyclegan.checkpoint import load_file, load_generator
+from cyclegan.errors import run_cli
 from cyclegan.model import CycleGAN
 from cyclegan.networks import size_multiple
 from cyclegan.synthetic import generate
 from cyclegan.trainer import Trainer
 from cyclegan.translate import translate_folder
 from orchestrator.checkpoints import WORKER_STATES
+from orchestrator.cli import main
 from orchestrator.ddp import fingerprint
 from orchestrator.run_options import Scaling
 from orchestrator.train import fit
@@ -200,9 +202,9 @@ def test_a_killed_worker_is_replaced_and_the_run_resumes_from_its_last_checkpoin
     assert len(written) == 2
 
 
-def test_relaunch_after_the_driver_is_killed_resumes(ray_session, data64, tmp_path):
+def test_relaunch_after_the_driver_is_killed_resumes(ray_session, data64, tmp_path, capsys):
     storage = tmp_path / "storage"
-    args = [sys.executable, "-m", "orchestrator", "train", "--address", ray_session, "--dataroot", str(data64),
+    args = ["train", "--address", ray_session, "--dataroot", str(data64),
             "--storage", str(storage), "--name", "relaunch", "--workers", "1", "--checkpoints_dir", str(tmp_path / "outputs"),
             "--netG", "resnet_2blocks", "--ngf", "8", "--ndf", "8", "--num_threads", "0", "--device", "cpu", "--print_freq", "5",
             "--n_samples", "2", *[f"--{k}={v}" for k, v in RUN.items()]]
@@ -216,7 +218,8 @@ def test_relaunch_after_the_driver_is_killed_resumes(ray_session, data64, tmp_pa
             return False
 
     with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        first = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
     try:
         _wait_for(lambda: registered() or first.poll() is not None, 300, "the first driver's epoch-2 checkpoint")
         assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
@@ -224,9 +227,10 @@ def test_relaunch_after_the_driver_is_killed_resumes(ray_session, data64, tmp_pa
         os.killpg(first.pid, signal.SIGKILL)  # the driver, as a crash or a lost SSH session would
         first.wait(30)
 
-    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=400)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "done: relaunch, 6 epochs on 1 worker(s) x batch 1 (effective batch 1), resumed after epoch " in second.stdout
-    resumed_after = int(second.stdout.split("resumed after epoch ")[1].split()[0])
+    # The same command again (in this process, already joined to the same Ray: no second start-up to pay for)
+    assert run_cli(main, args) == 0, capsys.readouterr().err[-3000:]
+    printed = capsys.readouterr().out
+    assert "done: relaunch, 6 epochs on 1 worker(s) x batch 1 (effective batch 1), resumed after epoch " in printed
+    resumed_after = int(printed.split("resumed after epoch ")[1].split()[0])
     assert resumed_after in (2, 4)
     assert "checkpoint_epoch_0006" in json.loads(snapshot.read_text())["checkpoint_results"][-1]["checkpoint_dir_name"]

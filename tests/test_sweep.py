@@ -1,5 +1,5 @@
-"""Ray Tune sweeps end to end on a real local Ray: two tasks, ASHA, the best trial per task,
-the results file, --resume after the driver is killed, --only and --dry-run."""
+"""Ray Tune sweeps end to end on a real local Ray: ASHA, the best trial, the results file, the
+registry, --resume after the driver is killed, --only and --dry-run, and the progress board."""
 
 from __future__ import annotations
 
@@ -23,13 +23,11 @@ from orchestrator.sweep import TrialRecord, pick_best
 REPO = Path(__file__).resolve().parents[1]
 TINY = "{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, n_epochs: 2, n_epochs_decay: 1}"
 
-TWO_TASKS = f"""\
-name: two-tasks
+ASHA = f"""\
+name: asha-sweep
 defaults:
   train: {TINY}
   resources: {{workers: 1, cpus_per_worker: 0.5}}
-search:
-  num_samples: 1
 tasks:
   # lr 1e-9 cannot learn anything in 3 epochs: ASHA must stop that trial at its first rung
   - name: asha
@@ -40,12 +38,6 @@ tasks:
       metric: cycle_l1
       scheduler: {{type: asha, grace_period: 1, reduction_factor: 2}}
       max_concurrent_trials: 1
-  - name: random
-    data: "synthetic://stripes?size=32&n_train=10&n_test=4&seed=0"
-    train: {{eval_metrics: "l1,psnr"}}
-    search:
-      space: {{lambda_cyc: {{choice: [5, 10]}}}}
-      metric: psnr
 """
 
 
@@ -55,49 +47,41 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_two_task_sweep_asha_and_best_trials(ray_session, tmp_path, capsys, monkeypatch):
+def test_asha_stops_the_hopeless_trial_and_the_best_one_is_registered(ray_session, tmp_path, capsys, monkeypatch):
+    """In process, on the session's Ray: a grid of two trials under ASHA. (Tasks swept side by side:
+    the `ray job submit` test; random search: the manifest tests.)"""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    loaded = load_manifest(_write(tmp_path, TWO_TASKS))
+    loaded = load_manifest(_write(tmp_path, ASHA))
     code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
                           results_dir=tmp_path / "results")
     out = capsys.readouterr().out
     assert code == 0, out
-    results = json.loads((tmp_path / "results" / "two-tasks.json").read_text())
-    tasks = {t["task"]: t for t in results["tasks"]}
+    results = json.loads((tmp_path / "results" / "asha-sweep.json").read_text())
+    (task,) = results["tasks"]
 
-    asha = tasks["asha"]["trials"]
-    assert len(asha) == 2
-    learner, hopeless = sorted(asha, key=lambda t: -t["params"]["lr"])
+    assert len(task["trials"]) == 2
+    learner, hopeless = sorted(task["trials"], key=lambda t: -t["params"]["lr"])
     assert learner["status"] == "finished" and learner["epochs"] == 3
     assert hopeless["status"] == "stopped" and hopeless["epochs"] < 3  # ASHA cut it early
-    assert tasks["asha"]["best_trial"] == learner["trial_id"]
+    assert task["best_trial"] == learner["trial_id"]
+    assert [h["epoch"] for h in learner["history"]] == [1, 2, 3]
+    assert learner["metric"] == learner["history"][-1]["cycle_l1"]
+    assert Path(learner["checkpoint"], "latest_net_G_A.pth").is_file()
 
-    random_trials = tasks["random"]["trials"]
-    assert len(random_trials) == 1 and random_trials[0]["status"] == "finished"
-    assert tasks["random"]["best_trial"] == random_trials[0]["trial_id"]
-    for trial in random_trials:
-        assert [h["epoch"] for h in trial["history"]] == [1, 2, 3]
-        assert trial["metric"] == trial["history"][-1]["psnr"]
-        assert Path(trial["checkpoint"], "latest_net_G_A.pth").is_file()
-    assert {t["params"]["lambda_cyc"] for t in random_trials} <= {5, 10}
-
-    assert "asha" in out and "random" in out and "best trial" in out  # the summary table
-    assert "progress" in out
+    assert "asha" in out and "best trial" in out  # the summary table
+    assert "progress" in out and "1 finished, 1 stopped" in out
 
     # MLflow: one child run per trial with each epoch logged once, the champion on the best trial's run
     from mlflow import MlflowClient
 
     client = MlflowClient(uri, registry_uri=uri)
-    for task in ("asha", "random"):
-        best_id = tasks[task]["best_trial"]
-        champion = client.get_model_version_by_alias(f"cyclegan-{task}", "champion")
-        assert champion.tags["trial"] == best_id
-        run = client.get_run(champion.run_id)
-        assert run.data.tags["trial"] == best_id and run.info.status == "FINISHED"
-        steps = [m.step for m in client.get_metric_history(champion.run_id, "loss_G")]
-        assert steps == [1, 2, 3]
-    experiment = client.get_experiment_by_name("two-tasks")
+    champion = client.get_model_version_by_alias("cyclegan-asha", "champion")
+    assert champion.tags["trial"] == learner["trial_id"]
+    run = client.get_run(champion.run_id)
+    assert run.data.tags["trial"] == learner["trial_id"] and run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(champion.run_id, "loss_G")] == [1, 2, 3]
+    experiment = client.get_experiment_by_name("asha-sweep")
     stopped_run = client.search_runs([experiment.experiment_id], f"tags.trial = '{hopeless['trial_id']}'")[0]
     assert stopped_run.info.status == "KILLED"  # stopped early by ASHA: not left RUNNING
     assert "registry: cyclegan-asha v1 (cycle_l1=" in out
@@ -115,12 +99,13 @@ def test_best_trial_follows_the_mode_and_skips_failed_and_unscored_trials():
     assert pick_best([_trial("failed", 1.0, "failed"), _trial("nan", float("nan"))], "min") is None
 
 
-def _driver(manifest: Path, cwd: Path, address: str, *extra: str) -> subprocess.Popen:
+def _driver(manifest: Path, cwd: Path, address: str, log: Path, *extra: str) -> subprocess.Popen:
+    """`orchestrator run` in a process (and session) of its own, its output in `log`."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1",
            "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db"}
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(manifest), "--address", address, *extra],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(manifest), "--address", address, *extra],
+                                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 RESUMABLE = f"""\
@@ -139,30 +124,43 @@ tasks:
 """
 
 
+def _finished_trials(state_dir: Path) -> list[str]:
+    """Trials that Tune's saved experiment state (what a resumed sweep starts from) records as finished."""
+    finished = []
+    for path in state_dir.glob("experiment_state-*.json"):
+        try:
+            trials = [json.loads(data) for data, _ in json.loads(path.read_text())["trial_data"]]
+        except (OSError, ValueError, KeyError):  # being written
+            continue
+        finished += [t["trial_id"] for t in trials if t.get("status") == "TERMINATED"]
+    return finished
+
+
 def test_resume_after_the_driver_is_killed_does_not_redo_finished_trials(ray_session, tmp_path):
     manifest = _write(tmp_path, RESUMABLE)
-    first = _driver(manifest, tmp_path, ray_session, "--only", "only")
-    seen = []
+    first = _driver(manifest, tmp_path, ray_session, tmp_path / "first.log", "--only", "only")
+    state_dir = tmp_path / "runs" / "resumable" / "tune" / "only"
     deadline = time.monotonic() + 300
-    try:
-        for line in first.stdout:  # wait until the first trial has finished, then kill the driver
-            seen.append(line)
-            if "1 finished" in line or time.monotonic() > deadline:
-                break
+    try:  # kill the driver as soon as Tune has saved the first trial as finished (the second is under way)
+        while not (finished := _finished_trials(state_dir)) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-    assert any("1 finished" in line for line in seen), "".join(seen[-40:])
-    finished_trial = next(line.split("training ")[1].split(" ")[0] for line in seen if "training only-" in line)
+    assert finished, (tmp_path / "first.log").read_text()[-4000:]
+    finished_trial = f"only-{finished[0]}"
 
-    second = _driver(manifest, tmp_path, ray_session, "--only", "only", "--resume")
-    out, _ = second.communicate(timeout=600)
+    second = _driver(manifest, tmp_path, ray_session, tmp_path / "second.log", "--only", "only", "--resume")
+    second.wait(timeout=600)
+    out = (tmp_path / "second.log").read_text()
     assert second.returncode == 0, out[-4000:]
-    assert f"training {finished_trial} " not in out  # the finished trial was not trained again
+    assert f"training {finished_trial} " not in out and f"{finished_trial} is already complete" not in out  # not started again
     results = json.loads((tmp_path / "results" / "resumable.json").read_text())
     assert [t["task"] for t in results["tasks"]] == ["only"]  # --only
     trials = results["tasks"][0]["trials"]
     assert len(trials) == 2 and all(t["status"] == "finished" and t["epochs"] == 3 for t in trials)
+    assert finished[0] in {t["trial_id"] for t in trials}
+    assert "only: 2 finished" in out.rsplit("progress", 1)[1]  # the last progress counts the trial finished before
 
 
 def test_dry_run_and_only_start_nothing(tmp_path):
@@ -202,6 +200,30 @@ def test_progress_callback_pickles_the_board_name_not_its_handle(ray_session):
     ray.kill(board)
     gone = pickle.loads(pickle.dumps(ProgressCallback("cyclegan-progress-pickle-test", "task", "cycle_l1", 3)))
     gone.on_trial_start(0, [], _Trial())  # a board that is gone is ignored: progress is only shown
+
+
+class _EndedTrial:
+    def __init__(self, trial_id: str, status: str, epoch: int | None = None, value: float | None = None):
+        self.trial_id, self.status = trial_id, status
+        self.last_result = {"epoch": epoch, "cycle_l1": value} if epoch else {}
+
+
+def test_a_resumed_sweeps_progress_counts_the_trials_that_ended_before(ray_session):
+    board = ProgressBoard.options(name="cyclegan-progress-restore-test").remote()
+    ray.get(board.register.remote("task", "cycle_l1", "min", 4))
+    callback = pickle.loads(pickle.dumps(ProgressCallback("cyclegan-progress-restore-test", "task", "cycle_l1", 3)))
+    trials = [_EndedTrial("done", "TERMINATED", 3, 0.25), _EndedTrial("cut", "TERMINATED", 1, 0.5),
+              _EndedTrial("broken", "ERROR"), _EndedTrial("next", "PENDING")]
+    callback.on_step_begin(0, trials)
+    callback.on_step_begin(1, [_EndedTrial("late", "TERMINATED", 3, 0.1)])  # only the first step looks back
+    callback.on_trial_start(1, [], _Trial())  # the board takes one caller's updates in order: this one comes last
+    deadline = time.monotonic() + 30
+    while "t_00000" not in ray.get(board.snapshot.remote())["task"]["trials"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    state = ray.get(board.snapshot.remote())["task"]
+    assert state["trials"] == {"done": "finished", "cut": "stopped", "broken": "failed", "t_00000": "running"}
+    assert state["best"] == 0.25
+    ray.kill(board)
 
 
 class _Board:
