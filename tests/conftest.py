@@ -153,15 +153,14 @@ def tiny_trained(tiny_dataset, tmp_path_factory) -> Path:
 
 # Every Ray this suite starts gets these (its raylet passes them to every worker). Ray Train's controller
 # polls its workers every 2 s by default, which costs a tiny run up to 4 s of waiting at its start and
-# end; each run's preemption watcher (spot instances: none here) is one more process to start; and the
-# raylet starts a worker per CPU for the first driver, which here mostly stay idle (the Tune and Train
-# actors get workers of their own): 10-15 s of CPU time per Ray, on two cores.
-RAY_TEST_TUNING = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-                   "RAY_prestart_worker_first_driver": "0"}
+# end; and each run's preemption watcher (spot instances: none here) is one more process to start.
+RAY_TEST_TUNING = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 # The session's Ray (local storage only) also saves a sweep's state every second, not every 10 s: a
 # driver killed just after a trial ended would have it restored as unfinished (harmless, but its Train
-# run starts again to find out, ~15 s). Not for sweeps with S3 storage: each save is an upload.
-SESSION_RAY_TUNING = {**RAY_TEST_TUNING, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+# run starts again to find out, ~15 s); not where sweeps write to S3, each save being an upload. And it
+# starts no worker per CPU for its first driver (this process), which would mostly stay idle: the Tune
+# and Train actors get workers of their own.
+SESSION_RAY_TUNING = {**RAY_TEST_TUNING, "TUNE_GLOBAL_CHECKPOINT_S": "1", "RAY_prestart_worker_first_driver": "0"}
 
 
 @pytest.fixture(scope="session")

@@ -293,7 +293,7 @@ def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_t
         status = _status(ray_head, first)
         assert status in ("PENDING", "RUNNING"), f"job {first} {status} before it could be stopped"
         assert time.monotonic() < deadline, f"no trial of job {first} logged an epoch within {JOB_TIMEOUT_S} s"
-        time.sleep(1)
+        time.sleep(3)
     stop = _ray(["job", "stop", "--address", ray_head, first], checkout, 300)
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert _status(ray_head, first) == "STOPPED"
