@@ -9,8 +9,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-compile -e '.[test]'
-	@# pip compiles the installed files one by one; on all cores it takes a third of the time. (Some
-	@# packages ship templates that are not valid Python: pip skips those too.)
+	@# pip compiles the installed files one by one; compileall uses every core. (Some packages ship
+	@# templates that are not valid Python, so it exits non-zero: pip ignores those files too.)
 	$(PY) -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $(STAMP)
 

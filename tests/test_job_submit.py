@@ -251,8 +251,7 @@ def _runs(mlflow_server: str, experiment_name: str) -> list:
 
 
 def _cli(*args: str, capsys) -> tuple[int, str]:
-    """`python -m orchestrator ARGS` as the user runs it after the job, in this process (with the
-    environment `_user_env` gives it): its exit code and output."""
+    """`python -m orchestrator ARGS` as the user runs it after the job, in this process: its exit code and output."""
     from orchestrator.cli import main
 
     code = run_cli(main, list(args))
@@ -260,19 +259,12 @@ def _cli(*args: str, capsys) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
-def _user_env(monkeypatch, mlflow_server: str, s3_server: str) -> None:
-    """What the user's shell has after the job: the MLflow server, and the S3 endpoint its artifacts are in."""
-    for key, value in {**CREDS, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_S3_ENDPOINT_URL": s3_server,
-                       "AWS_ENDPOINT_URL_S3": s3_server, "AWS_EC2_METADATA_DISABLED": "true"}.items():
-        monkeypatch.setenv(key, value)
-
-
 # ------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(2 * JOB_TIMEOUT_S + 600)
 def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_task(
-        ray_head, datasets, s3_server, mlflow_server, tmp_path, monkeypatch, capsys):
+        ray_head, datasets, s3_server, s3_env, mlflow_server, tmp_path, monkeypatch, capsys):
     """One sweep, as a user runs it: submitted, stopped with `ray job stop` mid-training (no MLflow run
     is left RUNNING), submitted again with --resume (it finishes in the same runs); then each task's
     champion is in the registry and translates images."""
@@ -315,7 +307,9 @@ def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_t
     for trial in trials:  # lambda_cyc, drawn from its choices, set both cycle weights
         assert trial.data.params["lambda_A"] == trial.data.params["lambda_B"] and float(trial.data.params["lambda_A"]) in (5, 10)
     client = _client(mlflow_server)
-    _user_env(monkeypatch, mlflow_server, s3_server)
+    # The user's shell after the job: S3 (from s3_env) and the MLflow server, whose artifacts are in that S3
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", s3_server)
     for kind in KINDS:
         name = f"cyclegan-resumed-{kind}"
         version = client.get_model_version_by_alias(name, "champion")   # raises if there is none

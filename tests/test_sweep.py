@@ -48,8 +48,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_asha_stops_the_hopeless_trial_and_the_best_one_is_registered(ray_session, tmp_path, capsys, monkeypatch):
-    """In process, on the session's Ray: a grid of two trials under ASHA. (Tasks swept side by side:
-    the `ray job submit` test; random search: the manifest tests.)"""
+    """In process, on the session's Ray: a grid of two trials under ASHA. (Tasks swept side by side
+    and random search: the `ray job submit` test.)"""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     loaded = load_manifest(_write(tmp_path, ASHA))
@@ -180,8 +180,11 @@ def test_dry_run_and_only_start_nothing(tmp_path):
 
 
 class _Trial:
-    trial_id = "t_00000"
-    last_result = {"epoch": 3, "cycle_l1": 0.25}
+    """What the progress callback reads of a Tune trial."""
+
+    def __init__(self, trial_id: str = "t_00000", status: str = "TERMINATED", epoch: int | None = 3, value: float | None = 0.25):
+        self.trial_id, self.status = trial_id, status
+        self.last_result = {"epoch": epoch, "cycle_l1": value} if epoch else {}
 
 
 def test_progress_callback_pickles_the_board_name_not_its_handle(ray_session):
@@ -202,20 +205,14 @@ def test_progress_callback_pickles_the_board_name_not_its_handle(ray_session):
     gone.on_trial_start(0, [], _Trial())  # a board that is gone is ignored: progress is only shown
 
 
-class _EndedTrial:
-    def __init__(self, trial_id: str, status: str, epoch: int | None = None, value: float | None = None):
-        self.trial_id, self.status = trial_id, status
-        self.last_result = {"epoch": epoch, "cycle_l1": value} if epoch else {}
-
-
 def test_a_resumed_sweeps_progress_counts_the_trials_that_ended_before(ray_session):
     board = ProgressBoard.options(name="cyclegan-progress-restore-test").remote()
     ray.get(board.register.remote("task", "cycle_l1", "min", 4))
     callback = pickle.loads(pickle.dumps(ProgressCallback("cyclegan-progress-restore-test", "task", "cycle_l1", 3)))
-    trials = [_EndedTrial("done", "TERMINATED", 3, 0.25), _EndedTrial("cut", "TERMINATED", 1, 0.5),
-              _EndedTrial("broken", "ERROR"), _EndedTrial("next", "PENDING")]
+    trials = [_Trial("done", "TERMINATED", 3, 0.25), _Trial("cut", "TERMINATED", 1, 0.5),
+              _Trial("broken", "ERROR", None), _Trial("next", "PENDING", None)]
     callback.on_step_begin(0, trials)
-    callback.on_step_begin(1, [_EndedTrial("late", "TERMINATED", 3, 0.1)])  # only the first step looks back
+    callback.on_step_begin(1, [_Trial("late", "TERMINATED", 3, 0.1)])  # only the first step looks back
     callback.on_trial_start(1, [], _Trial())  # the board takes one caller's updates in order: this one comes last
     deadline = time.monotonic() + 30
     while "t_00000" not in ray.get(board.snapshot.remote())["task"]["trials"] and time.monotonic() < deadline:
