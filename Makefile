@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: setup  ## the main job on the embedded default: sweep experiments/quicksta
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest -q
+
+test-fast: setup  ## everything but the tests marked slow (real Ray, MLflow servers, end to end): a few minutes
+	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
 	$(PY) -m ruff check cyclegan orchestrator tests

@@ -186,3 +186,10 @@ def ray_session(s3_server):
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Whatever starts the session's Ray or an MLflow server is `slow`: `make test-fast` leaves it out."""
+    for item in items:
+        if {"ray_session", "mlflow_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
