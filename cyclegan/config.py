@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -25,6 +26,11 @@ NET_D = ("basic", "n_layers", "pixel")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_MODES = ("auto", "none", "default", "max-autotune")
 _RESNET_RE = re.compile(r"^resnet_(\d+)blocks$")
+# The networks' spatial structure (networks.py builds them from these; tests/test_networks.py checks the
+# size rules below against the built networks): stride-2 halvings in each generator, discriminator depth.
+RESNET_DOWNSAMPLINGS = 2
+UNET_DOWNSAMPLINGS = {"unet_128": 7, "unet_256": 8}
+BASIC_D_LAYERS = 3
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "training") -> Any:
@@ -101,10 +107,16 @@ class TrainConfig:
     cuda_graphs: str = _opt("auto", "capture the whole training step as CUDA graphs (auto: on CUDA at batch 1)", ("auto", "true", "false"), group="speed")
 
     # -----------------------------------------------------------------------------------------
-    def validate(self) -> TrainConfig:
-        """Raise UserError naming the first bad field; return self for chaining."""
+    def validate(self, sizes: bool = True) -> TrainConfig:
+        """Raise UserError naming the first bad field; return self for chaining.
+
+        `sizes`: also check that the networks can take the image sizes (a relation between fields)."""
         def bad(name: str, why: str) -> None:
             raise UserError(f"--{name}: {why}")
+
+        for f in fields(self):
+            if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name)):
+                bad(f.name, f"must be a finite number, got {getattr(self, f.name)}")
 
         if not (_RESNET_RE.match(self.netG) or self.netG in ("unet_128", "unet_256")):
             bad("netG", f"unknown generator {self.netG!r}; use resnet_<N>blocks, unet_128 or unet_256")
@@ -137,6 +149,8 @@ class TrainConfig:
         unknown = set(self.eval_metric_list()) - {"fid", "kid", "l1", "psnr", "ssim"}
         if unknown:
             bad("eval_metrics", f"unknown metric(s) {', '.join(sorted(unknown))}; use fid, kid, l1, psnr, ssim")
+        if sizes and (problem := size_problem(self)):
+            bad(*problem)
         return self
 
     @property
@@ -189,3 +203,50 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def resnet_blocks(net_g: str) -> int | None:
     match = _RESNET_RE.match(net_g)
     return int(match.group(1)) if match else None
+
+
+# -- image sizes the networks can take ---------------------------------------------------------------
+def generator_size_rule(net_g: str) -> tuple[int, int]:
+    """(multiple, smallest): a square input of side s comes back from generator `net_g` at side s
+    exactly when s is a multiple of `multiple` and at least `smallest`."""
+    if net_g in UNET_DOWNSAMPLINGS:  # halved down to 1x1 (the innermost level has no norm), then doubled back
+        side = 2 ** UNET_DOWNSAMPLINGS[net_g]
+        return side, side
+    multiple = 2**RESNET_DOWNSAMPLINGS  # the residual blocks' reflection padding needs a 2x2 bottleneck at least
+    return multiple, 2 * multiple
+
+
+def discriminator_smallest_side(net_d: str, n_layers_d: int) -> int:
+    """The smallest input side the discriminator gives a patch map for: a PatchGAN of n layers halves
+    n times, then its last two 4x4 convolutions take one pixel each."""
+    if net_d == "pixel":
+        return 2  # instance norm needs more than one pixel
+    layers = BASIC_D_LAYERS if net_d == "basic" else n_layers_d
+    return 3 * 2**layers
+
+
+def trained_sides(cfg: TrainConfig) -> list[tuple[str, int]]:
+    """(field, side) of the image sides the networks see whatever the images are (the others follow the data)."""
+    if "crop" in cfg.preprocess:
+        return [("crop_size", cfg.crop_size)]
+    if cfg.preprocess == "scale_width":
+        return [("load_size", cfg.load_size)]  # the width; the height follows each image's aspect ratio
+    return []
+
+
+def size_problem(cfg: TrainConfig) -> tuple[str, str] | None:
+    """(field, why) when the networks cannot take the configured image size, else None."""
+    if not _RESNET_RE.match(cfg.netG) and cfg.netG not in UNET_DOWNSAMPLINGS:
+        return None  # reported as an unknown generator
+    multiple, smallest = generator_size_rule(cfg.netG)
+    d_smallest = discriminator_smallest_side(cfg.netD, cfg.n_layers_D)
+    for name, side in trained_sides(cfg):
+        if side % multiple or side < smallest:
+            below = max(smallest, side // multiple * multiple)
+            near = sorted({below, max(smallest, below + multiple)} - {side})
+            return name, (f"{side} cannot go through --netG {cfg.netG} and come back at the same size: it needs a multiple "
+                          f"of {multiple} of at least {smallest} (e.g. {' or '.join(map(str, near))})")
+        if side < d_smallest:
+            return name, (f"{side} is too small for --netD {cfg.netD}" + (f" with --n_layers_D {cfg.n_layers_D}" if cfg.netD == "n_layers" else "")
+                          + f": it needs at least {d_smallest}")
+    return None

@@ -13,7 +13,7 @@ import functools
 import torch
 from torch import nn
 
-from .config import TrainConfig, resnet_blocks
+from .config import BASIC_D_LAYERS, RESNET_DOWNSAMPLINGS, UNET_DOWNSAMPLINGS, TrainConfig, generator_size_rule, resnet_blocks
 from .errors import UserError
 
 
@@ -57,12 +57,12 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         make_norm, bias = norm_layer(norm), _uses_bias(norm)
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias), make_norm(ngf), nn.ReLU(True)]
-        for i in range(2):  # downsampling
+        for i in range(RESNET_DOWNSAMPLINGS):
             mult = 2**i
             layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=bias), make_norm(ngf * mult * 2), nn.ReLU(True)]
-        layers += [ResnetBlock(ngf * 4, norm, use_dropout) for _ in range(n_blocks)]
-        for i in range(2):  # upsampling
-            mult = 2 ** (2 - i)
+        layers += [ResnetBlock(ngf * 2**RESNET_DOWNSAMPLINGS, norm, use_dropout) for _ in range(n_blocks)]
+        for i in range(RESNET_DOWNSAMPLINGS):  # upsampling
+            mult = 2 ** (RESNET_DOWNSAMPLINGS - i)
             layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
                        make_norm(ngf * mult // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
@@ -185,14 +185,14 @@ def build_generator(net_g: str, input_nc: int, output_nc: int, ngf: int, norm: s
     blocks = resnet_blocks(net_g)
     if blocks is not None:
         return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=blocks)
-    if net_g in ("unet_128", "unet_256"):
-        return UnetGenerator(input_nc, output_nc, 7 if net_g == "unet_128" else 8, ngf, norm, use_dropout)
+    if net_g in UNET_DOWNSAMPLINGS:
+        return UnetGenerator(input_nc, output_nc, UNET_DOWNSAMPLINGS[net_g], ngf, norm, use_dropout)
     raise UserError(f"--netG: unknown generator {net_g!r}; use resnet_<N>blocks, unet_128 or unet_256")
 
 
 def build_discriminator(net_d: str, input_nc: int, ndf: int, n_layers: int, norm: str) -> nn.Module:
     if net_d == "basic":
-        return NLayerDiscriminator(input_nc, ndf, 3, norm)
+        return NLayerDiscriminator(input_nc, ndf, BASIC_D_LAYERS, norm)
     if net_d == "n_layers":
         return NLayerDiscriminator(input_nc, ndf, n_layers, norm)
     if net_d == "pixel":
@@ -215,11 +215,7 @@ def define_networks(cfg: TrainConfig) -> dict[str, nn.Module]:
 
 def size_multiple(net_g: str) -> int:
     """Input sides must be a multiple of this for the generator to give back the same size."""
-    if net_g == "unet_128":
-        return 2**7
-    if net_g == "unet_256":
-        return 2**8
-    return 4
+    return generator_size_rule(net_g)[0]
 
 
 def count_parameters(net: nn.Module) -> int:

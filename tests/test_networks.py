@@ -124,3 +124,50 @@ def test_reference_state_dict_loads_strictly_and_gives_identical_outputs(tmp_pat
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(ours(x), reference_eval.model(x))
+
+
+def _runs(net: nn.Module, side: int, batch: int) -> tuple | None:
+    """The output's spatial shape for a square input of `side` on the meta device (shapes only, no compute), or None."""
+    try:
+        return tuple(net(torch.empty(batch, 3, side, side, device="meta")).shape[2:])
+    except (RuntimeError, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("net_g", ["resnet_1blocks", "unet_128", "unet_256"])  # the block count changes no size
+@pytest.mark.parametrize("norm,batch", [("instance", 1), ("batch", 1), ("none", 2)])
+def test_generator_size_rule_is_what_the_network_does(net_g, norm, batch):
+    """config.generator_size_rule (what validation uses, without torch) against the network itself."""
+    from cyclegan.config import generator_size_rule
+
+    with torch.device("meta"):
+        net = build_generator(net_g, 3, 3, 1, norm, use_dropout=False)
+    multiple, smallest = generator_size_rule(net_g)
+    # every side up to three multiples, and around the first multiples for the U-Nets' large ones
+    sides = set(range(1, min(3 * multiple, 40) + 1)) | {k * multiple + d for k in (1, 2, 3) for d in (-1, 0, 1, multiple // 2)}
+    for side in sorted(sides):
+        ok = side % multiple == 0 and side >= smallest
+        assert (_runs(net, side, batch) == (side, side)) == ok, (net_g, side)
+
+
+@pytest.mark.parametrize("net_d,n_layers", [("basic", 3), ("n_layers", 1), ("n_layers", 4), ("pixel", 3)])
+def test_discriminator_smallest_side_is_what_the_network_does(net_d, n_layers):
+    from cyclegan.config import discriminator_smallest_side
+
+    with torch.device("meta"):
+        net = build_discriminator(net_d, 3, 1, n_layers, "instance")
+    smallest = discriminator_smallest_side(net_d, n_layers)
+    assert _runs(net, smallest, 1) is not None and _runs(net, smallest - 1, 1) is None
+    assert all(_runs(net, side, 1) is not None for side in range(smallest, smallest + 20))
+
+
+def test_validate_refuses_sizes_the_networks_cannot_take():
+    from cyclegan.errors import UserError
+
+    for changes, field_name in [({"crop_size": 250}, "crop_size"), ({"netG": "unet_256", "crop_size": 128}, "crop_size"),
+                                ({"crop_size": 16, "load_size": 16, "netG": "resnet_6blocks"}, "crop_size"),
+                                ({"preprocess": "scale_width", "load_size": 250}, "load_size")]:
+        with pytest.raises(UserError, match=f"--{field_name}: "):
+            TrainConfig(**changes).validate()
+    TrainConfig(crop_size=24, load_size=24).validate()
+    TrainConfig(netG="unet_128", crop_size=128, load_size=143).validate()
