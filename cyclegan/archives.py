@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .cache import contained, safe_relpath
-from .data import DatasetError
+from .errors import DatasetError
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 SPLITS = ("trainA", "trainB", "testA", "testB")

@@ -20,15 +20,11 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import TrainConfig
-from .errors import UserError
+from .errors import DatasetError
 
 log = logging.getLogger(__name__)
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
-
-
-class DatasetError(UserError):
-    """A dataset that cannot be used as it is (missing folder, unreadable image...)."""
 
 
 @dataclass

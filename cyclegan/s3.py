@@ -24,7 +24,7 @@ from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
 from s3transfer.subscribers import BaseSubscriber
 from tqdm.auto import tqdm
 
-from .data import DatasetError
+from .errors import DatasetError
 
 ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 ADDRESSING_ENV = "CYCLEGAN_S3_ADDRESSING_STYLE"  # path, virtual or auto

@@ -23,14 +23,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from . import s3
 from .archives import archive_suffix, extract, find_dataset_root, top_entries
 from .cache import CacheEntry, Snapshot, contained, digest, link_or_copy, safe_relpath
-from .data import DatasetError, check_dataset_root
+from .errors import DatasetError
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_FORMS = ("a folder holding trainA/ trainB/ (or file:///path/to/it); s3://bucket/prefix; "
                   "a .zip, .tar or .tar.gz archive (a local path or s3://bucket/key.zip); "
                   "synthetic://KIND?size=S&n_train=N&n_test=M&seed=K")
-SYNTHETIC_DEFAULTS = {"size": 64, "n_train": 200, "n_test": 40, "seed": 0}
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's bucket naming rules (3-63 characters)
+UNSUPPORTED_ARCHIVES = (".rar", ".7z", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst", ".gz", ".bz2", ".xz")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -39,7 +40,7 @@ class DatasetRef:
     ref: str  # as written
     kind: str  # folder, archive, s3, s3-archive or synthetic
     location: str  # a local path, an s3:// URL (no trailing slash) or a synthetic kind
-    params: tuple[tuple[str, int], ...] = ()  # synthetic parameters, in SYNTHETIC_DEFAULTS' order
+    params: tuple[tuple[str, int], ...] = ()  # synthetic parameters, in synthetic.PARAMETERS' order
 
     @property
     def canonical(self) -> str:
@@ -78,8 +79,11 @@ def parse_reference(ref: str) -> DatasetRef:
         bucket, key = s3.split_url(ref)
         if not bucket:
             raise _bad(ref, "no bucket name")
+        if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+            raise _bad(ref, f"{bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' and '-')")
         key = key.rstrip("/")
         url = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+        _check_archive_form(ref, key)
         return DatasetRef(ref, "s3-archive" if archive_suffix(key) else "s3", url)
     if scheme == "synthetic":
         return _parse_synthetic(ref)
@@ -87,11 +91,20 @@ def parse_reference(ref: str) -> DatasetRef:
         raise _bad(ref, f"unsupported scheme {scheme}://")
     path = unquote(ref.removeprefix("file://")) if scheme == "file" else ref
     path = str(Path(path).expanduser().absolute())
+    _check_archive_form(ref, path)
     return DatasetRef(ref, "archive" if archive_suffix(path) else "folder", path)
 
 
+def _check_archive_form(ref: str, name: str) -> None:
+    """Refuse an archive format we cannot extract, named by its suffix."""
+    lower = name.lower()
+    unsupported = next((s for s in UNSUPPORTED_ARCHIVES if lower.endswith(s)), None)
+    if unsupported and not archive_suffix(lower):
+        raise _bad(ref, f"{unsupported} archives are not supported; repack it as .zip, .tar or .tar.gz")
+
+
 def _parse_synthetic(ref: str) -> DatasetRef:
-    from .synthetic import KINDS
+    from .synthetic import KINDS, PARAMETERS, parameter_problem
 
     parts = urlsplit(ref)
     kind = parts.netloc
@@ -99,16 +112,15 @@ def _parse_synthetic(ref: str) -> DatasetRef:
         raise _bad(ref, f"unknown synthetic kind {kind!r} (available: {', '.join(KINDS)})")
     if parts.path not in ("", "/"):
         raise _bad(ref, "a synthetic reference has no path, only parameters after '?'")
-    values = dict(SYNTHETIC_DEFAULTS)
+    values = {name: default for name, (default, _, _) in PARAMETERS.items()}
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name not in SYNTHETIC_DEFAULTS:
-            raise _bad(ref, f"unknown synthetic parameter {name!r} (accepted: {', '.join(SYNTHETIC_DEFAULTS)})")
-        try:
-            values[name] = int(value)
-        except ValueError:
-            raise _bad(ref, f"synthetic parameter {name}={value!r} is not an integer") from None
-    if values["size"] < 8 or values["n_train"] < 1 or values["n_test"] < 0:
-        raise _bad(ref, "synthetic data needs size >= 8, n_train >= 1 and n_test >= 0")
+        if name not in PARAMETERS:
+            raise _bad(ref, f"unknown synthetic parameter {name!r} (accepted: {', '.join(PARAMETERS)})")
+        if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
+            raise _bad(ref, f"synthetic parameter {name}={value[:20]!r} is not an integer")
+        values[name] = int(value)
+    if problem := parameter_problem(values):
+        raise _bad(ref, problem)
     return DatasetRef(ref, "synthetic", kind, tuple(values.items()))
 
 
@@ -281,6 +293,8 @@ def check_dataset_reference(ref: str, *, endpoint_url: str | None = None) -> Non
     if parsed.kind == "synthetic":
         return
     if parsed.kind == "folder":
+        from .data import check_dataset_root
+
         check_dataset_root(fetch_dataset(ref).path)
         return
     if parsed.kind == "archive":

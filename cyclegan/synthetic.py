@@ -83,6 +83,21 @@ KINDS: dict[str, Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarr
 }
 
 
+# The parameters of every kind (a synthetic:// reference's query, the `synthetic` command's flags):
+# name -> (default, smallest, largest). The bounds keep a typo from filling the disk.
+PARAMETERS: dict[str, tuple[int, int, int]] = {
+    "size": (64, 8, 1024), "n_train": (200, 1, 20_000), "n_test": (40, 0, 5_000), "seed": (0, 0, 2**32 - 1)}
+
+
+def parameter_problem(values: dict[str, int]) -> str | None:
+    """Why these parameter values are out of bounds, or None."""
+    wrong = [f"{name}={values[name]}" for name, (_, low, high) in PARAMETERS.items() if name in values and not low <= values[name] <= high]
+    if wrong:
+        bounds = ", ".join(f"{name} {low}..{high}" for name, (_, low, high) in PARAMETERS.items())
+        return f"synthetic parameter(s) out of bounds: {', '.join(wrong)} (accepted: {bounds})"
+    return None
+
+
 def _save(array: np.ndarray, path: Path) -> None:
     Image.fromarray((np.clip(array, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
@@ -91,8 +106,8 @@ def generate(kind: str, out: str | Path, n_train: int = 200, n_test: int = 40, s
     """Write trainA/ trainB/ testA/ testB/ testA_gt/ testB_gt/ under `out` and return it."""
     if kind not in KINDS:
         raise UserError(f"unknown synthetic kind {kind!r}; available: {', '.join(KINDS)}")
-    if size < 8 or n_train < 1 or n_test < 0:
-        raise UserError("synthetic data needs --size >= 8, --n-train >= 1 and --n-test >= 0")
+    if problem := parameter_problem({"size": size, "n_train": n_train, "n_test": n_test, "seed": seed}):
+        raise UserError(problem)
     make_pair = KINDS[kind]
     out = Path(out)
     for name in ("trainA", "trainB", "testA", "testB", "testA_gt", "testB_gt"):

@@ -11,7 +11,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import itertools
+import math
 import re
+import reprlib
+import stat
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +41,7 @@ class ManifestError(UserError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Resources(_Strict):
@@ -97,12 +100,16 @@ class Defaults(_Strict):
     resources: Resources = Field(default_factory=Resources)
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Names become folder names (storage, checkpoints, results) and MLflow names.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME_LENGTH = 64
 
 
 def _check_name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError(f"{value!r} is not a valid name: use letters, digits, '_', '.' and '-', starting with a letter or digit")
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"{_short(value)} is not a valid name: use letters, digits, '_', '.' and '-', starting with a letter or digit")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{_short(value)} is {len(value)} characters long; a name has at most {MAX_NAME_LENGTH} (it becomes a folder name)")
     return value
 
 
@@ -157,7 +164,9 @@ class TaskPlan:
         values = dict(self.train)
         for key, value in sampled.items():
             for target in ALIASES.get(key, (key,)):
-                values[target] = value
+                # quniform samples whole numbers as floats (256.0); validation allows it only for whole q and bounds
+                integral = str(TRAIN_FIELDS[target].type) == "int" and isinstance(value, float) and value.is_integer()
+                values[target] = int(value) if integral else value
         return values
 
 
@@ -181,8 +190,13 @@ class LoadedManifest:
     lines: dict[str, int] = field(default_factory=dict)
 
 
+def _short(value: Any) -> str:
+    """repr(value), cut short: values in messages may be huge or deeply nested."""
+    return reprlib.repr(value)
+
+
 def _did_you_mean(name: str, options) -> str:
-    options = list(options)
+    name, options = str(name), list(options)
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.6) or [o for o in options if name and o.startswith(name)][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -194,26 +208,73 @@ def _path(loc: tuple) -> str:
     return out
 
 
-def _line_map(text: str) -> dict[str, int]:
-    """Field path -> 1-based line, from the YAML node tree (safe loader)."""
-    lines: dict[str, int] = {}
+# Bounds on what a manifest may make us read and build (a YAML "billion laughs" of nested aliases
+# is a few hundred bytes that expand to billions of nodes).
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_NODES = 100_000  # YAML nodes, each alias counted as often as it is used
 
-    def walk(node, loc: tuple) -> None:
+
+def _read_manifest(path: Path) -> str:
+    """The manifest's text: a regular file (a FIFO or /dev/zero is never opened), bounded, UTF-8."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found") from None
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read the manifest ({err.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, FIFO or socket)"
+        raise ManifestError(f"{path}: cannot read the manifest: {kind}; a manifest is a YAML file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read the manifest ({err.strerror})") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: larger than {MAX_MANIFEST_BYTES // 1024} KiB; a manifest is a short YAML file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ManifestError(f"{path}: not UTF-8 text (byte {err.start}, line {line}); save the manifest as UTF-8") from None
+
+
+def _yaml_tree(text: str, path: Path) -> tuple[dict[str, int], list[Problem]]:
+    """Field path -> 1-based line, and the duplicate keys, from the YAML node tree (safe loader).
+
+    Raises ManifestError when the tree, aliases expanded, has more than MAX_NODES nodes: the walk
+    stops there, before anything is built from the document."""
+    lines: dict[str, int] = {}
+    duplicates: list[Problem] = []
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines, duplicates  # safe_load reports it, with its line
+    except RecursionError:
+        raise ManifestError(f"{path}: nested too deeply to be a manifest") from None
+    stack, count = [(root, ())] if root is not None else [], 0
+    while stack:
+        node, loc = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ManifestError(f"{path}: more than {MAX_NODES} YAML values once its aliases (*name) are expanded; "
+                                "a manifest is a short file (is it a YAML bomb?)")
         if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
             for key, value in node.value:
-                sub = loc + (key.value,)
-                lines[_path(sub)] = key.start_mark.line + 1
-                walk(value, sub)
+                sub = loc + (key.value if isinstance(key, yaml.ScalarNode) else "?",)
+                line = key.start_mark.line + 1
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in first:
+                        duplicates.append(Problem(_path(sub), f"duplicate key (first at line {first[key.value]}); remove one", line))
+                    first.setdefault(key.value, line)
+                lines.setdefault(_path(sub), line)
+                stack.append((value, sub))
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                lines[_path(loc + (i,))] = item.start_mark.line + 1
-                walk(item, loc + (i,))
-
-    try:
-        walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
-    except yaml.YAMLError:
-        pass
-    return lines
+                lines.setdefault(_path(loc + (i,)), item.start_mark.line + 1)
+                stack.append((item, loc + (i,)))
+    return lines, duplicates
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,16 +291,16 @@ def _check_train_value(name: str, value: Any) -> str | None:
     expected = TRAIN_FIELDS[target].type
     kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}[str(expected)]
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-        return f"must be {'a number' if expected == 'float' else 'an integer' if expected == 'int' else 'a ' + str(expected)}, got {value!r}"
+        return f"must be {'a number' if expected == 'float' else 'an integer' if expected == 'int' else 'a ' + str(expected)}, got {_short(value)}"
     values = {t: value for t in ALIASES.get(name, (name,))}
     try:
-        TrainConfig(**{**_BASE_TRAIN, **values}).validate()
+        TrainConfig(**{**_BASE_TRAIN, **values}).validate(sizes=False)
     except UserError as err:
         return str(err).split(": ", 1)[-1]
     return None
 
 
-# A configuration in which any single valid option value validates.
+# A configuration in which any single valid option value validates (sizes are checked in combination).
 _BASE_TRAIN = {"load_size": 4096, "crop_size": 1}
 
 
@@ -259,6 +320,8 @@ def _check_distribution(name: str, spec: Any) -> list[str]:
     arity = 3 if kind == "quniform" else 2
     if not isinstance(args, list) or len(args) != arity or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
         return [f"{kind}: must be a list of {arity} numbers ({'[low, high, q]' if arity == 3 else '[low, high]'})"]
+    if not all(math.isfinite(a) for a in args):
+        return [f"{kind}: must be finite numbers, got {args}"]
     low, high = args[0], args[1]
     if not low < high:
         return [f"{kind}: low ({low}) must be below high ({high})"]
@@ -266,7 +329,32 @@ def _check_distribution(name: str, spec: Any) -> list[str]:
         return [f"{kind}: bounds must be > 0"]
     if kind == "randint" and not all(isinstance(a, int) for a in args):
         return [f"{kind}: bounds must be integers"]
+    if kind == "quniform" and not args[2] > 0:
+        return [f"{kind}: q ({args[2]}) must be > 0"]
+    if kind == "quniform" and not _sampled_values(spec):
+        return [f"{kind}: no multiple of q ({args[2]}) lies between {low} and {high}"]
+    target = TRAIN_FIELDS.get(ALIASES.get(name, (name,))[0])
+    if target is not None and str(target.type) == "int" and (kind in ("uniform", "loguniform") or not all(float(a).is_integer() for a in args)):
+        return [f"{kind}: {name} is a whole number, and this samples fractions; use randint, quniform with whole numbers, or choice"]
     return [f"{kind}: {p}" for v in (low, high) if (p := _check_train_value(name, v))]
+
+
+def _sampled_values(spec: dict, limit: int = 1000) -> list | None:
+    """The values a choice, grid, randint or quniform entry can give (at most `limit` of them, evenly
+    spread), or None for the continuous ones. Ray's quniform gives the multiples of q within the bounds."""
+    kind, args = next(iter(spec.items()))
+    if kind in ("choice", "grid"):
+        values = list(args)
+    elif kind == "randint":  # the manifest's upper bound is inclusive
+        values = range(args[0], args[1] + 1)
+    elif kind == "quniform":
+        low, high, q = args
+        first, last = math.ceil(low / q), math.floor(high / q)
+        values = [k * q for k in range(first, last + 1)] if last - first < 10 * limit else [k * q for k in (first, last)]
+    else:
+        return None
+    step = max(1, len(values) // limit)
+    return [values[i] for i in range(0, len(values), step)] + ([values[-1]] if len(values) > 1 and (len(values) - 1) % step else [])
 
 
 def _grid_size(space: dict[str, Any]) -> int:
@@ -314,7 +402,12 @@ def _space_problems(where: str, key: str, spec: Any) -> list[Problem]:
 def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Problem]) -> TaskPlan | None:
     prefix = f"tasks[{index}]"
     start = len(problems)
+    salvaged = not task.model_fields_set >= {"name", "data"}  # its name or data is invalid, and reported
+    if not salvaged and (problem := _data_reference_problem(task.data)):
+        problems.append(Problem(f"{prefix}.data", problem))
     train: dict[str, Any] = {}
+    set_in: dict[str, str] = {}  # training option -> the field path that set it
+    bad: set[str] = set()
     for source, values in (("defaults.train", manifest.defaults.train), (f"{prefix}.train", task.train)):
         for key, value in values.items():
             problem = _check_train_value(key, value)
@@ -322,6 +415,8 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
                 problems.append(Problem(f"{source}.{key}", problem))
             for target in ALIASES.get(key, (key,)):
                 train[target] = value
+                set_in[target] = f"{source}.{key}"
+                (bad.add if problem else bad.discard)(target)
     try:
         resources = Resources(**{**manifest.defaults.resources.model_dump(), **task.resources})
     except ValidationError as err:
@@ -350,12 +445,11 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
             if search.scheduler.grace_period > total:
                 problems.append(Problem("search.scheduler.grace_period",
                                         f"{search.scheduler.grace_period} epochs is longer than the {total} epochs a trial runs"))
-    if len(problems) == start:
-        try:
-            TrainConfig(**train).validate()
-        except UserError as err:
-            problems.append(Problem(f"{prefix}.train", f"with defaults.train: {err}"))
-    if len(problems) > start or resources is None or search is None:
+    if search is not None:
+        where = f"{prefix}.search.space" if task.search.get("space") else "search.space"
+        space_ok = {k: v for k, v in search.space.items() if not _space_problems(where, k, v)}
+        problems += _combination_problems(prefix, {k: v for k, v in train.items() if k not in bad}, set_in, space_ok, where)
+    if len(problems) > start or resources is None or search is None or salvaged:
         return None
     space = {k: v for k, v in search.space.items() if isinstance(v, dict)}
     for key, value in search.space.items():  # constants in the space are just options
@@ -368,6 +462,47 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
     return TaskPlan(task.name, task.data, train, space, resources, search, count)
 
 
+# Options the networks' size rules depend on: a search over them is checked combination by combination.
+SIZE_OPTIONS = ("crop_size", "load_size", "preprocess", "netG", "netD", "n_layers_D")
+MAX_COMBINATIONS = 2000
+
+
+def _combination_problems(prefix: str, train: dict[str, Any], set_in: dict[str, str], space: dict[str, Any], where: str) -> list[Problem]:
+    """What TrainConfig says of the options together (crop vs load size, sizes the networks cannot take),
+    for the constant options and every combination of the searched size options."""
+    constants = {t: v for k, v in space.items() if not isinstance(v, dict) for t in ALIASES.get(k, (k,))}
+    axes = {k: _sampled_values(v) for k, v in space.items() if isinstance(v, dict) and ALIASES.get(k, (k,))[0] in SIZE_OPTIONS}
+    axes = {k: v for k, v in axes.items() if v}
+    combos = itertools.islice(itertools.product(*axes.values()), MAX_COMBINATIONS)
+    for combo in combos:
+        sampled = dict(zip(axes, combo))
+        try:
+            TrainConfig(**{**train, **constants, **sampled}).validate()
+        except (UserError, TypeError, ValueError) as err:
+            message = str(err)
+            option = re.match(r"^--(\w+): ", message)
+            name = option.group(1) if option else ""
+            if name in axes or name in constants:
+                path = f"{where}.{name}"
+            else:
+                path = set_in.get(name, f"{prefix}.train")
+            detail = message[option.end():] if option else message
+            chosen = f" (when the search picks {', '.join(f'{k}={v}' for k, v in sampled.items())})" if sampled else ""
+            return [Problem(path, detail + chosen)]
+    return []
+
+
+def _data_reference_problem(ref: str) -> str | None:
+    """The form of a dataset reference (scheme, bucket, archive suffix, synthetic kind and parameters), offline."""
+    from cyclegan.sources import parse_reference
+
+    try:
+        parse_reference(ref)
+    except UserError as err:
+        return str(err).removeprefix(f"{ref.strip()}: ")
+    return None
+
+
 def _message(error: dict, model: type[BaseModel]) -> str:
     kind, ctx = error["type"], error.get("ctx", {})
     if kind == "extra_forbidden":
@@ -377,7 +512,7 @@ def _message(error: dict, model: type[BaseModel]) -> str:
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
         limit = next(iter(ctx.values()))
-        return f"must be {bounds[kind]} {limit}, got {error['input']!r}"
+        return f"must be {bounds[kind]} {limit}, got {_short(error['input'])}"
     if kind in ("string_too_short", "too_short"):
         return "must not be empty"
     return error["msg"].removeprefix("Value error, ")
@@ -415,9 +550,11 @@ def _lenient(data: dict) -> Manifest:
     tasks = []
     for item in data.get("tasks") if isinstance(data.get("tasks"), list) else []:
         try:
-            tasks.append(Task(**item))
-        except (ValidationError, TypeError):
-            tasks.append(None)
+            tasks.append(Task.model_validate(item))
+        except ValidationError as err:  # keep its valid fields: the task's other problems are still found
+            invalid = {e["loc"][0] for e in err.errors() if e["loc"]}
+            kept = {k: v for k, v in item.items() if k not in invalid and k in Task.model_fields} if isinstance(item, dict) else {}
+            tasks.append(Task.model_construct(**kept) if isinstance(item, dict) else None)
     return Manifest.model_construct(name=str(data.get("name")), tasks=tasks, tracking=_salvage(Tracking, data.get("tracking")),
                                     defaults=_salvage(Defaults, data.get("defaults")), search=_salvage(Search, data.get("search")))
 
@@ -425,20 +562,24 @@ def _lenient(data: dict) -> Manifest:
 def parse_manifest(text: str, path: Path | str = "<manifest>") -> LoadedManifest:
     """Validate a manifest; raise ManifestError listing every problem, or return the plans."""
     path = Path(path)
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: larger than {MAX_MANIFEST_BYTES // 1024} KiB; a manifest is a short YAML file")
+    lines, duplicates = _yaml_tree(text, path)  # first: it bounds what safe_load may build
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ManifestError(f"{path}: nested too deeply to be a manifest") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ManifestError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: a manifest is a YAML mapping with at least 'name' and 'tasks'")
-    lines = _line_map(text)
-    problems: list[Problem] = []
+    problems: list[Problem] = list(duplicates)
     try:
-        manifest = Manifest(**data)
+        manifest = Manifest.model_validate(data)
     except ValidationError as err:
-        problems = [Problem(_path(e["loc"]), _message(e, _model_for(e["loc"]))) for e in err.errors()]
+        problems += [Problem(_path(e["loc"]), _message(e, _model_for(e["loc"]))) for e in err.errors()]
         manifest = _lenient(data)
     _check_shared(manifest, problems)
     plans = []
@@ -448,7 +589,7 @@ def parse_manifest(text: str, path: Path | str = "<manifest>") -> LoadedManifest
             plans.append(plan)
     if problems:
         for p in problems:
-            p.line = lines.get(p.path) or lines.get(re.sub(r"\[\d+\]$", "", p.path)) or lines.get(p.path.rsplit(".", 1)[0])
+            p.line = p.line or lines.get(p.path) or lines.get(re.sub(r"\[\d+\]$", "", p.path)) or lines.get(p.path.rsplit(".", 1)[0])
         unique = list(dict.fromkeys(str(p) for p in problems))
         raise ManifestError(f"{path}: {len(unique)} problem(s):\n  " + "\n  ".join(unique))
     return LoadedManifest(path, manifest, plans, hashlib.sha256(text.encode()).hexdigest(), lines)
@@ -456,13 +597,7 @@ def parse_manifest(text: str, path: Path | str = "<manifest>") -> LoadedManifest
 
 def load_manifest(path: str | Path) -> LoadedManifest:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest not found") from None
-    except OSError as err:
-        raise ManifestError(f"{path}: cannot read the manifest ({err.strerror})") from None
-    return parse_manifest(text, path)
+    return parse_manifest(_read_manifest(path), path)
 
 
 def grid_points(space: dict[str, Any]) -> list[dict[str, Any]]:

@@ -93,7 +93,7 @@ CASES = [
     ("name: x\ndefaults: {train: {netG: resnet}}\ntasks: [{name: t, data: /d}]", "defaults.train.netG (line 2): unknown generator"),
     ("name: x\ndefaults: {train: {lr: fast}}\ntasks: [{name: t, data: /d}]", "defaults.train.lr (line 2): must be a number, got 'fast'"),
     ("name: x\ndefaults: {train: {dataroot: /x}}\ntasks: [{name: t, data: /d}]", "defaults.train.dataroot (line 2): is set by the orchestrator"),
-    ("name: x\ntasks: [{name: t, data: /d, train: {crop_size: 300}}]", "tasks[0].train (line 2): with defaults.train: --crop_size: 300 is larger than --load_size 286"),
+    ("name: x\ntasks: [{name: t, data: /d, train: {crop_size: 300}}]", "tasks[0].train.crop_size (line 2): 300 is larger than --load_size 286"),
     ("name: x\ndefaults: {resources: {workers: 0}}\ntasks: [{name: t, data: /d}]", "defaults.resources.workers (line 2): must be >= 1, got 0"),
     ("name: x\ndefaults: {resources: {workers: 2, gpus_per_worker: 0.5}}\ntasks: [{name: t, data: /d}]", "fractional GPUs break NCCL DDP"),
     ("name: x\ntasks: [{name: t, data: /d, resources: {gpus: 1}}]", "tasks[0].resources.gpus (line 2): unknown field (did you mean 'gpus_per_worker'?)"),

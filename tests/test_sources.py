@@ -61,7 +61,7 @@ def test_reference_forms(ref, kind, location):
     ("synthetic://zebras", "unknown synthetic kind 'zebras' (available: colorshift, stripes)"),
     ("synthetic://colorshift?size=big", "size='big' is not an integer"),
     ("synthetic://colorshift?colour=red", "unknown synthetic parameter 'colour'"),
-    ("synthetic://colorshift?size=4", "size >= 8"),
+    ("synthetic://colorshift?size=4", "out of bounds: size=4 (accepted: size 8..1024"),
 ])
 def test_bad_references_list_the_accepted_forms(ref, message):
     with pytest.raises(DatasetError) as err:

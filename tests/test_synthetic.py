@@ -66,5 +66,5 @@ def test_same_seed_same_data(tmp_path):
 def test_bad_arguments(tmp_path):
     with pytest.raises(UserError, match="unknown synthetic kind 'zebras'; available: colorshift, stripes"):
         generate("zebras", tmp_path)
-    with pytest.raises(UserError, match="--size >= 8"):
+    with pytest.raises(UserError, match="out of bounds: size=4"):
         generate("stripes", tmp_path, size=4)
