@@ -403,7 +403,7 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
     prefix = f"tasks[{index}]"
     start = len(problems)
     salvaged = not task.model_fields_set >= {"name", "data"}  # its name or data is invalid, and reported
-    if not salvaged and (problem := _data_reference_problem(task.data)):
+    if "data" in task.model_fields_set and (problem := _data_reference_problem(task.data)):
         problems.append(Problem(f"{prefix}.data", problem))
     train: dict[str, Any] = {}
     set_in: dict[str, str] = {}  # training option -> the field path that set it
@@ -503,6 +503,15 @@ def _data_reference_problem(ref: str) -> str | None:
     return None
 
 
+def _problem(error: dict) -> Problem:
+    loc = error["loc"]
+    if loc and loc[-1] == "[key]" or error["type"] == "invalid_key":  # a YAML key that is a number, a list...
+        key = loc[-2] if loc[-1] == "[key]" else loc[-1]
+        parent = loc[:-2] if loc[-1] == "[key]" else loc[:-1]
+        return Problem(_path(parent), f"{_short(key)} is not a field name (keys are names, such as crop_size)")
+    return Problem(_path(loc), _message(error, _model_for(loc)))
+
+
 def _message(error: dict, model: type[BaseModel]) -> str:
     kind, ctx = error["type"], error.get("ctx", {})
     if kind == "extra_forbidden":
@@ -579,7 +588,7 @@ def parse_manifest(text: str, path: Path | str = "<manifest>") -> LoadedManifest
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as err:
-        problems += [Problem(_path(e["loc"]), _message(e, _model_for(e["loc"]))) for e in err.errors()]
+        problems += [_problem(e) for e in err.errors()]
         manifest = _lenient(data)
     _check_shared(manifest, problems)
     plans = []
