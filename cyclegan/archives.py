@@ -1,11 +1,16 @@
 """Safe extraction of dataset archives (.zip, .tar, .tar.gz) and finding the dataset inside.
 
 Only regular files and folders are extracted, each to a checked relative path: members with
-absolute paths, '..' or links are refused, so nothing lands outside the target folder.
+absolute paths, '..' or links are refused, so nothing lands outside the target folder. The
+bytes written and the number of members are bounded (an archive bomb stops at the limit, which
+a user can raise with $CYCLEGAN_ARCHIVE_MAX_BYTES and $CYCLEGAN_ARCHIVE_MAX_MEMBERS).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import shutil
 import tarfile
 import zipfile
@@ -20,6 +25,43 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 SPLITS = ("trainA", "trainB", "testA", "testB")
 _S_IFMT, _S_IFLNK = 0o170000, 0o120000
 _CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error)
+MAX_BYTES_ENV, MAX_MEMBERS_ENV = "CYCLEGAN_ARCHIVE_MAX_BYTES", "CYCLEGAN_ARCHIVE_MAX_MEMBERS"
+DEFAULT_MAX_BYTES = 50 * 2**30  # the largest CycleGAN datasets (cityscapes, ...) extract to a few GB
+DEFAULT_MAX_MEMBERS = 1_000_000
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def _limit(env: str, default: int) -> int:
+    value = os.environ.get(env, "").strip()
+    if not value:
+        return default
+    match = re.fullmatch(r"(\d+)\s*([kmgt]?)i?b?", value.lower())
+    if not match or int(match.group(1)) < 1:
+        raise DatasetError(f"${env}={value!r}: give a positive number, optionally with K, M, G or T (e.g. 100G)")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+class _Budget:
+    """Counts members and bytes as they are extracted; a DatasetError names the limit crossed."""
+
+    def __init__(self, where: str):
+        self.where, self.members, self.bytes = where, 0, 0
+        self.max_members, self.max_bytes = _limit(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS), _limit(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+
+    def take(self, name: str, size: int) -> None:
+        self.members, self.bytes = self.members + 1, self.bytes + size
+        if self.members > self.max_members:
+            raise DatasetError(f"{self.where}: more than {self.max_members} members, the limit on an archive's members "
+                               f"(at {name!r}); raise it with ${MAX_MEMBERS_ENV} if the archive is what you expect")
+        if self.bytes > self.max_bytes:
+            raise DatasetError(f"{self.where}: extracting it would write more than {self.max_bytes} bytes "
+                               f"({self.max_bytes / 2**30:.3g} GiB), the limit on an archive's extracted size (member {name!r} "
+                               f"takes it to {self.bytes}); raise it with ${MAX_BYTES_ENV} (e.g. 100G) if the archive is what you expect")
+
+
+def _clash(where: str, relpath: str) -> DatasetError:
+    return DatasetError(f"{where}: member {relpath!r} is both a file and a folder in this archive; "
+                        "a file system cannot hold both: fix the archive")
 
 
 def archive_suffix(name: str) -> str | None:
@@ -37,8 +79,8 @@ def extract(archive: Path, dest: Path, where: str, suffix: str | None = None) ->
     suffix = suffix or archive_suffix(archive.name)
     try:
         if suffix == ".zip":
-            return _extract_zip(archive, dest, where)
-        return _extract_tar(archive, dest, where)
+            return _extract_zip(archive, dest, where, _Budget(where))
+        return _extract_tar(archive, dest, where, _Budget(where))
     except _CORRUPT as err:
         raise DatasetError(f"{where}: archive is corrupt or not a {suffix} file ({err}); "
                            "download it again or check how it was made") from None
@@ -49,15 +91,21 @@ def _skipped(relpath: str) -> bool:
     return relpath == "" or relpath.split("/")[0] == "__MACOSX"
 
 
-def _extract_zip(archive: Path, dest: Path, where: str) -> list[str]:
+def _extract_zip(archive: Path, dest: Path, where: str, budget: _Budget) -> list[str]:
     written = []
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
+        files, folders = set(), set()
         for info in infos:  # check every member before writing anything
-            safe_relpath(info.filename, where)
+            relpath = safe_relpath(info.filename, where)
             if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
                 raise DatasetError(f"{where}: member {info.filename!r} is a symbolic link; links could point outside "
                                    "the cache directory, so this archive is refused")
+            budget.take(info.filename, info.file_size)  # zipfile reads no more than the declared size
+            (folders if info.is_dir() else files).add(relpath)
+            folders.update(relpath.rsplit("/", i)[0] for i in range(1, relpath.count("/") + 1))
+        if clash := sorted(files & folders):
+            raise _clash(where, clash[0])
         for info in infos:
             relpath = safe_relpath(info.filename, where)
             if _skipped(relpath):
@@ -73,7 +121,7 @@ def _extract_zip(archive: Path, dest: Path, where: str) -> list[str]:
     return written
 
 
-def _extract_tar(archive: Path, dest: Path, where: str) -> list[str]:
+def _extract_tar(archive: Path, dest: Path, where: str, budget: _Budget) -> list[str]:
     written = []
     # Stream mode: one pass over a compressed archive. An unsafe member aborts the extraction
     # part-way; the caller's temporary folder, never published, is removed.
@@ -86,13 +134,21 @@ def _extract_tar(archive: Path, dest: Path, where: str) -> list[str]:
                                    "extracted (links could point outside the cache directory), so this archive is refused")
             if _skipped(relpath):
                 continue
+            budget.take(member.name, member.size if member.isfile() else 0)  # tarfile reads no more than the header's size
             target = contained(dest, relpath, where)
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tf.extractfile(member) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+            try:
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tf.extractfile(member) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                raise _clash(where, relpath) from None
+            except OSError as err:
+                if err.errno != errno.ENAMETOOLONG:
+                    raise
+                raise DatasetError(f"{where}: member {relpath!r}: {err.strerror}; rename it, or use a shorter --cache_dir") from None
             written.append(relpath)
     return written
 

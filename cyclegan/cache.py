@@ -38,6 +38,7 @@ CACHE_ENV = "CYCLEGAN_CACHE_DIR"
 DEFAULT_CACHE = Path("~/.cache/cyclegan/datasets")
 META_FILE = "meta.json"
 KEEP_SNAPSHOTS = 2  # the newest and the one before: a run started on it may still be reading it
+NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux file systems (ext4, xfs) allow
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -62,16 +63,26 @@ def safe_relpath(name: str, where: str, what: str = "member") -> str:
     elif ".." in parts:
         reason = "'..' in the path"
     if reason:
-        raise DatasetError(f"{where}: {what} {name!r} would land outside the cache directory ({reason}); "
+        raise DatasetError(f"{where}: {what} {_shown(name)} would land outside the cache directory ({reason}); "
                            "refusing it: fix the archive or the keys")
+    if long := next((p for p in parts if len(os.fsencode(p)) > NAME_MAX), None):
+        raise DatasetError(f"{where}: {what} {_shown(name)} has a name of {len(os.fsencode(long))} bytes ({_shown(long)}); "
+                           f"file systems allow {NAME_MAX}: rename it")
     return "/".join(parts)
+
+
+def _shown(name: str, limit: int = 120) -> str:
+    return repr(name) if len(name) <= limit else repr(name[:limit]) + f"... ({len(name)} characters)"
 
 
 def contained(root: Path, relpath: str, where: str) -> Path:
     """root/relpath, after checking it really lies under root (no symlinked folder on the way)."""
     target = root / relpath
+    if len(os.fsencode(target.absolute())) >= PATH_MAX:
+        raise DatasetError(f"{where}: {_shown(relpath)} is too long a path for the file system once in the cache "
+                           f"({len(os.fsencode(target.absolute()))} bytes, at most {PATH_MAX - 1}); rename it, or use a shorter --cache_dir")
     if not target.resolve().is_relative_to(root.resolve()):
-        raise DatasetError(f"{where}: {relpath!r} would land outside the cache directory; refusing it")
+        raise DatasetError(f"{where}: {_shown(relpath)} would land outside the cache directory; refusing it")
     return target
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,51 @@ from .errors import DatasetError
 log = logging.getLogger(__name__)
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+MAX_PIXELS_ENV = "CYCLEGAN_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default guard against decompression bombs (~9459 x 9459)
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def max_image_pixels() -> int:
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    if not value.isdigit() or int(value) < 1:
+        raise DatasetError(f"${MAX_PIXELS_ENV}={value!r}: give the largest number of pixels an image may have, e.g. 200000000")
+    return int(value)
+
+
+def open_image(path: Path) -> Image.Image:
+    """Image.open for dataset files: a regular file (a FIFO would block forever, a device never end),
+    of at most max_image_pixels() pixels. OSError when it is not a readable image file; DatasetError,
+    naming the limit, when it is too large."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "FIFO" if stat.S_ISFIFO(mode) else "folder" if stat.S_ISDIR(mode) else "device or socket"
+        raise OSError(f"not a regular file (a {kind}); not opened")
+    limit = max_image_pixels()
+    Image.MAX_IMAGE_PIXELS = limit  # PIL warns above it and refuses twice as many; the check below says why
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError:
+        img = None
+    if img is None or img.size[0] * img.size[1] > limit:
+        size = f"{img.size[0]}x{img.size[1]} pixels" if img else f"more than {2 * limit} pixels"
+        if img:
+            img.close()
+        raise DatasetError(f"{path}: image of {size}, more than the limit of {limit} pixels (a guard against decompression "
+                           f"bombs); raise it with ${MAX_PIXELS_ENV}, or resize the image")
+    return img
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit grayscale (mode I;16 or I) scaled to 8 bits: PIL's convert() would clip it to white."""
+    if img.mode not in _SIXTEEN_BIT_MODES:
+        return img
+    array = np.asarray(img, dtype=np.float64)
+    return Image.fromarray(np.clip(array / 257.0 + 0.5, 0, 255).astype(np.uint8), "L")
 
 
 @dataclass
@@ -49,7 +96,7 @@ def scan_images(folder: Path, strict: bool = False) -> ImageScan:
                 continue
             path = Path(root) / name
             try:
-                with Image.open(path) as img:
+                with open_image(path) as img:
                     sizes.append(img.size)
                 paths.append(path)
             except (UnidentifiedImageError, OSError) as err:
@@ -65,10 +112,11 @@ def scan_images(folder: Path, strict: bool = False) -> ImageScan:
 
 def load_image(path: Path, channels: int) -> Image.Image:
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB" if channels == 3 else "L")
+        with open_image(path) as img:
+            return to_8bit(img).convert("RGB" if channels == 3 else "L")
     except (UnidentifiedImageError, OSError) as err:
-        raise DatasetError(f"{path}: cannot read image ({err})") from None
+        hint = "; the scan before training reads only headers: remove the file or replace it" if "truncated" in str(err) else ""
+        raise DatasetError(f"{path}: cannot read image ({err}){hint}") from None
 
 
 def _round_to(value: float, base: int) -> int:

@@ -8,9 +8,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from .data import DatasetError
+from .data import DatasetError, open_image
 from .sources import ACCEPTED_FORMS, fetch_dataset
 
 REQUIRED = ("trainA", "trainB")
@@ -36,9 +36,9 @@ def inspect_folder(root: Path) -> list[FolderReport]:
             rel = path.relative_to(root)
             top = rel.parts[0] if len(rel.parts) > 1 else "."
             report = reports.setdefault(top, FolderReport(top))
-            report.bytes += path.stat().st_size
             try:
-                with Image.open(path):  # the header only, as the training data loader's scan does
+                report.bytes += path.stat().st_size
+                with open_image(path):  # the header only, as the training data loader's scan does
                     report.images += 1
             except (UnidentifiedImageError, OSError) as err:
                 report.unreadable.append((str(rel), str(err) or err.__class__.__name__))
