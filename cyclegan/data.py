@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -55,12 +56,13 @@ def open_image(path: Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-    except Image.DecompressionBombError:
+    except Image.DecompressionBombError as err:  # "Image size (900000000 pixels) exceeds limit of ..."
+        img, size = None, next(iter(re.findall(r"\d+ pixels", str(err))), f"more than {2 * limit} pixels")
+    if img is not None and img.size[0] * img.size[1] > limit:
+        size = f"{img.size[0]}x{img.size[1]} pixels"
+        img.close()
         img = None
-    if img is None or img.size[0] * img.size[1] > limit:
-        size = f"{img.size[0]}x{img.size[1]} pixels" if img else f"more than {2 * limit} pixels"
-        if img:
-            img.close()
+    if img is None:
         raise DatasetError(f"{path}: image of {size}, more than the limit of {limit} pixels (a guard against decompression "
                            f"bombs); raise it with ${MAX_PIXELS_ENV}, or resize the image")
     return img
