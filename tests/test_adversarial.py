@@ -41,6 +41,7 @@ class Case:
     expect: str  # in stderr (or stdout when the command succeeds); {root} is the case folder
     env: dict[str, str] = field(default_factory=dict)
     subprocess: bool = False  # memory could run away: measure it in a child process
+    s3: bool = False  # needs the moto S3 server (s3_env)
 
 
 # -- inputs ------------------------------------------------------------------------------------------------
@@ -144,6 +145,20 @@ def _archive(kind: str, members: dict[str, bytes | None], big: tuple[str, int] |
     return make
 
 
+def _s3_prefix(keys: dict[str, bytes]) -> Callable[[Path], str]:
+    """A valid dataset under a fresh prefix of the moto bucket, plus `keys` (relative to the prefix)."""
+    def make(root: Path) -> str:
+        import boto3
+
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="hostile")
+        prefix = uuid.uuid4().hex[:8]
+        for rel, data in {"trainA/0.png": _png(), "trainB/0.png": _png(), **keys}.items():
+            client.put_object(Bucket="hostile", Key=f"{prefix}/{rel}", Body=data)
+        return f"s3://hostile/{prefix}"
+    return make
+
+
 LAUGHS = "".join(f"{x}: &{x} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n"
                  for p, x in zip([""] + list("abcdefgh"), "abcdefghi")) + "name: x\ntasks: [{name: t, data: /d}]\n"
 GOOD_TASK = "tasks: [{name: t, data: 'synthetic://stripes?size=32&n_train=4&n_test=2'}]\n"
@@ -228,6 +243,12 @@ CASES = [
          "member 'ds/trainB/x' is both a file and a folder"),
     Case("zip-long-name", _inspect(_archive("zip", {f"ds/trainA/{'n' * 300}.png": _png()})), 2, "has a name of 304 bytes"),
     Case("tar-long-name", _inspect(_archive("tar", {f"ds/trainA/{'n' * 300}.png": _png()})), 2, "file systems allow 255: rename it"),
+    # -- S3 keys (moto) -------------------------------------------------------------------------------------------
+    Case("s3-long-key", _inspect(_s3_prefix({f"trainA/{'k' * 300}.png": _png()})), 2, "has a name of 304 bytes", s3=True),
+    Case("s3-dotdot-key", _inspect(_s3_prefix({"../../escaped.png": b"x"})), 2, "key '../../escaped.png' would land outside", s3=True),
+    Case("s3-absolute-key", _inspect(_s3_prefix({"/tmp/escaped.png": b"x"})), 2, "key '/tmp/escaped.png' would land outside", s3=True),
+    Case("s3-file-and-folder", _inspect(_s3_prefix({"trainB/x": b"file", "trainB/x/1.png": _png()})), 2,
+         "trainB/x: this key is both a file and a folder", s3=True),
     # -- images ----------------------------------------------------------------------------------------------------
     Case("png-30000", _inspect(lambda root: str(_dataset(root, {"trainA/huge.png": _png_header_only(30000, 30000)}))), 2,
          "huge.png: image of 900000000 pixels, more than the limit of 89478485 pixels", subprocess=True),
@@ -273,7 +294,9 @@ def _files(folder: Path) -> set[Path]:
 
 @pytest.mark.timeout(3 * SECONDS)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_hostile_input(case: Case, tmp_path, monkeypatch, capsys):
+def test_hostile_input(case: Case, tmp_path, monkeypatch, capsys, request):
+    if case.s3:
+        request.getfixturevalue("s3_env")
     root = tmp_path / "case"
     (root / "cwd").mkdir(parents=True)
     argv = case.make(root)

@@ -127,3 +127,40 @@ def test_grayscale_channels(tmp_path, tiny_dataset):
     ds = UnalignedDataset(tmp_path, _cfg(tmp_path, input_nc=1, lambda_identity=0))
     item = ds[(0, 0)]
     assert item["A"].shape[0] == 1 and item["B"].shape[0] == 3
+
+
+def _png16_rgb(path, array: np.ndarray) -> None:
+    """A real 48-bit RGB PNG, written chunk by chunk (PIL writes 16 bits only for grayscale)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = array.shape
+    rows = b"".join(b"\0" + array[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_pngs_are_scaled_to_8_bits_not_saturated(tmp_path):
+    from cyclegan.data import load_image
+
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "gray16.png")
+    _png16_rgb(tmp_path / "rgb16.png", np.stack([ramp, ramp[::-1], np.full_like(ramp, 30000)], -1))
+    assert Image.open(tmp_path / "gray16.png").mode == "I;16"
+    expected = ramp / 257.0
+    for channels in (1, 3):
+        out = np.asarray(load_image(tmp_path / "gray16.png", channels), dtype=np.float64)
+        out = out if out.ndim == 2 else out[..., 0]
+        assert np.abs(out - expected).max() <= 1.0 and (out == 255).mean() < 0.01
+    rgb = np.asarray(load_image(tmp_path / "rgb16.png", 3), dtype=np.float64)
+    assert np.abs(rgb[..., 0] - expected).max() <= 1.0 and np.abs(rgb[..., 2] - 30000 / 257).max() <= 1.0
+
+
+def test_worker_tracebacks_are_cut_to_the_message():
+    text = ("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+            '  File "x.py", line 1, in f\ncyclegan.errors.DatasetError: /d/a.png: cannot read image (image file is truncated)\n')
+    assert str(DatasetError(text)) == "/d/a.png: cannot read image (image file is truncated)"
+    assert str(DatasetError("/d: plain")) == "/d: plain"
