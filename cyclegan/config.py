@@ -229,8 +229,8 @@ def trained_sides(cfg: TrainConfig) -> list[tuple[str, int]]:
     """(field, side) of the image sides the networks see whatever the images are (the others follow the data)."""
     if "crop" in cfg.preprocess:
         return [("crop_size", cfg.crop_size)]
-    if cfg.preprocess == "scale_width":
-        return [("load_size", cfg.load_size)]  # the width; the height follows each image's aspect ratio
+    if cfg.preprocess == "scale_width":  # widths (training, evaluation); heights follow each image's aspect ratio
+        return [("load_size", cfg.load_size), ("crop_size", cfg.crop_size)]
     return []
 
 

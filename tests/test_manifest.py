@@ -182,3 +182,32 @@ def test_validate_checks_the_datasets_unless_offline(tmp_path, capsys, tiny_data
     assert "tasks[1].data (bad):" in err and "missing: dataset folder not found" in err and "tasks[0]" not in err
     assert run_cli(main, ["validate", str(path), "--offline"]) == 0
     assert "valid; 2 task(s), 2 trial(s)" in capsys.readouterr().out
+
+
+def test_quniform_on_a_whole_number_option_gives_integers():
+    text = "name: x\nsearch: {space: {batch_size: {quniform: [1, 4, 1]}, lr: {quniform: [0.1, 0.5, 0.1]}}}\ntasks: [{name: t, data: /d}]\n"
+    plan = parse_manifest(text).plans[0]
+    config = plan.trial_config({"batch_size": 2.0, "lr": 0.2})  # what Ray's quniform gives
+    assert config["batch_size"] == 2 and isinstance(config["batch_size"], int) and config["lr"] == 0.2
+
+
+def test_a_task_with_a_bad_field_still_has_its_other_fields_checked():
+    message = _problems("""\
+    name: x
+    tasks:
+      - {name: "t\\n", data: "s3://x", train: {n_epoch: 1}, search: {num_samples: 0}}
+    """)
+    for part in ("tasks[0].name (line 3)", "tasks[0].data (line 3): 'x' is not a valid S3 bucket name", "tasks[0].train.n_epoch (line 3)",
+                 "tasks[0].search.num_samples (line 3)"):
+        assert part in message
+
+
+def test_anchors_and_merge_keys_still_work_without_duplicate_complaints():
+    text = """\
+    name: x
+    defaults:
+      train: &base {n_epochs: 1, n_epochs_decay: 1}
+    tasks:
+      - {name: t, data: /d, train: {<<: *base, n_epochs: 2}}
+    """
+    assert parse_manifest(textwrap.dedent(text)).plans[0].train["n_epochs"] == 2
