@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 ACCEPTED_FORMS = ("a folder holding trainA/ trainB/ (or file:///path/to/it); s3://bucket/prefix; "
                   "a .zip, .tar or .tar.gz archive (a local path or s3://bucket/key.zip); "
                   "synthetic://KIND?size=S&n_train=N&n_test=M&seed=K")
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's bucket naming rules (3-63 characters)
+# What any S3 store could call a bucket: today's AWS rules (3-63 lowercase letters, digits, '.' '-') and
+# the legacy ones that older buckets and some S3-compatible stores still use (uppercase, '_', up to 255).
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 UNSUPPORTED_ARCHIVES = (".rar", ".7z", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst", ".gz", ".bz2", ".xz")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -80,7 +82,7 @@ def parse_reference(ref: str) -> DatasetRef:
         if not bucket:
             raise _bad(ref, "no bucket name")
         if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-            raise _bad(ref, f"{bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' and '-')")
+            raise _bad(ref, "not a valid S3 bucket name (3-63 lowercase letters, digits, '.' and '-')")
         key = key.rstrip("/")
         url = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
         _check_archive_form(ref, key)
