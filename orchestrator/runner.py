@@ -12,6 +12,7 @@ from pathlib import Path
 from cyclegan.errors import UserError
 
 from . import tracking
+from .lineage import git_commit, log_task_lineage
 from .manifest import LoadedManifest, TaskPlan
 from .redact import mask_text
 from .storage import Storage, validate_storage
@@ -60,13 +61,16 @@ def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -
     uri = tracking.resolve_tracking_uri(manifest.tracking.uri)
     tracking.check_tracking(uri)
     experiment_id = tracking.get_or_create_experiment(uri, manifest.tracking.experiment or manifest.name)
+    commit = git_commit()
     runs = {}
     for plan in plans:
         parent = tracking.start_task_run(
             uri, experiment_id, plan.name, dataset=plan.data, manifest_name=manifest.name, manifest_sha256=loaded.sha256,
             metric=plan.search.metric, mode=plan.search.resolved_mode, sweep_key=f"{manifest.name}/{plan.name}/{token}",
             params={"search": plan.search.model_dump(), "space": plan.space, "train": plan.train, "resources": plan.resources.model_dump()})
-        runs[plan.name] = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
+        log_task_lineage(uri, parent, loaded.path, commit)
+        runs[plan.name] = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
+                           "system_metrics": manifest.tracking.system_metrics}
     return runs
 
 
