@@ -9,20 +9,29 @@ from pathlib import Path
 
 from .config import add_config_arguments, config_from_args
 from .errors import UserError, dispatch, run_cli
+from .reference_flags import add_train_flags
 
 log = logging.getLogger("cyclegan")
 
 
 def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .reference_flags import apply_train_flags, describe_networks
     from .trainer import Trainer
 
+    for note in apply_train_flags(args, torch.cuda.is_available()):
+        print(f"note: {note}")
     cfg = config_from_args(args)
     trainer = Trainer(cfg)
+    if args.verbose:
+        print(describe_networks(trainer.model.nets))
     metrics = trainer.fit()
     out = trainer.out_dir
     print(f"done: {cfg.name}, {cfg.total_epochs} epochs")
     print(f"  checkpoints:  {out}/latest_net_G_A.pth (and G_B, D_A, D_B; full state in {out}/latest_state.pt)")
-    print(f"  sample grids: {out}/samples/index.html")
+    if cfg.n_samples:
+        print(f"  sample grids: {out}/samples/index.html")
     print(f"  loss log:     {out}/loss_log.txt, per-epoch metrics in {out}/metrics.jsonl")
     if metrics:
         print("  last epoch:   " + ", ".join(f"{k}={metrics[k]:.4g}" for k in ("loss_G", "loss_D_A", "loss_D_B", "pairs_per_s")))
@@ -60,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a CycleGAN. Defaults are the paper's; flags are the reference implementation's.")
     train.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     add_config_arguments(train)
+    add_train_flags(train)
     train.set_defaults(run=_train)
 
     translate = commands.add_parser("translate", help="translate a folder of images with a trained generator",
@@ -101,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Commands that live in their own modules (each has `register(subparsers)`)."""
-    from . import bench, data_cli, evaluate
+    from . import bench, data_cli, evaluate, results_page
 
-    return [evaluate.register, data_cli.register, bench.register]
+    return [evaluate.register, data_cli.register, bench.register, results_page.register]
 
 
 def main(argv: list[str] | None = None) -> int:
