@@ -103,12 +103,18 @@ def git_commit(path: str | Path | None = None) -> str | None:
     """The commit of the git checkout holding `path` (default: this code); None outside one
     (e.g. a `ray job submit` working directory) or without git."""
     path = Path(path or Path(__file__).resolve().parent)
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10)
+
     try:
-        done = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        done = git("rev-parse", "HEAD")
+        # Code installed in an ignored folder of some checkout (a .venv in a repository) is not its code.
+        ignored = done.returncode == 0 and git("check-ignore", "-q", ".").returncode == 0
     except (OSError, subprocess.SubprocessError):
         return None
     commit = done.stdout.strip()
-    return commit if done.returncode == 0 and len(commit) == 40 else None
+    return commit if done.returncode == 0 and not ignored and len(commit) == 40 else None
 
 
 def log_task_lineage(uri: str, run_id: str, manifest_path: str | Path | None, commit: str | None = None) -> None:

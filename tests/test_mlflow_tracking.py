@@ -247,3 +247,16 @@ def test_runs_carry_what_mlflow_users_look_for(tmp_path, tiny_trained, tiny_data
     assert steps == epochs and all(Path(p).name.startswith(f"{SAMPLES_IMAGE_KEY}+step+") for p in images)
     assert run.data.tags["mlflow.loggedImages"] == "True"
     assert {a.path for a in client.list_artifacts(logger.run_id, "samples")} == {f"samples/epoch_{e:03d}.png" for e in epochs}
+
+
+def test_code_version_is_only_recorded_for_code_tracked_in_a_checkout(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / ".gitignore").write_text(".venv\n")
+    git("add", ".gitignore")
+    git("commit", "-qm", "first")
+    (tmp_path / ".venv" / "site-packages").mkdir(parents=True)
+    assert git_commit(tmp_path) is not None
+    assert git_commit(tmp_path / ".venv" / "site-packages") is None  # installed into an ignored folder: not this checkout's code
