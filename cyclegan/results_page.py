@@ -47,7 +47,8 @@ def register(subparsers) -> None:
     test.add_argument("--eval", action="store_true", help="run the generators in eval mode (matters for batch norm and dropout only)")
     test.add_argument("--aspect_ratio", type=float, default=1.0, help="aspect ratio of the saved images (>1 wider, <1 taller)")
     test.add_argument("--display_winsize", type=int, default=256, help="width of each image on the results page")
-    test.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="with --model cycle_gan, BtoA swaps the domains")
+    test.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
+                      help="with --model cycle_gan, BtoA swaps the domain folders (as in training with --direction BtoA)")
     test.add_argument("--dataset_mode", default=None, choices=("single", "unaligned"),
                       help="accepted: single for --model test, unaligned for --model cycle_gan (implied by --model)")
     test.add_argument("--preprocess", default="resize_and_crop", choices=PREPROCESS_MODES,
@@ -85,8 +86,9 @@ def run_test(args: argparse.Namespace) -> int:
         nets = {"G": _load(folder / f"{args.epoch}_net_G{args.model_suffix}.pth", args, device)}
         rows = [(path, _one_side(nets["G"], path, args)) for path in _images(Path(args.dataroot))[:args.num_test]]
     else:
+        # As in the reference, BtoA swaps the folders, not the networks: a model trained BtoA has G_A mapping B to A.
         a, b = ("A", "B") if args.direction == "AtoB" else ("B", "A")
-        G_A, G_B = (_load(folder / f"{args.epoch}_net_G_{side}.pth", args, device) for side in (a, b))
+        G_A, G_B = (_load(folder / f"{args.epoch}_net_G_{side}.pth", args, device) for side in ("A", "B"))
         paths_A = _images(Path(args.dataroot) / f"{args.phase}{a}")[:args.num_test]
         paths_B = _images(Path(args.dataroot) / f"{args.phase}{b}")
         rows = [(path, _both_sides(G_A, G_B, path, paths_B[i % len(paths_B)], args)) for i, path in enumerate(paths_A)]

@@ -7,7 +7,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from cyclegan.cli import build_parser, main
 from cyclegan.errors import UserError, run_cli
@@ -59,6 +61,11 @@ def test_the_readmes_train_and_test_lines_work_here(datasets, capsys):
     assert sorted(p.name for p in (page / "images").iterdir()) == sorted(f"{i:05d}_{label}.png" for i in range(3) for label in labels)
     html = (page / "index.html").read_text()
     assert "Experiment = maps_cyclegan, Phase = test, Epoch = latest" in html and 'src="images/00002_rec_B.png"' in html
+    # --direction BtoA swaps the folders as in training: real_A is now a testB image.
+    assert run_cli(main, ["test", "--dataroot", "./datasets/maps", "--name", "maps_cyclegan", "--model", "cycle_gan", "--direction", "BtoA",
+                          "--results_dir", "swapped", *TINY_TEST]) == 0
+    swapped = np.asarray(Image.open("swapped/maps_cyclegan/test_latest/images/00000_real_A.png"))
+    assert np.array_equal(swapped, np.asarray(Image.open("datasets/maps/testB/00000.png").convert("RGB")))
 
     # python test.py --dataroot datasets/horse2zebra/testA --name horse2zebra_pretrained --model test --no_dropout
     # (a released model is one generator, latest_net_G.pth, in checkpoints/<name>/)
@@ -75,8 +82,6 @@ def test_the_readmes_train_and_test_lines_work_here(datasets, capsys):
     assert run_cli(main, ["test", "--dataroot", "datasets/horse2zebra/testA", "--name", "maps_cyclegan", "--model", "test",
                           "--model_suffix", "_A", "--epoch", "2", "--num_test", "2", "--aspect_ratio", "2", "--eval",
                           "--results_dir", "elsewhere", *TINY_TEST]) == 0
-    from PIL import Image
-
     shots = sorted((Path("elsewhere/maps_cyclegan/test_2/images")).iterdir())
     assert [p.name for p in shots] == ["00000_fake.png", "00000_real.png", "00001_fake.png", "00001_real.png"]
     assert Image.open(shots[0]).size == (64, 32)  # twice as wide
