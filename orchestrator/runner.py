@@ -60,7 +60,7 @@ def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -
     manifest = loaded.manifest
     uri = tracking.resolve_tracking_uri(manifest.tracking.uri)
     tracking.check_tracking(uri)
-    experiment_id = tracking.get_or_create_experiment(uri, manifest.tracking.experiment or manifest.name)
+    experiment_id = tracking.open_training_experiment(uri, manifest.tracking.experiment or manifest.name)
     commit = git_commit()
     runs = {}
     for plan in plans:

@@ -157,31 +157,34 @@ def _tags(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 def get_or_create_experiment(uri: str, name: str, artifact_location: str | None = None) -> str:
-    """The id of experiment `name`, created if missing (restored if deleted), marked as a
-    model-training experiment. Artifacts of a new experiment on a local sqlite store go to
-    `mlartifacts/` beside the database."""
+    """The id of experiment `name`, created if missing (restored if deleted). Artifacts of a new
+    experiment on a local sqlite store go to `mlartifacts/` beside the database."""
     client = MlflowClient(uri)
     try:
-        experiment_id = _open_experiment(client, uri, name, artifact_location)
-        mark_training_experiment(client, experiment_id)
-        return experiment_id
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return client.create_experiment(name, artifact_location=artifact_location or default_artifact_location(uri))
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":  # else another driver created it just now
+                    raise
+                experiment = client.get_experiment_by_name(name)
+        if experiment.lifecycle_stage == "deleted":
+            log.warning("MLflow experiment %r was deleted; restoring it", name)
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
     except MlflowException as err:
         raise UserError(f"tracking URI {mask_text(uri)}: cannot open experiment {name!r}: {mask_text(err.message)[:300]}") from None
 
 
-def _open_experiment(client: MlflowClient, uri: str, name: str, artifact_location: str | None) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            return client.create_experiment(name, artifact_location=artifact_location or default_artifact_location(uri))
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":  # else another driver created it just now
-                raise
-            experiment = client.get_experiment_by_name(name)
-    if experiment.lifecycle_stage == "deleted":
-        log.warning("MLflow experiment %r was deleted; restoring it", name)
-        client.restore_experiment(experiment.experiment_id)
-    return experiment.experiment_id
+def open_training_experiment(uri: str, name: str) -> str:
+    """`get_or_create_experiment`, marked as a model-training experiment (MLflow 3's UI then opens on its runs)."""
+    experiment_id = get_or_create_experiment(uri, name)
+    try:
+        mark_training_experiment(MlflowClient(uri), experiment_id)
+    except MlflowException as err:
+        raise UserError(f"tracking URI {mask_text(uri)}: cannot tag experiment {name!r}: {mask_text(err.message)[:300]}") from None
+    return experiment_id
 
 
 def start_task_run(uri: str, experiment_id: str, task: str, *, dataset: str, manifest_name: str, manifest_sha256: str,

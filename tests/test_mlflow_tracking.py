@@ -24,6 +24,7 @@ from orchestrator.tracking import (
     check_tracking,
     end_task_run,
     get_or_create_experiment,
+    open_training_experiment,
     resolve_tracking_uri,
     start_task_run,
     trial_runs,
@@ -205,9 +206,9 @@ def test_runs_carry_what_mlflow_users_look_for(tmp_path, tiny_trained, tiny_data
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
-    exp = get_or_create_experiment(uri, "lineage")
+    exp = open_training_experiment(uri, "lineage")
     assert client.get_experiment(exp).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND == "custom_model_development"
-    assert get_or_create_experiment(uri, "lineage") == exp  # reopening keeps it (and its kind)
+    assert open_training_experiment(uri, "lineage") == exp  # reopening keeps it (and its kind)
 
     parent = start_task_run(uri, exp, "t", dataset=DATASET, manifest_name="m", manifest_sha256="0")
     manifest = tmp_path / "m.yaml"
