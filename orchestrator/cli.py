@@ -29,4 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> int:
+    from cyclegan.threads import configure_cpu_threads
+
+    configure_cpu_threads()  # before torch is imported; the private local Ray's workers inherit it
     return run_cli(main)
