@@ -13,7 +13,7 @@ median, min and max over the repeats, and loaded / idle per setting. Settings:
 - `passive`: OMP_WAIT_POLICY=PASSIVE with one thread per core, the same bypass;
 - `cli`: `python -m cyclegan train` as users run it (its chosen settings, cyclegan/threads.py:
   passive wait, one thread per idle core, data-loading processes at most one per core beside it);
-- `cli, no loader processes`: the same with `--num_threads 0` (images loaded in the training process).
+- `cli, no loaders`: the same with `--num_threads 0` (images loaded in the training process).
 
 Every setting loads data as the CLI does (`--num_threads` 4, capped to cores - 1).
 
@@ -40,7 +40,7 @@ SETTINGS = {   # name: (environment, how the CLI is entered, extra train flags)
     "1 thread": ({"OMP_NUM_THREADS": "1"}, ["-c", BYPASS], []),
     "passive": ({"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": CORES}, ["-c", BYPASS], []),
     "cli": ({}, ["-m", "cyclegan"], []),
-    "cli, no loader processes": ({}, ["-m", "cyclegan"], ["--num_threads", "0"]),
+    "cli, no loaders": ({}, ["-m", "cyclegan"], ["--num_threads", "0"]),
 }
 
 
@@ -68,12 +68,12 @@ def main() -> int:
     parser.add_argument("--ngf", type=int, default=16)
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--images", type=int, default=60, help="training images per domain (one epoch)")
-    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--settings", default=";".join(SETTINGS), help="the settings to run, separated by ;")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     from cyclegan.synthetic import generate
 
-    settings = [s.strip() for s in args.settings.split(",")]
+    settings = [s.strip() for s in args.settings.split(";")]
     with tempfile.TemporaryDirectory() as tmp:
         data = generate("colorshift", Path(tmp) / "data", n_train=args.images, n_test=2, size=args.size, seed=0)
         times: dict[tuple[str, str], list[float]] = {}
