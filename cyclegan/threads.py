@@ -38,7 +38,7 @@ def _cpu_times() -> tuple[float, float] | None:
     return sum(fields[:8]) - idle, sum(fields[:8])
 
 
-def idle_cores(sample_s: float = 0.25) -> int:
+def idle_cores(sample_s: float = 0.1) -> int:
     """How many of this process's cores are idle now: the machine's busy share over `sample_s`
     seconds (rounded), taken from the usable cores; all of them where it cannot be measured."""
     cores = usable_cores()
