@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> int:
+    from .threads import configure_cpu_threads
+
+    configure_cpu_threads()  # before torch is imported
     return run_cli(main)
 
 

@@ -157,7 +157,8 @@ def test_resume_after_the_driver_is_killed_does_not_redo_finished_trials(ray_ses
     assert finished, (tmp_path / "first.log").read_text()[-4000:]
     finished_trial = f"only-{finished[0]}"
 
-    second = _driver(manifest, tmp_path, ray_session, tmp_path / "second.log", "--only", "only", "--resume")
+    # --verbose: the Train workers' output (which trials trained) reaches the driver's log
+    second = _driver(manifest, tmp_path, ray_session, tmp_path / "second.log", "--only", "only", "--resume", "--verbose")
     second.wait(timeout=600)
     out = (tmp_path / "second.log").read_text()
     assert second.returncode == 0, out[-4000:]
