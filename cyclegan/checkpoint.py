@@ -13,9 +13,11 @@ with `weights_only=True`.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +29,8 @@ from .networks import build_generator
 STATE_FILE = "latest_state.pt"
 STATE_FORMAT = 1
 NET_NAMES = ("G_A", "G_B", "D_A", "D_B")
+MAX_KEYS_SHOWN = 5  # in a message about keys that do not fit
+_BLOCK_KEY = re.compile(r"^model\.(\d+)\.block\.")  # residual blocks named `block` (e.g. vintagify) are our `conv_block`
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -48,8 +52,21 @@ def load_file(path: Path):
         raise UserError(f"{path}: checkpoint file not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if refused:  # a pickle of arbitrary Python objects: never rebuilt here
+            raise UserError(f"{path}: holds a Python object ({refused.group(1)}) that safe loading (weights_only=True) refuses; "
+                            "only files of tensors and plain containers are read") from None
+        raise UserError(f"{path}: {_UNREADABLE}") from None
     except Exception as err:  # corrupt, truncated, or not a torch file
-        raise UserError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: {str(err)[:200]})") from None
+        raise UserError(f"{path}: {_UNREADABLE} ({err.__class__.__name__}: {_first_line(err)})") from None
+
+
+_UNREADABLE = "not a readable PyTorch checkpoint (truncated, corrupt, or another kind of file)"
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [err.__class__.__name__])[0][:200]
 
 
 def save_networks(directory: Path, prefix: str | int, nets: dict[str, nn.Module]) -> None:
@@ -78,52 +95,108 @@ def load_network(net: nn.Module, path: Path) -> nn.Module:
     state = load_file(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path}: not a network state_dict")
-    try:
-        net.load_state_dict(clean_state_dict(state, net), strict=True)
-    except RuntimeError as err:
-        raise UserError(f"{path}: does not fit the network ({str(err).splitlines()[0]}); "
-                        "check --netG/--ngf/--norm or let them be inferred") from None
+    load_strict(net, clean_state_dict(state, net), f"{path}: does not fit the network", "check --netG/--ngf/--norm or let them be inferred")
     return net
 
 
-def infer_generator_options(state: dict[str, torch.Tensor]) -> dict:
+def load_strict(net: nn.Module, state: dict[str, torch.Tensor], what: str, advice: str) -> None:
+    """`net.load_state_dict(state, strict=True)`, or a UserError `what: ...` naming the first keys
+    that are missing, unexpected or of the wrong shape."""
+    expected = net.state_dict()
+    problems = []
+    for label, keys in (("missing", [k for k in expected if k not in state]), ("unexpected", [k for k in state if k not in expected]),
+                        ("wrong shape", [f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})" for k, v in expected.items()
+                                         if k in state and state[k].shape != v.shape])):
+        if keys:
+            more = f" and {len(keys) - MAX_KEYS_SHOWN} more" if len(keys) > MAX_KEYS_SHOWN else ""
+            problems.append(f"{len(keys)} {label} key(s): {', '.join(keys[:MAX_KEYS_SHOWN])}{more}")
+    if problems:
+        raise UserError(f"{what}: {'; '.join(problems)}; {advice}")
+    net.load_state_dict(state, strict=True)
+
+
+def generator_state(state: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The generator state_dict a file holds, with other implementations' key names mapped to ours.
+
+    Takes a plain state_dict (ours, the reference's, or e.g. one whose residual blocks are
+    named `block`), or a training state (`latest_state.pt`: its G_A)."""
+    if isinstance(state, dict) and isinstance(state.get("model"), dict) and "nets" in state["model"]:
+        state = state["model"]  # latest_state.pt: {"model": {"nets": {...}, "optimizers": ...}, "epoch": ...}
+    if isinstance(state, dict) and isinstance(state.get("nets"), dict):
+        if "G_A" not in state["nets"]:
+            raise UserError(f"{path}: a training state without a G_A network")
+        state = state["nets"]["G_A"]
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a generator state_dict (it holds {_kind(state)}, not a mapping of names to tensors)")
+    if not state:
+        raise UserError(f"{path}: an empty state_dict (no weights)")
+    bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise UserError(f"{path}: not a generator state_dict (entry {str(bad)[:80]!r} holds {_kind(state[bad])}, not a tensor)")
+    return our_key_names(state)
+
+
+def our_key_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop a DataParallel `module.` prefix; residual blocks named `block` become `conv_block`."""
+    return {_BLOCK_KEY.sub(r"model.\1.conv_block.", k.removeprefix("module.")): v for k, v in state.items()}
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def _norm_kind(state: dict[str, torch.Tensor], norm: str, conv: str) -> str:
+    """The normalization of a generator from its first norm layer's keys and its first conv's bias:
+    batch norm has a scale and running statistics, affine instance norm only a scale."""
+    if f"{norm}.weight" in state:
+        return "batch" if f"{norm}.running_mean" in state else "instance_affine"
+    return "instance" if f"{conv}.bias" in state else "none"
+
+
+def infer_generator_options(state: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> dict:
     """Guess netG, ngf, norm, input_nc and output_nc from a generator state_dict's keys."""
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = our_key_names(state)
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
-    if blocks:
+    last = [int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.weight$", k))]
+    if blocks and "model.1.weight" in state and last:
         first_conv = state["model.1.weight"]
-        last_index = max(int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.weight$", k)))
-        norm = "batch" if "model.2.weight" in state else ("instance" if "model.1.bias" in state else "none")
-        return {"netG": f"resnet_{len(blocks)}blocks", "ngf": first_conv.shape[0], "norm": norm,
-                "input_nc": first_conv.shape[1], "output_nc": state[f"model.{last_index}.weight"].shape[0]}
-    if "model.model.0.weight" in state:
+        return {"netG": f"resnet_{len(blocks)}blocks", "ngf": first_conv.shape[0], "norm": _norm_kind(state, "model.2", "model.1"),
+                "input_nc": first_conv.shape[1], "output_nc": state[f"model.{max(last)}.weight"].shape[0]}
+    if "model.model.0.weight" in state and "model.model.3.weight" in state:
         depth = max(k.count("model.") for k in state)  # 8 for unet_128's innermost keys, 9 for unet_256
         first_conv = state["model.model.0.weight"]
         outer = state["model.model.3.weight"]  # ConvTranspose2d: (in, out, k, k)
-        norm = ("batch" if "model.model.1.model.2.weight" in state
-                else "instance" if "model.model.1.model.1.bias" in state else "none")
-        return {"netG": "unet_256" if depth >= 9 else "unet_128", "ngf": first_conv.shape[0], "norm": norm,
+        return {"netG": "unet_256" if depth >= 9 else "unet_128", "ngf": first_conv.shape[0],
+                "norm": _norm_kind(state, "model.model.1.model.2", "model.model.1.model.1"),
                 "input_nc": first_conv.shape[1], "output_nc": outer.shape[1]}
-    raise UserError("cannot tell the generator architecture from the checkpoint; pass --netG, --ngf and --norm")
+    keys = ", ".join(list(state)[:MAX_KEYS_SHOWN])
+    raise UserError(f"{path}: cannot tell the generator architecture from its keys ({keys}, ...); "
+                    "pass --netG, --ngf and --norm (and --input_nc/--output_nc when not 3)")
 
 
 def load_generator(path: str | Path, netG: str | None = None, ngf: int | None = None, norm: str | None = None,
                    input_nc: int | None = None, output_nc: int | None = None, dropout: bool = False,
                    device: str | torch.device = "cpu") -> nn.Module:
     """Build and load a generator from this project's or the reference's `*_net_G_*.pth`
-    (or `latest_state.pt`, taking G_A). Options not given are inferred from the file."""
-    state = load_file(Path(path))
-    if isinstance(state, dict) and "nets" in state:
-        state = state["nets"]["G_A"]
-    guessed = infer_generator_options(state) if None in (netG, ngf, norm, input_nc, output_nc) else {}
-    opts = {"netG": netG, "ngf": ngf, "norm": norm, "input_nc": input_nc, "output_nc": output_nc}
-    opts = {k: (v if v is not None else guessed[k]) for k, v in opts.items()}
-    net = build_generator(opts["netG"], opts["input_nc"], opts["output_nc"], opts["ngf"], opts["norm"], dropout)
+    (or `latest_state.pt`, taking G_A), or another implementation's ResNet generator with affine
+    instance norm or `block`-named residual blocks. Options not given are inferred from the file;
+    with netG, ngf and norm given nothing needs inferring (channels default to 3)."""
+    state = generator_state(load_file(Path(path)), path)
     try:
-        net.load_state_dict(clean_state_dict(state, net), strict=True)
-    except RuntimeError as err:
-        raise UserError(f"{path}: does not fit {opts['netG']} (ngf={opts['ngf']}, norm={opts['norm']}): "
-                        f"{str(err).splitlines()[0]}") from None
+        guessed = infer_generator_options(state, path)
+    except UserError:
+        if None in (netG, ngf, norm):
+            raise
+        guessed = {"input_nc": 3, "output_nc": 3}
+    given = {"netG": netG, "ngf": ngf, "norm": norm, "input_nc": input_nc, "output_nc": output_nc}
+    opts = {k: (v if v is not None else guessed[k]) for k, v in given.items()}
+    net = build_generator(opts["netG"], opts["input_nc"], opts["output_nc"], opts["ngf"], opts["norm"], dropout)
+    load_strict(net, clean_state_dict(state, net),
+                f"{path}: does not fit {opts['netG']} (ngf={opts['ngf']}, norm={opts['norm']}, "
+                f"input_nc={opts['input_nc']}, output_nc={opts['output_nc']})",
+                "pass the matching --netG, --ngf, --norm, --input_nc, --output_nc, or leave them out to infer them")
     net.netG = opts["netG"]
     return net.to(device).eval()
 

@@ -9,20 +9,29 @@ from pathlib import Path
 
 from .config import add_config_arguments, config_from_args
 from .errors import UserError, dispatch, run_cli
+from .reference_flags import add_train_flags
 
 log = logging.getLogger("cyclegan")
 
 
 def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .reference_flags import apply_train_flags, describe_networks
     from .trainer import Trainer
 
+    for note in apply_train_flags(args, torch.cuda.is_available()):
+        print(f"note: {note}")
     cfg = config_from_args(args)
     trainer = Trainer(cfg)
+    if args.verbose:
+        print(describe_networks(trainer.model.nets))
     metrics = trainer.fit()
     out = trainer.out_dir
     print(f"done: {cfg.name}, {cfg.total_epochs} epochs")
     print(f"  checkpoints:  {out}/latest_net_G_A.pth (and G_B, D_A, D_B; full state in {out}/latest_state.pt)")
-    print(f"  sample grids: {out}/samples/index.html")
+    if cfg.n_samples:
+        print(f"  sample grids: {out}/samples/index.html")
     print(f"  loss log:     {out}/loss_log.txt, per-epoch metrics in {out}/metrics.jsonl")
     if metrics:
         print("  last epoch:   " + ", ".join(f"{k}={metrics[k]:.4g}" for k in ("loss_G", "loss_D_A", "loss_D_B", "pairs_per_s")))
@@ -35,8 +44,8 @@ def _translate(args: argparse.Namespace) -> int:
     from .networks import size_multiple
     from .translate import translate_folder
 
-    net = load_generator(args.checkpoint, netG=args.netG, ngf=args.ngf, norm=args.norm,
-                         device=resolve_device(args.device))
+    net = load_generator(args.checkpoint, netG=args.netG, ngf=args.ngf, norm=args.norm, input_nc=args.input_nc,
+                         output_nc=args.output_nc, device=resolve_device(args.device))
     written = translate_folder(net, Path(args.input), Path(args.output), size_multiple(net.netG),
                                args.preprocess, args.load_size)
     print(f"wrote {len(written)} translated image(s) to {args.output}")
@@ -60,16 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a CycleGAN. Defaults are the paper's; flags are the reference implementation's.")
     train.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     add_config_arguments(train)
+    add_train_flags(train)
     train.set_defaults(run=_train)
 
     translate = commands.add_parser("translate", help="translate a folder of images with a trained generator",
                                     description="Translate images with a generator checkpoint (this project's or the reference's).")
-    translate.add_argument("--checkpoint", required=True, help="a *_net_G_A.pth / *_net_G_B.pth file (or latest_state.pt: G_A)")
+    translate.add_argument("--checkpoint", required=True,
+                           help="a *_net_G_A.pth / *_net_G_B.pth file (or latest_state.pt: G_A); the reference's and other "
+                                "implementations' ResNet generators (affine instance norm, blocks named `block`) load too")
     translate.add_argument("--input", required=True, help="an image or a folder of images")
     translate.add_argument("--output", required=True, help="folder for the translated images (same file names)")
     translate.add_argument("--netG", default=None, help="generator architecture (default: inferred from the checkpoint)")
     translate.add_argument("--ngf", type=int, default=None, help="generator width (default: inferred)")
-    translate.add_argument("--norm", default=None, choices=("instance", "batch", "none"), help="normalization (default: inferred)")
+    translate.add_argument("--norm", default=None, choices=("instance", "instance_affine", "batch", "none"),
+                           help="normalization (default: inferred); instance_affine: instance norm with a learned scale and shift")
+    translate.add_argument("--input_nc", type=int, default=None, help="channels of the input images (default: inferred, else 3)")
+    translate.add_argument("--output_nc", type=int, default=None, help="channels of the output images (default: inferred, else 3)")
     translate.add_argument("--preprocess", default="none", choices=("none", "scale_width"),
                            help="none: translate at the input's size (rounded to what the network needs); "
                                 "scale_width: first scale to --load_size wide")
@@ -96,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Commands that live in their own modules (each has `register(subparsers)`)."""
-    from . import bench, data_cli, evaluate
+    from . import bench, data_cli, evaluate, results_page
 
-    return [evaluate.register, data_cli.register, bench.register]
+    return [evaluate.register, data_cli.register, bench.register, results_page.register]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> int:
+    from .threads import configure_cpu_threads
+
+    configure_cpu_threads()  # before torch is imported
     return run_cli(main)
 
 

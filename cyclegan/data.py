@@ -263,8 +263,10 @@ class EpochShardSampler(Sampler):
 
 def make_loader(dataset: UnalignedDataset, cfg: TrainConfig, rank: int = 0, world_size: int = 1,
                 pin_memory: bool = False) -> DataLoader:
+    from .threads import loader_workers
+
     sampler = EpochShardSampler(len(dataset), rank, world_size, shuffle=not cfg.serial_batches, seed=cfg.seed)
-    workers = cfg.num_threads
+    workers = loader_workers(cfg.num_threads)  # at most one per core beside the training process
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=pin_memory, persistent_workers=workers > 0, drop_last=False,
                       prefetch_factor=4 if workers > 0 else None)

@@ -24,15 +24,17 @@ def norm_layer(kind: str):
     if kind == "instance":
         # The paper's instance norm: no learned scale/shift, no running statistics.
         return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+    if kind == "instance_affine":  # other implementations' instance norm, with a learned scale and shift (loading only)
+        return functools.partial(nn.InstanceNorm2d, affine=True, track_running_stats=False)
     if kind == "none":
         return lambda channels: nn.Identity()
-    raise UserError(f"--norm: unknown normalization {kind!r}; use instance, batch or none")
+    raise UserError(f"--norm: unknown normalization {kind!r}; use instance, instance_affine, batch or none")
 
 
 def _uses_bias(norm: str) -> bool:
     # As in the reference: batch norm has its own shift, so convs before it drop the bias;
     # the reference also drops it for norm 'none', which we keep for checkpoint compatibility.
-    return norm == "instance"
+    return norm in ("instance", "instance_affine")
 
 
 class ResnetBlock(nn.Module):

@@ -29,4 +29,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> int:
+    from cyclegan.threads import configure_cpu_threads
+
+    # Before torch is imported; a private local Ray's workers inherit the wait policy (their thread
+    # counts follow their CPUs: orchestrator.worker).
+    configure_cpu_threads(threads=False)
     return run_cli(main)

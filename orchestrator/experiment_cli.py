@@ -78,12 +78,20 @@ def _run(args: argparse.Namespace) -> int:
         print(describe_plan(plans, storage))
         print("dry run: nothing started")
         return 0
+    from .job_dir import check_outputs_outlast_the_job
+    from .tracking import resolve_tracking_uri
+
+    check_outputs_outlast_the_job(storage, resolve_tracking_uri(loaded.manifest.tracking.uri), loaded.path)
     if not args.offline:
         check_data(plans)
+    from .console import RunConsole
     from .runner import run_experiment
 
-    return run_experiment(loaded, plans, storage=storage, address=args.address, resume=args.resume,
-                          results_dir=Path(args.results_dir))
+    results_dir = Path(args.results_dir)
+    console = RunConsole(results_dir / f"{loaded.manifest.name}.log", verbose=args.verbose)
+    with console.captured():
+        return run_experiment(loaded, plans, storage=storage, address=args.address, resume=args.resume, results_dir=results_dir,
+                              echo=console.echo, verbose=args.verbose, log_path=None if args.verbose else console.log_path)
 
 
 def register(subparsers) -> None:
@@ -106,6 +114,10 @@ def register(subparsers) -> None:
     run.add_argument("--dry-run", action="store_true", help="print the trials that would run and the resources they need; start nothing")
     run.add_argument("--storage", help="override the manifest's storage (a folder or s3://bucket/prefix)")
     run.add_argument("--offline", action="store_true", help="skip the up-front dataset checks")
-    run.add_argument("--results-dir", default="results", help="where the experiment's results JSON is written (default: ./results)")
+    run.add_argument("--results-dir", default="results",
+                     help="where the experiment's results JSON and its log (<name>.log) are written (default: ./results)")
+    run.add_argument("--verbose", action="store_true",
+                     help="print everything (Ray's workers, Tune, MLflow) here instead of only the progress and the summary; "
+                          "without it, that output goes to results/<name>.log and Ray's session logs")
     run.add_argument("--debug", action="store_true", help="show full tracebacks")
     run.set_defaults(run=_run)

@@ -93,6 +93,7 @@ class Tracking(_Strict):
     uri: str | None = Field(None, description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a local sqlite store)")
     experiment: str | None = Field(None, description="MLflow experiment name (default: the manifest's name)")
     registry_prefix: str = Field("cyclegan-", description="registered models are named <prefix><task>")
+    system_metrics: bool = Field(False, description="log MLflow's system metrics (CPU, memory, disk, network, GPU) on each trial's run")
 
 
 class Defaults(_Strict):

@@ -19,11 +19,14 @@ class ProgressBoard:
         self.tasks: dict[str, dict] = {}
 
     def register(self, task: str, metric: str, mode: str, total: int) -> None:
-        self.tasks[task] = {"metric": metric, "mode": mode, "total": total, "trials": {}, "best": None, "best_trial": None}
+        self.tasks[task] = {"metric": metric, "mode": mode, "total": total, "trials": {}, "best": None, "best_trial": None,
+                            "ended": []}
 
-    def update(self, task: str, trial: str, status: str, value: float | None = None) -> None:
+    def update(self, task: str, trial: str, status: str, value: float | None = None, note: str | None = None) -> None:
         state = self.tasks[task]
         state["trials"][trial] = status
+        if note is not None:  # one line per trial that ended (or failed and is retried)
+            state["ended"].append(f"  {task}: trial {trial} {note}")
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return
         best = state["best"]
@@ -75,11 +78,23 @@ class ProgressCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
-        stopped = last.get("epoch", self.total_epochs) < self.total_epochs
-        self._send(trial.trial_id, "stopped" if stopped else "finished", last.get(self.metric))
+        epoch = last.get("epoch", self.total_epochs)
+        status = "stopped" if epoch < self.total_epochs else "finished"
+        value = last.get(self.metric)
+        scored = f", {self.metric} {value:.4g}" if isinstance(value, (int, float)) else ""
+        how = "stopped early by the scheduler" if status == "stopped" else "finished"
+        self._send(trial.trial_id, status, value, f"{how} after {epoch} epoch(s){scored}{_params(trial)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._send(trial.trial_id, "failed")
+        self._send(trial.trial_id, "failed", None, f"failed{_params(trial)}: its error is in the results file")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._send(trial.trial_id, "running", None, "failed; Tune retries it from its last checkpoint")
+
+
+def _params(trial) -> str:
+    config = getattr(trial, "config", None) or {}
+    return " (" + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items()) + ")" if config else ""
 
 
 def describe(snapshot: dict) -> list[str]:
@@ -101,9 +116,16 @@ def follow(board, wait_done, interval: float = 5.0, echo=print) -> None:
     """Print the board whenever it changes until the sweep is over. `wait_done(timeout)` blocks up to
     `timeout` seconds and says whether it is: the last state is printed as soon as it ends."""
     last: list[str] = []
+    shown: dict[str, int] = {}   # per task, how many of its `ended` lines were printed
     finished = False
     while True:
-        lines = describe(ray.get(board.snapshot.remote()))
+        snapshot = ray.get(board.snapshot.remote())
+        for task, state in snapshot.items():
+            ended = state.get("ended", [])
+            for line in ended[shown.get(task, 0):]:
+                echo(line)
+            shown[task] = len(ended)
+        lines = describe(snapshot)
         if lines != last:
             echo(f"[{time.strftime('%H:%M:%S')}] progress\n" + "\n".join(lines))
             last = lines

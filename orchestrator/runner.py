@@ -6,12 +6,16 @@ import json
 import logging
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
+
+import ray
 
 from cyclegan.errors import UserError
 
 from . import tracking
+from .lineage import git_commit, log_task_lineage
 from .manifest import LoadedManifest, TaskPlan
 from .redact import mask_text
 from .storage import Storage, validate_storage
@@ -59,14 +63,17 @@ def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -
     manifest = loaded.manifest
     uri = tracking.resolve_tracking_uri(manifest.tracking.uri)
     tracking.check_tracking(uri)
-    experiment_id = tracking.get_or_create_experiment(uri, manifest.tracking.experiment or manifest.name)
+    experiment_id = tracking.open_training_experiment(uri, manifest.tracking.experiment or manifest.name)
+    commit = git_commit()
     runs = {}
     for plan in plans:
         parent = tracking.start_task_run(
             uri, experiment_id, plan.name, dataset=plan.data, manifest_name=manifest.name, manifest_sha256=loaded.sha256,
             metric=plan.search.metric, mode=plan.search.resolved_mode, sweep_key=f"{manifest.name}/{plan.name}/{token}",
             params={"search": plan.search.model_dump(), "space": plan.space, "train": plan.train, "resources": plan.resources.model_dump()})
-        runs[plan.name] = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
+        log_task_lineage(uri, parent, loaded.path, commit)
+        runs[plan.name] = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
+                           "system_metrics": manifest.tracking.system_metrics}
     return runs
 
 
@@ -96,8 +103,45 @@ def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str) ->
     tracking.end_task_run(uri, parent, "FINISHED" if best else "FAILED", summary=summary)
 
 
+def _ray_logs_dir() -> str | None:
+    node = getattr(ray._private.worker, "_global_node", None)  # no public API names the session's folder
+    try:
+        return node.get_logs_dir_path() if node is not None else None
+    except Exception:
+        return None
+
+
+def _shutdown_quietly(timeout: float = 15.0) -> None:
+    """End a Ray started here in an order that lets its actors end on their own: Train's detached
+    placement-group cleaners poll the GCS every second until their controller is gone, and one still
+    polling when the GCS stops dies with a traceback in its log."""
+    from ray.util.state import list_actors
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            cleaners = list_actors(filters=[("class_name", "=", "PlacementGroupCleaner"), ("state", "=", "ALIVE")],
+                                   raise_on_missing_output=False, timeout=5)
+        except Exception:  # no state API (no dashboard): nothing to wait for
+            break
+        if not cleaners:
+            break
+        time.sleep(0.5)
+    ray.shutdown()
+
+
+def _logs_line(log_path: Path | None) -> str | None:
+    parts = [f"this run's log: {log_path}"] if log_path else []
+    ray_logs = _ray_logs_dir()
+    if ray_logs:
+        parts.append(f"Ray's logs: {ray_logs}")
+    return "logs: " + "; ".join(parts) if parts else None
+
+
 def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: str, address: str | None, resume: bool,
-                   results_dir: Path, echo=print) -> int:
+                   results_dir: Path, echo=print, verbose: bool = True, log_path: Path | None = None) -> int:
+    """Sweep `plans`, register each task's best, print the summary. `verbose=False`: the Ray workers'
+    output stays in Ray's logs (the caller captures this process's own, see orchestrator.console)."""
     experiment = loaded.manifest.name
     target = validate_storage(storage)
     token = _sweep_token(target, experiment, resume)
@@ -108,13 +152,19 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
     in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
     env = {} if in_job else {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
     previous = signal.signal(signal.SIGTERM, _stop)
+    started_here = False
     try:
-        connect(address, runtime_env={"env_vars": env} if env else None)
+        started_here = connect(address, runtime_env={"env_vars": env} if env else None, log_to_driver=verbose)
         signal.signal(signal.SIGTERM, _stop)  # ray.init installs its own SIGTERM handler (sys.exit)
         echo(f"sweeping {len(plans)} task(s) of {experiment}: " + ", ".join(f"{p.name} ({p.trial_count} trials)" for p in plans))
+        logs = _logs_line(log_path)
+        if logs:
+            echo(logs)
         results = run_sweeps(loaded, plans, ctx, echo=echo)
         for result, plan in zip(results, plans):
             _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix)
+        if started_here:
+            _shutdown_quietly()
     except KeyboardInterrupt:
         for spec in runs.values():  # no run is left RUNNING forever
             tracking.end_task_run(spec["uri"], spec["parent_run_id"], "KILLED", summary="the driver was stopped")
@@ -129,6 +179,8 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
             echo(f"registry: {result.registry['summary']}")
     uri = next(iter(runs.values()))["uri"]
     echo(f"\nresults: {path}")
+    if logs:
+        echo(logs)
     echo(f"look up the champions: python -m orchestrator models list --tracking-uri '{mask_text(uri)}'"
          f"  (or the MLflow UI: mlflow ui --backend-store-uri '{mask_text(uri)}')")
     failed = [r for r in results if r.best is None]

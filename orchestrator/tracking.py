@@ -30,9 +30,11 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
+from PIL import Image
 
 from cyclegan.errors import UserError
 
+from .lineage import log_dataset_input, mark_training_experiment, start_system_metrics
 from .redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ DEFAULT_ARTIFACTS = "mlartifacts"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 ROLE_TAG = "cyclegan.role"  # "task" on parent runs, "trial" on child runs
 LAST_EPOCH_TAG = "cyclegan.last_epoch"
+SAMPLES_IMAGE_KEY = "samples"  # the sample grids as an MLflow image series, one per epoch
 CHECKPOINT_FILES = tuple(f"latest_net_{n}.pth" for n in ("G_A", "G_B", "D_A", "D_B"))
 
 
@@ -174,6 +177,16 @@ def get_or_create_experiment(uri: str, name: str, artifact_location: str | None 
         raise UserError(f"tracking URI {mask_text(uri)}: cannot open experiment {name!r}: {mask_text(err.message)[:300]}") from None
 
 
+def open_training_experiment(uri: str, name: str) -> str:
+    """`get_or_create_experiment`, marked as a model-training experiment (MLflow 3's UI then opens on its runs)."""
+    experiment_id = get_or_create_experiment(uri, name)
+    try:
+        mark_training_experiment(MlflowClient(uri), experiment_id)
+    except MlflowException as err:
+        raise UserError(f"tracking URI {mask_text(uri)}: cannot tag experiment {name!r}: {mask_text(err.message)[:300]}") from None
+    return experiment_id
+
+
 def start_task_run(uri: str, experiment_id: str, task: str, *, dataset: str, manifest_name: str, manifest_sha256: str,
                    metric: str | None = None, mode: str | None = None, sweep_key: str | None = None,
                    params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None) -> str:
@@ -285,7 +298,7 @@ class TrialLogger:
     """
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, trial_name: str,
-                 params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None):
+                 params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None, system_metrics: bool = False):
         self.uri, self.parent_run_id, self.trial_name = uri, parent_run_id, trial_name
         self.client = MlflowClient(uri)
         existing = find_trial_run(uri, parent_run_id, trial_name)
@@ -301,13 +314,14 @@ class TrialLogger:
             self.resumed = False
         _log_params_once(self.client, self.run_id, params or {})
         self.last_step = self._last_logged_step()
+        self.system_metrics = start_system_metrics(uri, self.run_id, self.resumed) if system_metrics else None
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> TrialLogger:
         """From the plain dict a driver passes to workers: uri, experiment_id, parent_run_id and
         trial (or trial_name)."""
         return cls(spec["uri"], spec["experiment_id"], spec["parent_run_id"], spec.get("trial_name") or spec["trial"], params,
-                   spec.get("tags"))
+                   spec.get("tags"), bool(spec.get("system_metrics")))
 
     def _last_logged_step(self) -> int:
         """The highest step of any metric the run holds (-1 for none): read once, on (re)start."""
@@ -331,8 +345,15 @@ class TrialLogger:
         return True
 
     def log_sample_grid(self, epoch: int, image: str | Path) -> str:
-        """Upload a sample grid as `samples/epoch_NNN.png`; returns the artifact path."""
+        """Upload a sample grid as `samples/epoch_NNN.png`, and as MLflow image `samples` at step
+        `epoch` (the UI's step slider); returns the artifact path."""
+        with Image.open(image) as grid:
+            self.client.log_image(self.run_id, grid.convert("RGB"), key=SAMPLES_IMAGE_KEY, step=epoch)
         return self._log_file(Path(image), "samples", f"epoch_{epoch:03d}{Path(image).suffix or '.png'}")
+
+    def log_dataset(self, reference: str, folder: str | Path) -> None:
+        """The dataset as the run's input: its masked reference and a digest of `folder`'s files."""
+        log_dataset_input(self.client, self.run_id, reference, folder)
 
     def log_checkpoint(self, directory: str | Path, kind: str = "final", epoch: int | None = None,
                        config: Mapping[str, Any] | None = None, files: Iterable[str] = CHECKPOINT_FILES) -> str:
@@ -363,7 +384,13 @@ class TrialLogger:
 
     # -- the end -----------------------------------------------------------------------------
     def finish(self, status: str = "FINISHED") -> None:
+        self.stop_system_metrics()
         self.client.set_terminated(self.run_id, _status(status))
+
+    def stop_system_metrics(self) -> None:
+        if self.system_metrics is not None:
+            self.system_metrics.finish()
+            self.system_metrics = None
 
     def __enter__(self) -> TrialLogger:
         return self

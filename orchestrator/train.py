@@ -108,19 +108,21 @@ def resume_checkpoint(resume_from: str | None) -> ray.train.Checkpoint | None:
     return ray.train.Checkpoint(target.path, filesystem=target.filesystem)
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None, runtime_env: dict | None = None) -> bool:
+def connect(address: str | None = None, *, num_cpus: int | None = None, runtime_env: dict | None = None,
+            log_to_driver: bool = True) -> bool:
     """Join the cluster at `address` (or $RAY_ADDRESS: `auto`, `ray://…`, an IP) or start a private
     local Ray. True if this call started Ray here. `address="local"` never joins a (perhaps
-    dead) cluster recorded in /tmp/ray, as a bare `ray.init()` would."""
+    dead) cluster recorded in /tmp/ray, as a bare `ray.init()` would. `log_to_driver=False` leaves
+    the workers' output in Ray's log files instead of printing it here."""
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     try:
         if address == "local":
             # With the dashboard (Ray's default): Train V2's PlacementGroupCleaner polls the state API it serves.
-            ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env)
+            ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=log_to_driver)
         else:
-            ray.init(address=address, runtime_env=runtime_env)
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
     except ConnectionError as err:
         raise UserError(f"--address {address}: cannot reach the Ray cluster ({err}); check --address / RAY_ADDRESS") from None
     return address == "local"

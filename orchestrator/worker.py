@@ -59,7 +59,7 @@ def train_loop_per_worker(config: dict) -> dict:
     output_dir = Path(config["output_dir"])
     listeners = []
     if config.get("tracking") and rank == 0:
-        listeners.append(_tracking_listener(config["tracking"], cfg, config["run_name"], output_dir))
+        listeners.append(_tracking_listener(config["tracking"], cfg, config["run_name"], output_dir, data_root))
     reporter = EpochReporter(cfg, comm, output_dir, config["run_uri"],
                              resumed_from=state["epoch"] if state else 0, listeners=listeners)
     trainer = Trainer(cfg, rank=rank, world_size=world_size, device=device, wrap=make_wrap(cfg, device, world_size),
@@ -158,19 +158,21 @@ def _setup_logging() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
-def _tracking_listener(tracking: dict, cfg: TrainConfig, run_name: str, output_dir: Path) -> Listener:
-    """MLflow, from rank 0: each epoch's metrics and sample grid, and the final networks.
-    `tracking` holds the plain ids the driver made (see orchestrator.tracking.TrialLogger)."""
+def _tracking_listener(tracking: dict, cfg: TrainConfig, run_name: str, output_dir: Path, data_root: Path) -> Listener:
+    """MLflow, from rank 0: the dataset as input, each epoch's metrics and sample grid, and the final
+    networks. `tracking` holds the plain ids the driver made (see orchestrator.tracking.TrialLogger)."""
     from .tracking import TrialLogger
 
     options = dict(tracking)
     trial = str(options.pop("trial", run_name))
     logger = TrialLogger(trial_name=trial, params=cfg.to_dict(), **options)
+    logger.log_dataset(cfg.dataroot, data_root)
 
     def listener(epoch: int, metrics: dict) -> None:
         if logger.log_epoch(epoch, metrics) and metrics.get("sample_grid"):
             logger.log_sample_grid(epoch, metrics["sample_grid"])
         if epoch == cfg.total_epochs:
             logger.log_checkpoint(output_dir, "final", epoch, cfg.to_dict())
+            logger.stop_system_metrics()
 
     return listener

@@ -1,8 +1,9 @@
 """The real path, end to end: `ray job submit` of a manifest to a Ray cluster, data and checkpoints
 in S3, tracking and the registry on an MLflow server, exactly as docs/cluster.md has a user do it.
 
-On this machine: a `ray start --head` of its own (2 CPUs, token authentication disabled on both
-sides), the moto S3 server holding two small synthetic datasets as prefixes, and `mlflow server`
+On this machine: a `ray start --head` of its own (2 CPUs, token authentication on, as Ray >= 2.59
+ships it: the token in a file of the test's own, named by RAY_AUTH_TOKEN_PATH, never ~/.ray/auth_token),
+the moto S3 server holding two small synthetic datasets as prefixes, and `mlflow server`
 (sqlite, artifacts in that S3). The job is submitted from a copy of the repository (what a user's
 checkout holds: no .venv/, no runs/) with the repository's cluster/runtime_env.yaml, its env_vars
 pointed at these servers as a user would edit them. The job is stopped with `ray job stop` while it
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -36,6 +39,9 @@ BIN = Path(sys.executable).parent            # the venv's bin/: python, ray
 KINDS = ("colorshift", "stripes")
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 JOB_TIMEOUT_S = 1200
+# The cluster's token: what `ray get-auth-token --generate` would write to ~/.ray/auth_token, here in
+# a file of this test run's own. `ray start`, the job drivers it starts and `ray job` all read it.
+TOKEN_FILE = Path(tempfile.gettempdir()) / f"rayjob-token-{os.getpid()}" / "auth_token"   # made by the ray_head fixture
 _TEMP_DIRS: dict[str, Path] = {}   # job server URL -> its Ray's temp dir, for the logs in failure messages
 
 pytestmark = pytest.mark.slow
@@ -47,7 +53,8 @@ def _clean_env() -> dict[str, str]:
     drop = ("AWS_", "MLFLOW_", "RAY_", "TUNE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"   # `python` in the entrypoint is the venv's
-    env["RAY_AUTH_MODE"] = "disabled"                        # Ray >= 2.59 would want a token otherwise
+    env["RAY_AUTH_MODE"] = "token"                           # as `ray start` has it by default since Ray 2.59
+    env["RAY_AUTH_TOKEN_PATH"] = str(TOKEN_FILE)
     env.update(RAY_TEST_TUNING)                              # quicker Ray Train polling (see conftest)
     return env
 
@@ -99,6 +106,9 @@ def ray_head():
     """`ray start --head` on free ports with its own temp dir (so it never becomes the machine's
     "current cluster" that other tests' `ray.init()` would find). Yields the job server's URL."""
     temp_dir = Path(tempfile.mkdtemp(prefix="rayjob-", dir="/tmp"))   # short: Ray's socket paths must fit
+    TOKEN_FILE.parent.mkdir(mode=0o700, exist_ok=True)
+    TOKEN_FILE.write_text(secrets.token_hex(32))
+    TOKEN_FILE.chmod(0o600)
     dashboard = free_port()
     command = [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0",
                "--port", str(free_port()), "--dashboard-port", str(dashboard), "--include-dashboard", "true",
@@ -115,7 +125,7 @@ def ray_head():
             if proc.poll() is not None:
                 pytest.fail(f"ray start exited with {proc.returncode}:\n{log_file.read_text()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"{url}/api/version", timeout=2) as response:
+                with _get(f"{url}/api/version", timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:
@@ -129,6 +139,14 @@ def ray_head():
         _end_ray(proc, temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
         log_file.unlink(missing_ok=True)
+        shutil.rmtree(TOKEN_FILE.parent, ignore_errors=True)
+
+
+def _get(url: str, timeout: float, token: str | None = None):
+    """GET from the job server with the cluster's token, as `ray job` sends it."""
+    token = TOKEN_FILE.read_text() if token is None else token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +235,7 @@ def _status(ray_head: str, job_id: str) -> str:
     """The job's status from the job server's REST API (what `ray job status` shows): PENDING,
     RUNNING, SUCCEEDED, FAILED or STOPPED."""
     try:
-        with urllib.request.urlopen(f"{ray_head}/api/jobs/{job_id}", timeout=60) as response:
+        with _get(f"{ray_head}/api/jobs/{job_id}", timeout=60) as response:
             return json.loads(response.read())["status"]
     except OSError as err:
         pytest.fail(f"the Ray job server {ray_head} does not answer ({err}); the head's logs end:\n{_head_logs(ray_head)}")
@@ -269,6 +287,12 @@ def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_t
     is left RUNNING), submitted again with --resume (it finishes in the same runs); then each task's
     champion is in the registry and translates images."""
     root, data = datasets
+    home_token = Path.home() / ".ray" / "auth_token"
+    home_token_before = home_token.stat().st_mtime_ns if home_token.exists() else None
+    # Token authentication is on: the job server turns away a request without the cluster's token.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _get(f"{ray_head}/api/jobs/", timeout=30, token="")
+    assert refused.value.code in (401, 403), refused.value
     manifest = _manifest("job-resume-e2e", "resumed", data, epochs=2)
     checkout = _checkout(tmp_path / "checkout", manifest, s3_server, mlflow_server)
     first, second = f"cyclegan-stop-{os.getpid()}", f"cyclegan-resume-{os.getpid()}"
@@ -327,3 +351,5 @@ def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_t
     assert code == 0, listing
     for kind in KINDS:
         assert f"cyclegan-resumed-{kind}" in listing, listing
+    assert (home_token.stat().st_mtime_ns if home_token.exists() else None) == home_token_before, \
+        "the test wrote the user's ~/.ray/auth_token"

@@ -274,3 +274,19 @@ def test_feature_cache_key_follows_files_resolution_and_extractor(tmp_path):
     assert len({original, key(crop_size=32), key(extractor="abd"), key(channels=1)}) == 4
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(files[0])  # a changed image changes the key
     assert key() != original
+
+
+def test_ssim_equals_scikit_images_on_images_of_every_size():
+    """Our SSIM (torch, no scikit-image at run time) against the reference implementation, also for
+    images under 11 pixels (narrower window) and non-square ones."""
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(2)
+    for shape in ((2, 3, 32, 32), (1, 3, 7, 9), (1, 1, 64, 40), (3, 3, 11, 11)):
+        x = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+        y = _perturb(x, 40)
+        u, v = x.double().numpy() / 255, y.double().numpy() / 255
+        radius = (min(shape[-2:]) - 1) // 2
+        expected = [structural_similarity(a, b, channel_axis=0, data_range=1.0, gaussian_weights=True, sigma=min(1.5, radius / 3.5),
+                                          use_sample_covariance=False) for a, b in zip(v, u)]
+        assert M.ssim_per_image(y, x).tolist() == pytest.approx(expected, rel=1e-9), shape

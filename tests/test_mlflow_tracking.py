@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,13 +15,16 @@ from mlflow import MlflowClient
 from conftest import free_port
 from cyclegan.errors import UserError, run_cli
 from orchestrator import models_cli
+from orchestrator.lineage import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, content_digest, git_commit, log_task_lineage
 from orchestrator.redact import mask_text, safe_params
 from orchestrator.registry import champion_version, register_best
 from orchestrator.tracking import (
+    SAMPLES_IMAGE_KEY,
     TrialLogger,
     check_tracking,
     end_task_run,
     get_or_create_experiment,
+    open_training_experiment,
     resolve_tracking_uri,
     start_task_run,
     trial_runs,
@@ -192,3 +197,67 @@ def test_secrets_are_masked(monkeypatch):
     assert params == {"data.uri": "s3://***@bucket/x", "data.password": "***", "tracking": "https://u:***@host/path?token=***&x=1",
                       "log": "login with ***", "options": '["aws_secret_access_key=***"]', "lr": "0.0002"}
     assert mask_text("plain text, epoch 3") == "plain text, epoch 3"
+
+
+def test_runs_carry_what_mlflow_users_look_for(tmp_path, tiny_trained, tiny_dataset, monkeypatch):
+    """Through the MLflow client, on a sqlite store: a model-training experiment, the sample grids
+    as an image series by epoch, the dataset as an input (masked reference, content digest), the
+    code version and the masked manifest on the parent run, system metrics on request."""
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = open_training_experiment(uri, "lineage")
+    assert client.get_experiment(exp).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND == "custom_model_development"
+    assert open_training_experiment(uri, "lineage") == exp  # reopening keeps it (and its kind)
+
+    parent = start_task_run(uri, exp, "t", dataset=DATASET, manifest_name="m", manifest_sha256="0")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"name: m\nstorage: s3://bucket/runs\ntasks:\n  - {{name: t, data: '{DATASET}'}}\n")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
+    assert git_commit() == commit and len(commit) == 40
+    assert git_commit(tmp_path) is None  # not a checkout: no tag rather than a wrong one
+    log_task_lineage(uri, parent, manifest)
+    assert client.get_run(parent).data.tags["mlflow.source.git.commit"] == commit
+    logged = Path(client.download_artifacts(parent, "manifest/m.yaml", str(tmp_path / "dl"))).read_text()
+    assert "data: 'https://alice:***@data.example.org/colorshift'" in logged and SECRET not in logged
+
+    with TrialLogger(uri, exp, parent, "trial_0", system_metrics=True) as logger:
+        logger.log_dataset(DATASET, tiny_dataset)
+        for metrics in _epochs(tiny_trained):
+            logger.log_epoch(metrics["epoch"], metrics)
+            logger.log_sample_grid(metrics["epoch"], metrics["sample_grid"])
+        deadline = time.monotonic() + 20
+        while "system/cpu_utilization_percentage" not in client.get_run(logger.run_id).data.metrics and time.monotonic() < deadline:
+            time.sleep(0.2)
+    run = client.get_run(logger.run_id)
+    assert "system/cpu_utilization_percentage" in run.data.metrics and "system/system_memory_usage_megabytes" in run.data.metrics
+
+    (dataset_input,) = run.inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    assert dataset.name == "colorshift" and dataset.source_type == "cyclegan"
+    assert json.loads(dataset.source) == {"uri": "https://alice:***@data.example.org/colorshift"}
+    assert dataset.digest == content_digest(tiny_dataset) and len(dataset.digest) == 16
+    assert {t.key: t.value for t in dataset_input.tags} == {"mlflow.data.context": "train"}
+    changed = shutil.copytree(tiny_dataset, tmp_path / "changed")
+    (changed / "trainA" / "extra.png").write_bytes(b"x")
+    assert content_digest(changed) != dataset.digest
+
+    epochs = [m["epoch"] for m in _epochs(tiny_trained)]
+    images = [a.path for a in client.list_artifacts(logger.run_id, "images")]
+    steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images if p.endswith(".png") and "compressed" not in p)
+    assert steps == epochs and all(Path(p).name.startswith(f"{SAMPLES_IMAGE_KEY}+step+") for p in images)
+    assert run.data.tags["mlflow.loggedImages"] == "True"
+    assert {a.path for a in client.list_artifacts(logger.run_id, "samples")} == {f"samples/epoch_{e:03d}.png" for e in epochs}
+
+
+def test_code_version_is_only_recorded_for_code_tracked_in_a_checkout(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / ".gitignore").write_text(".venv\n")
+    git("add", ".gitignore")
+    git("commit", "-qm", "first")
+    (tmp_path / ".venv" / "site-packages").mkdir(parents=True)
+    assert git_commit(tmp_path) is not None
+    assert git_commit(tmp_path / ".venv" / "site-packages") is None  # installed into an ignored folder: not this checkout's code

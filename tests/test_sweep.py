@@ -84,6 +84,13 @@ def test_asha_stops_the_hopeless_trial_and_the_best_one_is_registered(ray_sessio
     experiment = client.get_experiment_by_name("asha-sweep")
     stopped_run = client.search_runs([experiment.experiment_id], f"tags.trial = '{hopeless['trial_id']}'")[0]
     assert stopped_run.info.status == "KILLED"  # stopped early by ASHA: not left RUNNING
+    # What the MLflow UI shows: a training experiment, the dataset as the trial's input, its grids by
+    # epoch, the code version and the manifest on the task's run.
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["colorshift"] and run.data.tags["mlflow.loggedImages"] == "True"
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    assert "mlflow.source.git.commit" in parent.data.tags
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "manifest")] == ["manifest/manifest.yaml"]
     assert "registry: cyclegan-asha v1 (cycle_l1=" in out
 
 
@@ -150,7 +157,8 @@ def test_resume_after_the_driver_is_killed_does_not_redo_finished_trials(ray_ses
     assert finished, (tmp_path / "first.log").read_text()[-4000:]
     finished_trial = f"only-{finished[0]}"
 
-    second = _driver(manifest, tmp_path, ray_session, tmp_path / "second.log", "--only", "only", "--resume")
+    # --verbose: the Train workers' output (which trials trained) reaches the driver's log
+    second = _driver(manifest, tmp_path, ray_session, tmp_path / "second.log", "--only", "only", "--resume", "--verbose")
     second.wait(timeout=600)
     out = (tmp_path / "second.log").read_text()
     assert second.returncode == 0, out[-4000:]

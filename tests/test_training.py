@@ -135,7 +135,7 @@ def test_cli_train_then_translate(tiny_dataset, tmp_path):
     (["train", "--dataroot", "{data}", "--lr", "-1"], "error: --lr: must be positive"),
     (["train", "--dataroot", "{empty}"], "no trainA/ or trainB/ found"),
     (["translate", "--checkpoint", "/no/file.pth", "--input", "{data}", "--output", "{tmp}"], "error: /no/file.pth: checkpoint file not found"),
-    (["translate", "--checkpoint", "{garbage}", "--input", "{data}", "--output", "{tmp}"], "not a readable checkpoint"),
+    (["translate", "--checkpoint", "{garbage}", "--input", "{data}", "--output", "{tmp}"], "not a readable PyTorch checkpoint"),
 ])
 def test_cli_errors_are_one_clear_line(tiny_dataset, tmp_path, capsys, args, message):
     """In this process (an exception that escaped as a traceback would fail the test); the real

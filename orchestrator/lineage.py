@@ -1,0 +1,144 @@
+"""What a run was made from, in MLflow's own terms, so its UI shows it where users look.
+
+- the experiment is a model-training one (`mlflow.experimentKind`), so MLflow 3's UI opens on its
+  runs rather than on the GenAI overview of traces;
+- the dataset is a run input (Runs table "Dataset" column): its masked reference and a digest
+  of its content computed from the file listing (names and sizes: no image is read);
+- the code version (`mlflow.source.git.commit`) and the manifest (masked) on the task's parent run;
+- MLflow's system metrics (CPU, memory, disk, network, GPU) on a trial's run, when asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT
+
+from .redact import mask_text
+
+log = logging.getLogger(__name__)
+
+# The experiment tag MLflow 3's UI reads to choose its landing page (server/js: ExperimentKind).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+MANIFEST_ARTIFACT_DIR = "manifest"
+DIGEST_CHARS = 16  # MLflow stores at most 36
+
+
+def mark_training_experiment(client: MlflowClient, experiment_id: str) -> None:
+    """Tag the experiment as model training, unless someone chose another kind for it."""
+    tags = client.get_experiment(experiment_id).tags
+    if EXPERIMENT_KIND_TAG not in tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+
+
+class DatasetReference(DatasetSource):
+    """A dataset as this project names it (folder, s3://, archive, synthetic://), masked.
+    Metadata only: MLflow never loads it."""
+
+    def __init__(self, uri: str):
+        self.uri = mask_text(uri)
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "cyclegan"
+
+    def load(self, **kwargs) -> Any:
+        raise NotImplementedError("a cyclegan dataset reference is resolved by `cyclegan data`, not by MLflow")
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> DatasetReference:
+        return cls(str(raw_source))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[Any, Any]) -> DatasetReference:
+        return cls(source_dict["uri"])
+
+
+def content_digest(folder: str | Path) -> str:
+    """A digest of a dataset folder from its files' relative paths and sizes (stat only)."""
+    root = Path(folder)
+    entries = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        for name in sorted(files):
+            path = Path(directory, name)
+            entries.append(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}\n")
+    return hashlib.sha256("".join(entries).encode()).hexdigest()[:DIGEST_CHARS]
+
+
+def dataset_name(reference: str) -> str:
+    """A short name for the UI: the reference's last path part, without an archive suffix."""
+    tail = mask_text(reference).split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "dataset"
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+        tail = tail.removesuffix(suffix)
+    return tail
+
+
+def log_dataset_input(client: MlflowClient, run_id: str, reference: str, folder: str | Path, context: str = "train") -> MetaDataset:
+    """Log the dataset as an input of the run: its masked reference and the digest of `folder`
+    (where it was resolved to)."""
+    dataset = MetaDataset(DatasetReference(reference), name=dataset_name(reference), digest=content_digest(folder))
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+    return dataset
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The commit of the git checkout holding `path` (default: this code); None outside one
+    (e.g. a `ray job submit` working directory) or without git."""
+    path = Path(path or Path(__file__).resolve().parent)
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10)
+
+    try:
+        done = git("rev-parse", "HEAD")
+        # Code installed in an ignored folder of some checkout (a .venv in a repository) is not its code.
+        ignored = done.returncode == 0 and git("check-ignore", "-q", ".").returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and not ignored and len(commit) == 40 else None
+
+
+def log_task_lineage(uri: str, run_id: str, manifest_path: str | Path | None, commit: str | None = None) -> None:
+    """On a task's parent run: the code version (when there is a git commit) and the manifest,
+    masked, as `manifest/<file name>`."""
+    client = MlflowClient(uri)
+    commit = commit or git_commit()
+    if commit:
+        client.set_tag(run_id, MLFLOW_GIT_COMMIT, commit)
+    if manifest_path and Path(manifest_path).is_file():
+        name = Path(manifest_path).name
+        client.log_text(run_id, mask_text(Path(manifest_path).read_text(encoding="utf-8", errors="replace")),
+                        f"{MANIFEST_ARTIFACT_DIR}/{name}")
+
+
+def start_system_metrics(uri: str, run_id: str, resume: bool, sampling_interval: float = 10.0):
+    """Start MLflow's system-metrics thread for the run (it stops when the run ends or on
+    `.finish()`); None when it cannot run here (psutil missing)."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=sampling_interval, resume_logging=resume, tracking_uri=uri)
+    except ImportError as err:
+        log.warning("system metrics are off: %s (install psutil)", err)
+        return None
+    monitor.start()
+    return monitor

@@ -1,0 +1,108 @@
+"""CPU training speed on an idle machine and with one core kept busy by another process.
+
+    python scripts/bench_cpu_load.py [--repeats 3] [--size 32] [--images 60] [--json out.json]
+
+Runs `cyclegan train` (one epoch on a small synthetic pair, in a process of its own) under each
+thread setting, first on the machine as it is, then with one busy-looping process beside it, and
+reports the training time (the epochs' own time from metrics.jsonl, so start-up is left out):
+median, min and max over the repeats, and loaded / idle per setting. Settings:
+
+- `torch`: torch's defaults (one OpenMP thread per core, libgomp's spinning wait), the CLI's
+  own thread settings bypassed (cyclegan.cli.main called directly);
+- `1 thread`: OMP_NUM_THREADS=1, the same bypass;
+- `passive`: OMP_WAIT_POLICY=PASSIVE with one thread per core, the same bypass;
+- `cli`: `python -m cyclegan train` as users run it (its chosen settings, cyclegan/threads.py:
+  passive wait, one thread per idle core, data-loading processes at most one per core beside it);
+- `cli, no loaders`: the same with `--num_threads 0` (images loaded in the training process).
+
+Every setting loads data as the CLI does (`--num_threads` 4, capped to cores - 1).
+
+Other processes on the machine disturb the figures: run it on a quiet machine, and read the spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME", "GOMP_SPINCOUNT")
+BYPASS = "import sys; from cyclegan.cli import main; sys.exit(main(sys.argv[1:]))"
+CORES = str(os.cpu_count() or 1)
+SETTINGS = {   # name: (environment, how the CLI is entered, extra train flags)
+    "torch": ({}, ["-c", BYPASS], []),
+    "1 thread": ({"OMP_NUM_THREADS": "1"}, ["-c", BYPASS], []),
+    "passive": ({"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": CORES}, ["-c", BYPASS], []),
+    "cli": ({}, ["-m", "cyclegan"], []),
+    "cli, no loaders": ({}, ["-m", "cyclegan"], ["--num_threads", "0"]),
+}
+
+
+def _busy_core() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def train_seconds(setting: str, data: Path, out: Path, size: int, ngf: int, blocks: int) -> float:
+    extra, entry, flags = SETTINGS[setting]
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    env.update(extra)
+    name = f"run-{time.monotonic_ns()}"
+    args = ["train", "--dataroot", str(data), "--checkpoints_dir", str(out), "--name", name, "--netG", f"resnet_{blocks}blocks",
+            "--ngf", str(ngf), "--ndf", str(ngf), "--load_size", str(size), "--crop_size", str(size), "--n_epochs", "1",
+            "--n_epochs_decay", "0", "--device", "cpu", "--n_samples", "1", "--print_freq", "1000", *flags]
+    subprocess.run([sys.executable, *entry, *args], env=env, check=True, capture_output=True)
+    rows = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return sum(row["epoch_time_s"] for row in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--ngf", type=int, default=16)
+    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--images", type=int, default=60, help="training images per domain (one epoch)")
+    parser.add_argument("--settings", default=";".join(SETTINGS), help="the settings to run, separated by ;")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    from cyclegan.synthetic import generate
+
+    settings = [s.strip() for s in args.settings.split(";")]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = generate("colorshift", Path(tmp) / "data", n_train=args.images, n_test=2, size=args.size, seed=0)
+        times: dict[tuple[str, str], list[float]] = {}
+        for load in ("idle", "one core busy"):
+            busy = _busy_core() if load != "idle" else None
+            try:
+                for _ in range(args.repeats):   # interleaved: a change of load hits every setting alike
+                    for setting in settings:
+                        t = train_seconds(setting, data, Path(tmp) / "out", args.size, args.ngf, args.blocks)
+                        times.setdefault((setting, load), []).append(t)
+                        print(f"{setting:>24} {load:>14}: {t:6.2f} s", flush=True)
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    print(f"\n{os.cpu_count()} cores; {args.images} pairs of {args.size}x{args.size}, resnet_{args.blocks}blocks, ngf {args.ngf}; "
+          f"{args.repeats} repeats (median [min-max] s)")
+    print(f"{'setting':>24}  {'idle':>22}  {'one core busy':>22}  loaded/idle")
+    summary = {}
+    for setting in settings:
+        idle, loaded = times[(setting, "idle")], times[(setting, "one core busy")]
+        ratio = statistics.median(loaded) / statistics.median(idle)
+        cells = [f"{statistics.median(v):6.2f} [{min(v):.2f}-{max(v):.2f}]" for v in (idle, loaded)]
+        print(f"{setting:>24}  {cells[0]:>22}  {cells[1]:>22}  {ratio:5.2f}x")
+        summary[setting] = {"idle_s": idle, "loaded_s": loaded, "ratio": ratio}
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
