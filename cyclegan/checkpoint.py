@@ -217,7 +217,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_training_state(path: Path, model_state: dict, epoch: int, cfg: TrainConfig, extra: dict | None = None) -> None:
-    atomic_save({"format": STATE_FORMAT, "epoch": epoch, "config": cfg.to_dict(), "model": model_state,
+    atomic_save({"format": STATE_FORMAT, "epoch": epoch, "config": cfg.to_record(), "model": model_state,
                  "rng": rng_state(), "extra": extra or {}}, path)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import UserError
+from .urls import mask_userinfo
 
 NORMS = ("instance", "batch", "none")
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
@@ -162,6 +163,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def to_record(self) -> dict[str, Any]:
+        """The options as stored beside a run (config.json, latest_state.pt): credentials in URLs
+        (an s3_endpoint_url with user:password@) masked. Nothing reads them back on resume: a resumed
+        run gets its options, credentials included, from its caller again."""
+        return {k: mask_userinfo(v) if isinstance(v, str) else v for k, v in self.to_dict().items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

@@ -13,6 +13,7 @@ group per step, however many times each network is used inside it.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 
 import torch
@@ -23,6 +24,8 @@ from .losses import GANLoss, gradient_penalty, l1
 from .networks import define_networks
 from .pool import ImagePool
 from .schedules import build_scheduler
+
+log = logging.getLogger(__name__)
 
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
 
@@ -93,6 +96,8 @@ class CycleGAN:
         self.frozen_discriminators: tuple[nn.Module, nn.Module] = (nets["D_A"], nets["D_B"])
         # Set by the speed options: the whole step captured as CUDA graphs (see speed.GraphedStep).
         self.graphed_step: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None = None
+        # Why the fast path (torch.compile, CUDA graphs) was given up for the plain eager step, if it was.
+        self.fast_path_fallback: str | None = None
 
         self.configure_optimizers()
         self.criterion = GANLoss(cfg.gan_mode)
@@ -160,10 +165,37 @@ class CycleGAN:
         return self.eager_step(real_A, real_B)
 
     def eager_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
-        g_losses, fake_A, fake_B = self.generator_update(real_A, real_B)
+        g_losses, fake_A, fake_B = self.run_part(self.generator_update, real_A, real_B)
         fake_A, fake_B = self.pool_A.query(fake_A), self.pool_B.query(fake_B)
-        loss_D_A, loss_D_B = self.discriminator_update(real_A, real_B, fake_A, fake_B)
+        loss_D_A, loss_D_B = self.run_part(self.discriminator_update, real_A, real_B, fake_A, fake_B)
         return {name: loss.detach() for name, loss in self.gather_losses(g_losses, loss_D_A, loss_D_B).items()}
+
+    @property
+    def compiled(self) -> bool:
+        return any(hasattr(m, "_orig_mod") for m in (self.train_generators, self.train_discriminators, *self.frozen_discriminators))
+
+    def run_part(self, part: Callable, *args: torch.Tensor):
+        """One part of the step (generator_update or discriminator_update). torch.compile fails, if
+        it does, in the part's forward or backward, before its Adam step: nothing has changed yet,
+        so the part runs again on the plain modules, and the run stays eager from then on."""
+        if not self.compiled:
+            return part(*args)
+        try:
+            return part(*args)
+        except Exception as err:  # a real error in the step fails again, eagerly, and propagates
+            self.fall_back_to_eager(f"torch.compile failed: {error_summary(err)}")
+            return part(*args)
+
+    def fall_back_to_eager(self, reason: str) -> None:
+        """Give up the fast path for good: the plain (uncompiled) modules, no CUDA graphs. Weights,
+        optimizer state and pools are the same objects: training continues from the same state."""
+        self.train_generators = getattr(self.train_generators, "_orig_mod", self.train_generators)
+        self.train_discriminators = getattr(self.train_discriminators, "_orig_mod", self.train_discriminators)
+        self.frozen_discriminators = tuple(getattr(d, "_orig_mod", d) for d in self.frozen_discriminators)
+        self.graphed_step = None
+        if self.fast_path_fallback is None:
+            log.warning("%s; continuing with the plain eager step from the same state (same weights and optimizer state)", reason)
+            self.fast_path_fallback = reason
 
     @staticmethod
     def gather_losses(g_losses: dict[str, torch.Tensor], loss_D_A: torch.Tensor, loss_D_B: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -267,6 +299,11 @@ class CycleGAN:
         self.pool_B.load_state_dict(state["pool_B"], self.device)
         if self.graphed_step is not None:
             self.graphed_step.reset()  # the optimizer state tensors are new: capture again
+
+
+def error_summary(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
 
 
 # Optimizer flags that belong to this run's implementation, not to the run that saved the state.

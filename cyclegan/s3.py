@@ -24,7 +24,9 @@ from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
 from s3transfer.subscribers import BaseSubscriber
 from tqdm.auto import tqdm
 
+from .cache import contained, safe_relpath
 from .errors import DatasetError
+from .urls import mask_userinfo
 
 ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 ADDRESSING_ENV = "CYCLEGAN_S3_ADDRESSING_STYLE"  # path, virtual or auto
@@ -70,11 +72,13 @@ def make_client(endpoint: str | None = None, *, addressing_style: str | None = N
     try:
         return boto3.Session(botocore_session=session).client("s3", endpoint_url=endpoint, config=config)
     except ValueError as err:  # botocore's "Invalid endpoint: ..."
-        raise DatasetError(f"S3 endpoint {endpoint!r} is not usable ({err}); give a URL such as http://minio:9000") from None
+        shown = mask_userinfo(str(endpoint))
+        raise DatasetError(f"S3 endpoint {shown!r} is not usable ({mask_userinfo(str(err))}); give a URL such as http://minio:9000") from None
 
 
 def describe_endpoint(client) -> str:
-    return client.meta.endpoint_url
+    """The client's endpoint for messages: no user info (credentials) in it."""
+    return mask_userinfo(client.meta.endpoint_url)
 
 
 @contextmanager
@@ -171,3 +175,17 @@ def download(client, url: str, items: list[tuple[S3Object, Path]], *, show_progr
                 with s3_errors(f"s3://{bucket}/{obj.key}", client):  # name the object that failed
                     future.result()
     return total
+
+
+def download_prefix(url: str, target: Path, suffixes: tuple[str, ...], *, endpoint: str | None = None,
+                    folder: str = "the output folder") -> list[Path]:
+    """Download the objects under s3://bucket/prefix whose names end in `suffixes` into `target`,
+    keeping their paths relative to the prefix. Every key is checked before anything is written:
+    one that would climb out of `target` ('../', a leading '/') is refused, naming it."""
+    client = make_client(endpoint)
+    bucket, prefix = split_url(url)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    wanted = [o for o in list_objects(client, url, prefix) if o.key.lower().endswith(suffixes)]
+    items = [(obj, contained(target, safe_relpath(obj.key[len(prefix):], url, "key", folder), url, folder)) for obj in wanted]
+    download(client, url, items)
+    return [path for _, path in items]

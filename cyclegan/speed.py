@@ -19,10 +19,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .config import TrainConfig
 from .errors import UserError
-from .model import LOSS_NAMES, CycleGAN, GeneratorPair
+from .model import LOSS_NAMES, CycleGAN, GeneratorPair, error_summary
 
 log = logging.getLogger(__name__)
 
+# Epoch metrics of a run that left the fast path: 1 from then on, and why (also an MLflow tag).
+FALLBACK_METRIC = "fast_path_fallback"
+FALLBACK_REASON = "fast_path_fallback_reason"
 # DDP gradient buckets (MB) per network group; docs/PERFORMANCE.md explains the sizes.
 DDP_BUCKET_MB = {"generators": 16, "discriminators": 8}
 
@@ -112,6 +115,11 @@ class GraphedStep:
     The first `warmup` calls run eagerly on a side stream (lazy initialisation, cuDNN benchmarking,
     torch.compile, Adam's state); the next call captures both parts and replays them. Every call is
     one real training step. A batch of another shape (an epoch's smaller last batch) runs eagerly.
+
+    If capture or a replay fails, the model falls back to the plain eager step for good
+    (CycleGAN.fall_back_to_eager) and that call's step still happens, once: a failed capture ran
+    nothing; a failed generator replay runs the whole step eagerly; a failed discriminator replay
+    runs the discriminator part eagerly on the same pooled fakes.
     """
 
     def __init__(self, model: CycleGAN, warmup: int = 3):
@@ -140,7 +148,12 @@ class GraphedStep:
                 self.calls += 1
                 return self._warm_up(real_A, real_B)
             if self.graphs is None:
-                self._capture(real_A, real_B)
+                try:
+                    self._capture(real_A, real_B)
+                except Exception as err:
+                    self.reset()
+                    self.model.fall_back_to_eager(f"CUDA-graph capture failed: {error_summary(err)}")
+                    return self.model.eager_step(real_A, real_B)
             return self._replay(real_A, real_B)
 
     def _warm_up(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -183,12 +196,21 @@ class GraphedStep:
         generator_graph, discriminator_graph = self.graphs
         self.real_A.copy_(real_A)
         self.real_B.copy_(real_B)
-        generator_graph.replay()
+        try:
+            generator_graph.replay()
+        except Exception as err:
+            model.fall_back_to_eager(f"CUDA-graph replay failed: {error_summary(err)}")
+            return model.eager_step(real_A, real_B)
         # The pools keep clones: the generator graph overwrites its outputs on the next replay.
         self.fake_A_in.copy_(model.pool_A.query(self.fake_A_out))
         self.fake_B_in.copy_(model.pool_B.query(self.fake_B_out))
-        discriminator_graph.replay()
-        losses = model.gather_losses(self.g_losses, *self.d_losses)
+        try:
+            discriminator_graph.replay()
+            d_losses = self.d_losses
+        except Exception as err:  # the generators have stepped: only the discriminators' part is left
+            model.fall_back_to_eager(f"CUDA-graph replay failed: {error_summary(err)}")
+            d_losses = model.run_part(model.discriminator_update, real_A, real_B, self.fake_A_in.clone(), self.fake_B_in.clone())
+        losses = model.gather_losses(self.g_losses, *d_losses)
         values = torch.stack([losses[name] for name in LOSS_NAMES])  # one copy out of graph memory
         return dict(zip(LOSS_NAMES, values.unbind()))
 

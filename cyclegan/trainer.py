@@ -23,7 +23,7 @@ from .data import UnalignedDataset, check_dataset_root, make_loader, to_model_in
 from .errors import UserError
 from .model import LOSS_NAMES, CycleGAN, resolve_device
 from .sources import resolve_dataset
-from .speed import SpeedOptions, apply_speed_options
+from .speed import FALLBACK_METRIC, FALLBACK_REASON, SpeedOptions, apply_speed_options
 from .visualize import save_sample_grid, square, write_index
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_record(), indent=2))
             log.info("training %s on %s: %d images A, %d images B, batch %d x %d worker(s) = %d, epochs %d-%d, %s",
                      cfg.name, self.device, len(self.dataset.A_paths), len(self.dataset.B_paths), cfg.batch_size,
                      self.world_size, cfg.batch_size * self.world_size, self.start_epoch, cfg.total_epochs, self.speed)
@@ -157,6 +157,10 @@ class Trainer:
         metrics.update(epoch=epoch, lr=model.learning_rate, epoch_time_s=elapsed, iterations=steps,
                        pairs_per_s=steps * cfg.batch_size * self.world_size / max(elapsed, 1e-9),
                        data_wait_fraction=data_time / max(elapsed, 1e-9))
+        if not self.speed.plain:  # 1 once the fast path failed and the run went on eagerly (the reason beside it)
+            metrics[FALLBACK_METRIC] = int(model.fast_path_fallback is not None)
+            if model.fast_path_fallback:
+                metrics[FALLBACK_REASON] = model.fast_path_fallback
         return metrics
 
     def end_epoch(self, epoch: int, metrics: dict) -> None:

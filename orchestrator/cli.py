@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cyclegan.errors import dispatch, run_cli
+from cyclegan.errors import UserError, dispatch, run_cli
 
 
 def _registrations():
@@ -25,7 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dispatch(build_parser(), argv)
+    from .redact import mask_text
+
+    try:
+        return dispatch(build_parser(), argv)
+    except UserError as err:  # messages quote what the user wrote: storage and data references, endpoints
+        err.args = (mask_text(str(err)),)
+        raise
 
 
 def entry_point() -> int:

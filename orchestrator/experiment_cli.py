@@ -9,6 +9,7 @@ from pathlib import Path
 from cyclegan.errors import UserError
 
 from .manifest import LoadedManifest, ManifestError, TaskPlan, grid_points, load_manifest
+from .resources import DEFAULT_RESOURCE_WAIT_S
 
 DEFAULT_STORAGE = "./runs"
 
@@ -49,6 +50,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def describe_plan(plans: list[TaskPlan], storage: str) -> str:
+    """What `run --dry-run` prints, credentials masked (storage and data references may hold some)."""
+    from .redact import mask_text
     from .sweep import total_epochs
 
     lines = [f"storage: {storage}"]
@@ -67,7 +70,7 @@ def describe_plan(plans: list[TaskPlan], storage: str) -> str:
         peak_trials = min(plan.trial_count, plan.search.max_concurrent_trials or plan.trial_count)
         lines.append(f"  needs at most {peak_trials * r.workers * r.cpus_per_worker:g} CPU and "
                      f"{peak_trials * r.workers * r.gpus_per_worker:g} GPU at once")
-    return "\n".join(lines)
+    return mask_text("\n".join(lines))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -91,7 +94,8 @@ def _run(args: argparse.Namespace) -> int:
     console = RunConsole(results_dir / f"{loaded.manifest.name}.log", verbose=args.verbose)
     with console.captured():
         return run_experiment(loaded, plans, storage=storage, address=args.address, resume=args.resume, results_dir=results_dir,
-                              echo=console.echo, verbose=args.verbose, log_path=None if args.verbose else console.log_path)
+                              echo=console.echo, verbose=args.verbose, log_path=None if args.verbose else console.log_path,
+                              resource_wait_s=args.resource_wait)
 
 
 def register(subparsers) -> None:
@@ -114,6 +118,9 @@ def register(subparsers) -> None:
     run.add_argument("--dry-run", action="store_true", help="print the trials that would run and the resources they need; start nothing")
     run.add_argument("--storage", help="override the manifest's storage (a folder or s3://bucket/prefix)")
     run.add_argument("--offline", action="store_true", help="skip the up-front dataset checks")
+    run.add_argument("--resource-wait", type=float, default=DEFAULT_RESOURCE_WAIT_S, metavar="SECONDS",
+                     help="on a cluster with an autoscaler, how long to wait for the nodes a trial needs before failing "
+                          f"(default: {DEFAULT_RESOURCE_WAIT_S:g}); a cluster that cannot grow (the private local Ray) fails at once")
     run.add_argument("--results-dir", default="results",
                      help="where the experiment's results JSON and its log (<name>.log) are written (default: ./results)")
     run.add_argument("--verbose", action="store_true",

@@ -89,11 +89,39 @@ class Search(_Strict):
         return "max" if re.sub(r"_(AtoB|BtoA)$", "", self.metric) in MAXIMIZED_METRICS else "min"
 
 
+# What MLflow 3.17 refuses (mlflow/utils/validation.py, its SQL schema): registered model names with
+# '/' or ':', names that a path normalisation would change or that start with '..', longer than 256
+# characters; experiment names that are empty or longer than 500. The prefix also keeps to the
+# characters of task names, so `models:/<prefix><task>@champion` and the registry's filters work.
+_REGISTRY_PREFIX = re.compile(r"[A-Za-z0-9_.-]*")
+MAX_MODEL_NAME = 256
+MAX_EXPERIMENT_NAME = 500
+
+
 class Tracking(_Strict):
     uri: str | None = Field(None, description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a local sqlite store)")
     experiment: str | None = Field(None, description="MLflow experiment name (default: the manifest's name)")
     registry_prefix: str = Field("cyclegan-", description="registered models are named <prefix><task>")
     system_metrics: bool = Field(False, description="log MLflow's system metrics (CPU, memory, disk, network, GPU) on each trial's run")
+
+    @field_validator("registry_prefix")
+    @classmethod
+    def _registrable_prefix(cls, value: str) -> str:
+        if not _REGISTRY_PREFIX.fullmatch(value):
+            bad = sorted({c for c in value if not _REGISTRY_PREFIX.fullmatch(c)})
+            raise ValueError(f"{value!r}: MLflow model names cannot hold {' '.join(repr(c) for c in bad)}; "
+                             "use letters, digits, '_', '.' and '-'")
+        if value.startswith(".."):
+            raise ValueError(f"{value!r}: MLflow refuses model names starting with '..'")
+        return value
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or len(value) > MAX_EXPERIMENT_NAME or value != value.strip()):
+            raise ValueError(f"MLflow experiment names are 1 to {MAX_EXPERIMENT_NAME} characters, "
+                             "without leading or trailing spaces")
+        return value
 
 
 class Defaults(_Strict):
@@ -144,6 +172,15 @@ class Manifest(_Strict):
                 raise ValueError(f"task name {task.name!r} is used twice")
             seen.add(task.name)
         return tasks
+
+    @model_validator(mode="after")
+    def _model_names_fit(self) -> Manifest:
+        for i, task in enumerate(self.tasks):
+            name = f"{self.tracking.registry_prefix}{task.name}"
+            if len(name) > MAX_MODEL_NAME:
+                raise ValueError(f"tracking.registry_prefix + tasks[{i}].name: the registered model name {name[:40]!r}... "
+                                 f"is {len(name)} characters; MLflow takes at most {MAX_MODEL_NAME}")
+        return self
 
 
 # ------------------------------------------------------------------------------------------------

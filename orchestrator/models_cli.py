@@ -49,6 +49,9 @@ def register_translate(subparsers) -> None:
                            help="AtoB translates the dataset's domain A into B; BtoA the other way (default: AtoB)")
     translate.add_argument("--input", required=True, help="an image, a folder of images, or s3://bucket/prefix")
     translate.add_argument("--output", required=True, help="folder for the translated images (same relative names)")
+    translate.add_argument("--s3-endpoint-url", default=None, metavar="URL",
+                           help="S3-compatible endpoint for an s3:// --input, e.g. MinIO or Ceph (default: $AWS_ENDPOINT_URL_S3, "
+                                "then $AWS_ENDPOINT_URL, then AWS)")
     _common(translate)
     translate.set_defaults(run=_translate)
 
@@ -125,47 +128,35 @@ def _translate(args) -> int:
 
     from .registry import using_uri
 
-    uri = _uri(args)
-    try:
-        with using_uri(uri):
-            model = mlflow.pyfunc.load_model(args.model).unwrap_python_model()
-    except MlflowException as err:
-        raise UserError(f"--model {args.model}: cannot load it from {_shown(uri)}: {_shown(err.message)[:300]}") from None
-    if not hasattr(model, "generator"):
-        raise UserError(f"--model {args.model}: not a CycleGAN model registered by this project")
-    net = model.generator(args.direction)
     with tempfile.TemporaryDirectory(prefix="cyclegan-translate-") as tmp:
-        source = _download_s3(args.input, Path(tmp)) if args.input.startswith("s3://") else Path(args.input)
+        # The input first: a bad one fails in seconds, before the model is loaded.
+        source = _download_s3(args.input, Path(tmp), args.s3_endpoint_url) if args.input.startswith("s3://") else Path(args.input)
+        uri = _uri(args)
+        try:
+            with using_uri(uri):
+                model = mlflow.pyfunc.load_model(args.model).unwrap_python_model()
+        except MlflowException as err:
+            raise UserError(f"--model {args.model}: cannot load it from {_shown(uri)}: {_shown(err.message)[:300]}") from None
+        if not hasattr(model, "generator"):
+            raise UserError(f"--model {args.model}: not a CycleGAN model registered by this project")
+        net = model.generator(args.direction)
         written = translate_folder(net, source, Path(args.output), model.multiple)
     print(f"wrote {len(written)} translated image(s) to {args.output} ({args.model}, {args.direction})")
     return 0
 
 
-def _download_s3(uri: str, target: Path) -> Path:
-    """Download the images under s3://bucket/prefix into `target`, keeping relative paths.
-    boto3 takes credentials and endpoint (AWS_ENDPOINT_URL_S3) from the environment."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
+def _download_s3(uri: str, target: Path, endpoint: str | None) -> Path:
+    """Download the images under s3://bucket/prefix into `target`, keeping relative paths; a key
+    that would land outside `target` is refused. Endpoint, retries and credentials as for datasets."""
     from cyclegan.data import IMG_EXTENSIONS
+    from cyclegan.s3 import download_prefix
 
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
-    s3 = boto3.client("s3")
-    count = 0
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                key = item["Key"]
-                if Path(key).suffix.lower() in IMG_EXTENSIONS:
-                    local = target / key[len(prefix):]
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    s3.download_file(bucket, key, str(local))
-                    count += 1
-    except (BotoCoreError, ClientError) as err:
-        raise UserError(f"--input {uri}: cannot read it ({_shown(str(err))[:200]}); check the bucket, prefix and AWS credentials") from None
-    if not count:
-        raise UserError(f"--input {uri}: no images under this prefix")
+        written = download_prefix(uri, target, IMG_EXTENSIONS, endpoint=endpoint, folder="the download folder")
+    except UserError as err:
+        raise UserError(f"--input {_shown(str(err))}") from None
+    if not written:
+        raise UserError(f"--input {_shown(uri)}: no images under this prefix")
     return target
 
 

@@ -17,15 +17,18 @@ from cyclegan.errors import UserError
 from . import tracking
 from .lineage import git_commit, log_task_lineage
 from .manifest import LoadedManifest, TaskPlan
-from .redact import mask_text
-from .storage import Storage, validate_storage
+from .redact import environ_snapshot, is_secret_name, mask_text
+from .resources import DEFAULT_RESOURCE_WAIT_S, check_cluster_fits, has_autoscaler
+from .storage import Storage, validate_storage, without_userinfo
 from .sweep import SweepContext, TaskResult, run_sweeps, summary_table, write_results
 from .train import connect
 
 log = logging.getLogger(__name__)
 
-# Environment the Ray workers need to reach S3 and MLflow like the driver does.
+# Settings the Ray workers need to reach S3 and MLflow like the driver does (endpoints, region, cache).
 FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_", "CYCLEGAN_")
+# Trials need no usage reports; MLflow's telemetry thread also changes os.environ while trials run.
+WORKER_ENV_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 TRIAL_RUN_STATUS = {"finished": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
 
 
@@ -35,6 +38,16 @@ class Stopped(KeyboardInterrupt):
 
 def _stop(signum, frame):
     raise Stopped()
+
+
+def worker_env(environ: dict[str, str]) -> dict[str, str]:
+    """The runtime env's variables: the driver's non-secret settings only. Ray writes a runtime env in
+    plain text to its runtime_env_agent.log, so no secret goes there: a private local Ray inherits the
+    driver's environment anyway, and on a cluster the workers take credentials from their node
+    (instance profile, IRSA) or from the runtime env the user wrote (docs/cluster.md)."""
+    env = {k: v for k, v in environ.items()
+           if k.startswith(FORWARDED_ENV_PREFIXES) and not is_secret_name(k) and mask_text(v) == v}
+    return {**WORKER_ENV_DEFAULTS, **env}
 
 
 def _sweep_token(target: Storage, experiment: str, resume: bool) -> str:
@@ -79,6 +92,8 @@ def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -
 
 def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str) -> None:
     """Close the trial runs, register the best trial's generators, close the parent run."""
+    from mlflow.exceptions import MlflowException
+
     from .registry import register_best
 
     uri, parent = spec["uri"], spec["parent_run_id"]
@@ -97,9 +112,9 @@ def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str) ->
             result.registry = {"name": registration.name, "version": registration.version, "champion": registration.champion,
                                "model_uri": registration.model_uri, "summary": registration.summary()}
             summary = registration.summary()
-        except UserError as err:
-            summary = f"registration failed: {err}"
-            result.registry = {"error": str(err)}
+        except (UserError, MlflowException) as err:  # the parent run still ends, FINISHED with the reason
+            summary = f"registration failed: {mask_text(str(err))[:300]}"
+            result.registry = {"error": summary}
     tracking.end_task_run(uri, parent, "FINISHED" if best else "FAILED", summary=summary)
 
 
@@ -139,23 +154,30 @@ def _logs_line(log_path: Path | None) -> str | None:
 
 
 def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: str, address: str | None, resume: bool,
-                   results_dir: Path, echo=print, verbose: bool = True, log_path: Path | None = None) -> int:
+                   results_dir: Path, echo=print, verbose: bool = True, log_path: Path | None = None,
+                   resource_wait_s: float = DEFAULT_RESOURCE_WAIT_S) -> int:
     """Sweep `plans`, register each task's best, print the summary. `verbose=False`: the Ray workers'
     output stays in Ray's logs (the caller captures this process's own, see orchestrator.console)."""
     experiment = loaded.manifest.name
     target = validate_storage(storage)
     token = _sweep_token(target, experiment, resume)
     runs = _start_tracking(loaded, plans, token)  # before anything trains: an unreachable MLflow fails here
-    ctx = SweepContext(experiment=experiment, storage=target.path if target.is_local else storage, resume=resume, tracking=runs)
+    ctx = SweepContext(experiment=experiment, storage=target.path if target.is_local else without_userinfo(storage), resume=resume, tracking=runs)
     # Under `ray job submit` the job's runtime env already carries the environment (and Ray refuses
-    # a second one with the same keys); a driver started by hand forwards its own to the workers.
+    # a second one with the same keys); a driver started by hand forwards its settings (no secrets).
     in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
-    env = {} if in_job else {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+    env = {} if in_job else worker_env(environ_snapshot())
     previous = signal.signal(signal.SIGTERM, _stop)
     started_here = False
     try:
         started_here = connect(address, runtime_env={"env_vars": env} if env else None, log_to_driver=verbose)
         signal.signal(signal.SIGTERM, _stop)  # ray.init installs its own SIGTERM handler (sys.exit)
+        try:
+            check_cluster_fits(plans, can_grow=not started_here and has_autoscaler(), wait_s=resource_wait_s, echo=echo)
+        except UserError as err:
+            for spec in runs.values():
+                tracking.end_task_run(spec["uri"], spec["parent_run_id"], "FAILED", summary=mask_text(str(err))[:2000])
+            raise
         echo(f"sweeping {len(plans)} task(s) of {experiment}: " + ", ".join(f"{p.name} ({p.trial_count} trials)" for p in plans))
         logs = _logs_line(log_path)
         if logs:

@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
 
@@ -93,6 +93,13 @@ def parse_storage(uri: str, endpoint_url: str | None = None) -> Storage:
     return Storage(shown=shown, path=f"{bucket}/{prefix}".rstrip("/"), filesystem=fs, endpoint=endpoint)
 
 
+def without_userinfo(uri: str) -> str:
+    """`s3://KEY:SECRET@bucket/prefix` -> `s3://bucket/prefix`: the same storage (parse_storage ignores
+    user info; credentials come from the AWS chain), safe to hand to Ray, which stores it."""
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else uri
+
+
 def validate_storage(storage: str | Storage, endpoint_url: str | None = None) -> Storage:
     """Parse and check `storage` as described above; return it, ready for RunConfig."""
     target = storage if isinstance(storage, Storage) else parse_storage(storage, endpoint_url)
@@ -117,7 +124,7 @@ def _check_folder(target: Storage) -> None:
 def _check_bucket(target: Storage) -> None:
     checker = _checking_filesystem(target)
     bucket = target.path.split("/", 1)[0]
-    where = f"at {target.endpoint}" if target.endpoint else "on AWS S3"
+    where = f"at {mask_text(target.endpoint)}" if target.endpoint else "on AWS S3"
     try:
         info = checker.get_file_info(bucket)
     except OSError as err:
@@ -150,7 +157,7 @@ def _checking_filesystem(target: Storage) -> pafs.S3FileSystem:
 def _s3_error(target: Storage, where: str, err: OSError, writing: bool = False) -> StorageError:
     text = str(err)
     if "NETWORK_CONNECTION" in text or "curlCode" in text or "Could not connect" in text or "timed out" in text.lower():
-        return StorageError(f"storage {target.shown}: cannot reach the S3 endpoint {target.endpoint or 'of AWS'}; check that it is "
+        return StorageError(f"storage {target.shown}: cannot reach the S3 endpoint {mask_text(target.endpoint or 'of AWS')}; check that it is "
                             "up and that $AWS_ENDPOINT_URL_S3 (or ?endpoint_override= in the URI) names it")
     if any(code in text for code in ("ACCESS_DENIED", "AccessDenied", "403", "INVALID_ACCESS_KEY", "SignatureDoesNotMatch")):
         action = "write to" if writing else "read"

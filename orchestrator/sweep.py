@@ -23,7 +23,7 @@ from ray import tune
 from . import search as tune_search
 from .manifest import LoadedManifest, TaskPlan
 from .progress import ProgressBoard, ProgressCallback, follow
-from .redact import mask_text
+from .redact import is_secret_name, mask_text
 
 
 @dataclass
@@ -125,10 +125,22 @@ def pick_best(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
     return (min if mode == "min" else max)(scored, key=lambda t: t.metric)
 
 
+def keep_credentials_out_of_trial_envs() -> None:
+    """Ray Tune copies the driver's AWS_* credentials into every trial's runtime env
+    (ray/tune/execution/class_cache.py), and Ray writes runtime envs in plain text to its
+    runtime_env_agent.log. The trial processes do not need the copy: they inherit the node's
+    environment (a private local Ray: the driver's) or use the node's own credentials."""
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE.difference_update(
+        {name for name in class_cache.ENV_VARS_TO_PROPAGATE if is_secret_name(name)})
+
+
 def sweep_task(plan: TaskPlan, ctx: SweepContext, board_name: str) -> TaskResult:
     """Run (or resume) one task's Tune experiment; runs inside a Ray task."""
     from .storage import parse_storage
 
+    keep_credentials_out_of_trial_envs()
     epochs = total_epochs(plan)
 
     def trial(config: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from cyclegan.errors import UserError
+from cyclegan.speed import FALLBACK_REASON
 
 from .lineage import log_dataset_input, mark_training_experiment, start_system_metrics
 from .redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params
@@ -338,9 +339,11 @@ class TrialLogger:
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, epoch) for key, value in metrics.items()
                  if key != "epoch" and isinstance(value, numbers.Real)]  # numpy scalars too
+        tags = [RunTag(LAST_EPOCH_TAG, str(epoch))]
+        if metrics.get(FALLBACK_REASON):  # why the trial left torch.compile / CUDA graphs for the eager step
+            tags.append(RunTag(FALLBACK_REASON, mask_text(str(metrics[FALLBACK_REASON]))[:MAX_TAG_VALUE]))
         for start in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[start:start + 1000],
-                                  tags=[RunTag(LAST_EPOCH_TAG, str(epoch))] if start == 0 else ())
+            self.client.log_batch(self.run_id, metrics=batch[start:start + 1000], tags=tags if start == 0 else ())
         self.last_step = epoch
         return True
 

@@ -165,14 +165,14 @@ def _tracking_listener(tracking: dict, cfg: TrainConfig, run_name: str, output_d
 
     options = dict(tracking)
     trial = str(options.pop("trial", run_name))
-    logger = TrialLogger(trial_name=trial, params=cfg.to_dict(), **options)
+    logger = TrialLogger(trial_name=trial, params=cfg.to_record(), **options)
     logger.log_dataset(cfg.dataroot, data_root)
 
     def listener(epoch: int, metrics: dict) -> None:
         if logger.log_epoch(epoch, metrics) and metrics.get("sample_grid"):
             logger.log_sample_grid(epoch, metrics["sample_grid"])
         if epoch == cfg.total_epochs:
-            logger.log_checkpoint(output_dir, "final", epoch, cfg.to_dict())
+            logger.log_checkpoint(output_dir, "final", epoch, cfg.to_record())
             logger.stop_system_metrics()
 
     return listener

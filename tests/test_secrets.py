@@ -93,3 +93,104 @@ def test_masking_survives_another_thread_changing_the_environment():
         thread.join()
         for key in [k for k in os.environ if k.startswith("_TEST_CHURN")]:
             os.environ.pop(key, None)
+
+
+def test_runtime_env_forwards_settings_but_no_secret():
+    from orchestrator.runner import worker_env
+
+    environ = {"AWS_ACCESS_KEY_ID": "AKIAABCDEFGHIJKLMNOP", "AWS_SECRET_ACCESS_KEY": "canary-1", "AWS_SESSION_TOKEN": "canary-2",
+               "MLFLOW_TRACKING_PASSWORD": "canary-3", "MLFLOW_TRACKING_TOKEN": "canary-4",
+               "MLFLOW_TRACKING_URI": "https://bob:canary-5@mlflow:5000", "CYCLEGAN_API_KEY": "canary-6",
+               "AWS_ENDPOINT_URL_S3": "http://minio:9000", "AWS_DEFAULT_REGION": "eu-west-1", "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000",
+               "CYCLEGAN_CACHE_DIR": "/mnt/cache", "CYCLEGAN_S3_ADDRESSING_STYLE": "path", "HOME": "/root", "PATH": "/bin"}
+    env = worker_env(environ)
+    assert not any("canary" in v or "AKIA" in v for v in env.values()), env
+    assert env == {"AWS_ENDPOINT_URL_S3": "http://minio:9000", "AWS_DEFAULT_REGION": "eu-west-1",
+                   "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000", "CYCLEGAN_CACHE_DIR": "/mnt/cache",
+                   "CYCLEGAN_S3_ADDRESSING_STYLE": "path", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    assert worker_env({"MLFLOW_DISABLE_TELEMETRY": "false"})["MLFLOW_DISABLE_TELEMETRY"] == "false"  # the user's choice wins
+
+
+# -- references printed by the CLI: masked ---------------------------------------------------------
+CANARY = "canaryPW-7f3a"
+LEAKY_MANIFEST = f"""\
+name: leaky
+storage: "s3://AKIAABCDEFGHIJKLMNOP:{CANARY}@runs-bucket/sweeps"
+defaults:
+  train: {{netG: resnet_2blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, n_epochs: 1, n_epochs_decay: 0,
+          s3_endpoint_url: "http://minio-user:{CANARY}@minio:9000"}}
+tasks:
+  - {{name: t, data: "synthetic://colorshift?size=32&n_train=4&n_test=1&seed=0"}}
+"""
+
+
+def test_dry_run_prints_storage_and_options_masked(tmp_path, capsys):
+    from cyclegan.errors import run_cli
+    from orchestrator.cli import main
+
+    manifest = tmp_path / "leaky.yaml"
+    manifest.write_text(LEAKY_MANIFEST)
+    assert run_cli(main, ["run", str(manifest), "--dry-run", "--offline"]) == 0
+    out = capsys.readouterr()
+    assert "storage: s3://" in out.out and "@runs-bucket/sweeps" in out.out
+    assert CANARY not in out.out + out.err and "AKIAABCDEFGHIJKLMNOP" not in out.out + out.err
+
+
+def test_validate_errors_quote_data_references_masked(tmp_path, capsys):
+    from cyclegan.errors import run_cli
+    from orchestrator.cli import main
+
+    manifest = tmp_path / "leaky.yaml"
+    manifest.write_text(LEAKY_MANIFEST.replace('"synthetic://colorshift?size=32&n_train=4&n_test=1&seed=0"',
+                                               f'"ftp://bob:{CANARY}@files.example.com/horse2zebra"'))
+    assert run_cli(main, ["validate", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    # The field path names the value; the message never repeats it raw.
+    assert "tasks[0].data (line" in err and "unsupported scheme ftp://" in err, err
+    assert CANARY not in err
+
+
+def test_s3_errors_show_the_endpoint_without_its_user_info(monkeypatch):
+    from conftest import free_port
+    from cyclegan import s3
+    from cyclegan.errors import DatasetError
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(key, value)
+    client = s3.make_client(f"http://minio-user:{CANARY}@127.0.0.1:{free_port()}")
+    with pytest.raises(DatasetError) as caught:
+        s3.list_objects(client, "s3://bucket/prefix")
+    assert "cannot reach the S3 endpoint http://minio-user:***@127.0.0.1:" in str(caught.value)
+    assert CANARY not in str(caught.value)
+
+
+def test_storage_handed_to_ray_keeps_no_user_info():
+    from orchestrator.storage import without_userinfo
+
+    assert without_userinfo(f"s3://KEY:{CANARY}@bucket/p?endpoint_override=h:9000") == "s3://bucket/p?endpoint_override=h:9000"
+    assert without_userinfo("s3://bucket/p") == "s3://bucket/p"
+
+
+def test_stored_config_masks_endpoint_credentials_and_resume_still_works(tiny_dataset, tmp_path):
+    """config.json and latest_state.pt keep no s3_endpoint_url password; a resumed run (which takes
+    its options from its caller) continues from the stored state."""
+    import torch
+
+    from conftest import tiny_config
+    from cyclegan.trainer import Trainer
+
+    endpoint = f"http://minio-user:{CANARY}@minio:9000"
+    cfg = tiny_config(tiny_dataset, tmp_path, max_dataset_size=2, n_samples=0, n_epochs_decay=0,
+                      s3_endpoint_url=endpoint)
+    Trainer(cfg, show_progress=False).fit()
+    run = tmp_path / "tiny"
+    for path in (run / "config.json", run / "latest_state.pt"):
+        assert CANARY.encode() not in path.read_bytes(), path
+    state = torch.load(run / "latest_state.pt", weights_only=True)
+    assert state["config"]["s3_endpoint_url"] == "http://minio-user:***@minio:9000"
+    resumed = Trainer(cfg.replace(continue_train=True, n_epochs_decay=1), show_progress=False)
+    assert resumed.start_epoch == 2
+    assert resumed.cfg.s3_endpoint_url == endpoint
+    resumed.fit()
+    assert CANARY.encode() not in (run / "latest_state.pt").read_bytes()

@@ -1,0 +1,74 @@
+"""`orchestrator translate --input s3://bucket/prefix`: keys that would climb out of the download
+folder are refused before anything is written (moto in server mode)."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from cyclegan.errors import run_cli
+from orchestrator.cli import main
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde\x00\x00\x00\x0cIDATx"
+       b"\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def _bucket(s3_env, keys: list[str]) -> str:
+    client = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing", config=Config(s3={"addressing_style": "path"}))
+    bucket = f"translate-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=PNG)
+    listed = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert sorted(listed) == sorted(keys), "the S3 server changed the keys: the test would prove nothing"
+    return bucket
+
+
+# (key under s3://bucket/in/, why it is refused)
+CLIMBING = [
+    ("in/../{name}", "'..' in the path"),
+    ("in/sub/../../../../{name}", "'..' in the path"),
+    ("in//tmp/{name}", "absolute path"),
+    ("in/..\\..\\{name}", "'..' in the path"),
+]
+
+
+@pytest.mark.parametrize("pattern,reason", CLIMBING)
+def test_keys_climbing_out_of_the_prefix_are_refused(s3_env, tmp_path, capsys, pattern, reason):
+    name = f"escaped-{uuid.uuid4().hex[:8]}.png"
+    bad = pattern.format(name=name)
+    bucket = _bucket(s3_env, ["in/good.png", bad])
+    out = tmp_path / "out"
+    code = run_cli(main, ["translate", "--model", str(tmp_path / "no-model"), "--input", f"s3://{bucket}/in", "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"error: --input s3://{bucket}/in: key ") and reason in err and "Traceback" not in err, err
+    assert repr(bad[len("in/"):]) in err  # names the key
+    assert not out.exists()
+    assert not list(tmp_path.rglob(name))
+    for folder in (Path(tempfile.gettempdir()), Path("/tmp"), Path("/")):  # where the old code wrote them
+        assert not (folder / name).exists()
+
+
+def test_images_under_the_prefix_keep_their_relative_paths(s3_env, tmp_path):
+    from cyclegan.s3 import download_prefix
+
+    bucket = _bucket(s3_env, ["in/a.png", "in/sub/b.PNG", "in/notes.txt", "other/c.png"])
+    written = download_prefix(f"s3://{bucket}/in", tmp_path, (".png",))
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == ["a.png", "sub/b.PNG"]
+    assert (tmp_path / "sub" / "b.PNG").read_bytes() == PNG
+
+
+def test_translate_takes_the_s3_endpoint_option(s3_env, s3_server, tmp_path, monkeypatch, capsys):
+    """--s3-endpoint-url wins over the environment, as --s3_endpoint_url does for datasets."""
+    bucket = _bucket(s3_env, ["in/../x.png"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
+    code = run_cli(main, ["translate", "--model", "m", "--input", f"s3://{bucket}/in", "--output", str(tmp_path / "o"),
+                          "--s3-endpoint-url", s3_server])
+    assert code == 2 and "would land outside the download folder" in capsys.readouterr().err
