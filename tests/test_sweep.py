@@ -18,7 +18,6 @@ import ray
 from orchestrator.manifest import load_manifest
 from orchestrator.progress import ProgressBoard, ProgressCallback
 from orchestrator.runner import run_experiment
-from orchestrator.sweep import TrialRecord, pick_best
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, n_epochs: 2, n_epochs_decay: 1}"
@@ -92,18 +91,6 @@ def test_asha_stops_the_hopeless_trial_and_the_best_one_is_registered(ray_sessio
     assert "mlflow.source.git.commit" in parent.data.tags
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "manifest")] == ["manifest/manifest.yaml"]
     assert "registry: cyclegan-asha v1 (cycle_l1=" in out
-
-
-def _trial(trial_id: str, metric: float | None, status: str = "finished") -> TrialRecord:
-    return TrialRecord(trial_id=trial_id, params={}, status=status, metric=metric, epochs=3, history=[], checkpoint=None)
-
-
-def test_best_trial_follows_the_mode_and_skips_failed_and_unscored_trials():
-    trials = [_trial("low", 18.0), _trial("high", 24.0), _trial("failed", 99.0, "failed"), _trial("nan", float("nan")),
-              _trial("none", None), _trial("stopped", 20.0, "stopped")]
-    assert pick_best(trials, "max").trial_id == "high"      # psnr: higher is better
-    assert pick_best(trials, "min").trial_id == "low"       # cycle_l1: lower is better
-    assert pick_best([_trial("failed", 1.0, "failed"), _trial("nan", float("nan"))], "min") is None
 
 
 def _driver(manifest: Path, cwd: Path, address: str, log: Path, *extra: str) -> subprocess.Popen:
