@@ -51,6 +51,7 @@ class SweepGuard(Callback, Stopper):
         self.metric, self.mode, self.baseline = metric, mode, baseline
         self.divergence_factor, self.time_budget_s, self.max_failed_trials = divergence_factor, time_budget_s, max_failed_trials
         self.baseline_id: str | None = None
+        self.configs: dict[str, dict] = {}           # every trial's config, in Tune's order of creation
         self.baseline_values: dict[int, float] = {}   # the baseline's metric by epoch
         self.failed = 0
         self.completed: set[str] = set()              # trials Tune ended one by one (the rest: by stop_all)
@@ -60,8 +61,10 @@ class SweepGuard(Callback, Stopper):
 
     # -- Tune callback -----------------------------------------------------------------------
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if len(trials) != len(self.configs):  # a trial's config never changes once it is created
+            self.configs = {t.trial_id: dict(t.config or {}) for t in trials}
         if self.baseline_id is None:  # the first matching trial created: once found, later trials cannot change it
-            self.baseline_id = baseline_trial(((t.trial_id, t.config) for t in trials), self.baseline)
+            self.baseline_id = baseline_trial(self.configs.items(), self.baseline)
         if not self._looked_back and self.baseline_id is not None:
             # A resumed sweep: the baseline's last result before the interruption is all that is left of it.
             self._looked_back = True

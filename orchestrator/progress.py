@@ -26,7 +26,7 @@ class ProgressBoard:
 
     def register(self, task: str, metric: str, mode: str, total: int) -> None:
         self.tasks[task] = {"metric": metric, "mode": mode, "total": total, "trials": {}, "best": None, "best_trial": None,
-                            "ended": []}
+                            "ended": [], "stopped": None}
 
     def update(self, task: str, trial: str, status: str, value: float | None = None, note: str | None = None) -> None:
         state = self.tasks[task]
@@ -38,6 +38,10 @@ class ProgressBoard:
         best = state["best"]
         if best is None or (value < best if state["mode"] == "min" else value > best):
             state["best"], state["best_trial"] = value, trial
+
+    def stop(self, task: str, reason: str) -> None:
+        """The task's sweep ended early (orchestrator.guards): the trials it did not create never will be."""
+        self.tasks[task]["stopped"] = reason
 
     def snapshot(self) -> dict:
         return self.tasks
@@ -120,7 +124,9 @@ def describe(snapshot: dict) -> list[str]:
             counts[status] = counts.get(status, 0) + 1
         parts = [f"{counts[s]} {s}" for s in ("running", *STATUSES) if counts.get(s)]
         pending = state["total"] - len(state["trials"])
-        if pending > 0:
+        if state.get("stopped"):
+            parts.append(f"stopped early: {state['stopped']}")
+        elif pending > 0:
             parts.append(f"{pending} pending")
         best = f", best {state['metric']} {state['best']:.4g}" if state["best"] is not None else ""
         lines.append(f"  {task}: {', '.join(parts) or 'starting'}{best}")

@@ -42,6 +42,7 @@ class TuneSettings:
     epochs: int                      # a trial's total epochs
     seed: int | None = None
     points: list[dict[str, Any]] = field(default_factory=list)  # points_to_evaluate: the baseline, first
+    max_concurrent: int | None = None  # Tune applies its own limit to Searchers only, not to a variant generator passed in
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class OptunaOptions(Options):
 def _variant_generator(options: Options, settings: TuneSettings):
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(points_to_evaluate=list(settings.points) or None, random_state=settings.seed)
+    return BasicVariantGenerator(points_to_evaluate=list(settings.points) or None, max_concurrent=settings.max_concurrent or 0,
+                                 random_state=settings.seed)
 
 
 def _optuna(options: OptunaOptions, settings: TuneSettings):

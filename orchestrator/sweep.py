@@ -92,7 +92,7 @@ def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard:
     value = last.get(best_key(plan.search.metric))
     done = int(last.get("epoch") or 0)
     status, note = _ending(result.error, last, done, epochs, trial_id, guard)
-    return TrialRecord(trial_id=trial_id, params=dict(result.config or {}), status=status,
+    return TrialRecord(trial_id=trial_id, params=dict(result.config or guard.configs.get(trial_id, {})), status=status,
                        metric=float(value) if value is not None and not math.isnan(value) else None, epochs=done, history=history,
                        checkpoint=last.get("checkpoint_path"), error=_tail(result.error), best_epoch=last.get(BEST_EPOCH),
                        best_checkpoint=last.get(BEST_CHECKPOINT), baseline=trial_id == baseline_id, note=note)
@@ -107,7 +107,7 @@ def _ending(error, last: dict, done: int, epochs: int, trial_id: str, guard: Swe
     if done >= epochs:
         return "finished", None
     if trial_id not in guard.completed and guard.stop_reason:  # ended by the guard's stop_all, not one by one
-        return "stopped", (f"stopped after {done} epoch(s): " if done else "not started: ") + guard.stop_reason
+        return "stopped", (f"stopped after {done} epoch(s): " if done else "stopped before its first epoch: ") + guard.stop_reason
     return "stopped", f"stopped early by the scheduler after {done} epoch(s)"
 
 
@@ -163,12 +163,14 @@ def sweep_task(plan: TaskPlan, ctx: SweepContext, board_name: str) -> TaskResult
                                       stop=guard, callbacks=callbacks, verbose=0),
         )
     grid = tuner.fit()
-    results = list(grid)
-    baseline_id = baseline_trial(((_trial_id(r), r.config or {}) for r in results), plan.baseline)
-    trials = [_record(result, plan, epochs, baseline_id, guard) for result in results]
+    # Tune's results hold a trial's config only once it reported: the guard saw every trial's, in order.
+    baseline_id = baseline_trial(guard.configs.items(), plan.baseline)
+    trials = [_record(result, plan, epochs, baseline_id, guard) for result in grid]
     for t in trials:  # the trials the guard's stop_all ended got no line of their own from Tune's callbacks
         if t.trial_id not in guard.completed and t.note:
             board.update.remote(plan.name, t.trial_id, t.status, None, t.note)
+    if guard.stop_reason:  # trials never created are not pending any more
+        board.stop.remote(plan.name, guard.stop_reason)
     best = pick_best(trials, plan.search.resolved_mode)
     return TaskResult(plan.name, plan.data, plan.search.metric, plan.search.resolved_mode, trials,
                       best.trial_id if best else None, baseline_trial_id=baseline_id, stopped=guard.stop_reason)
