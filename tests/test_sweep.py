@@ -332,8 +332,8 @@ class _Trial:
     """What the progress callback reads of a Tune trial."""
 
     def __init__(self, trial_id: str = "t_00000", status: str = "TERMINATED", epoch: int | None = 3, value: float | None = 0.25):
-        self.trial_id, self.status = trial_id, status
-        self.last_result = {"epoch": epoch, "cycle_l1": value} if epoch else {}
+        self.trial_id, self.status, self.config = trial_id, status, {}
+        self.last_result = {"epoch": epoch, "cycle_l1": value, "best_cycle_l1": value, "best_epoch": epoch} if epoch else {}
 
 
 def test_progress_callback_pickles_the_board_name_not_its_handle(ray_session):
