@@ -57,7 +57,7 @@ class SweepGuard(Callback, Stopper):
         self.completed: set[str] = set()              # trials Tune ended one by one (the rest: by stop_all)
         self.stop_reason: str | None = None
         self._started: float | None = None
-        self._looked_back = False
+        self._first_step = True
 
     # -- Tune callback -----------------------------------------------------------------------
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
@@ -65,9 +65,11 @@ class SweepGuard(Callback, Stopper):
             self.configs = {t.trial_id: dict(t.config or {}) for t in trials}
         if self.baseline_id is None:  # the first matching trial created: once found, later trials cannot change it
             self.baseline_id = baseline_trial(self.configs.items(), self.baseline)
-        if not self._looked_back and self.baseline_id is not None:
-            # A resumed sweep: the baseline's last result before the interruption is all that is left of it.
-            self._looked_back = True
+        if self._first_step:
+            # A resumed sweep starts with the trials that ended before: none of them is this guard's doing, and
+            # the baseline's last result before the interruption is all that is left of its history.
+            self._first_step = False
+            self.completed |= {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
             last = next((t.last_result for t in trials if t.trial_id == self.baseline_id), None) or {}
             self._note_baseline(last)
 

@@ -10,8 +10,8 @@ from orchestrator.guards import DIVERGED, SweepGuard, far_worse, nonfinite
 
 
 class _Trial:
-    def __init__(self, trial_id: str, config: dict, last_result: dict | None = None):
-        self.trial_id, self.config, self.last_result = trial_id, config, last_result or {}
+    def __init__(self, trial_id: str, config: dict, last_result: dict | None = None, status: str = "RUNNING"):
+        self.trial_id, self.config, self.last_result, self.status = trial_id, config, last_result or {}, status
 
 
 def _guard(**options) -> SweepGuard:
@@ -58,8 +58,9 @@ def test_for_a_metric_to_maximize_far_worse_is_a_fraction_and_non_positive_basel
 
 def test_a_resumed_sweep_compares_with_the_baselines_last_result():
     guard = SweepGuard("fid", "min", {"lambda_cyc": 10.0}, divergence_factor=2.0)
-    guard.on_step_begin(0, [_Trial("b7", {"lambda_cyc": 10}, {"epoch": 3, "fid": 50.0}), _Trial("a1", {"lambda_cyc": 5})])
+    guard.on_step_begin(0, [_Trial("b7", {"lambda_cyc": 10}, {"epoch": 3, "fid": 50.0}, "TERMINATED"), _Trial("a1", {"lambda_cyc": 5})])
     assert guard("a1", {"epoch": 3, "fid": 101.0}) is True and guard("a1", {"epoch": 2, "fid": 101.0}) is False
+    assert guard.completed == {"b7"}  # it ended before the interruption: not stopped by this guard
 
 
 def test_the_time_budget_and_the_failed_trials_stop_the_whole_sweep(monkeypatch):
