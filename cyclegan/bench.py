@@ -193,7 +193,7 @@ def measure_loader(size: int, batch: int, workers: int, device: torch.device, ba
     """Pairs/s the real input pipeline delivers (decode, resize to 286/256 of the crop, random crop and
     flip in `workers` processes, pinned memory, normalisation on the device) on synthetic PNGs."""
     from .data import UnalignedDataset, make_loader, to_model_input
-    from .synthetic import generate
+    from .sources.synthetic import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         root = generate("colorshift", Path(tmp) / "data", n_train=max(32, 4 * batch), n_test=0, size=size, seed=0)
@@ -222,7 +222,7 @@ def measure_loader(size: int, batch: int, workers: int, device: torch.device, ba
 def synthetic_batches(iters: int, batch: int, size: int, seed: int = 0, pool: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`iters` unaligned (A, B) batches in [-1, 1] from the colorshift pair (a learnable mapping):
     `pool` scenes per domain, A in a fixed order, B drawn at random, all from `seed`."""
-    from .synthetic import KINDS
+    from .sources.synthetic import KINDS
 
     make_pair = KINDS["colorshift"]
     rng_A, rng_B, rng_pick = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
@@ -369,7 +369,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .cli import dump_json
+    from .commands import dump_json
 
     if args.size < 32 or args.size % 4:
         raise UserError(f"--size {args.size}: must be a multiple of 4 and at least 32 (the 70x70 PatchGAN needs room)")

@@ -266,7 +266,7 @@ def format_table(result: EvalResult, names: list[str]) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from .checkpoint import load_generator
-    from .cli import dump_json
+    from .commands import dump_json
     from .model import resolve_device
     from .sources import resolve_dataset
 

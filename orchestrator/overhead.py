@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cyclegan.config import TrainConfig
 from cyclegan.errors import run_cli
-from cyclegan.synthetic import generate
+from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cyclegan.config import TrainConfig
-from cyclegan.synthetic import generate
+from cyclegan.sources.synthetic import generate
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 

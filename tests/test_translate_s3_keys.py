@@ -57,7 +57,7 @@ def test_keys_climbing_out_of_the_prefix_are_refused(s3_env, tmp_path, capsys, p
 
 
 def test_images_under_the_prefix_keep_their_relative_paths(s3_env, tmp_path):
-    from cyclegan.s3 import download_prefix
+    from cyclegan.sources.s3 import download_prefix
 
     bucket = _bucket(s3_env, ["in/a.png", "in/sub/b.PNG", "in/notes.txt", "other/c.png"])
     written = download_prefix(f"s3://{bucket}/in", tmp_path, (".png",))

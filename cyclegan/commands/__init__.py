@@ -7,8 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from .config import add_config_arguments, config_from_args
-from .errors import UserError, dispatch, run_cli
+from ..config import add_config_arguments, config_from_args
+from ..errors import UserError, dispatch, run_cli
 from .reference_flags import add_train_flags
 
 log = logging.getLogger("cyclegan")
@@ -17,8 +17,8 @@ log = logging.getLogger("cyclegan")
 def _train(args: argparse.Namespace) -> int:
     import torch
 
+    from ..trainer import Trainer
     from .reference_flags import apply_train_flags, describe_networks
-    from .trainer import Trainer
 
     for note in apply_train_flags(args, torch.cuda.is_available()):
         print(f"note: {note}")
@@ -39,10 +39,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from .checkpoint import load_generator
-    from .model import resolve_device
-    from .networks import size_multiple
-    from .translate import translate_folder
+    from ..checkpoint import load_generator
+    from ..model import resolve_device
+    from ..networks import size_multiple
+    from ..translate import translate_folder
 
     net = load_generator(args.checkpoint, netG=args.netG, ngf=args.ngf, norm=args.norm, input_nc=args.input_nc,
                          output_nc=args.output_nc, device=resolve_device(args.device))
@@ -53,7 +53,7 @@ def _translate(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synthetic import generate
+    from ..sources.synthetic import generate
 
     out = generate(args.kind, args.out, args.n_train, args.n_test, args.size, args.seed)
     print(f"wrote a synthetic '{args.kind}' dataset to {out} (trainA trainB testA testB testA_gt testB_gt)")
@@ -111,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Commands that live in their own modules (each has `register(subparsers)`)."""
-    from . import bench, data_cli, evaluate, results_page
+    from .. import bench, evaluate
+    from . import data, test
 
-    return [evaluate.register, data_cli.register, bench.register, results_page.register]
+    return [evaluate.register, data.register, bench.register, test.register]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> int:
-    from .threads import configure_cpu_threads
+    from ..threads import configure_cpu_threads
 
     configure_cpu_threads()  # before torch is imported
     return run_cli(main)

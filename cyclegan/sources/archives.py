@@ -18,8 +18,8 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import DatasetError
 from .cache import contained, safe_relpath
-from .errors import DatasetError
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 SPLITS = ("trainA", "trainB", "testA", "testB")

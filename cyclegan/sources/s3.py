@@ -24,9 +24,9 @@ from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
 from s3transfer.subscribers import BaseSubscriber
 from tqdm.auto import tqdm
 
+from ..errors import DatasetError
+from ..urls import mask_userinfo
 from .cache import contained, safe_relpath
-from .errors import DatasetError
-from .urls import mask_userinfo
 
 ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 ADDRESSING_ENV = "CYCLEGAN_S3_ADDRESSING_STYLE"  # path, virtual or auto

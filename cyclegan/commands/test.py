@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .config import PREPROCESS_MODES
-from .data import load_image
-from .errors import UserError
+from ..config import PREPROCESS_MODES
+from ..data import load_image
+from ..errors import UserError
 from .reference_flags import add_common_flags, apply_common_flags
 
 _UNUSED_AT_TEST = {  # the reference's shared options that change nothing when testing
@@ -72,7 +72,7 @@ def register(subparsers) -> None:
 
 
 def run_test(args: argparse.Namespace) -> int:
-    from .model import resolve_device
+    from ..model import resolve_device
 
     for note in apply_common_flags(args, torch.cuda.is_available()):
         print(f"note: {note}")
@@ -103,7 +103,7 @@ def run_test(args: argparse.Namespace) -> int:
 
 
 def _images(folder: Path) -> list[Path]:
-    from .translate import list_inputs
+    from ..translate import list_inputs
 
     if not folder.is_dir():
         raise UserError(f"{folder}: folder not found")
@@ -111,7 +111,7 @@ def _images(folder: Path) -> list[Path]:
 
 
 def _load(path: Path, args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
-    from .checkpoint import load_generator
+    from ..checkpoint import load_generator
 
     if not path.is_file():
         found = sorted(p.name for p in path.parent.glob("*_net_G*.pth")) if path.parent.is_dir() else []
@@ -125,7 +125,7 @@ def _load(path: Path, args: argparse.Namespace, device: torch.device) -> torch.n
 def prepare(img: Image.Image, args: argparse.Namespace, multiple: int) -> Image.Image:
     """The test-time preprocessing: as in training, without randomness (centre crop, no flip),
     then rounded to the size the generator needs."""
-    from .translate import network_size
+    from ..translate import network_size
 
     mode, load, crop = args.preprocess, args.load_size, args.crop_size
     if mode == "resize_and_crop":
@@ -141,13 +141,13 @@ def prepare(img: Image.Image, args: argparse.Namespace, multiple: int) -> Image.
 
 @torch.no_grad()
 def _run(net: torch.nn.Module, img: Image.Image) -> Image.Image:
-    from .translate import to_image, to_tensor
+    from ..translate import to_image, to_tensor
 
     return to_image(net(to_tensor(img)[None].to(next(net.parameters()).device))[0])
 
 
 def _input(net: torch.nn.Module, path: Path, args: argparse.Namespace) -> Image.Image:
-    from .networks import size_multiple
+    from ..networks import size_multiple
 
     return prepare(load_image(path, next(net.parameters()).shape[1]), args, size_multiple(net.netG))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import UserError
+from ..errors import UserError
 
 GAMMA = 1.6
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..errors import DatasetError
 from . import s3
 from .archives import archive_suffix, extract, find_dataset_root, top_entries
 from .cache import CacheEntry, Snapshot, contained, digest, link_or_copy, safe_relpath
-from .errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ def check_dataset_reference(ref: str, *, endpoint_url: str | None = None) -> Non
     if parsed.kind == "synthetic":
         return
     if parsed.kind == "folder":
-        from .data import check_dataset_root
+        from ..data import check_dataset_root
 
         check_dataset_root(fetch_dataset(ref).path)
         return

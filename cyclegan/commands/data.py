@@ -10,8 +10,8 @@ from pathlib import Path
 
 from PIL import UnidentifiedImageError
 
-from .data import DatasetError, open_image
-from .sources import ACCEPTED_FORMS, fetch_dataset
+from ..data import DatasetError, open_image
+from ..sources import ACCEPTED_FORMS, fetch_dataset
 
 REQUIRED = ("trainA", "trainB")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 log = logging.getLogger(__name__)
 
