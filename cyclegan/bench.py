@@ -80,7 +80,7 @@ def train_config(spec: BenchConfig, shape: Shape) -> TrainConfig:
     return TrainConfig(netG=f"resnet_{shape.blocks}blocks", ngf=shape.ngf, ndf=shape.ndf, crop_size=shape.size,
                        load_size=shape.size, batch_size=spec.batch, precision=spec.precision,
                        channels_last=str(spec.channels_last).lower(), compile=spec.compile,
-                       cuda_graphs=str(spec.cuda_graphs).lower(), device="cpu").validate()
+                       cuda_graphs=str(spec.cuda_graphs).lower(), device="cpu")
 
 
 def build_model(spec: BenchConfig, shape: Shape, device: torch.device, seed: int = 0) -> CycleGAN:
@@ -198,7 +198,7 @@ def measure_loader(size: int, batch: int, workers: int, device: torch.device, ba
     with tempfile.TemporaryDirectory() as tmp:
         root = generate("colorshift", Path(tmp) / "data", n_train=max(32, 4 * batch), n_test=0, size=size, seed=0)
         cfg = TrainConfig(dataroot=str(root), crop_size=size, load_size=round(size * 286 / 256), batch_size=batch,
-                          num_threads=workers, device="cpu").validate()
+                          num_threads=workers, device="cpu")
         loader = make_loader(UnalignedDataset(root, cfg, "train"), cfg, pin_memory=device.type == "cuda")
         seen, epoch, start = -1, 0, 0.0
         while seen < batches:

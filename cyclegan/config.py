@@ -13,6 +13,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field, fields
+from types import SimpleNamespace
 from typing import Any
 
 from .errors import UserError
@@ -41,7 +42,7 @@ def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "tr
     return field(default=default, metadata=meta)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     # --- experiment -------------------------------------------------------------------------
     dataroot: str = _opt("", "dataset: a folder with trainA/ trainB/ (testA/ testB/), or any dataset reference", group="experiment")
@@ -108,58 +109,17 @@ class TrainConfig:
     cuda_graphs: str = _opt("auto", "capture the whole training step as CUDA graphs (auto: on CUDA at batch 1)", ("auto", "true", "false"), group="speed")
 
     # -----------------------------------------------------------------------------------------
-    def validate(self, sizes: bool = True) -> TrainConfig:
-        """Raise UserError naming the first bad field; return self for chaining.
-
-        `sizes`: also check that the networks can take the image sizes (a relation between fields)."""
-        def bad(name: str, why: str) -> None:
-            raise UserError(f"--{name}: {why}")
-
-        for f in fields(self):
-            if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name)):
-                bad(f.name, f"must be a finite number, got {getattr(self, f.name)}")
-
-        if not (_RESNET_RE.match(self.netG) or self.netG in ("unet_128", "unet_256")):
-            bad("netG", f"unknown generator {self.netG!r}; use resnet_<N>blocks, unet_128 or unet_256")
-        for f in fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                bad(f.name, f"{getattr(self, f.name)!r} is not one of {', '.join(choices)}")
-        for name in ("ngf", "ndf", "batch_size", "crop_size", "load_size", "input_nc", "output_nc", "n_layers_D", "save_epoch_freq", "print_freq"):
-            if getattr(self, name) < 1:
-                bad(name, "must be at least 1")
-        for name in ("n_epochs", "n_epochs_decay", "pool_size", "max_dataset_size", "num_threads", "eval_freq", "n_samples"):
-            if getattr(self, name) < 0:
-                bad(name, "must be 0 or more")
-        for name in ("lr", "init_gain"):
-            if getattr(self, name) <= 0:
-                bad(name, "must be positive")
-        for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_gp"):
-            if getattr(self, name) < 0:
-                bad(name, "must be 0 or more")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            bad("beta1", "Adam betas must lie in [0, 1)")
-        if self.n_epochs + self.n_epochs_decay < 1:
-            bad("n_epochs", "n_epochs + n_epochs_decay must be at least 1")
-        if self.preprocess == "resize_and_crop" and self.load_size < self.crop_size:
-            bad("crop_size", f"{self.crop_size} is larger than --load_size {self.load_size}")
-        if self.lambda_identity > 0 and self.input_nc != self.output_nc:
-            bad("lambda_identity", "identity loss needs input_nc == output_nc; set it to 0")
-        if self.epoch_count < 1:
-            bad("epoch_count", "must be at least 1")
-        unknown = set(self.eval_metric_list()) - {"fid", "kid", "l1", "psnr", "ssim"}
-        if unknown:
-            bad("eval_metrics", f"unknown metric(s) {', '.join(sorted(unknown))}; use fid, kid, l1, psnr, ssim")
-        if sizes and (problem := size_problem(self)):
-            bad(*problem)
-        return self
+    def __post_init__(self) -> None:
+        """Every TrainConfig is valid: built from a CLI, a manifest, a dict or `replace()`, it is checked here, once."""
+        if problem := _option_problem(self) or size_problem(self):
+            raise UserError(f"--{problem[0]}: {problem[1]}")
 
     @property
     def total_epochs(self) -> int:
         return self.n_epochs + self.n_epochs_decay
 
     def eval_metric_list(self) -> list[str]:
-        return [m.strip() for m in self.eval_metrics.split(",") if m.strip()]
+        return eval_metric_list(self.eval_metrics)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,8 +163,59 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    return TrainConfig(**values).validate()
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
+
+
+def option_problem(values: dict[str, Any], sizes: bool = True) -> tuple[str, str] | None:
+    """(option, why) for the first of `values` (the other options at their defaults) that TrainConfig
+    refuses, else None, without building one. `sizes=False` leaves out whether the networks can take
+    the image sizes, a relation between options that a manifest checks per combination of them."""
+    options = SimpleNamespace(**{**{f.name: f.default for f in fields(TrainConfig)}, **values})
+    return _option_problem(options) or (size_problem(options) if sizes else None)
+
+
+def _option_problem(cfg: TrainConfig | SimpleNamespace) -> tuple[str, str] | None:
+    """(option, why) for the first option that is bad on its own or against another one, sizes aside."""
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            return f.name, f"must be a finite number, got {value}"
+    if not (_RESNET_RE.match(cfg.netG) or cfg.netG in ("unet_128", "unet_256")):
+        return "netG", f"unknown generator {cfg.netG!r}; use resnet_<N>blocks, unet_128 or unet_256"
+    for f in fields(TrainConfig):
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, f.name) not in choices:
+            return f.name, f"{getattr(cfg, f.name)!r} is not one of {', '.join(choices)}"
+    for name in ("ngf", "ndf", "batch_size", "crop_size", "load_size", "input_nc", "output_nc", "n_layers_D", "save_epoch_freq", "print_freq"):
+        if getattr(cfg, name) < 1:
+            return name, "must be at least 1"
+    for name in ("n_epochs", "n_epochs_decay", "pool_size", "max_dataset_size", "num_threads", "eval_freq", "n_samples"):
+        if getattr(cfg, name) < 0:
+            return name, "must be 0 or more"
+    for name in ("lr", "init_gain"):
+        if getattr(cfg, name) <= 0:
+            return name, "must be positive"
+    for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_gp"):
+        if getattr(cfg, name) < 0:
+            return name, "must be 0 or more"
+    if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
+        return "beta1", "Adam betas must lie in [0, 1)"
+    if cfg.n_epochs + cfg.n_epochs_decay < 1:
+        return "n_epochs", "n_epochs + n_epochs_decay must be at least 1"
+    if cfg.preprocess == "resize_and_crop" and cfg.load_size < cfg.crop_size:
+        return "crop_size", f"{cfg.crop_size} is larger than --load_size {cfg.load_size}"
+    if cfg.lambda_identity > 0 and cfg.input_nc != cfg.output_nc:
+        return "lambda_identity", "identity loss needs input_nc == output_nc; set it to 0"
+    if cfg.epoch_count < 1:
+        return "epoch_count", "must be at least 1"
+    unknown = set(eval_metric_list(cfg.eval_metrics)) - {"fid", "kid", "l1", "psnr", "ssim"}
+    if unknown:
+        return "eval_metrics", f"unknown metric(s) {', '.join(sorted(unknown))}; use fid, kid, l1, psnr, ssim"
+    return None
+
+
+def eval_metric_list(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 def resnet_blocks(net_g: str) -> int | None:
@@ -232,7 +243,7 @@ def discriminator_smallest_side(net_d: str, n_layers_d: int) -> int:
     return 3 * 2**layers
 
 
-def trained_sides(cfg: TrainConfig) -> list[tuple[str, int]]:
+def trained_sides(cfg: TrainConfig | SimpleNamespace) -> list[tuple[str, int]]:
     """(field, side) of the image sides the networks see whatever the images are (the others follow the data)."""
     if "crop" in cfg.preprocess:
         return [("crop_size", cfg.crop_size)]
@@ -241,7 +252,7 @@ def trained_sides(cfg: TrainConfig) -> list[tuple[str, int]]:
     return []
 
 
-def size_problem(cfg: TrainConfig) -> tuple[str, str] | None:
+def size_problem(cfg: TrainConfig | SimpleNamespace) -> tuple[str, str] | None:
     """(field, why) when the networks cannot take the configured image size, else None."""
     if not _RESNET_RE.match(cfg.netG) and cfg.netG not in UNET_DOWNSAMPLINGS:
         return None  # reported as an unknown generator

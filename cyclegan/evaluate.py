@@ -281,8 +281,8 @@ def _run(args: argparse.Namespace) -> int:
     G_A, G_B = (load_generator(path, device=device) for path in files)
     cfg = _checkpoint_config(directory, G_A, G_B)
     overrides = {k: getattr(args, k) for k in ("crop_size", "preprocess", "direction") if getattr(args, k) is not None}
-    cfg = cfg.replace(max_dataset_size=0, **overrides)  # every test image
-    cfg = cfg.replace(load_size=max(cfg.load_size, cfg.crop_size)).validate()
+    crop_size = overrides.get("crop_size", cfg.crop_size)
+    cfg = cfg.replace(max_dataset_size=0, load_size=max(cfg.load_size, crop_size), **overrides)  # every test image
     root = resolve_dataset(args.dataroot, args.cache_dir)
     evaluator = Evaluator(root, cfg, names, device=device, inception_weights=args.inception_weights,
                           feature_cache=args.feature_cache, batch_size=args.batch_size, show_progress=not args.no_progress,

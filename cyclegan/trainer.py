@@ -36,7 +36,7 @@ class Trainer:
                  wrap: Callable[[nn.Module], nn.Module] | None = None, on_epoch_end: list[EpochHook] | None = None,
                  resume_state: dict | None = None, output_dir: Path | None = None, data_root: Path | None = None,
                  show_progress: bool = True):
-        self.cfg = cfg.validate()
+        self.cfg = cfg
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
         self.device = device or resolve_device(cfg.device)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cyclegan.config import TrainConfig
+from cyclegan.config import TrainConfig, option_problem
 from cyclegan.errors import UserError
 
 # Search-space names that are not TrainConfig fields: the paper's λ (both cycle weights)
@@ -331,11 +331,8 @@ def _check_train_value(name: str, value: Any) -> str | None:
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
         return f"must be {'a number' if expected == 'float' else 'an integer' if expected == 'int' else 'a ' + str(expected)}, got {_short(value)}"
     values = {t: value for t in ALIASES.get(name, (name,))}
-    try:
-        TrainConfig(**{**_BASE_TRAIN, **values}).validate(sizes=False)
-    except UserError as err:
-        return str(err).split(": ", 1)[-1]
-    return None
+    problem = option_problem({**_BASE_TRAIN, **values}, sizes=False)
+    return problem[1] if problem else None
 
 
 # A configuration in which any single valid option value validates (sizes are checked in combination).
@@ -515,7 +512,7 @@ def _combination_problems(prefix: str, train: dict[str, Any], set_in: dict[str, 
     for combo in combos:
         sampled = dict(zip(axes, combo))
         try:
-            TrainConfig(**{**train, **constants, **sampled}).validate()
+            TrainConfig(**{**train, **constants, **sampled})
         except (UserError, TypeError, ValueError) as err:
             message = str(err)
             option = re.match(r"^--(\w+): ", message)

@@ -31,7 +31,7 @@ def bench_config(dataroot: Path, out: Path, args: argparse.Namespace) -> TrainCo
     return TrainConfig(dataroot=str(dataroot), checkpoints_dir=str(out), name="bench", netG=args.netG, ngf=args.ngf, ndf=args.ndf,
                        load_size=args.size, crop_size=args.size, n_epochs=args.epochs, n_epochs_decay=0,
                        save_epoch_freq=args.save_every, num_threads=args.loader_workers, device="cpu", print_freq=10_000,
-                       n_samples=2, seed=0).validate()
+                       n_samples=2, seed=0)
 
 
 @dataclass

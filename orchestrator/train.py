@@ -69,7 +69,7 @@ class TrainResult:
 def prepare_config(config: TrainConfig | dict, scaling: Scaling, name: str | None = None) -> TrainConfig:
     """Validate the options for a Ray run and make local paths absolute (workers run elsewhere)."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
-    cfg = cfg.replace(name=name or cfg.name).validate()
+    cfg = cfg.replace(name=name or cfg.name)
     if not _NAME.match(cfg.name):
         raise UserError(f"--name {cfg.name!r}: use letters, digits, '_', '.', '=' and '-' (it names a folder in the storage)")
     if cfg.continue_train:

@@ -161,13 +161,13 @@ def test_discriminator_smallest_side_is_what_the_network_does(net_d, n_layers):
     assert all(_runs(net, side, 1) is not None for side in range(smallest, smallest + 20))
 
 
-def test_validate_refuses_sizes_the_networks_cannot_take():
+def test_a_config_with_sizes_the_networks_cannot_take_is_refused():
     from cyclegan.errors import UserError
 
     for changes, field_name in [({"crop_size": 250}, "crop_size"), ({"netG": "unet_256", "crop_size": 128}, "crop_size"),
                                 ({"crop_size": 16, "load_size": 16, "netG": "resnet_6blocks"}, "crop_size"),
                                 ({"preprocess": "scale_width", "load_size": 250}, "load_size")]:
         with pytest.raises(UserError, match=f"--{field_name}: "):
-            TrainConfig(**changes).validate()
-    TrainConfig(crop_size=24, load_size=24).validate()
-    TrainConfig(netG="unet_128", crop_size=128, load_size=143).validate()
+            TrainConfig(**changes)
+    TrainConfig(crop_size=24, load_size=24)
+    TrainConfig(netG="unet_128", crop_size=128, load_size=143)
