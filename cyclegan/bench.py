@@ -26,7 +26,8 @@ import torch
 
 from .config import TrainConfig
 from .errors import UserError
-from .model import LOSS_NAMES, CycleGAN, resolve_device
+from .metric_names import LOSS_NAMES
+from .model import CycleGAN, resolve_device
 from .speed import apply_speed_options
 
 log = logging.getLogger(__name__)

@@ -25,10 +25,9 @@ from torch import nn
 from .config import TrainConfig
 from .errors import UserError
 from .networks import build_generator
+from .run_files import network_file
 
-STATE_FILE = "latest_state.pt"
 STATE_FORMAT = 1
-NET_NAMES = ("G_A", "G_B", "D_A", "D_B")
 MAX_KEYS_SHOWN = 5  # in a message about keys that do not fit
 _BLOCK_KEY = re.compile(r"^model\.(\d+)\.block\.")  # residual blocks named `block` (e.g. vintagify) are our `conv_block`
 
@@ -72,7 +71,7 @@ def _first_line(err: Exception) -> str:
 def save_networks(directory: Path, prefix: str | int, nets: dict[str, nn.Module]) -> None:
     for name, net in nets.items():
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        atomic_save(state, Path(directory) / f"{prefix}_net_{name}.pth")
+        atomic_save(state, Path(directory) / network_file(prefix, name))
 
 
 def clean_state_dict(state: dict[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .errors import UserError
+from .metric_names import EVAL_METRICS
 from .urls import mask_userinfo
 
 NORMS = ("instance", "batch", "none")
@@ -208,9 +209,9 @@ def _option_problem(cfg: TrainConfig | SimpleNamespace) -> tuple[str, str] | Non
         return "lambda_identity", "identity loss needs input_nc == output_nc; set it to 0"
     if cfg.epoch_count < 1:
         return "epoch_count", "must be at least 1"
-    unknown = set(eval_metric_list(cfg.eval_metrics)) - {"fid", "kid", "l1", "psnr", "ssim"}
+    unknown = set(eval_metric_list(cfg.eval_metrics)) - set(EVAL_METRICS)
     if unknown:
-        return "eval_metrics", f"unknown metric(s) {', '.join(sorted(unknown))}; use fid, kid, l1, psnr, ssim"
+        return "eval_metrics", f"unknown metric(s) {', '.join(sorted(unknown))}; use {', '.join(EVAL_METRICS)}"
     return None
 
 

@@ -30,10 +30,10 @@ from . import metrics as M
 from .config import TrainConfig
 from .data import DatasetError, UnalignedDataset, load_image, to_model_input, transform
 from .errors import UserError
+from .metric_names import DIRECTIONS, DISTRIBUTION_METRICS, EVAL_METRICS, PAIRED_METRICS, check_eval_metrics, per_direction
 
 log = logging.getLogger(__name__)
 
-DIRECTIONS = ("AtoB", "BtoA")
 Translator = Callable[[torch.Tensor, str], torch.Tensor]  # float [-1, 1] NCHW batch, "AtoB"/"BtoA" -> same
 
 
@@ -95,7 +95,7 @@ class Evaluator:
                  feature_cache: str | Path | None = None, batch_size: int = 16, show_progress: bool = True,
                  flag: str = "--eval_metrics", inception: M.InceptionFeatures | None = None):
         self.root, self.cfg = Path(root), cfg
-        self.metric_names = M.check_metric_names(metric_names or cfg.eval_metric_list(), flag)
+        self.metric_names = check_eval_metrics(metric_names or cfg.eval_metric_list(), flag)
         self.device = torch.device(device)
         self.batch_size, self.show_progress = max(1, batch_size), show_progress
         self.cache = M.FeatureCache(feature_cache)
@@ -113,9 +113,9 @@ class Evaluator:
         for d, folder in zip(self.directions, (first, second)):
             for name in self.paired:
                 if d.truths is None:
-                    self.unavailable[f"{name}_{d.name}"] = f"no ground truth: {self.root / f'test{folder}_gt'}/ not found"
+                    self.unavailable[per_direction(name, d.name)] = f"no ground truth: {self.root / f'test{folder}_gt'}/ not found"
         for name in self.paired:
-            if all(f"{name}_{d}" in self.unavailable for d in DIRECTIONS):
+            if all(per_direction(name, d) in self.unavailable for d in DIRECTIONS):
                 self.unavailable[name] = "no ground truth (testA_gt/ testB_gt/) in this dataset"
         if all(name in self.unavailable for name in self.metric_names):
             raise UserError(f"{flag} {','.join(self.metric_names)}: {self.root} has no testA_gt/ testB_gt/ ground truth "
@@ -125,11 +125,11 @@ class Evaluator:
 
     @property
     def distribution(self) -> list[str]:
-        return [m for m in self.metric_names if m in M.DISTRIBUTION_METRICS]
+        return [m for m in self.metric_names if m in DISTRIBUTION_METRICS]
 
     @property
     def paired(self) -> list[str]:
-        return [m for m in self.metric_names if m in M.PAIRED_METRICS]
+        return [m for m in self.metric_names if m in PAIRED_METRICS]
 
     # -- pieces --------------------------------------------------------------------------------
     def _batches(self, paths: list[Path], channels: int, extra: list[Path] | None = None,
@@ -187,7 +187,7 @@ class Evaluator:
         for d in self.directions:
             self._evaluate_direction(translate, d, result)
         for name in self.metric_names:
-            values = [result.metrics[f"{name}_{d}"] for d in DIRECTIONS if f"{name}_{d}" in result.metrics]
+            values = [result.metrics[per_direction(name, d)] for d in DIRECTIONS if per_direction(name, d) in result.metrics]
             if values:
                 result.metrics[name] = float(np.mean(values))
         result.metrics["eval_time_s"] = time.perf_counter() - start
@@ -213,18 +213,18 @@ class Evaluator:
         bar.close()
         result.n_images[d.name] = len(d.inputs)
         for name in paired:
-            result.metrics[f"{name}_{d.name}"] = float(torch.cat(per_image[name]).mean())
+            result.metrics[per_direction(name, d.name)] = float(torch.cat(per_image[name]).mean())
         if not self.distribution:
             return
         if min(len(d.inputs), len(d.reals)) < 2:
             for name in self.distribution:
-                result.unavailable[f"{name}_{d.name}"] = "needs at least 2 test images per domain"
+                result.unavailable[per_direction(name, d.name)] = "needs at least 2 test images per domain"
             return
         fakes, reals = torch.cat(fake_features), self._real_features(d)
         if "fid" in self.distribution:
-            result.metrics[f"fid_{d.name}"] = M.fid_from_features(fakes, reals)
+            result.metrics[per_direction("fid", d.name)] = M.fid_from_features(fakes, reals)
         if "kid" in self.distribution:
-            result.metrics[f"kid_{d.name}"], result.metrics[f"kid_{d.name}_std"] = M.kid_from_features(fakes, reals)
+            result.metrics[per_direction("kid", d.name)], result.metrics[per_direction("kid", d.name) + "_std"] = M.kid_from_features(fakes, reals)
 
 
 # -- the `evaluate` command -----------------------------------------------------------------------
@@ -260,7 +260,7 @@ def format_table(result: EvalResult, names: list[str]) -> str:
         return "inf" if math.isinf(value) else f"{value:.4g}"
 
     rows = [f"{'metric':<8}{'AtoB':>12}{'BtoA':>12}{'combined':>12}"]
-    rows += [f"{name:<8}" + "".join(f"{cell(k):>12}" for k in (f"{name}_AtoB", f"{name}_BtoA", name)) for name in names]
+    rows += [f"{name:<8}" + "".join(f"{cell(k):>12}" for k in (*(per_direction(name, d) for d in DIRECTIONS), name)) for name in names]
     return "\n".join(rows)
 
 
@@ -270,7 +270,7 @@ def _run(args: argparse.Namespace) -> int:
     from .model import resolve_device
     from .sources import resolve_dataset
 
-    names = M.check_metric_names(args.metrics.split(","), "--metrics")
+    names = check_eval_metrics(args.metrics.split(","), "--metrics")
     directory = Path(args.checkpoint_dir)
     files = [directory / f"{args.epoch}_net_G_{d}.pth" for d in "AB"]
     for path in files:
@@ -313,7 +313,7 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint_dir", required=True, help="a training run's folder, holding <epoch>_net_G_A.pth and _net_G_B.pth "
                    "(and config.json, from which the test resolution and direction are read)")
     p.add_argument("--dataroot", required=True, help="dataset with testA/ testB/ (testA_gt/ testB_gt/ for l1, psnr, ssim): a folder or any dataset reference")
-    p.add_argument("--metrics", default=",".join(M.ALL_METRICS),
+    p.add_argument("--metrics", default=",".join(EVAL_METRICS),
                    help="comma-separated, from fid, kid, l1, psnr, ssim (default: all; paired ones are skipped without ground truth)")
     p.add_argument("--epoch", default="latest", help="which checkpoint files: latest or an epoch number (default: latest)")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="also write the results to this JSON file")

@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from cyclegan.errors import UserError
-from cyclegan.speed import FALLBACK_REASON
+from cyclegan.metric_names import FALLBACK_REASON
 
 from .lineage import log_dataset_input, mark_training_experiment, start_system_metrics
 from .redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from cyclegan.config import TrainConfig
+from cyclegan.metric_names import FALLBACK_METRIC, FALLBACK_REASON
 from cyclegan.model import CycleGAN
-from cyclegan.speed import FALLBACK_METRIC, FALLBACK_REASON, apply_speed_options
+from cyclegan.speed import apply_speed_options
 
 
 @pytest.fixture(autouse=True, scope="module")

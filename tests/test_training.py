@@ -14,8 +14,9 @@ from PIL import Image
 
 from conftest import tiny_config
 from cyclegan import commands, errors
-from cyclegan.checkpoint import STATE_FILE, load_generator, load_training_state
+from cyclegan.checkpoint import load_generator, load_training_state
 from cyclegan.errors import UserError
+from cyclegan.run_files import STATE_FILE
 from cyclegan.trainer import Trainer
 from cyclegan.visualize import tile
 
