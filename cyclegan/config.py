@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from types import SimpleNamespace
 from typing import Any
 
+from .architectures import DISCRIMINATORS, GENERATOR_NAMES, discriminator_smallest_side, find_generator, generator_size_rule
 from .errors import UserError
 from .metric_names import EVAL_METRICS
 from .urls import mask_userinfo
@@ -25,18 +26,11 @@ INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 GAN_MODES = ("lsgan", "vanilla", "wgangp")
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-NET_D = ("basic", "n_layers", "pixel")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_MODES = ("auto", "none", "default", "max-autotune")
-_RESNET_RE = re.compile(r"^resnet_(\d+)blocks$")
-# The networks' spatial structure (networks.py builds them from these; tests/test_networks.py checks the
-# size rules below against the built networks): stride-2 halvings in each generator, discriminator depth.
-RESNET_DOWNSAMPLINGS = 2
-UNET_DOWNSAMPLINGS = {"unet_128": 7, "unet_256": 8}
-BASIC_D_LAYERS = 3
 
 
-def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "training") -> Any:
+def _opt(default: Any, help: str, choices: Collection[str] | None = None, group: str = "training") -> Any:
     meta = {"help": help, "group": group}
     if choices:
         meta["choices"] = choices
@@ -57,8 +51,10 @@ class TrainConfig:
     # --- model -----------------------------------------------------------------------------
     input_nc: int = _opt(3, "channels of domain A images (3: RGB, 1: grayscale)", group="model")
     output_nc: int = _opt(3, "channels of domain B images", group="model")
-    netG: str = _opt("resnet_9blocks", "generator: resnet_<N>blocks (resnet_9blocks, resnet_6blocks, ...), unet_128 or unet_256", group="model")
-    netD: str = _opt("basic", "discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n_layers_D) or pixel (1x1)", NET_D, group="model")
+    netG: str = _opt("resnet_9blocks", "generator; resnet_<N>blocks has N residual blocks (the paper's: 9 for 256x256 images, "
+                     "6 for 128x128)", GENERATOR_NAMES, group="model")
+    netD: str = _opt("basic", "discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n_layers_D) or pixel (1x1)",
+                     DISCRIMINATORS, group="model")
     n_layers_D: int = _opt(3, "discriminator depth when --netD n_layers", group="model")
     ngf: int = _opt(64, "generator filters in the last conv layer", group="model")
     ndf: int = _opt(64, "discriminator filters in the first conv layer", group="model")
@@ -181,8 +177,8 @@ def _option_problem(cfg: TrainConfig | SimpleNamespace) -> tuple[str, str] | Non
         value = getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             return f.name, f"must be a finite number, got {value}"
-    if not (_RESNET_RE.match(cfg.netG) or cfg.netG in ("unet_128", "unet_256")):
-        return "netG", f"unknown generator {cfg.netG!r}; use resnet_<N>blocks, unet_128 or unet_256"
+    if cfg.netG not in GENERATOR_NAMES:
+        return "netG", f"unknown generator {cfg.netG!r}; use {GENERATOR_NAMES}"
     for f in fields(TrainConfig):
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, f.name) not in choices:
@@ -219,31 +215,7 @@ def eval_metric_list(text: str) -> list[str]:
     return [m.strip() for m in text.split(",") if m.strip()]
 
 
-def resnet_blocks(net_g: str) -> int | None:
-    match = _RESNET_RE.match(net_g)
-    return int(match.group(1)) if match else None
-
-
 # -- image sizes the networks can take ---------------------------------------------------------------
-def generator_size_rule(net_g: str) -> tuple[int, int]:
-    """(multiple, smallest): a square input of side s comes back from generator `net_g` at side s
-    exactly when s is a multiple of `multiple` and at least `smallest`."""
-    if net_g in UNET_DOWNSAMPLINGS:  # halved down to 1x1 (the innermost level has no norm), then doubled back
-        side = 2 ** UNET_DOWNSAMPLINGS[net_g]
-        return side, side
-    multiple = 2**RESNET_DOWNSAMPLINGS  # the residual blocks' reflection padding needs a 2x2 bottleneck at least
-    return multiple, 2 * multiple
-
-
-def discriminator_smallest_side(net_d: str, n_layers_d: int) -> int:
-    """The smallest input side the discriminator gives a patch map for: a PatchGAN of n layers halves
-    n times, then its last two 4x4 convolutions take one pixel each."""
-    if net_d == "pixel":
-        return 2  # instance norm needs more than one pixel
-    layers = BASIC_D_LAYERS if net_d == "basic" else n_layers_d
-    return 3 * 2**layers
-
-
 def trained_sides(cfg: TrainConfig | SimpleNamespace) -> list[tuple[str, int]]:
     """(field, side) of the image sides the networks see whatever the images are (the others follow the data)."""
     if "crop" in cfg.preprocess:
@@ -255,8 +227,8 @@ def trained_sides(cfg: TrainConfig | SimpleNamespace) -> list[tuple[str, int]]:
 
 def size_problem(cfg: TrainConfig | SimpleNamespace) -> tuple[str, str] | None:
     """(field, why) when the networks cannot take the configured image size, else None."""
-    if not _RESNET_RE.match(cfg.netG) and cfg.netG not in UNET_DOWNSAMPLINGS:
-        return None  # reported as an unknown generator
+    if find_generator(cfg.netG) is None or cfg.netD not in DISCRIMINATORS:
+        return None  # reported as an unknown architecture
     multiple, smallest = generator_size_rule(cfg.netG)
     d_smallest = discriminator_smallest_side(cfg.netD, cfg.n_layers_D)
     for name, side in trained_sides(cfg):

@@ -137,8 +137,8 @@ def _runs(net: nn.Module, side: int, batch: int) -> tuple | None:
 @pytest.mark.parametrize("net_g", ["resnet_1blocks", "unet_128", "unet_256"])  # the block count changes no size
 @pytest.mark.parametrize("norm,batch", [("instance", 1), ("batch", 1), ("none", 2)])
 def test_generator_size_rule_is_what_the_network_does(net_g, norm, batch):
-    """config.generator_size_rule (what validation uses, without torch) against the network itself."""
-    from cyclegan.config import generator_size_rule
+    """architectures.generator_size_rule (what validation uses, without torch) against the network itself."""
+    from cyclegan.architectures import generator_size_rule
 
     with torch.device("meta"):
         net = build_generator(net_g, 3, 3, 1, norm, use_dropout=False)
@@ -152,7 +152,7 @@ def test_generator_size_rule_is_what_the_network_does(net_g, norm, batch):
 
 @pytest.mark.parametrize("net_d,n_layers", [("basic", 3), ("n_layers", 1), ("n_layers", 4), ("pixel", 3)])
 def test_discriminator_smallest_side_is_what_the_network_does(net_d, n_layers):
-    from cyclegan.config import discriminator_smallest_side
+    from cyclegan.architectures import discriminator_smallest_side
 
     with torch.device("meta"):
         net = build_discriminator(net_d, 3, 1, n_layers, "instance")

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..architectures import GENERATOR_NAMES
 from ..config import add_config_arguments, config_from_args
 from ..errors import UserError, dispatch, run_cli
 from .reference_flags import add_train_flags
@@ -79,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "implementations' ResNet generators (affine instance norm, blocks named `block`) load too")
     translate.add_argument("--input", required=True, help="an image or a folder of images")
     translate.add_argument("--output", required=True, help="folder for the translated images (same file names)")
-    translate.add_argument("--netG", default=None, help="generator architecture (default: inferred from the checkpoint)")
+    translate.add_argument("--netG", default=None, choices=GENERATOR_NAMES,
+                           help="generator architecture (default: inferred from the checkpoint)")
     translate.add_argument("--ngf", type=int, default=None, help="generator width (default: inferred)")
     translate.add_argument("--norm", default=None, choices=("instance", "instance_affine", "batch", "none"),
                            help="normalization (default: inferred); instance_affine: instance norm with a learned scale and shift")

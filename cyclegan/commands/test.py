@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..architectures import GENERATOR_NAMES
 from ..config import PREPROCESS_MODES
 from ..data import load_image
 from ..errors import UserError
@@ -55,7 +56,8 @@ def register(subparsers) -> None:
                       help="as in training: resize_and_crop/crop center-crop to --crop_size, scale_width keeps the aspect, none keeps the size")
     test.add_argument("--load_size", type=int, default=256, help="resize to this size first (default: the crop size, so nothing is cropped)")
     test.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
-    test.add_argument("--netG", default=None, help="generator architecture (default: inferred from the checkpoint)")
+    test.add_argument("--netG", default=None, choices=GENERATOR_NAMES,
+                           help="generator architecture (default: inferred from the checkpoint)")
     test.add_argument("--ngf", type=int, default=None, help="generator width (default: inferred)")
     test.add_argument("--norm", default=None, choices=("instance", "instance_affine", "batch", "none"), help="normalization (default: inferred)")
     test.add_argument("--input_nc", type=int, default=None, help="input channels (default: inferred)")
