@@ -271,12 +271,3 @@ def make_loader(dataset: UnalignedDataset, cfg: TrainConfig, rank: int = 0, worl
                       pin_memory=pin_memory, persistent_workers=workers > 0, drop_last=False,
                       prefetch_factor=4 if workers > 0 else None)
 
-
-def check_dataset_root(root: Path) -> None:
-    """Raise a DatasetError naming what is missing unless `root` has trainA/ and trainB/."""
-    missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
-    if missing:
-        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        shown = ", ".join(found[:8]) + (f", ... ({len(found)} in all)" if len(found) > 8 else "")
-        raise DatasetError(f"{root}: no {' or '.join(m + '/' for m in missing)} found (folders here: {shown or 'none'}); "
-                           "expected the layout trainA/ trainB/ testA/ testB/")

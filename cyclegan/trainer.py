@@ -20,11 +20,12 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import run_files
 from .config import TrainConfig
-from .data import UnalignedDataset, check_dataset_root, make_loader, to_model_input
+from .data import UnalignedDataset, make_loader, to_model_input
 from .errors import UserError
 from .metric_names import FALLBACK_METRIC, FALLBACK_REASON, LOSS_NAMES
 from .model import CycleGAN, resolve_device
 from .sources import resolve_dataset
+from .sources.layout import check_dataset_root
 from .speed import SpeedOptions, apply_speed_options
 from .visualize import save_sample_grid, square, write_index
 
