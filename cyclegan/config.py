@@ -18,7 +18,7 @@ from typing import Any
 
 from .architectures import DISCRIMINATORS, GENERATOR_NAMES, discriminator_smallest_side, find_generator, generator_size_rule
 from .errors import UserError
-from .metric_names import EVAL_METRICS
+from .metric_names import EVAL_METRICS, INCEPTION_FILE, WEIGHTS_ENV
 from .urls import mask_userinfo
 
 NORMS = ("instance", "batch", "none")
@@ -30,10 +30,15 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_MODES = ("auto", "none", "default", "max-autotune")
 
 
-def _opt(default: Any, help: str, choices: Collection[str] | None = None, group: str = "training") -> Any:
+def _opt(default: Any, help: str, choices: Collection[str] | None = None, group: str = "training",
+         names: Collection[str] | None = None) -> Any:
+    """A field with its help. `choices`: the values argparse accepts; `names`: values that may be patterns
+    (resnet_<N>blocks), listed in the help and checked by TrainConfig."""
     meta = {"help": help, "group": group}
     if choices:
         meta["choices"] = choices
+    if names:
+        meta["names"] = names
     return field(default=default, metadata=meta)
 
 
@@ -52,7 +57,7 @@ class TrainConfig:
     input_nc: int = _opt(3, "channels of domain A images (3: RGB, 1: grayscale)", group="model")
     output_nc: int = _opt(3, "channels of domain B images", group="model")
     netG: str = _opt("resnet_9blocks", "generator; resnet_<N>blocks has N residual blocks (the paper's: 9 for 256x256 images, "
-                     "6 for 128x128)", GENERATOR_NAMES, group="model")
+                     "6 for 128x128)", group="model", names=GENERATOR_NAMES)
     netD: str = _opt("basic", "discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n_layers_D) or pixel (1x1)",
                      DISCRIMINATORS, group="model")
     n_layers_D: int = _opt(3, "discriminator depth when --netD n_layers", group="model")
@@ -96,9 +101,9 @@ class TrainConfig:
     n_samples: int = _opt(4, "images per domain in each epoch's sample grid", group="output")
     # --- evaluation ------------------------------------------------------------------------
     eval_freq: int = _opt(0, "evaluate on the test split every this many epochs (0: never)", group="evaluation")
-    eval_metrics: str = _opt("l1,psnr,ssim", "comma-separated metrics: fid, kid, l1, psnr, ssim", group="evaluation")
-    inception_weights: str = _opt("", "InceptionV3 weights file for fid/kid (weights-inception-2015-12-05-6726825d.pth; "
-                                  "default: $CYCLEGAN_INCEPTION_WEIGHTS, then torch's hub cache, then a download when online)", group="evaluation")
+    eval_metrics: str = _opt("l1,psnr,ssim", f"comma-separated metrics: {', '.join(EVAL_METRICS)}", group="evaluation")
+    inception_weights: str = _opt("", f"InceptionV3 weights file for fid/kid ({INCEPTION_FILE}; default: ${WEIGHTS_ENV}, "
+                                  "then torch's hub cache, then a download when online)", group="evaluation")
     # --- speed -----------------------------------------------------------------------------
     precision: str = _opt("auto", "fp32, bf16 or fp16 autocast (auto: bf16 on CUDA, fp32 on CPU)", PRECISIONS, group="speed")
     channels_last: str = _opt("auto", "channels-last memory format: true, false or auto (true on CUDA)", ("auto", "true", "false"), group="speed")
@@ -147,7 +152,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
             continue
         group_name = f.metadata.get("group", "options")
         group = groups.setdefault(group_name, parser.add_argument_group(group_name))
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "") + (f"; one of {f.metadata['names']}" if "names" in f.metadata else "")
         if f.type in (bool, "bool"):
             group.add_argument(f"--{f.name}", action="store_true", help=help_text)
             if f.name == "dropout":  # the reference's spelling of the (default) off switch

@@ -20,6 +20,10 @@ PAIRED_METRICS = ("l1", "psnr", "ssim")  # translated vs. ground truth: need tes
 EVAL_METRICS = DISTRIBUTION_METRICS + PAIRED_METRICS
 EPOCH_METRICS = ("cycle_l1", "loss_G", "loss_D_A", "loss_D_B")  # what every epoch reports that can rank trials
 MAXIMIZED = ("psnr", "ssim")  # higher is better; lower for every other metric
+# FID and KID's InceptionV3 weights (torch-fidelity's file name), and the environment variables that find them.
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+WEIGHTS_ENV = "CYCLEGAN_INCEPTION_WEIGHTS"
+OFFLINE_ENV = "CYCLEGAN_OFFLINE"  # 1: never download them
 # Once the fast path (torch.compile, CUDA graphs) failed and the run went on eagerly: 1 from then on, and why.
 FALLBACK_METRIC = "fast_path_fallback"
 FALLBACK_REASON = "fast_path_fallback_reason"

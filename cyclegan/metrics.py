@@ -38,15 +38,12 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .metric_names import PAIRED_METRICS
+from .metric_names import INCEPTION_FILE, OFFLINE_ENV, PAIRED_METRICS, WEIGHTS_ENV
 
 log = logging.getLogger(__name__)
 
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's (and torchmetrics') file name
 INCEPTION_ALIASES = ("pt_inception-2015-12-05-6726825d.pth",)  # pytorch-fid's conversion of the same graph
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
-WEIGHTS_ENV = "CYCLEGAN_INCEPTION_WEIGHTS"
-OFFLINE_ENV = "CYCLEGAN_OFFLINE"
 FEATURE_LAYER = "2048"  # the pool3 features both FID and KID are defined on
 CACHE_FORMAT = 1
 

@@ -12,7 +12,8 @@ import logging
 import tempfile
 from pathlib import Path
 
-from cyclegan.errors import UserError, run_cli
+from cyclegan.commands.runner import run_cli
+from cyclegan.errors import UserError
 
 log = logging.getLogger(__name__)
 

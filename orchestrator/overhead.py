@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cyclegan.commands.runner import run_cli
 from cyclegan.config import TrainConfig
-from cyclegan.errors import run_cli
 from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cyclegan.errors import run_cli
+from cyclegan.commands.runner import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SECONDS = 120  # per case: a hang fails it; one tiny epoch can take a minute on a loaded 2-core machine

@@ -13,7 +13,7 @@ from torch import nn
 
 from cyclegan.checkpoint import load_generator
 from cyclegan.commands import main
-from cyclegan.errors import run_cli
+from cyclegan.commands.runner import run_cli
 from cyclegan.networks import ResnetGenerator
 
 

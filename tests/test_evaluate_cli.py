@@ -14,7 +14,8 @@ from conftest import tiny_config
 from cyclegan import metrics as M
 from cyclegan.checkpoint import load_generator
 from cyclegan.commands import main
-from cyclegan.errors import UserError, run_cli
+from cyclegan.commands.runner import run_cli
+from cyclegan.errors import UserError
 from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 from cyclegan.translate import translate_folder

@@ -32,7 +32,7 @@ import yaml
 from PIL import Image
 
 from conftest import RAY_TEST_TUNING, free_port
-from cyclegan.errors import run_cli
+from cyclegan.commands.runner import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent            # the venv's bin/: python, ray

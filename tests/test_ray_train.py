@@ -27,7 +27,7 @@ import torch
 
 from conftest import tiny_config
 from cyclegan.checkpoint import load_file, load_generator
-from cyclegan.errors import run_cli
+from cyclegan.commands.runner import run_cli
 from cyclegan.model import CycleGAN
 from cyclegan.networks import size_multiple
 from cyclegan.sources.synthetic import generate

@@ -13,7 +13,8 @@ from PIL import Image
 
 from cyclegan.commands import build_parser, main
 from cyclegan.commands.reference_flags import apply_train_flags, device_from_gpu_ids
-from cyclegan.errors import UserError, run_cli
+from cyclegan.commands.runner import run_cli
+from cyclegan.errors import UserError
 from cyclegan.sources.synthetic import generate
 
 # Tiny sizes appended to the documented lines, so that they run in seconds on a CPU.

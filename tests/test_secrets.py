@@ -125,7 +125,7 @@ tasks:
 
 
 def test_dry_run_prints_storage_and_options_masked(tmp_path, capsys):
-    from cyclegan.errors import run_cli
+    from cyclegan.commands.runner import run_cli
     from orchestrator.cli import main
 
     manifest = tmp_path / "leaky.yaml"
@@ -137,7 +137,7 @@ def test_dry_run_prints_storage_and_options_masked(tmp_path, capsys):
 
 
 def test_validate_errors_quote_data_references_masked(tmp_path, capsys):
-    from cyclegan.errors import run_cli
+    from cyclegan.commands.runner import run_cli
     from orchestrator.cli import main
 
     manifest = tmp_path / "leaky.yaml"

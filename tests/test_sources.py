@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from cyclegan.commands import main
+from cyclegan.commands.runner import run_cli
 from cyclegan.data import DatasetError
-from cyclegan.errors import run_cli
 from cyclegan.sources import fetch_dataset, parse_reference, resolve_dataset
 from cyclegan.sources.synthetic import generate
 

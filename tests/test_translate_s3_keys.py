@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from cyclegan.errors import run_cli
+from cyclegan.commands.runner import run_cli
 from orchestrator.cli import main
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde\x00\x00\x00\x0cIDATx"
