@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cyclegan.commands.runner import run_cli
 from cyclegan.config import TrainConfig
+from cyclegan.run_files import METRICS_LOG
 from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 
@@ -73,7 +74,7 @@ def ray_timing(cfg: TrainConfig, threads: int, storage: Path, name: str, first: 
 
     result = fit(cfg, Scaling(workers=1, cpus_per_worker=threads), str(storage), name=name, keep_checkpoints=1000)
     walls = {int(m["epoch"]): float(m["train_wall_s"]) for _, m in result.ray_result.best_checkpoints}
-    lines = (result.output_dir / "metrics.jsonl").read_text().splitlines()
+    lines = (result.output_dir / METRICS_LOG).read_text().splitlines()
     loops = {int(m["epoch"]): float(m["epoch_time_s"]) for m in map(json.loads, lines)}
     return _timing(walls, loops, first, last)
 
