@@ -17,6 +17,8 @@ from typing import Any
 # networks): stride-2 halvings in the ResNet generator, the depth of the paper's PatchGAN.
 RESNET_DOWNSAMPLINGS = 2
 BASIC_D_LAYERS = 3
+NORMS = ("instance", "batch", "none")  # --norm for training; instance is the paper's (no affine, no running statistics)
+LOADED_NORMS = ("instance", "instance_affine", "batch", "none")  # in checkpoints too: other implementations' affine instance norm
 PARAM = "<N>"  # in a generator's name: a whole number the network is built with (resnet_<N>blocks)
 
 StateDict = Mapping[str, Any]  # parameter name -> tensor; only key names and shapes are read here

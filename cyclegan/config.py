@@ -16,12 +16,11 @@ from dataclasses import dataclass, field, fields
 from types import SimpleNamespace
 from typing import Any
 
-from .architectures import DISCRIMINATORS, GENERATOR_NAMES, discriminator_smallest_side, find_generator, generator_size_rule
+from .architectures import DISCRIMINATORS, GENERATOR_NAMES, NORMS, discriminator_smallest_side, find_generator, generator_size_rule
 from .errors import UserError
-from .metric_names import EVAL_METRICS, INCEPTION_FILE, WEIGHTS_ENV
+from .metric_names import DIRECTIONS, EVAL_METRICS, INCEPTION_FILE, WEIGHTS_ENV
 from .urls import mask_userinfo
 
-NORMS = ("instance", "batch", "none")
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 GAN_MODES = ("lsgan", "vanilla", "wgangp")
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
@@ -92,7 +91,7 @@ class TrainConfig:
     no_flip: bool = _opt(False, "do not flip images horizontally for augmentation", group="data")
     serial_batches: bool = _opt(False, "take images in order (B paired with A by index) instead of random", group="data")
     max_dataset_size: int = _opt(0, "use at most this many images per domain (0: all)", group="data")
-    direction: str = _opt("AtoB", "AtoB or BtoA: BtoA swaps the two domains", ("AtoB", "BtoA"), group="data")
+    direction: str = _opt("AtoB", "AtoB or BtoA: BtoA swaps the two domains", DIRECTIONS, group="data")
     num_threads: int = _opt(4, "data-loading worker processes", group="data")
     strict_data: bool = _opt(False, "fail on an unreadable image instead of skipping it with a warning", group="data")
     # --- outputs ---------------------------------------------------------------------------

@@ -186,7 +186,8 @@ def to_model_input(batch: torch.Tensor, device: torch.device, memory_format=torc
     return batch.float().div_(127.5).sub_(1.0)
 
 
-def _domains(cfg: TrainConfig) -> tuple[str, str]:
+def domains(cfg: TrainConfig) -> tuple[str, str]:
+    """The dataset's domains the model calls A and B: swapped with --direction BtoA."""
     return ("A", "B") if cfg.direction == "AtoB" else ("B", "A")
 
 
@@ -202,7 +203,7 @@ class UnalignedDataset(Dataset):
         root = Path(root)
         if not root.is_dir():
             raise DatasetError(f"{root}: dataset folder not found")
-        first, second = _domains(cfg)
+        first, second = domains(cfg)
         scans = {}
         for domain in (first, second):
             scans[domain] = scan_images(root / f"{phase}{domain}", strict=cfg.strict_data)

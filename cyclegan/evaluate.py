@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import metrics as M
 from .config import TrainConfig
-from .data import DatasetError, UnalignedDataset, load_image, to_model_input, transform
+from .data import DatasetError, UnalignedDataset, domains, load_image, to_model_input, transform
 from .errors import UserError
 from .metric_names import DIRECTIONS, DISTRIBUTION_METRICS, PAIRED_METRICS, check_eval_metrics, per_direction
 
@@ -60,10 +60,6 @@ class EvalResult:
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] float -> uint8 on the CPU, rounded as `translate.to_image` saves PNGs."""
     return ((images.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).cpu()
-
-
-def _test_domains(cfg: TrainConfig) -> tuple[str, str]:
-    return ("A", "B") if cfg.direction == "AtoB" else ("B", "A")
 
 
 def _truths(root: Path, folder: str, inputs: list[Path]) -> list[Path] | None:
@@ -100,7 +96,7 @@ class Evaluator:
         self.inception = inception  # an already loaded network may be shared between evaluators
 
         dataset = UnalignedDataset(self.root, cfg, "test", augment=False)
-        first, second = _test_domains(cfg)
+        first, second = domains(cfg)
         self.directions = [
             _Direction("AtoB", dataset.A_paths, dataset.A_nc, dataset.B_paths, dataset.B_nc,
                        _truths(self.root, f"test{first}", dataset.A_paths)),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ..config import PREPROCESS_MODES, TrainConfig
 from ..errors import UserError
 from ..metric_names import DIRECTIONS, EVAL_METRICS, INCEPTION_FILE, OFFLINE_ENV, WEIGHTS_ENV, check_eval_metrics, per_direction
-from ..run_files import CONFIG_FILE, network_file
+from ..run_files import CONFIG_FILE, LATEST, network_file
 from .runner import dump_json
 
 if TYPE_CHECKING:  # torch loads when the command runs, not for --help
@@ -109,7 +109,7 @@ def register(subparsers) -> None:
     p.add_argument("--dataroot", required=True, help="dataset with testA/ testB/ (testA_gt/ testB_gt/ for l1, psnr, ssim): a folder or any dataset reference")
     p.add_argument("--metrics", default=",".join(EVAL_METRICS),
                    help="comma-separated, from fid, kid, l1, psnr, ssim (default: all; paired ones are skipped without ground truth)")
-    p.add_argument("--epoch", default="latest", help="which checkpoint files: latest or an epoch number (default: latest)")
+    p.add_argument("--epoch", default=LATEST, help="which checkpoint files: latest or an epoch number (default: latest)")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="also write the results to this JSON file")
     p.add_argument("--inception_weights", default=None, metavar="FILE",
                    help=f"the InceptionV3 weights ({INCEPTION_FILE}; default: ${WEIGHTS_ENV}, then torch's hub cache, "

@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
+from ..run_files import LATEST
 
 GROUP = "reference implementation flags (accepted for compatibility; see each flag)"
-LATEST = "latest"
 
 # flag -> (type, help); `None` type: a switch. Each is explained by `train_notes` when given.
 _DISPLAY = "visdom display option of the reference: there is no visdom here, sample grids are written instead"

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from ..architectures import GENERATOR_NAMES
+from ..architectures import GENERATOR_NAMES, LOADED_NORMS
 from ..config import PREPROCESS_MODES
 from ..errors import UserError
-from ..run_files import network_file
+from ..metric_names import DIRECTIONS
+from ..run_files import LATEST, network_file
 from .reference_flags import add_common_flags, apply_common_flags
 
 if TYPE_CHECKING:  # torch loads when the command runs, not for --help
@@ -45,12 +46,12 @@ def register(subparsers) -> None:
                       help="test: one generator, one side (<epoch>_net_G<model_suffix>.pth); cycle_gan: both generators and both sides")
     test.add_argument("--model_suffix", default="", help="with --model test: which generator, e.g. _A reads <epoch>_net_G_A.pth")
     test.add_argument("--phase", default="test", help="with --model cycle_gan: read <dataroot>/<phase>A and <phase>B")
-    test.add_argument("--epoch", default="latest", help="which checkpoint: latest or an epoch number (<epoch>_net_G_*.pth)")
+    test.add_argument("--epoch", default=LATEST, help="which checkpoint: latest or an epoch number (<epoch>_net_G_*.pth)")
     test.add_argument("--num_test", type=int, default=50, help="how many test images to translate")
     test.add_argument("--eval", action="store_true", help="run the generators in eval mode (matters for batch norm and dropout only)")
     test.add_argument("--aspect_ratio", type=float, default=1.0, help="aspect ratio of the saved images (>1 wider, <1 taller)")
     test.add_argument("--display_winsize", type=int, default=256, help="width of each image on the results page")
-    test.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
+    test.add_argument("--direction", default="AtoB", choices=DIRECTIONS,
                       help="with --model cycle_gan, BtoA swaps the domain folders (as in training with --direction BtoA)")
     test.add_argument("--dataset_mode", default=None, choices=("single", "unaligned"),
                       help="accepted: single for --model test, unaligned for --model cycle_gan (implied by --model)")
@@ -61,7 +62,7 @@ def register(subparsers) -> None:
     test.add_argument("--netG", default=None,
                            help=f"generator architecture, one of {GENERATOR_NAMES} (default: inferred from the checkpoint)")
     test.add_argument("--ngf", type=int, default=None, help="generator width (default: inferred)")
-    test.add_argument("--norm", default=None, choices=("instance", "instance_affine", "batch", "none"), help="normalization (default: inferred)")
+    test.add_argument("--norm", default=None, choices=LOADED_NORMS, help="normalization (default: inferred)")
     test.add_argument("--input_nc", type=int, default=None, help="input channels (default: inferred)")
     test.add_argument("--output_nc", type=int, default=None, help="output channels (default: inferred)")
     test.add_argument("--no_dropout", action="store_true", help="accepted: no dropout is the default here")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..architectures import GENERATOR_NAMES
+from ..architectures import GENERATOR_NAMES, LOADED_NORMS
 
 
 def register(subparsers) -> None:
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     translate.add_argument("--netG", default=None,
                            help=f"generator architecture, one of {GENERATOR_NAMES} (default: inferred from the checkpoint)")
     translate.add_argument("--ngf", type=int, default=None, help="generator width (default: inferred)")
-    translate.add_argument("--norm", default=None, choices=("instance", "instance_affine", "batch", "none"),
+    translate.add_argument("--norm", default=None, choices=LOADED_NORMS,
                            help="normalization (default: inferred); instance_affine: instance norm with a learned scale and shift")
     translate.add_argument("--input_nc", type=int, default=None, help="channels of the input images (default: inferred, else 3)")
     translate.add_argument("--output_nc", type=int, default=None, help="channels of the output images (default: inferred, else 3)")
