@@ -2,8 +2,10 @@
 
 Field names follow the reference implementation's command-line flags, so
 `--lambda_identity 0.5` means what it meant there. Every field carries its
-help text; the CLI, the checkpoint and (later) the manifest are all derived
-from this dataclass, so there is exactly one place to add an option.
+help text; the CLI, the checkpoint and the manifest are all derived from this
+dataclass, so there is exactly one place to add an option. A TrainConfig checks
+itself when it is built (and `replace()` builds a new one), so every TrainConfig
+that exists is valid, and it is frozen: it is passed along as it is.
 """
 
 from __future__ import annotations
