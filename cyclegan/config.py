@@ -145,10 +145,10 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig, skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per config field, grouped, with the field's help and default."""
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per TrainConfig field, grouped, with the field's help and default."""
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in fields(cls):
+    for f in fields(TrainConfig):
         if f.name in skip:
             continue
         group_name = f.metadata.get("group", "options")
