@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from cyclegan.run_files import CONFIG_FILE, LATEST, network_file
+
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ BEST_DIR = "best"
 BEST_FILE = "best.json"
 BEST_EPOCH = "best_epoch"                  # reported each epoch once there is a best
 BEST_CHECKPOINT = "best_checkpoint_path"   # reported beside BEST_EPOCH: the best/ folder's URI
-BEST_FILES = ("latest_net_G_A.pth", "latest_net_G_B.pth", "config.json")
+BEST_FILES = (network_file(LATEST, "G_A"), network_file(LATEST, "G_B"), CONFIG_FILE)  # what registering needs
 
 
 @dataclass(frozen=True)

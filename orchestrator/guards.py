@@ -24,16 +24,19 @@ from typing import Any
 
 from ray.tune import Callback, Stopper
 
+from cyclegan.metric_names import EPOCH_METRICS, LOSS_NAMES
+
 from .baseline import baseline_trial
 
 DIVERGED = "diverged"  # the result key holding why a trial diverged
+WATCHED = frozenset({f"loss_{name}" for name in LOSS_NAMES} | set(EPOCH_METRICS))  # the losses, loss_G, cycle_l1
 
 
 def nonfinite(result: dict[str, Any], metric: str) -> str | None:
     """The first loss or metric of `result` that is NaN or infinite, as 'name is value'."""
     for key, value in result.items():
-        if (key == metric or key.startswith("loss_") or key == "cycle_l1") and isinstance(value, (int, float)) \
-                and not isinstance(value, bool) and not math.isfinite(value):
+        if (key == metric or key in WATCHED) and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and not math.isfinite(value):
             return f"{key} is {value}"
     return None
 
