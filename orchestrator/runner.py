@@ -120,10 +120,11 @@ def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str, tr
             with tempfile.TemporaryDirectory(prefix="cyclegan-best-") as tmp:
                 # The best epoch's generators from storage (S3 too), else the ones logged to the trial's run.
                 fetched = fetch_best(trials, trial_run_name(plan, best.trial_id), Path(tmp))
-                registration = register_best(uri, result.task, run_id, metric=result.metric, value=best.metric, mode=result.mode,
-                                             hyperparameters=best.params, dataset=result.data, prefix=prefix, step=best.best_epoch or 0,
-                                             checkpoint_dir=fetched[0] if fetched else None,
-                                             tags={"epoch": best.best_epoch, "baseline": str(best.baseline).lower()})
+                folder, kept = fetched if fetched else (None, None)
+                value, epoch = (kept.value, kept.epoch) if kept else (best.metric, best.best_epoch)  # the files' own epoch
+                registration = register_best(uri, result.task, run_id, metric=result.metric, value=value, mode=result.mode,
+                                             hyperparameters=best.params, dataset=result.data, prefix=prefix, step=epoch or 0,
+                                             checkpoint_dir=folder, tags={"epoch": epoch, "baseline": str(best.baseline).lower()})
             result.registry = {"name": registration.name, "version": registration.version, "champion": registration.champion,
                                "model_uri": registration.model_uri, "summary": registration.summary()}
             summary = registration.summary()

@@ -20,12 +20,13 @@ from ray import tune
 
 from . import search as tune_search
 from .baseline import baseline_trial
-from .best import BEST_CHECKPOINT, BEST_EPOCH, Ranking, best_key
+from .best import BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
 from .guards import DIVERGED, SweepGuard
 from .manifest import LoadedManifest, TaskPlan
 from .progress import ProgressBoard, ProgressCallback, follow
 from .redact import is_secret_name
 from .results import TaskResult, TrialRecord, pick_best
+from .storage import Storage, parse_storage
 
 
 @dataclass
@@ -78,7 +79,7 @@ def run_trial(config: dict[str, Any], plan: TaskPlan, ctx: SweepContext) -> None
 HISTORY_PREFIXES = ("loss_", "cycle_l1", "pairs_per_s", "fid", "kid", "psnr", "ssim", "l1", "best_")
 
 
-def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard: SweepGuard) -> TrialRecord:
+def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard: SweepGuard, trials: Storage) -> TrialRecord:
     history = []
     frame = result.metrics_dataframe
     if frame is not None and len(frame):
@@ -89,13 +90,18 @@ def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard:
         history = list({row.get("epoch"): row for row in rows}.values())
     last = result.metrics or {}
     trial_id = _trial_id(result)
-    value = last.get(best_key(plan.search.metric))
     done = int(last.get("epoch") or 0)
     status, note = _ending(result.error, last, done, epochs, trial_id, guard)
+    # The best kept in storage is what gets registered, so it is what the trial counts by. It is the best
+    # of Tune's last result, or of the epoch a stopped trial's workers finished while the stop reached them.
+    run_name = trial_run_name(plan, trial_id)
+    kept = read_best(trials, run_name)
+    value, best_epoch = (kept.value, kept.epoch) if kept else (last.get(best_key(plan.search.metric)), last.get(BEST_EPOCH))
     return TrialRecord(trial_id=trial_id, params=dict(result.config or guard.configs.get(trial_id, {})), status=status,
                        metric=float(value) if value is not None and not math.isnan(value) else None, epochs=done, history=history,
-                       checkpoint=last.get("checkpoint_path"), error=_tail(result.error), best_epoch=last.get(BEST_EPOCH),
-                       best_checkpoint=last.get(BEST_CHECKPOINT), baseline=trial_id == baseline_id, note=note)
+                       checkpoint=last.get("checkpoint_path"), error=_tail(result.error), best_epoch=best_epoch,
+                       best_checkpoint=trials.run_uri(run_name, BEST_DIR) if kept else None, baseline=trial_id == baseline_id,
+                       note=note)
 
 
 def _ending(error, last: dict, done: int, epochs: int, trial_id: str, guard: SweepGuard) -> tuple[str, str | None]:
@@ -124,8 +130,6 @@ def keep_credentials_out_of_trial_envs() -> None:
 
 def sweep_task(plan: TaskPlan, ctx: SweepContext, board_name: str) -> TaskResult:
     """Run (or resume) one task's Tune experiment; runs inside a Ray task."""
-    from .storage import parse_storage
-
     keep_credentials_out_of_trial_envs()
     epochs = total_epochs(plan)
 
@@ -165,7 +169,7 @@ def sweep_task(plan: TaskPlan, ctx: SweepContext, board_name: str) -> TaskResult
     grid = tuner.fit()
     # Tune's results hold a trial's config only once it reported: the guard saw every trial's, in order.
     baseline_id = baseline_trial(guard.configs.items(), plan.baseline)
-    trials = [_record(result, plan, epochs, baseline_id, guard) for result in grid]
+    trials = [_record(result, plan, epochs, baseline_id, guard, parse_storage(trials_storage(ctx))) for result in grid]
     for t in trials:  # the trials the guard's stop_all ended got no line of their own from Tune's callbacks
         if t.trial_id not in guard.completed and t.note:
             board.update.remote(plan.name, t.trial_id, t.status, None, t.note)
