@@ -4,7 +4,9 @@ Per task, a Tune driver runs as a Ray task on the cluster (so tasks sweep
 concurrently while there is room, and ASHA only ever compares trials of the same
 task). Each trial is a function trainable that builds a TorchTrainer named after the
 task and the trial id, so a retried or resumed trial continues from its last
-checkpoint instead of starting over.
+checkpoint instead of starting over. Trials count by their best epoch (orchestrator.best),
+the paper's baseline runs first (orchestrator.baseline), and the guard rails
+(orchestrator.guards) stop diverged trials and sweeps over their budget.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ray import tune
 
 from . import search as tune_search
 from .baseline import baseline_trial
-from .best import BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
+from .best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
 from .guards import DIVERGED, SweepGuard
 from .manifest import LoadedManifest, TaskPlan
 from .progress import ProgressBoard, ProgressCallback, follow
@@ -83,7 +85,7 @@ def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard:
     history = []
     frame = result.metrics_dataframe
     if frame is not None and len(frame):
-        keep = [c for c in frame.columns if c == "epoch" or c.startswith(HISTORY_PREFIXES)]
+        keep = [c for c in frame.columns if c == "epoch" or c.startswith(HISTORY_PREFIXES) and c != BEST_CHECKPOINT]
         rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
                 for row in frame[keep].to_dict("records")]
         # A resumed trial repeats the epochs after its last checkpoint: keep each epoch's latest row.
