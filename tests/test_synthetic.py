@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cyclegan.errors import UserError
-from cyclegan.synthetic import colorshift_forward, generate
+from cyclegan.sources.synthetic import colorshift_forward, generate
 
 
 def _load(path) -> np.ndarray:

@@ -11,17 +11,27 @@ sizes, background) is drawn from the same distribution in both.
 
 Train A and train B come from independent scenes, so the data is truly unpaired.
 testA_gt/ and testB_gt/ hold the true translation of each test image, same names.
+
+As a dataset reference, `synthetic://KIND?size=S&n_train=N&n_test=M&seed=K` is generated into the
+node cache (once per parameter set).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 from PIL import Image
 
-from .errors import UserError
+from ..errors import UserError
+from .cache import CacheEntry, Snapshot, digest, snapshot_result
+from .schemes import DatasetRef, FetchResult, bad_reference
+
+log = logging.getLogger(__name__)
 
 GAMMA = 1.6
 
@@ -126,3 +136,41 @@ def generate(kind: str, out: str | Path, n_train: int = 200, n_test: int = 40, s
         _save(b, out / "testB" / f"{i:05d}.png")
         _save(b_truth, out / "testB_gt" / f"{i:05d}.png")
     return out
+
+
+# -- the synthetic:// dataset scheme -----------------------------------------------------------------
+def parse(ref: str) -> DatasetRef:
+    parts = urlsplit(ref)
+    kind = parts.netloc
+    if kind not in KINDS:
+        raise bad_reference(ref, f"unknown synthetic kind {kind!r} (available: {', '.join(KINDS)})")
+    if parts.path not in ("", "/"):
+        raise bad_reference(ref, "a synthetic reference has no path, only parameters after '?'")
+    values = {name: default for name, (default, _, _) in PARAMETERS.items()}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in PARAMETERS:
+            raise bad_reference(ref, f"unknown synthetic parameter {name!r} (accepted: {', '.join(PARAMETERS)})")
+        if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
+            raise bad_reference(ref, f"synthetic parameter {name}={value[:20]!r} is not an integer")
+        values[name] = int(value)
+    if problem := parameter_problem(values):
+        raise bad_reference(ref, problem)
+    return DatasetRef(ref, "synthetic", kind, tuple(values.items()))
+
+
+def fetch(parsed: DatasetRef, cache_dir: str | None, *, endpoint_url: str | None = None, show_progress: bool = False,
+          require_layout: bool = True) -> FetchResult:
+    params = dict(parsed.params)
+    entry = CacheEntry(cache_dir, "synthetic", parsed.canonical, f"{parsed.location}-{params['size']}px-{params['n_train']}")
+
+    def build(tmp: Path, previous: list[Snapshot]) -> dict:
+        log.info("generating %s into the cache %s", parsed.canonical, entry.dir)
+        generate(parsed.location, tmp / "data", params["n_train"], params["n_test"], params["size"], params["seed"])
+        return {"ref": parsed.canonical, "root": "", "layout": "complete"}
+
+    snap, built = entry.get_or_build(digest(parsed.canonical)[:16], build)
+    return snapshot_result(parsed, snap, built, True)
+
+
+def check(parsed: DatasetRef, *, endpoint_url: str | None = None) -> None:
+    """Nothing to check: a reference of a valid form always generates a complete dataset."""

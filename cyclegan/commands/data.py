@@ -8,10 +8,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import UnidentifiedImageError
-
-from .data import DatasetError, open_image
-from .sources import ACCEPTED_FORMS, fetch_dataset
+from ..errors import DatasetError
+from ..sources import ACCEPTED_FORMS, fetch_dataset
 
 REQUIRED = ("trainA", "trainB")
 
@@ -26,6 +24,10 @@ class FolderReport:
 
 def inspect_folder(root: Path) -> list[FolderReport]:
     """One report per first-level folder of `root` (and '.' for files lying directly in it)."""
+    from PIL import UnidentifiedImageError
+
+    from ..data import open_image
+
     reports: dict[str, FolderReport] = {}
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
