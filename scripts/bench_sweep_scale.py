@@ -8,8 +8,10 @@ metric cycle_l1, `--trials` trials each, CPUs per worker small enough that every
 machine at once), runs `python -m orchestrator run` on it with a private local Ray (its own
 RAY_TMPDIR), and samples every process of that run every `--interval` seconds: its title (Ray's
 process titles name the actor or task), its proportional memory (Pss in /proc/PID/smaps_rollup, so
-shared libraries such as libtorch count once across processes) and whether it has libtorch mapped.
-The run's processes are the ones whose environment carries a marker this script sets.
+shared libraries such as libtorch count once across processes), its private memory (USS) and whether
+it has libtorch mapped. The run's processes are the ones whose environment carries a marker this
+script sets, and their descendants. A run is stopped after `--timeout` seconds, or when the
+machine's available memory falls below `--min-available-mb` (a sweep too big for the machine).
 
 Reported per N: the peak of the summed PSS of the driver side (every process of the run except the
 training workers: Ray's node processes, the CLI driver, Tune drivers, Tune function trials, Train
@@ -76,7 +78,7 @@ KINDS = [
     ("log_monitor.py", "log monitor", "node"),
     ("autoscaler/_private/monitor.py", "autoscaler monitor", "node"),
     ("-m orchestrator", "CLI driver", "node"),
-    ("multiprocessing.forkserver", "forkserver", "node"),
+    ("multiprocessing.forkserver", "dashboard forkserver and its module processes", "node"),
     ("ray/_private/workers/default_worker.py", "starting worker", "node"),
     ("ray/_private/workers/setup_worker.py", "starting worker", "node"),
     ("multiprocessing.resource_tracker", "resource tracker", "node"),
@@ -179,22 +181,35 @@ class Sampler(threading.Thread):
         self.min_available_kb = self.idle_available_kb
 
     def _run_pids(self) -> list[tuple[int, str]]:
-        found = []
+        """This run's processes: those whose environment carries the marker, and their descendants
+        (a process whose environment Ray rebuilt without it)."""
+        parents, current, unknown = {}, [], []
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
             stat = _read(f"/proc/{name}/stat")
             if not stat:
                 continue
-            key = (int(name), stat.rsplit(")", 1)[-1].split()[19])  # field 22: the start time
+            fields = stat.rsplit(")", 1)[-1].split()
+            key = (int(name), fields[19])  # field 22: the start time
+            parents[key[0]] = int(fields[1])
+            current.append(key)
             if key not in self.ours:
                 environ = _read(f"/proc/{name}/environ", "rb")
-                if not environ:  # gone, or between fork and exec: look again next time
+                if environ is None:  # gone
                     continue
-                self.ours[key] = self.marker in environ
-            if self.ours[key]:
-                found.append(key)
-        return found
+                if self.marker in environ:
+                    self.ours[key] = True
+                else:
+                    unknown.append(key)
+        ours = {pid for (pid, _), mine in self.ours.items() if mine}
+        for key in unknown:  # a descendant of one of ours is ours
+            pid, seen = key[0], set()
+            while pid > 1 and pid not in ours and pid not in seen:
+                seen.add(pid)
+                pid = parents.get(pid, 0)
+            self.ours[key] = pid in ours
+        return [key for key in current if self.ours.get(key)]
 
     def sample(self) -> None:
         now = time.monotonic() - self.t0
