@@ -371,6 +371,7 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
     peak = {"driver_side": 0.0, "driver_side_uss": 0.0, "run": 0.0, "node": 0.0, "worker": 0.0, "processes": 0, "trials": 0,
             "per_trial": 0.0}
     kinds: dict[str, dict] = {}
+    by_sample: list[tuple[int, float]] = []   # (trials running, driver side MB)
     for sample in sampler.samples:
         groups = {"run": 0.0, "node": 0.0, "worker": 0.0}
         uss = 0.0
@@ -384,8 +385,7 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
         peak.update(driver_side=max(peak["driver_side"], driver_side), driver_side_uss=max(peak["driver_side_uss"], uss),
                     processes=max(peak["processes"], len(sample["processes"])), trials=max(peak["trials"], running),
                     **{g: max(peak[g], v) for g, v in groups.items()})
-        if running:
-            peak["per_trial"] = max(peak["per_trial"], driver_side / running)
+        by_sample.append((running, driver_side))
         for kind, rows in by_kind.items():
             k = kinds.setdefault(kind, {"group": classify_group(kind), "peak_count": 0, "peak_sum_mb": 0.0, "max_one_mb": 0.0,
                                         "max_one_uss_mb": 0.0, "processes": 0, "with_torch": 0})
@@ -393,6 +393,8 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
             k["peak_sum_mb"] = max(k["peak_sum_mb"], sum(r["pss_kb"] for r in rows) * mb)
             k["max_one_mb"] = max(k["max_one_mb"], max(r["pss_kb"] for r in rows) * mb)
             k["max_one_uss_mb"] = max(k["max_one_uss_mb"], max(r["uss_kb"] for r in rows) * mb)
+    if peak["trials"]:  # while the most trials ran at once
+        peak["per_trial"] = max(side for running, side in by_sample if running == peak["trials"]) / peak["trials"]
     for seen in sampler.seen.values():  # processes of each kind they ever were, and those with libtorch by then
         ends = [t for t, _ in seen.titles[1:]] + [seen.last]
         last_end: dict[str, float] = {}
@@ -407,11 +409,13 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
         row["first_epoch_end_s"] = round(row["first_epoch_end_ms"] / 1000 - wall0, 2)
         row["first_epoch_start_s"] = round(row["first_epoch_end_s"] - row["epoch_s"], 2)
     return {"tasks": tasks, "trials_per_task": trials, "cpus_per_worker": cpus, "exit_code": code, "wall_s": round(wall, 1),
-            "started_at": wall0, "samples": len(sampler.samples),
+            "started_at": wall0,
             "peak_mb": {k: round(v, 1) if isinstance(v, float) else v for k, v in peak.items()},
             "machine_used_above_idle_mb": round((sampler.idle_available_kb - sampler.min_available_kb) * mb, 1),
             "kinds": {k: {kk: round(vv, 1) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in sorted(kinds.items())},
             "first_epochs": sorted(epochs, key=lambda r: r["first_epoch_end_s"]),
+            "samples": [{"t": x["t"], "processes": [[r["kind"], r["pss_kb"], r["uss_kb"]] for r in x["processes"]]}
+                        for x in sampler.samples],
             "processes": [{"pid": s.pid, "ppid": s.ppid, "titles": s.titles, "torch_at": s.torch_at,
                            "peak_pss_mb": round(s.peak_pss_kb * mb, 1), "peak_uss_mb": round(s.peak_uss_kb * mb, 1),
                            "first_s": round(s.first, 2), "last_s": round(s.last, 2)} for s in sampler.seen.values()]}
@@ -423,7 +427,8 @@ def classify_group(kind: str) -> str:
 
 def markdown(reports: list[dict]) -> str:
     lines = ["| tasks × trials | exit | wall s | peak procs | peak trials running | driver side MB (run actors + node) | "
-             "driver side USS MB | driver side MB per running trial | run actors MB per running trial | training workers MB | "
+             "driver side USS MB | driver side MB per running trial (while the most run) | run actors MB per running trial | "
+             "training workers MB | "
              "first epoch starts, s (median / max) | first epoch ends, s (median / max) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in reports:
