@@ -40,8 +40,8 @@ class TrialRecord:
     history: list[dict]               # one row per epoch: losses, metrics, throughput
     checkpoint: str | None            # the last checkpoint (what a resumed trial continues from)
     error: str | None = None
-    best_epoch: int | None = None     # the epoch of `metric` (ties: the later one); a stopped trial's may be the
-                                      # one its workers finished while the stop reached them (epochs + 1)
+    best_epoch: int | None = None     # the epoch of `metric` (ties: the later one); a stopped trial's may be one
+                                      # its workers finished while the stop reached them (> epochs)
     best_checkpoint: str | None = None  # its generators, in storage (orchestrator.best)
     baseline: bool = False            # the paper's setting (orchestrator.baseline)
     note: str | None = None           # how it ended, when not finished: the scheduler, the budget, the divergence

