@@ -16,6 +16,7 @@ import ray
 from cyclegan.errors import UserError
 
 from . import tracking
+from .cluster import connect
 from .lineage import git_commit, log_task_lineage
 from .manifest import LoadedManifest, TaskPlan
 from .redact import environ_snapshot, is_secret_name, mask_text
@@ -23,7 +24,6 @@ from .resources import DEFAULT_RESOURCE_WAIT_S, check_cluster_fits, has_autoscal
 from .results import TaskResult, summary_table, write_results
 from .storage import Storage, parse_storage, validate_storage, without_userinfo
 from .sweep import SweepContext, run_sweeps, trial_run_name, trials_storage
-from .train import connect
 
 log = logging.getLogger(__name__)
 
