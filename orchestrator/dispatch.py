@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ray import cloudpickle
+from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher, SearchGenerator
@@ -293,3 +294,38 @@ class TaskScheduler(TrialScheduler):
 
     def debug_string(self) -> str:
         return "; ".join(f"{task}: {s.debug_string()}" for task, s in self.inner.items())
+
+
+class TaskCallbacks(Callback):
+    """Tune callbacks of one task each, behind the one run: a trial's events go to its task's
+    callback, with only that task's trials in `trials`."""
+
+    def __init__(self, callbacks: dict[str, Callback]):
+        self.callbacks = callbacks
+
+    def _own(self, trials: list, task: str | None) -> list:
+        return [t for t in trials if task_of(t) == task]
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        for task, callback in self.callbacks.items():
+            callback.on_step_begin(iteration, self._own(trials, task), **info)
+
+    def _route(self, hook: str, iteration: int, trials: list, trial, **info) -> None:
+        task = task_of(trial)
+        if task in self.callbacks:
+            getattr(self.callbacks[task], hook)(iteration, self._own(trials, task), trial, **info)
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self._route("on_trial_start", iteration, trials, trial, **info)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        self._route("on_trial_result", iteration, trials, trial, result=result, **info)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._route("on_trial_complete", iteration, trials, trial, **info)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._route("on_trial_error", iteration, trials, trial, **info)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self._route("on_trial_recover", iteration, trials, trial, **info)

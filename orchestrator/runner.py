@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 # Settings the Ray workers need to reach S3 and MLflow like the driver does (endpoints, region, cache).
 FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_", "CYCLEGAN_")
 # Trials need no usage reports; MLflow's telemetry thread also changes os.environ while trials run.
-WORKER_ENV_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+# Ray Train's PreemptionWatcher (one actor per multi-worker trial) tells workers of draining nodes, which
+# nothing here uses.
+WORKER_ENV_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 # A trial's MLflow run status; its `cyclegan.status` tag tells diverged from failed.
 TRIAL_RUN_STATUS = {"finished": "FINISHED", "stopped": "KILLED", "diverged": "FAILED", "failed": "FAILED"}
 
@@ -188,8 +190,9 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
     try:
         started_here = connect(address, runtime_env={"env_vars": env} if env else None, log_to_driver=verbose)
         signal.signal(signal.SIGTERM, _stop)  # ray.init installs its own SIGTERM handler (sys.exit)
+        can_grow = not started_here and has_autoscaler()
         try:
-            check_cluster_fits(plans, can_grow=not started_here and has_autoscaler(), wait_s=resource_wait_s, echo=echo)
+            check_cluster_fits(plans, can_grow=can_grow, wait_s=resource_wait_s, echo=echo)
         except UserError as err:
             for spec in runs.values():
                 tracking.end_task_run(spec["uri"], spec["parent_run_id"], "FAILED", summary=mask_text(str(err))[:2000])
@@ -198,7 +201,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
         logs = _logs_line(log_path)
         if logs:
             echo(logs)
-        results = run_sweeps(loaded, plans, ctx, echo=echo)
+        results = run_sweeps(loaded, plans, ctx, echo=echo, can_grow=can_grow)
         trials = parse_storage(trials_storage(ctx))
         for result, plan in zip(results, plans):
             _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix, trials)
