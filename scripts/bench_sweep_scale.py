@@ -14,9 +14,10 @@ script sets, and their descendants. A run is stopped after `--timeout` seconds, 
 machine's available memory falls below `--min-available-mb` (a sweep too big for the machine).
 
 Reported per N: the peak of the summed PSS of the driver side (every process of the run except the
-training workers: Ray's node processes, the CLI driver, Tune drivers, Tune function trials, Train
-controllers and Train's helper actors), the same per running trial, the peak of the training
-workers, the peak process counts by kind, and each trial's time from the command's start to the end
+training processes: Ray's node processes, the CLI driver with its Tune run, the progress actor, idle
+workers, and Train controllers and helper actors where a trial has several workers), the same per
+running trial, the peak of the training processes (the Tune trial processes: the benchmark's trials
+have one worker each, so they train in their Tune trial process; Ray Train workers otherwise), the peak process counts by kind, and each trial's time from the command's start to the end
 of its first epoch (the MLflow timestamp of the epoch-1 metrics) and to the start of that epoch
 (minus the epoch's own `epoch_wall_s`).
 
@@ -48,6 +49,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER_VAR = "BENCH_SWEEP_SCALE_RUN"
+TRIAL_KIND = "Tune trial (trains)"
 TINY_TRAIN = ("{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, "
               "n_epochs: %d, n_epochs_decay: 0, n_samples: 1}")
 
@@ -55,9 +57,8 @@ TINY_TRAIN = ("{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 
 # "worker" = a training worker; "run" = scales with tasks and trials; "node" = Ray's own per-node processes.
 KINDS = [
     ("ray::RayTrainWorker", "Train worker", "worker"),
+    ("ray::ImplicitFunc", TRIAL_KIND, "worker"),   # a one-worker trial trains in its Tune trial process
     ("ray::TrainController", "Train controller", "run"),
-    ("ray::ImplicitFunc", "Tune function trial", "run"),
-    ("ray::sweep_task", "Tune driver (sweep_task)", "run"),
     ("ray::PlacementGroupCleaner", "PlacementGroupCleaner", "run"),
     ("ray::DatasetManager", "DatasetManager", "run"),
     ("ray::SynchronizationActor", "SynchronizationActor", "run"),
@@ -381,7 +382,7 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
             groups[row["group"]] += row["pss_kb"] * mb
             uss += row["uss_kb"] * mb if row["group"] != "worker" else 0
             by_kind.setdefault(row["kind"], []).append(row)
-        running = len(by_kind.get("Tune function trial", []))
+        running = len(by_kind.get(TRIAL_KIND, []))
         driver_side = groups["run"] + groups["node"]
         peak.update(driver_side=max(peak["driver_side"], driver_side), driver_side_uss=max(peak["driver_side_uss"], uss),
                     processes=max(peak["processes"], len(sample["processes"])), trials=max(peak["trials"], running),
