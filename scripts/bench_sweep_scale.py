@@ -256,12 +256,13 @@ def end_leftovers(sampler: Sampler, grace_s: float = 10.0) -> None:
             pass
 
 
-def write_manifest(folder: Path, name: str, tasks: int, trials: int, epochs: int, cpus: float, concurrent: int | None) -> Path:
+def write_manifest(folder: Path, name: str, tasks: int, trials: int, epochs: int, cpus: float, concurrent: int | None,
+                   memory_gib: float) -> Path:
     lines = [f"name: {name}",
              f"tracking: {{uri: 'sqlite:///{folder}/mlflow.db'}}",
              "defaults:",
              f"  train: {TINY_TRAIN % epochs}",
-             f"  resources: {{workers: 1, cpus_per_worker: {cpus:g}}}",
+             f"  resources: {{workers: 1, cpus_per_worker: {cpus:g}, memory_per_worker: {memory_gib:g}}}",
              "search:",
              f"  num_samples: {trials}",
              "  space: {lambda_cyc: {choice: [5, 10]}}",
@@ -314,7 +315,8 @@ def torch_stacks(folder: Path, seen: dict) -> list[dict]:
 def run_once(tasks: int, args: argparse.Namespace, keep: Path | None) -> dict:
     base = Path(tempfile.mkdtemp(prefix="bss-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 bytes
     cpus = args.cpus_per_worker or max(0.05, round(min(0.5, (os.cpu_count() or 2) * 0.9 / (tasks * args.trials)), 2))
-    manifest = write_manifest(base, f"scale{tasks}", tasks, args.trials, args.epochs, cpus, args.max_concurrent_trials)
+    manifest = write_manifest(base, f"scale{tasks}", tasks, args.trials, args.epochs, cpus, args.max_concurrent_trials,
+                              args.memory_per_worker)
     marker = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     pythonpath = [str(REPO)]
@@ -410,12 +412,18 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
     for row in epochs:
         row["first_epoch_end_s"] = round(row["first_epoch_end_ms"] / 1000 - wall0, 2)
         row["first_epoch_start_s"] = round(row["first_epoch_end_s"] - row["epoch_s"], 2)
+    # Each trial's start-up: from its Tune trial process taking the trial to its first epoch (the n-th trial
+    # process to start paired with the n-th first epoch to start).
+    trial_up = sorted(next(t for t, title in s.titles if "ray::ImplicitFunc" in title)
+                      for s in sampler.seen.values() if any("ray::ImplicitFunc" in title for _, title in s.titles))
+    startup = [round(e - t, 2) for t, e in zip(trial_up, sorted(r["first_epoch_start_s"] for r in epochs))]
     return {"tasks": tasks, "trials_per_task": trials, "cpus_per_worker": cpus, "exit_code": code, "wall_s": round(wall, 1),
             "started_at": wall0,
             "peak_mb": {k: round(v, 1) if isinstance(v, float) else v for k, v in peak.items()},
             "machine_used_above_idle_mb": round((sampler.idle_available_kb - sampler.min_available_kb) * mb, 1),
             "kinds": {k: {kk: round(vv, 1) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in sorted(kinds.items())},
             "first_epochs": sorted(epochs, key=lambda r: r["first_epoch_end_s"]),
+            "trial_startup_s": startup,
             "samples": [{"t": x["t"], "processes": [[r["kind"], r["pss_kb"], r["uss_kb"]] for r in x["processes"]]}
                         for x in sampler.samples],
             "processes": [{"pid": s.pid, "ppid": s.ppid, "titles": s.titles, "torch_at": s.torch_at,
@@ -431,8 +439,8 @@ def markdown(reports: list[dict]) -> str:
     lines = ["| tasks × trials | exit | wall s | peak procs | peak trials running | driver side MB (run actors + node) | "
              "driver side USS MB | driver side MB per running trial (while the most run) | run actors MB per running trial | "
              "training workers MB | "
-             "first epoch starts, s (median / max) | first epoch ends, s (median / max) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "first epoch starts, s (median / max) | first epoch ends, s (median / max) | trial process to first epoch, s (median / max) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in reports:
         p = r["peak_mb"]
         starts = [e["first_epoch_start_s"] for e in r["first_epochs"]]
@@ -444,7 +452,7 @@ def markdown(reports: list[dict]) -> str:
         per_run = p["run"] / p["trials"] if p["trials"] else 0
         lines.append(f"| {r['tasks']} × {r['trials_per_task']} | {r['exit_code']}{' (stopped)' if r.get('stopped') else ''} | {r['wall_s']:.0f} | {p['processes']} | {p['trials']} | "
                      f"{p['driver_side']:.0f} ({p['run']:.0f} + {p['node']:.0f}) | {p['driver_side_uss']:.0f} | {p['per_trial']:.0f} | {per_run:.0f} | "
-                     f"{p['worker']:.0f} | {spread(starts)} | {spread(ends)} |")
+                     f"{p['worker']:.0f} | {spread(starts)} | {spread(ends)} | {spread(r.get('trial_startup_s', []))} |")
     kinds = sorted({k for r in reports for k in r["kinds"]}, key=lambda k: (classify_group(k), k))
     header = " | ".join(f"{r['tasks']}×{r['trials_per_task']}: peak n / peak sum PSS / max one PSS / max one USS / torch"
                         for r in reports)
@@ -467,6 +475,8 @@ def main() -> int:
     parser.add_argument("--cpus-per-worker", type=float, default=None,
                         help="default: small enough that every trial fits this machine's cores at once (at most 0.5)")
     parser.add_argument("--max-concurrent-trials", type=int, default=None, help="the manifest's search.max_concurrent_trials")
+    parser.add_argument("--memory-per-worker", type=float, default=0.5,
+                        help="GiB each trial reserves (resources.memory_per_worker; a tiny trial's process takes about 0.7 GB)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     parser.add_argument("--timeout", type=float, default=540, help="seconds before a run is stopped")
     parser.add_argument("--min-available-mb", type=int, default=3000,
