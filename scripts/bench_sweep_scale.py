@@ -50,6 +50,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MARKER_VAR = "BENCH_SWEEP_SCALE_RUN"
 TRIAL_KIND = "Tune trial (trains)"
+EXITING_KIND = "ended trial process (exiting)"
 TINY_TRAIN = ("{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, "
               "n_epochs: %d, n_epochs_decay: 0, n_samples: 1}")
 
@@ -166,6 +167,7 @@ class ProcessSeen:
     ppid: int = 0
     first: float = 0.0
     last: float = 0.0
+    trained: bool = False   # it was a training process: so it stays (an ended trial's process turns ray::IDLE as it exits)
 
 
 class Sampler(threading.Thread):
@@ -233,6 +235,9 @@ class Sampler(threading.Thread):
             seen.ppid = int((_read(f"/proc/{pid}/stat") or ") ? 0").rsplit(")", 1)[-1].split()[1])
             seen.last = now
             kind, group = classify(title)
+            seen.trained = seen.trained or group == "worker"
+            if seen.trained and group != "worker":
+                kind, group = EXITING_KIND, "worker"
             rows.append({"pid": pid, "kind": kind, "group": group, "pss_kb": pss, "uss_kb": uss, "torch": seen.torch_at is not None})
         self.min_available_kb = min(self.min_available_kb, mem_available_kb())
         self.samples.append({"t": round(now, 2), "processes": rows})
@@ -405,6 +410,8 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
         for (_, title), end in zip(seen.titles, ends):
             last_end[classify(title)[0]] = end
         for kind, end in last_end.items():
+            if seen.trained and classify_group(kind) != "worker":
+                kind = EXITING_KIND
             if kind in kinds:
                 kinds[kind]["processes"] += 1
                 kinds[kind]["with_torch"] += seen.torch_at is not None and seen.torch_at <= end
@@ -432,6 +439,8 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
 
 
 def classify_group(kind: str) -> str:
+    if kind == EXITING_KIND:
+        return "worker"
     return next((group for _, k, group in KINDS if k == kind), "run" if kind.startswith("ray::") else "node")
 
 

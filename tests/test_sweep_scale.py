@@ -78,9 +78,9 @@ def test_a_manifest_asking_for_more_trials_at_once_than_the_cluster_holds_queues
     out = capsys.readouterr().out
     assert code == 0, out
     results = load_results(tmp_path / "results" / "queued.json")
-    assert sorted(results) == ["first", "second"]
-    assert all(t.status == "finished" and t.epochs == 1 for task in results.values() for t in task.trials)
-    assert [len(task.trials) for task in results.values()] == [2, 2]
+    assert [task.task for task in results] == ["first", "second"]
+    assert all(t.status == "finished" and t.epochs == 1 for task in results for t in task.trials)
+    assert [len(task.trials) for task in results] == [2, 2]
 
     # Each trial's time in MLflow, from its run's creation (as it starts training) to its epoch's metrics:
     # never more than two at once.
