@@ -50,7 +50,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MARKER_VAR = "BENCH_SWEEP_SCALE_RUN"
 TRIAL_KIND = "Tune trial (trains)"
-EXITING_KIND = "ended trial process (exiting)"
+# A process that trains at some point is a training process all its life: Ray starts it as ray::IDLE
+# before it takes its trial, and it turns ray::IDLE again as it exits.
+AROUND_KIND = "training process, before or after its trial"
 TINY_TRAIN = ("{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, "
               "n_epochs: %d, n_epochs_decay: 0, n_samples: 1}")
 
@@ -167,7 +169,6 @@ class ProcessSeen:
     ppid: int = 0
     first: float = 0.0
     last: float = 0.0
-    trained: bool = False   # it was a training process: so it stays (an ended trial's process turns ray::IDLE as it exits)
 
 
 class Sampler(threading.Thread):
@@ -235,9 +236,6 @@ class Sampler(threading.Thread):
             seen.ppid = int((_read(f"/proc/{pid}/stat") or ") ? 0").rsplit(")", 1)[-1].split()[1])
             seen.last = now
             kind, group = classify(title)
-            seen.trained = seen.trained or group == "worker"
-            if seen.trained and group != "worker":
-                kind, group = EXITING_KIND, "worker"
             rows.append({"pid": pid, "kind": kind, "group": group, "pss_kb": pss, "uss_kb": uss, "torch": seen.torch_at is not None})
         self.min_available_kb = min(self.min_available_kb, mem_available_kb())
         self.samples.append({"t": round(now, 2), "processes": rows})
@@ -381,7 +379,11 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
             "per_trial": 0.0}
     kinds: dict[str, dict] = {}
     by_sample: list[tuple[int, float]] = []   # (trials running, driver side MB)
+    trains = {seen.pid for seen in sampler.seen.values() if any(classify(title)[1] == "worker" for _, title in seen.titles)}
     for sample in sampler.samples:
+        for row in sample["processes"]:
+            if row["pid"] in trains and row["group"] != "worker":
+                row["kind"], row["group"] = AROUND_KIND, "worker"
         groups = {"run": 0.0, "node": 0.0, "worker": 0.0}
         uss = 0.0
         by_kind: dict[str, list[dict]] = {}
@@ -410,8 +412,8 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
         for (_, title), end in zip(seen.titles, ends):
             last_end[classify(title)[0]] = end
         for kind, end in last_end.items():
-            if seen.trained and classify_group(kind) != "worker":
-                kind = EXITING_KIND
+            if seen.pid in trains and classify_group(kind) != "worker":
+                kind = AROUND_KIND
             if kind in kinds:
                 kinds[kind]["processes"] += 1
                 kinds[kind]["with_torch"] += seen.torch_at is not None and seen.torch_at <= end
@@ -439,7 +441,7 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
 
 
 def classify_group(kind: str) -> str:
-    if kind == EXITING_KIND:
+    if kind == AROUND_KIND:
         return "worker"
     return next((group for _, k, group in KINDS if k == kind), "run" if kind.startswith("ray::") else "node")
 
