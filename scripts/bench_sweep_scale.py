@@ -1,7 +1,7 @@
 """What a sweep costs beside its training workers, as the number of tasks grows.
 
-    python scripts/bench_sweep_scale.py --tasks 1 4 16 [--trials 1] [--epochs 2] [--interval 1]
-                                        [--json out.json] [--keep DIR] [--trace-torch]
+    python scripts/bench_sweep_scale.py --tasks 1 4 16 [--trials 1] [--epochs 2] [--interval 1] [--workers 1]
+                                        [--memory-per-worker 0.5] [--json out.json] [--keep DIR] [--trace-torch]
 
 For each N it writes a manifest of N tiny tasks (resnet_1blocks, ngf 8, 32x32, a few synthetic images,
 metric cycle_l1, `--trials` trials each, CPUs per worker small enough that every trial fits the
@@ -50,6 +50,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MARKER_VAR = "BENCH_SWEEP_SCALE_RUN"
 TRIAL_KIND = "Tune trial (trains)"
+DRIVING_TRIAL_KIND = "Tune trial (drives a Train run)"
+TRIALS_TRAIN = True  # --workers 1: a trial trains in its Tune trial process (set by main)
 # A process that trains at some point is a training process all its life: Ray starts it as ray::IDLE
 # before it takes its trial, and it turns ray::IDLE again as it exits.
 AROUND_KIND = "training process, before or after its trial"
@@ -122,6 +124,8 @@ sys.meta_path.insert(0, _FirstTorchImport())
 
 
 def classify(title: str) -> tuple[str, str]:
+    if not TRIALS_TRAIN and "ray::ImplicitFunc" in title:
+        return DRIVING_TRIAL_KIND, "run"
     for needle, kind, group in KINDS:
         if needle in title:
             return kind, group
@@ -260,12 +264,12 @@ def end_leftovers(sampler: Sampler, grace_s: float = 10.0) -> None:
 
 
 def write_manifest(folder: Path, name: str, tasks: int, trials: int, epochs: int, cpus: float, concurrent: int | None,
-                   memory_gib: float) -> Path:
+                   memory_gib: float, workers: int = 1) -> Path:
     lines = [f"name: {name}",
              f"tracking: {{uri: 'sqlite:///{folder}/mlflow.db'}}",
              "defaults:",
              f"  train: {TINY_TRAIN % epochs}",
-             f"  resources: {{workers: 1, cpus_per_worker: {cpus:g}, memory_per_worker: {memory_gib:g}}}",
+             f"  resources: {{workers: {workers}, cpus_per_worker: {cpus:g}, memory_per_worker: {memory_gib:g}}}",
              "search:",
              f"  num_samples: {trials}",
              "  space: {lambda_cyc: {choice: [5, 10]}}",
@@ -317,9 +321,9 @@ def torch_stacks(folder: Path, seen: dict) -> list[dict]:
 
 def run_once(tasks: int, args: argparse.Namespace, keep: Path | None) -> dict:
     base = Path(tempfile.mkdtemp(prefix="bss-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 bytes
-    cpus = args.cpus_per_worker or max(0.05, round(min(0.5, (os.cpu_count() or 2) * 0.9 / (tasks * args.trials)), 2))
+    cpus = args.cpus_per_worker or max(0.05, round(min(0.5, (os.cpu_count() or 2) * 0.9 / (tasks * args.trials * args.workers)), 2))
     manifest = write_manifest(base, f"scale{tasks}", tasks, args.trials, args.epochs, cpus, args.max_concurrent_trials,
-                              args.memory_per_worker)
+                              args.memory_per_worker, args.workers)
     marker = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     pythonpath = [str(REPO)]
@@ -391,7 +395,7 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
             groups[row["group"]] += row["pss_kb"] * mb
             uss += row["uss_kb"] * mb if row["group"] != "worker" else 0
             by_kind.setdefault(row["kind"], []).append(row)
-        running = len(by_kind.get(TRIAL_KIND, []))
+        running = len(by_kind.get(TRIAL_KIND if TRIALS_TRAIN else DRIVING_TRIAL_KIND, []))
         driver_side = groups["run"] + groups["node"]
         peak.update(driver_side=max(peak["driver_side"], driver_side), driver_side_uss=max(peak["driver_side_uss"], uss),
                     processes=max(peak["processes"], len(sample["processes"])), trials=max(peak["trials"], running),
@@ -443,6 +447,8 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
 def classify_group(kind: str) -> str:
     if kind == AROUND_KIND:
         return "worker"
+    if kind == DRIVING_TRIAL_KIND:
+        return "run"
     return next((group for _, k, group in KINDS if k == kind), "run" if kind.startswith("ray::") else "node")
 
 
@@ -486,6 +492,8 @@ def main() -> int:
     parser.add_argument("--cpus-per-worker", type=float, default=None,
                         help="default: small enough that every trial fits this machine's cores at once (at most 0.5)")
     parser.add_argument("--max-concurrent-trials", type=int, default=None, help="the manifest's search.max_concurrent_trials")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="DDP workers per trial: 1 trains in the Tune trial process; more make each trial a Ray Train run")
     parser.add_argument("--memory-per-worker", type=float, default=0.5,
                         help="GiB each trial reserves (resources.memory_per_worker; a tiny trial's process takes about 0.7 GB)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
@@ -496,6 +504,8 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="write everything measured here")
     parser.add_argument("--keep", default=None, help="copy each run's folder (Ray's logs, storage, MLflow) here")
     args = parser.parse_args()
+    global TRIALS_TRAIN
+    TRIALS_TRAIN = args.workers == 1
     keep = Path(args.keep).resolve() if args.keep else None
     reports = []
     for tasks in args.tasks:
