@@ -53,10 +53,10 @@ def _translate(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synthetic import generate
+    from .synthetic import ORIGIN_FILE, generate
 
     out = generate(args.kind, args.out, args.n_train, args.n_test, args.size, args.seed)
-    print(f"wrote a synthetic '{args.kind}' dataset to {out} (trainA trainB testA testB testA_gt testB_gt)")
+    print(f"wrote a synthetic '{args.kind}' dataset to {out} (trainA trainB testA testB testA_gt testB_gt; {ORIGIN_FILE})")
     return 0
 
 
@@ -93,9 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--debug", action="store_true", help="show full tracebacks")
     translate.set_defaults(run=_translate)
 
+    from .synthetic import KINDS
+
     synth = commands.add_parser("synth", help="write a synthetic domain pair with ground truth",
                                 description="Write trainA/ trainB/ testA/ testB/ and testA_gt/ testB_gt/ (true translations).")
-    synth.add_argument("--kind", default="colorshift", help="colorshift (global colour mapping) or stripes (plain <-> striped shapes)")
+    synth.add_argument("--kind", default="colorshift",
+                       help="; ".join(f"{name}: {kind.about}" for name, kind in KINDS.items()))
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--n-train", dest="n_train", type=int, default=200, help="training images per domain")
     synth.add_argument("--n-test", dest="n_test", type=int, default=40, help="test images per domain")

@@ -121,7 +121,7 @@ def _parse_synthetic(ref: str) -> DatasetRef:
         if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
             raise _bad(ref, f"synthetic parameter {name}={value[:20]!r} is not an integer")
         values[name] = int(value)
-    if problem := parameter_problem(values):
+    if problem := parameter_problem(values, kind):
         raise _bad(ref, problem)
     return DatasetRef(ref, "synthetic", kind, tuple(values.items()))
 
@@ -293,6 +293,9 @@ def check_dataset_reference(ref: str, *, endpoint_url: str | None = None) -> Non
     An S3 archive can only be checked for existence here; its content is checked when fetched."""
     parsed = parse_reference(ref)
     if parsed.kind == "synthetic":
+        from .synthetic import KINDS
+
+        KINDS[parsed.location].source()  # what a kind draws from is here (photo: the photographs)
         return
     if parsed.kind == "folder":
         from .data import check_dataset_root
