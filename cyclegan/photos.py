@@ -4,8 +4,11 @@ The photographs are the colour ones that ship inside scikit-image's wheel (skima
 domain or CC0). They are read with PIL from the installed package's folder: skimage itself is not
 imported (it is slow to import and would fetch the photographs it does not ship over the network).
 
-Each part of the dataset draws from its own photographs, so domain A and domain B share no
-content (truly unpaired) and the test crops come from photographs that training never sees.
+Domain A and domain B crop opposite halves of the same training photographs: their crops never
+overlap (the data is truly unpaired), yet both domains hold the same kind of content, so that the
+look is the only thing that tells them apart (DESIGN.md §4; with different photographs per domain,
+the content would differ too, and a small CycleGAN learns to paint one domain's subjects onto the
+other's instead). The test crops come from photographs that training never sees.
 
 The look is a film grade, one strictly increasing curve per channel (a tone curve, a warm cast in
 the midtones, teal shadows and cream highlights): B = look(photo). Per-channel monotone curves are
@@ -29,13 +32,10 @@ from PIL import Image
 from .errors import DatasetError
 
 DISTRIBUTION = "scikit-image"  # the package whose wheel holds the photographs (import name: skimage)
-# Which photographs each part of the dataset crops. motorcycle_left/_right are a stereo pair (one
-# scene): they stay in the same part.
-PHOTOS: dict[str, tuple[str, ...]] = {
-    "trainA": ("astronaut.png", "coffee.png", "hubble_deep_field.jpg"),
-    "trainB": ("chelsea.png", "rocket.jpg", "retina.jpg"),
-    "test": ("motorcycle_left.png", "motorcycle_right.png", "ihc.png"),
-}
+# The photographs training crops, and those held out for the test crops. motorcycle_left/_right are
+# a stereo pair (one scene): they stay on the same side.
+TRAIN_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg", "retina.jpg")
+TEST_PHOTOS = ("motorcycle_left.png", "motorcycle_right.png", "ihc.png")
 # Each file's SHA-256 (as scikit-image's own data registry has it): the same seed gives the same
 # dataset on every machine, or a clear error, never a silently different one.
 SHA256 = {
@@ -49,8 +49,8 @@ SHA256 = {
     "motorcycle_right.png": "5fc913ae870e42a4b662314bc904d1786bcad8e2f0b9b67dba5a229406357797",
     "ihc.png": "f8dd1aa387ddd1f49d8ad13b50921b237df8e9b262606d258770687b0ef93cef",
 }
-CROP_SIDE = (0.3, 0.7)  # a crop's side, as a fraction of its photograph's shorter side
-MAX_SIZE = 256  # the smallest crop (0.3 x chelsea's 300 px) would be upsampled about 3x at this size
+CROP_SIDE = (0.4, 0.9)  # a crop's side, as a fraction of the shorter side of half its photograph
+MAX_SIZE = 256  # the smallest crop (0.4 x 225 px, half of chelsea) would be upsampled under 3x at this size
 
 # The look, per channel (R, G, B): x -> x + BEND*sin(pi x)/pi (midtones warmer: red up, blue down),
 # then the S tone curve s(x) = x - TONE*sin(2 pi x)/(2 pi), then black -> LIFT, white -> GAIN
@@ -84,7 +84,7 @@ def photo_folder() -> Path:
     """Where the installed scikit-image keeps its photographs; a DatasetError saying what to install if absent."""
     spec = importlib.util.find_spec("skimage")  # finds the package without importing it
     folder = Path(next(iter(spec.submodule_search_locations or ()), "")) / "data" if spec else None
-    missing = [name for part in PHOTOS.values() for name in part if not (folder and (folder / name).is_file())]
+    missing = [name for name in SHA256 if not (folder and (folder / name).is_file())]
     if missing:
         where = f"not in {folder}" if folder else "scikit-image is not installed"
         raise DatasetError(f"synthetic://photo crops the sample photographs that ship inside the {DISTRIBUTION} wheel "
@@ -99,11 +99,11 @@ def describe_source() -> str:
         version = metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         version = "?"
-    parts = "; ".join(f"{part} from {', '.join(names)}" for part, names in PHOTOS.items())
-    return f"crops of the sample photographs of {DISTRIBUTION} {version} ({photo_folder()}; public domain or CC0): {parts}"
+    return (f"crops of the sample photographs of {DISTRIBUTION} {version} ({photo_folder()}; public domain or CC0): "
+            f"trainA and trainB from opposite halves of {', '.join(TRAIN_PHOTOS)}; testA and testB from {', '.join(TEST_PHOTOS)}")
 
 
-@lru_cache(maxsize=16)  # the photographs in PHOTOS, checked and decoded once per process
+@lru_cache(maxsize=16)  # the nine photographs, checked and decoded once per process
 def _photo(folder: Path, name: str) -> Image.Image:
     data = (folder / name).read_bytes()
     if hashlib.sha256(data).hexdigest() != SHA256[name]:
@@ -126,11 +126,29 @@ class Crop:
         return np.asarray(img, np.float32) / 255
 
 
+def region(name: str, part: str) -> tuple[float, float, float, float]:
+    """The box (left, top, right, bottom) of photograph `name` that `part` ("trainA", "trainB" or
+    "test") crops: a test photograph whole; a training photograph cut across its longer side into two
+    halves, one for each domain, domain A taking the first half of every other photograph (so that
+    neither domain gets all the skies or all the floors)."""
+    width, height = _photo(photo_folder(), name).size
+    if part == "test":
+        return (0, 0, width, height)
+    first = (part == "trainA") == (TRAIN_PHOTOS.index(name) % 2 == 0)
+    if width >= height:
+        return (0, 0, width / 2, height) if first else (width / 2, 0, width, height)
+    return (0, 0, width, height / 2) if first else (0, height / 2, width, height)
+
+
 def random_crop(rng: np.random.Generator, part: str) -> Crop:
-    """A random square crop of one of `part`'s photographs (PHOTOS)."""
-    folder = photo_folder()
-    name = PHOTOS[part][int(rng.integers(len(PHOTOS[part])))]
-    width, height = _photo(folder, name).size
-    side = rng.uniform(*CROP_SIDE) * min(width, height)
-    left, top = rng.uniform(0, width - side), rng.uniform(0, height - side)
-    return Crop(name, (round(left, 2), round(top, 2), round(left + side, 2), round(top + side, 2)))
+    """A random square crop for `part` ("trainA", "trainB" or "test"): inside the region of one of its
+    photographs. The two domains' crops never overlap, and test crops come from photographs training
+    never sees.
+    """
+    names = TEST_PHOTOS if part == "test" else TRAIN_PHOTOS
+    name = names[int(rng.integers(len(names)))]
+    width, height = _photo(photo_folder(), name).size
+    side = rng.uniform(*CROP_SIDE) * min(max(width, height) / 2, min(width, height))
+    x0, y0, x1, y1 = region(name, part)
+    left, top = rng.uniform(x0, x1 - side), rng.uniform(y0, y1 - side)
+    return Crop(name, (float(left), float(top), float(left + side), float(top + side)))

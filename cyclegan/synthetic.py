@@ -8,10 +8,11 @@ sizes, background) is drawn from the same distribution in both.
 - colorshift: warm-palette scenes; domain B = channel rotation + gamma of such scenes.
 - stripes:    plain shapes (A) <-> the same kind of shapes filled with dark diagonal
               stripes (B), on an unchanged background (horse <-> zebra in miniature).
-- photo:      crops of real photographs (A) <-> crops of other photographs with a film look (B);
-              the test crops come from photographs held out of training (photos.py).
+- photo:      crops of real photographs (A) <-> crops of the other halves of the same photographs
+              with a film look (B); the test crops come from photographs held out of training
+              (photos.py).
 
-Train A and train B come from independent scenes (photo: different photographs), so the data is
+Train A and train B come from independent scenes (photo: crops that never overlap), so the data is
 truly unpaired. testA_gt/ and testB_gt/ hold the true translation of each test image, same names;
 origin.json says where the images come from.
 """
@@ -118,7 +119,7 @@ KINDS: dict[str, Kind] = {
                        _drawn_here("warm rectangles and ellipses (A), their colours rotated and gamma-mapped (B)")),
     "stripes": Kind("plain shapes <-> striped shapes", _stripes_pair,
                     _drawn_here("plain shapes (A), the same kind of shapes with dark diagonal stripes (B)")),
-    "photo": Kind("real photographs <-> other photographs with a film look", _photo_pair, photos.describe_source,
+    "photo": Kind("real photographs <-> the same kind of photographs with a film look", _photo_pair, photos.describe_source,
                   {"size": (8, photos.MAX_SIZE)}),
 }
 ORIGIN_FILE = "origin.json"  # at a generated dataset's root: kind, parameters, source, and each photo crop's box

@@ -87,28 +87,41 @@ def _crops(root) -> dict[str, tuple[str, tuple[float, ...]]]:
 
 @pytest.fixture(scope="module")
 def photo_set(tmp_path_factory):
-    return generate("photo", tmp_path_factory.mktemp("photo"), n_train=30, n_test=12, size=24, seed=4)
+    return generate("photo", tmp_path_factory.mktemp("photo"), n_train=40, n_test=12, size=24, seed=4)
 
 
 def test_photo_same_seed_same_data_other_seed_other_crops(photo_set, tmp_path):
-    again = generate("photo", tmp_path / "again", n_train=30, n_test=12, size=24, seed=4)
+    again = generate("photo", tmp_path / "again", n_train=40, n_test=12, size=24, seed=4)
     files = sorted(p.relative_to(photo_set) for p in photo_set.rglob("*") if p.is_file())
-    assert len(files) == 4 * 30 // 2 + 4 * 12 + 1   # trainA trainB, testA testB and their _gt, origin.json
+    assert len(files) == 2 * 40 + 4 * 12 + 1   # trainA trainB, testA testB and their _gt, origin.json
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert all((photo_set / f).read_bytes() == (again / f).read_bytes() for f in files)
-    other = generate("photo", tmp_path / "other", n_train=30, n_test=12, size=24, seed=5)
+    other = generate("photo", tmp_path / "other", n_train=40, n_test=12, size=24, seed=5)
     assert _crops(other) != _crops(photo_set)
     assert (other / "trainA" / "00000.png").read_bytes() != (photo_set / "trainA" / "00000.png").read_bytes()
 
 
-def test_photo_domains_and_splits_crop_disjoint_photographs(photo_set):
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_photo_domains_never_share_a_pixel_and_the_test_photographs_are_held_out(photo_set):
     crops = _crops(photo_set)
-    used = {part: {photo for name, (photo, _) in crops.items() if name.startswith(part)} for part in ("trainA", "trainB", "test")}
-    # every photograph of each part is drawn (so the disjointness below is about real crops) ...
-    assert used == {part: set(names) for part, names in photos.PHOTOS.items()}
-    # ... and no photograph feeds two parts: A and B are unpaired, the test photographs are held out of training
-    assert not used["trainA"] & used["trainB"] and not (used["trainA"] | used["trainB"]) & used["test"]
-    assert {"motorcycle_left.png", "motorcycle_right.png"} <= used["test"]   # one stereo scene: one part
+    part_of = lambda name: "test" if name.startswith("test") else name.split("/")[0]  # noqa: E731
+    used = {part: {photo for name, (photo, _) in crops.items() if part_of(name) == part} for part in ("trainA", "trainB", "test")}
+    # every training photograph feeds both domains (so the checks below are about real crops) ...
+    assert used["trainA"] == used["trainB"] == set(photos.TRAIN_PHOTOS) and used["test"] == set(photos.TEST_PHOTOS)
+    # ... the test photographs are held out of training, the stereo pair (one scene) among them ...
+    assert not set(photos.TRAIN_PHOTOS) & set(photos.TEST_PHOTOS)
+    assert {"motorcycle_left.png", "motorcycle_right.png"} <= used["test"]
+    # ... and domain A's crops of a photograph never overlap domain B's: the data is truly unpaired
+    for photo in photos.TRAIN_PHOTOS:
+        boxes = {part: [box for name, (p, box) in crops.items() if p == photo and part_of(name) == part] for part in ("trainA", "trainB")}
+        assert boxes["trainA"] and boxes["trainB"]
+        assert not any(_overlap(a, b) for a in boxes["trainA"] for b in boxes["trainB"]), photo
+        for part, part_boxes in boxes.items():
+            x0, y0, x1, y1 = photos.region(photo, part)
+            assert all(x0 <= b[0] and y0 <= b[1] and b[2] <= x1 and b[3] <= y1 for b in part_boxes)
     # what the record says is true: each image is that box of that photograph (domain B: with the look)
     for name, (photo, box) in crops.items():
         crop = photos.Crop(photo, box).render(24)
@@ -178,7 +191,7 @@ def test_data_inspect_says_where_the_photographs_come_from(tmp_path, capsys):
     out = capsys.readouterr().out
     origin = next(line for line in out.splitlines() if line.startswith("origin:"))
     assert "crops of the sample photographs of scikit-image" in origin and str(photos.photo_folder()) in origin
-    assert all(name in origin for names in photos.PHOTOS.values() for name in names)
+    assert all(name in origin for name in photos.TRAIN_PHOTOS + photos.TEST_PHOTOS)
     rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines() if line.split()[0].endswith("/") or line.startswith("total")}
     assert rows["trainA/"] == ["3", "0"] and rows["testB_gt/"] == ["1", "0"]
     assert rows["total"] == ["10", "0"]   # the origin record is not counted as a stray file
