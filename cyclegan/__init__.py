@@ -1,5 +1,10 @@
-"""CycleGAN (Zhu, Park, Isola, Efros, ICCV 2017) in plain PyTorch: networks, losses,
-image pool, schedules, data, training loop and checkpoint I/O. No Ray, no MLflow.
+"""CycleGAN (Zhu, Park, Isola, Efros, ICCV 2017) in plain PyTorch. No Ray, no MLflow.
+
+The paper's model and loop: networks (built from the entries of architectures), losses, pool,
+schedules, model (one training step), trainer (the loop), checkpoint. Around them: config (the one
+TrainConfig), data, sources/ (dataset references: folders, archives, S3, synthetic, the node cache),
+evaluate and metrics, speed, translate, and commands/ (`python -m cyclegan`). docs/architecture.md
+has the map.
 
 The public names are imported on first use, so that `python -m cyclegan --help`, option errors
 and the orchestrator's manifest checks answer without loading torch (seconds on a small machine).

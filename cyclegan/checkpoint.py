@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .architectures import recognise_generator
 from .config import TrainConfig
 from .errors import UserError
 from .networks import build_generator
+from .run_files import network_file
 
-STATE_FILE = "latest_state.pt"
 STATE_FORMAT = 1
-NET_NAMES = ("G_A", "G_B", "D_A", "D_B")
 MAX_KEYS_SHOWN = 5  # in a message about keys that do not fit
 _BLOCK_KEY = re.compile(r"^model\.(\d+)\.block\.")  # residual blocks named `block` (e.g. vintagify) are our `conv_block`
 
@@ -72,7 +72,7 @@ def _first_line(err: Exception) -> str:
 def save_networks(directory: Path, prefix: str | int, nets: dict[str, nn.Module]) -> None:
     for name, net in nets.items():
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        atomic_save(state, Path(directory) / f"{prefix}_net_{name}.pth")
+        atomic_save(state, Path(directory) / network_file(prefix, name))
 
 
 def clean_state_dict(state: dict[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
@@ -147,30 +147,12 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _norm_kind(state: dict[str, torch.Tensor], norm: str, conv: str) -> str:
-    """The normalization of a generator from its first norm layer's keys and its first conv's bias:
-    batch norm has a scale and running statistics, affine instance norm only a scale."""
-    if f"{norm}.weight" in state:
-        return "batch" if f"{norm}.running_mean" in state else "instance_affine"
-    return "instance" if f"{conv}.bias" in state else "none"
-
-
 def infer_generator_options(state: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> dict:
-    """Guess netG, ngf, norm, input_nc and output_nc from a generator state_dict's keys."""
-    state = our_key_names(state)
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
-    last = [int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.weight$", k))]
-    if blocks and "model.1.weight" in state and last:
-        first_conv = state["model.1.weight"]
-        return {"netG": f"resnet_{len(blocks)}blocks", "ngf": first_conv.shape[0], "norm": _norm_kind(state, "model.2", "model.1"),
-                "input_nc": first_conv.shape[1], "output_nc": state[f"model.{max(last)}.weight"].shape[0]}
-    if "model.model.0.weight" in state and "model.model.3.weight" in state:
-        depth = max(k.count("model.") for k in state)  # 8 for unet_128's innermost keys, 9 for unet_256
-        first_conv = state["model.model.0.weight"]
-        outer = state["model.model.3.weight"]  # ConvTranspose2d: (in, out, k, k)
-        return {"netG": "unet_256" if depth >= 9 else "unet_128", "ngf": first_conv.shape[0],
-                "norm": _norm_kind(state, "model.model.1.model.2", "model.model.1.model.1"),
-                "input_nc": first_conv.shape[1], "output_nc": outer.shape[1]}
+    """Guess netG, ngf, norm, input_nc and output_nc from a generator state_dict's keys
+    (each architecture of architectures.GENERATORS recognises its own)."""
+    found = recognise_generator(our_key_names(state))
+    if found is not None:
+        return found
     keys = ", ".join(list(state)[:MAX_KEYS_SHOWN])
     raise UserError(f"{path}: cannot tell the generator architecture from its keys ({keys}, ...); "
                     "pass --netG, --ngf and --norm (and --input_nc/--output_nc when not 3)")

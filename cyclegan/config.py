@@ -2,8 +2,10 @@
 
 Field names follow the reference implementation's command-line flags, so
 `--lambda_identity 0.5` means what it meant there. Every field carries its
-help text; the CLI, the checkpoint and (later) the manifest are all derived
-from this dataclass, so there is exactly one place to add an option.
+help text; the CLI, the checkpoint and the manifest are all derived from this
+dataclass, so there is exactly one place to add an option. A TrainConfig checks
+itself when it is built (and `replace()` builds a new one), so every TrainConfig
+that exists is valid, and it is frozen: it is passed along as it is.
 """
 
 from __future__ import annotations
@@ -11,37 +13,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
+from types import SimpleNamespace
 from typing import Any
 
+from .architectures import DISCRIMINATORS, GENERATOR_NAMES, NORMS, discriminator_smallest_side, find_generator, generator_size_rule
 from .errors import UserError
+from .metric_names import DIRECTIONS, EVAL_METRICS, INCEPTION_FILE, WEIGHTS_ENV
 from .urls import mask_userinfo
 
-NORMS = ("instance", "batch", "none")
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 GAN_MODES = ("lsgan", "vanilla", "wgangp")
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-NET_D = ("basic", "n_layers", "pixel")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_MODES = ("auto", "none", "default", "max-autotune")
-_RESNET_RE = re.compile(r"^resnet_(\d+)blocks$")
-# The networks' spatial structure (networks.py builds them from these; tests/test_networks.py checks the
-# size rules below against the built networks): stride-2 halvings in each generator, discriminator depth.
-RESNET_DOWNSAMPLINGS = 2
-UNET_DOWNSAMPLINGS = {"unet_128": 7, "unet_256": 8}
-BASIC_D_LAYERS = 3
 
 
-def _opt(default: Any, help: str, choices: tuple | None = None, group: str = "training") -> Any:
+def _opt(default: Any, help: str, choices: Collection[str] | None = None, group: str = "training",
+         names: Collection[str] | None = None) -> Any:
+    """A field with its help. `choices`: the values argparse accepts; `names`: values that may be patterns
+    (resnet_<N>blocks), listed in the help and checked by TrainConfig."""
     meta = {"help": help, "group": group}
     if choices:
         meta["choices"] = choices
+    if names:
+        meta["names"] = names
     return field(default=default, metadata=meta)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     # --- experiment -------------------------------------------------------------------------
     dataroot: str = _opt("", "dataset: a folder with trainA/ trainB/ (testA/ testB/), or any dataset reference", group="experiment")
@@ -55,8 +57,10 @@ class TrainConfig:
     # --- model -----------------------------------------------------------------------------
     input_nc: int = _opt(3, "channels of domain A images (3: RGB, 1: grayscale)", group="model")
     output_nc: int = _opt(3, "channels of domain B images", group="model")
-    netG: str = _opt("resnet_9blocks", "generator: resnet_<N>blocks (resnet_9blocks, resnet_6blocks, ...), unet_128 or unet_256", group="model")
-    netD: str = _opt("basic", "discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n_layers_D) or pixel (1x1)", NET_D, group="model")
+    netG: str = _opt("resnet_9blocks", "generator; resnet_<N>blocks has N residual blocks (the paper's: 9 for 256x256 images, "
+                     "6 for 128x128)", group="model", names=GENERATOR_NAMES)
+    netD: str = _opt("basic", "discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n_layers_D) or pixel (1x1)",
+                     DISCRIMINATORS, group="model")
     n_layers_D: int = _opt(3, "discriminator depth when --netD n_layers", group="model")
     ngf: int = _opt(64, "generator filters in the last conv layer", group="model")
     ndf: int = _opt(64, "discriminator filters in the first conv layer", group="model")
@@ -89,7 +93,7 @@ class TrainConfig:
     no_flip: bool = _opt(False, "do not flip images horizontally for augmentation", group="data")
     serial_batches: bool = _opt(False, "take images in order (B paired with A by index) instead of random", group="data")
     max_dataset_size: int = _opt(0, "use at most this many images per domain (0: all)", group="data")
-    direction: str = _opt("AtoB", "AtoB or BtoA: BtoA swaps the two domains", ("AtoB", "BtoA"), group="data")
+    direction: str = _opt("AtoB", "AtoB or BtoA: BtoA swaps the two domains", DIRECTIONS, group="data")
     num_threads: int = _opt(4, "data-loading worker processes", group="data")
     strict_data: bool = _opt(False, "fail on an unreadable image instead of skipping it with a warning", group="data")
     # --- outputs ---------------------------------------------------------------------------
@@ -98,9 +102,9 @@ class TrainConfig:
     n_samples: int = _opt(4, "images per domain in each epoch's sample grid", group="output")
     # --- evaluation ------------------------------------------------------------------------
     eval_freq: int = _opt(0, "evaluate on the test split every this many epochs (0: never)", group="evaluation")
-    eval_metrics: str = _opt("l1,psnr,ssim", "comma-separated metrics: fid, kid, l1, psnr, ssim", group="evaluation")
-    inception_weights: str = _opt("", "InceptionV3 weights file for fid/kid (weights-inception-2015-12-05-6726825d.pth; "
-                                  "default: $CYCLEGAN_INCEPTION_WEIGHTS, then torch's hub cache, then a download when online)", group="evaluation")
+    eval_metrics: str = _opt("l1,psnr,ssim", f"comma-separated metrics: {', '.join(EVAL_METRICS)}", group="evaluation")
+    inception_weights: str = _opt("", f"InceptionV3 weights file for fid/kid ({INCEPTION_FILE}; default: ${WEIGHTS_ENV}, "
+                                  "then torch's hub cache, then a download when online)", group="evaluation")
     # --- speed -----------------------------------------------------------------------------
     precision: str = _opt("auto", "fp32, bf16 or fp16 autocast (auto: bf16 on CUDA, fp32 on CPU)", PRECISIONS, group="speed")
     channels_last: str = _opt("auto", "channels-last memory format: true, false or auto (true on CUDA)", ("auto", "true", "false"), group="speed")
@@ -108,58 +112,17 @@ class TrainConfig:
     cuda_graphs: str = _opt("auto", "capture the whole training step as CUDA graphs (auto: on CUDA at batch 1)", ("auto", "true", "false"), group="speed")
 
     # -----------------------------------------------------------------------------------------
-    def validate(self, sizes: bool = True) -> TrainConfig:
-        """Raise UserError naming the first bad field; return self for chaining.
-
-        `sizes`: also check that the networks can take the image sizes (a relation between fields)."""
-        def bad(name: str, why: str) -> None:
-            raise UserError(f"--{name}: {why}")
-
-        for f in fields(self):
-            if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name)):
-                bad(f.name, f"must be a finite number, got {getattr(self, f.name)}")
-
-        if not (_RESNET_RE.match(self.netG) or self.netG in ("unet_128", "unet_256")):
-            bad("netG", f"unknown generator {self.netG!r}; use resnet_<N>blocks, unet_128 or unet_256")
-        for f in fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                bad(f.name, f"{getattr(self, f.name)!r} is not one of {', '.join(choices)}")
-        for name in ("ngf", "ndf", "batch_size", "crop_size", "load_size", "input_nc", "output_nc", "n_layers_D", "save_epoch_freq", "print_freq"):
-            if getattr(self, name) < 1:
-                bad(name, "must be at least 1")
-        for name in ("n_epochs", "n_epochs_decay", "pool_size", "max_dataset_size", "num_threads", "eval_freq", "n_samples"):
-            if getattr(self, name) < 0:
-                bad(name, "must be 0 or more")
-        for name in ("lr", "init_gain"):
-            if getattr(self, name) <= 0:
-                bad(name, "must be positive")
-        for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_gp"):
-            if getattr(self, name) < 0:
-                bad(name, "must be 0 or more")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            bad("beta1", "Adam betas must lie in [0, 1)")
-        if self.n_epochs + self.n_epochs_decay < 1:
-            bad("n_epochs", "n_epochs + n_epochs_decay must be at least 1")
-        if self.preprocess == "resize_and_crop" and self.load_size < self.crop_size:
-            bad("crop_size", f"{self.crop_size} is larger than --load_size {self.load_size}")
-        if self.lambda_identity > 0 and self.input_nc != self.output_nc:
-            bad("lambda_identity", "identity loss needs input_nc == output_nc; set it to 0")
-        if self.epoch_count < 1:
-            bad("epoch_count", "must be at least 1")
-        unknown = set(self.eval_metric_list()) - {"fid", "kid", "l1", "psnr", "ssim"}
-        if unknown:
-            bad("eval_metrics", f"unknown metric(s) {', '.join(sorted(unknown))}; use fid, kid, l1, psnr, ssim")
-        if sizes and (problem := size_problem(self)):
-            bad(*problem)
-        return self
+    def __post_init__(self) -> None:
+        """Every TrainConfig is valid: built from a CLI, a manifest, a dict or `replace()`, it is checked here, once."""
+        if problem := _option_problem(self) or size_problem(self):
+            raise UserError(f"--{problem[0]}: {problem[1]}")
 
     @property
     def total_epochs(self) -> int:
         return self.n_epochs + self.n_epochs_decay
 
     def eval_metric_list(self) -> list[str]:
-        return [m.strip() for m in self.eval_metrics.split(",") if m.strip()]
+        return eval_metric_list(self.eval_metrics)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -182,15 +145,15 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig, skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per config field, grouped, with the field's help and default."""
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per TrainConfig field, grouped, with the field's help and default."""
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in fields(cls):
+    for f in fields(TrainConfig):
         if f.name in skip:
             continue
         group_name = f.metadata.get("group", "options")
         group = groups.setdefault(group_name, parser.add_argument_group(group_name))
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "") + (f"; one of {f.metadata['names']}" if "names" in f.metadata else "")
         if f.type in (bool, "bool"):
             group.add_argument(f"--{f.name}", action="store_true", help=help_text)
             if f.name == "dropout":  # the reference's spelling of the (default) off switch
@@ -203,36 +166,63 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    return TrainConfig(**values).validate()
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
 
 
-def resnet_blocks(net_g: str) -> int | None:
-    match = _RESNET_RE.match(net_g)
-    return int(match.group(1)) if match else None
+def option_problem(values: dict[str, Any], sizes: bool = True) -> tuple[str, str] | None:
+    """(option, why) for the first of `values` (the other options at their defaults) that TrainConfig
+    refuses, else None, without building one. `sizes=False` leaves out whether the networks can take
+    the image sizes, a relation between options that a manifest checks per combination of them."""
+    options = SimpleNamespace(**{**{f.name: f.default for f in fields(TrainConfig)}, **values})
+    return _option_problem(options) or (size_problem(options) if sizes else None)
+
+
+def _option_problem(cfg: TrainConfig | SimpleNamespace) -> tuple[str, str] | None:
+    """(option, why) for the first option that is bad on its own or against another one, sizes aside."""
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            return f.name, f"must be a finite number, got {value}"
+    if cfg.netG not in GENERATOR_NAMES:
+        return "netG", f"unknown generator {cfg.netG!r}; use {GENERATOR_NAMES}"
+    for f in fields(TrainConfig):
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, f.name) not in choices:
+            return f.name, f"{getattr(cfg, f.name)!r} is not one of {', '.join(choices)}"
+    for name in ("ngf", "ndf", "batch_size", "crop_size", "load_size", "input_nc", "output_nc", "n_layers_D", "save_epoch_freq", "print_freq"):
+        if getattr(cfg, name) < 1:
+            return name, "must be at least 1"
+    for name in ("n_epochs", "n_epochs_decay", "pool_size", "max_dataset_size", "num_threads", "eval_freq", "n_samples"):
+        if getattr(cfg, name) < 0:
+            return name, "must be 0 or more"
+    for name in ("lr", "init_gain"):
+        if getattr(cfg, name) <= 0:
+            return name, "must be positive"
+    for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_gp"):
+        if getattr(cfg, name) < 0:
+            return name, "must be 0 or more"
+    if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
+        return "beta1", "Adam betas must lie in [0, 1)"
+    if cfg.n_epochs + cfg.n_epochs_decay < 1:
+        return "n_epochs", "n_epochs + n_epochs_decay must be at least 1"
+    if cfg.preprocess == "resize_and_crop" and cfg.load_size < cfg.crop_size:
+        return "crop_size", f"{cfg.crop_size} is larger than --load_size {cfg.load_size}"
+    if cfg.lambda_identity > 0 and cfg.input_nc != cfg.output_nc:
+        return "lambda_identity", "identity loss needs input_nc == output_nc; set it to 0"
+    if cfg.epoch_count < 1:
+        return "epoch_count", "must be at least 1"
+    unknown = set(eval_metric_list(cfg.eval_metrics)) - set(EVAL_METRICS)
+    if unknown:
+        return "eval_metrics", f"unknown metric(s) {', '.join(sorted(unknown))}; use {', '.join(EVAL_METRICS)}"
+    return None
+
+
+def eval_metric_list(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 # -- image sizes the networks can take ---------------------------------------------------------------
-def generator_size_rule(net_g: str) -> tuple[int, int]:
-    """(multiple, smallest): a square input of side s comes back from generator `net_g` at side s
-    exactly when s is a multiple of `multiple` and at least `smallest`."""
-    if net_g in UNET_DOWNSAMPLINGS:  # halved down to 1x1 (the innermost level has no norm), then doubled back
-        side = 2 ** UNET_DOWNSAMPLINGS[net_g]
-        return side, side
-    multiple = 2**RESNET_DOWNSAMPLINGS  # the residual blocks' reflection padding needs a 2x2 bottleneck at least
-    return multiple, 2 * multiple
-
-
-def discriminator_smallest_side(net_d: str, n_layers_d: int) -> int:
-    """The smallest input side the discriminator gives a patch map for: a PatchGAN of n layers halves
-    n times, then its last two 4x4 convolutions take one pixel each."""
-    if net_d == "pixel":
-        return 2  # instance norm needs more than one pixel
-    layers = BASIC_D_LAYERS if net_d == "basic" else n_layers_d
-    return 3 * 2**layers
-
-
-def trained_sides(cfg: TrainConfig) -> list[tuple[str, int]]:
+def trained_sides(cfg: TrainConfig | SimpleNamespace) -> list[tuple[str, int]]:
     """(field, side) of the image sides the networks see whatever the images are (the others follow the data)."""
     if "crop" in cfg.preprocess:
         return [("crop_size", cfg.crop_size)]
@@ -241,10 +231,10 @@ def trained_sides(cfg: TrainConfig) -> list[tuple[str, int]]:
     return []
 
 
-def size_problem(cfg: TrainConfig) -> tuple[str, str] | None:
+def size_problem(cfg: TrainConfig | SimpleNamespace) -> tuple[str, str] | None:
     """(field, why) when the networks cannot take the configured image size, else None."""
-    if not _RESNET_RE.match(cfg.netG) and cfg.netG not in UNET_DOWNSAMPLINGS:
-        return None  # reported as an unknown generator
+    if find_generator(cfg.netG) is None or cfg.netD not in DISCRIMINATORS:
+        return None  # reported as an unknown architecture
     multiple, smallest = generator_size_rule(cfg.netG)
     d_smallest = discriminator_smallest_side(cfg.netD, cfg.n_layers_D)
     for name, side in trained_sides(cfg):

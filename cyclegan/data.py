@@ -186,7 +186,8 @@ def to_model_input(batch: torch.Tensor, device: torch.device, memory_format=torc
     return batch.float().div_(127.5).sub_(1.0)
 
 
-def _domains(cfg: TrainConfig) -> tuple[str, str]:
+def domains(cfg: TrainConfig) -> tuple[str, str]:
+    """The dataset's domains the model calls A and B: swapped with --direction BtoA."""
     return ("A", "B") if cfg.direction == "AtoB" else ("B", "A")
 
 
@@ -202,7 +203,7 @@ class UnalignedDataset(Dataset):
         root = Path(root)
         if not root.is_dir():
             raise DatasetError(f"{root}: dataset folder not found")
-        first, second = _domains(cfg)
+        first, second = domains(cfg)
         scans = {}
         for domain in (first, second):
             scans[domain] = scan_images(root / f"{phase}{domain}", strict=cfg.strict_data)
@@ -271,12 +272,3 @@ def make_loader(dataset: UnalignedDataset, cfg: TrainConfig, rank: int = 0, worl
                       pin_memory=pin_memory, persistent_workers=workers > 0, drop_last=False,
                       prefetch_factor=4 if workers > 0 else None)
 
-
-def check_dataset_root(root: Path) -> None:
-    """Raise a DatasetError naming what is missing unless `root` has trainA/ and trainB/."""
-    missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
-    if missing:
-        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        shown = ", ".join(found[:8]) + (f", ... ({len(found)} in all)" if len(found) > 8 else "")
-        raise DatasetError(f"{root}: no {' or '.join(m + '/' for m in missing)} found (folders here: {shown or 'none'}); "
-                           "expected the layout trainA/ trainB/ testA/ testB/")

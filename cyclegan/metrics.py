@@ -38,33 +38,18 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .metric_names import INCEPTION_FILE, OFFLINE_ENV, PAIRED_METRICS, WEIGHTS_ENV
 
 log = logging.getLogger(__name__)
 
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's (and torchmetrics') file name
 INCEPTION_ALIASES = ("pt_inception-2015-12-05-6726825d.pth",)  # pytorch-fid's conversion of the same graph
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
-WEIGHTS_ENV = "CYCLEGAN_INCEPTION_WEIGHTS"
-OFFLINE_ENV = "CYCLEGAN_OFFLINE"
 FEATURE_LAYER = "2048"  # the pool3 features both FID and KID are defined on
-DISTRIBUTION_METRICS = ("fid", "kid")  # translated vs. real target images: need the Inception weights
-PAIRED_METRICS = ("l1", "psnr", "ssim")  # translated vs. ground truth: need testA_gt/ testB_gt/
-ALL_METRICS = DISTRIBUTION_METRICS + PAIRED_METRICS
 CACHE_FORMAT = 1
 
 
 class MissingWeightsError(UserError):
     """The InceptionV3 weights file for FID/KID cannot be found or fetched."""
-
-
-def check_metric_names(names: Sequence[str], flag: str = "--metrics") -> list[str]:
-    names = [n.strip().lower() for n in names if n.strip()]
-    unknown = sorted(set(names) - set(ALL_METRICS))
-    if unknown:
-        raise UserError(f"{flag}: unknown metric(s) {', '.join(unknown)}; use {', '.join(ALL_METRICS)}")
-    if not names:
-        raise UserError(f"{flag}: no metric given; use some of {', '.join(ALL_METRICS)}")
-    return list(dict.fromkeys(names))
 
 
 # -- the Inception weights ----------------------------------------------------------------------

@@ -21,13 +21,12 @@ from torch import nn
 
 from .config import TrainConfig
 from .losses import GANLoss, gradient_penalty, l1
+from .metric_names import LOSS_NAMES
 from .networks import define_networks
 from .pool import ImagePool
 from .schedules import build_scheduler
 
 log = logging.getLogger(__name__)
-
-LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
 
 
 class GeneratorPair(nn.Module):

@@ -4,6 +4,9 @@ The module layouts (and so the state_dict keys) are the reference
 implementation's: a ResnetGenerator is one `nn.Sequential` called `model`
 (`model.1.weight`, `model.10.conv_block.1.weight`, `model.26.weight` for 9
 blocks), so its checkpoints load here strictly and ours load there.
+
+`--netG` and `--netD` name an entry of cyclegan.architectures, which names the
+class below that builds it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import functools
 import torch
 from torch import nn
 
-from .config import BASIC_D_LAYERS, RESNET_DOWNSAMPLINGS, UNET_DOWNSAMPLINGS, TrainConfig, generator_size_rule, resnet_blocks
+from .architectures import DISCRIMINATORS, GENERATOR_NAMES, RESNET_DOWNSAMPLINGS, find_generator, generator_size_rule
+from .config import TrainConfig
 from .errors import UserError
 
 
@@ -184,22 +188,20 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
 
 
 def build_generator(net_g: str, input_nc: int, output_nc: int, ngf: int, norm: str, use_dropout: bool) -> nn.Module:
-    blocks = resnet_blocks(net_g)
-    if blocks is not None:
-        return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=blocks)
-    if net_g in UNET_DOWNSAMPLINGS:
-        return UnetGenerator(input_nc, output_nc, UNET_DOWNSAMPLINGS[net_g], ngf, norm, use_dropout)
-    raise UserError(f"--netG: unknown generator {net_g!r}; use resnet_<N>blocks, unet_128 or unet_256")
+    """The generator `net_g` names (an entry of architectures.GENERATORS), not yet initialised."""
+    found = find_generator(net_g)
+    if found is None:
+        raise UserError(f"--netG: unknown generator {net_g!r}; use {GENERATOR_NAMES}")
+    spec, n = found
+    return globals()[spec.network](input_nc, output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout, **spec.options(n))
 
 
 def build_discriminator(net_d: str, input_nc: int, ndf: int, n_layers: int, norm: str) -> nn.Module:
-    if net_d == "basic":
-        return NLayerDiscriminator(input_nc, ndf, BASIC_D_LAYERS, norm)
-    if net_d == "n_layers":
-        return NLayerDiscriminator(input_nc, ndf, n_layers, norm)
-    if net_d == "pixel":
-        return PixelDiscriminator(input_nc, ndf, norm)
-    raise UserError(f"--netD: unknown discriminator {net_d!r}; use basic, n_layers or pixel")
+    """The discriminator `net_d` names (an entry of architectures.DISCRIMINATORS); `n_layers`: --n_layers_D."""
+    if net_d not in DISCRIMINATORS:
+        raise UserError(f"--netD: unknown discriminator {net_d!r}; use {', '.join(DISCRIMINATORS)}")
+    spec = DISCRIMINATORS[net_d]
+    return globals()[spec.network](input_nc, ndf=ndf, norm=norm, **spec.options(n_layers))
 
 
 def define_networks(cfg: TrainConfig) -> dict[str, nn.Module]:

@@ -19,13 +19,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .config import TrainConfig
 from .errors import UserError
-from .model import LOSS_NAMES, CycleGAN, GeneratorPair, error_summary
+from .metric_names import LOSS_NAMES
+from .model import CycleGAN, GeneratorPair, error_summary
 
 log = logging.getLogger(__name__)
 
-# Epoch metrics of a run that left the fast path: 1 from then on, and why (also an MLflow tag).
-FALLBACK_METRIC = "fast_path_fallback"
-FALLBACK_REASON = "fast_path_fallback_reason"
 # DDP gradient buckets (MB) per network group; docs/PERFORMANCE.md explains the sizes.
 DDP_BUCKET_MB = {"generators": 16, "discriminators": 8}
 

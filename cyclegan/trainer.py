@@ -18,12 +18,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import run_files
 from .config import TrainConfig
-from .data import UnalignedDataset, check_dataset_root, make_loader, to_model_input
+from .data import UnalignedDataset, make_loader, to_model_input
 from .errors import UserError
-from .model import LOSS_NAMES, CycleGAN, resolve_device
+from .metric_names import FALLBACK_METRIC, FALLBACK_REASON, LOSS_NAMES
+from .model import CycleGAN, resolve_device
 from .sources import resolve_dataset
-from .speed import FALLBACK_METRIC, FALLBACK_REASON, SpeedOptions, apply_speed_options
+from .sources.layout import check_dataset_root
+from .speed import SpeedOptions, apply_speed_options
 from .visualize import save_sample_grid, square, write_index
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ class Trainer:
                  wrap: Callable[[nn.Module], nn.Module] | None = None, on_epoch_end: list[EpochHook] | None = None,
                  resume_state: dict | None = None, output_dir: Path | None = None, data_root: Path | None = None,
                  show_progress: bool = True):
-        self.cfg = cfg.validate()
+        self.cfg = cfg
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
         self.device = device or resolve_device(cfg.device)
@@ -65,7 +68,7 @@ class Trainer:
 
     # -- set-up helpers ----------------------------------------------------------------------
     def _state_to_continue(self) -> dict | None:
-        state_file = self.out_dir / ckpt.STATE_FILE
+        state_file = self.out_dir / run_files.STATE_FILE
         if not self.cfg.continue_train:
             if self.is_main and state_file.exists():
                 log.warning("%s already holds a training run; it will be overwritten (pass --continue_train to resume it)", self.out_dir)
@@ -74,13 +77,14 @@ class Trainer:
             state = ckpt.load_training_state(state_file)
             log.info("resuming %s after epoch %d", self.out_dir, state["epoch"])
             return state
-        if (self.out_dir / "latest_net_G_A.pth").exists():
+        first_network = run_files.network_file(run_files.LATEST, "G_A")
+        if (self.out_dir / first_network).exists():
             # Files from the reference implementation: networks only, epoch from --epoch_count.
             for name, net in self.model.nets.items():
-                ckpt.load_network(net, self.out_dir / f"latest_net_{name}.pth")
+                ckpt.load_network(net, self.out_dir / run_files.network_file(run_files.LATEST, name))
             log.warning("continuing from network weights only (no optimizer state) at epoch %d", self.cfg.epoch_count)
             return None
-        raise UserError(f"--continue_train: nothing to continue in {self.out_dir} (no {ckpt.STATE_FILE} or latest_net_G_A.pth)")
+        raise UserError(f"--continue_train: nothing to continue in {self.out_dir} (no {run_files.STATE_FILE} or {first_network})")
 
     def _make_evaluator(self):
         """The test-split evaluator behind --eval_freq: rank 0 only, and only with testA/ testB/.
@@ -112,7 +116,7 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_record(), indent=2))
+            (self.out_dir / run_files.CONFIG_FILE).write_text(json.dumps(cfg.to_record(), indent=2))
             log.info("training %s on %s: %d images A, %d images B, batch %d x %d worker(s) = %d, epochs %d-%d, %s",
                      cfg.name, self.device, len(self.dataset.A_paths), len(self.dataset.B_paths), cfg.batch_size,
                      self.world_size, cfg.batch_size * self.world_size, self.start_epoch, cfg.total_epochs, self.speed)
@@ -169,11 +173,11 @@ class Trainer:
         if self.is_main:
             self.save(epoch)
             if self.sample_A is not None:
-                grid = save_sample_grid(self.model, self.sample_A, self.sample_B, self.out_dir / "samples" / f"epoch_{epoch:03d}.png")
+                grid = save_sample_grid(self.model, self.sample_A, self.sample_B, self.out_dir / run_files.SAMPLES_DIR / f"epoch_{epoch:03d}.png")
                 write_index(grid.parent, f"{cfg.name}: samples per epoch")
                 metrics["sample_grid"] = str(grid)
             self._evaluate(epoch, metrics)
-            with open(self.out_dir / "metrics.jsonl", "a") as f:
+            with open(self.out_dir / run_files.METRICS_LOG, "a") as f:
                 f.write(json.dumps(metrics) + "\n")
             log.info("epoch %d/%d: %s", epoch, cfg.total_epochs,
                      " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
@@ -188,15 +192,15 @@ class Trainer:
             return
         result = self.evaluator.evaluate(self.model.translate)
         metrics.update(result.metrics)
-        with open(self.out_dir / "loss_log.txt", "a") as f:
+        with open(self.out_dir / run_files.LOSS_LOG, "a") as f:
             f.write(f"(epoch: {epoch}, evaluation) " + " ".join(f"{k}: {v:.4g}" for k, v in result.metrics.items()) + "\n")
 
     def save(self, epoch: int) -> None:
         nets = self.model.nets
-        ckpt.save_networks(self.out_dir, "latest", nets)
+        ckpt.save_networks(self.out_dir, run_files.LATEST, nets)
         if epoch % self.cfg.save_epoch_freq == 0 or epoch == self.cfg.total_epochs:
             ckpt.save_networks(self.out_dir, epoch, nets)
-        ckpt.save_training_state(self.out_dir / ckpt.STATE_FILE, self.model.state_dict(), epoch, self.cfg)
+        ckpt.save_training_state(self.out_dir / run_files.STATE_FILE, self.model.state_dict(), epoch, self.cfg)
 
     def _log_losses(self, epoch: int, iters: int, losses: dict, step_time: float, data_time: float) -> None:
         if not self.is_main:
@@ -204,5 +208,5 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         line = f"(epoch: {epoch}, iters: {iters}, time: {step_time:.3f}, data: {data_time:.3f}) " + " ".join(
             f"{k}: {v:.3f}" for k, v in losses.items())
-        with open(self.out_dir / "loss_log.txt", "a") as f:
+        with open(self.out_dir / run_files.LOSS_LOG, "a") as f:
             f.write(line + "\n")

@@ -23,11 +23,10 @@ from pathlib import Path
 
 from cyclegan import checkpoint as ckpt
 from cyclegan.errors import UserError
+from cyclegan.run_files import CHECKPOINT_FILES, STATE_FILE
 
 log = logging.getLogger(__name__)
 
-NETWORK_FILES = tuple(f"latest_net_{name}.pth" for name in ckpt.NET_NAMES)
-CHECKPOINT_FILES = (ckpt.STATE_FILE, *NETWORK_FILES, "config.json")
 WORKER_STATES = "worker_states.pt"
 METRICS_FILE = "metrics.json"
 
@@ -58,9 +57,9 @@ def stage(out_dir: Path, dest: Path, worker_states: list[dict] | None = None, me
 def state_file(path: str | Path) -> Path:
     """`latest_state.pt` in a checkpoint folder (or the file itself); a UserError naming what is missing."""
     path = Path(path)
-    found = path if path.is_file() else path / ckpt.STATE_FILE
+    found = path if path.is_file() else path / STATE_FILE
     if not found.is_file():
-        raise UserError(f"{path}: no {ckpt.STATE_FILE} here; pass a checkpoint folder (a run's <checkpoints_dir>/<name>/ "
+        raise UserError(f"{path}: no {STATE_FILE} here; pass a checkpoint folder (a run's <checkpoints_dir>/<name>/ "
                         "or a Ray run's checkpoint_epoch_NNNN/) or the state file itself")
     return found
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from cyclegan.errors import UserError, dispatch, run_cli
+from cyclegan.commands.runner import dispatch, run_cli
+from cyclegan.errors import UserError
 
 
 def _registrations():

@@ -22,7 +22,8 @@ from torch import nn
 
 from cyclegan import checkpoint as ckpt
 from cyclegan.config import TrainConfig
-from cyclegan.model import LOSS_NAMES, CycleGAN
+from cyclegan.metric_names import LOSS_NAMES
+from cyclegan.model import CycleGAN
 from cyclegan.speed import ddp_wrap
 
 log = logging.getLogger(__name__)

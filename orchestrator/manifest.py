@@ -22,8 +22,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cyclegan.config import TrainConfig
+from cyclegan.config import TrainConfig, option_problem
 from cyclegan.errors import UserError
+from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS, base_metric
+from cyclegan.metric_names import mode as metric_mode
 
 # Search-space names that are not TrainConfig fields: the paper's λ (both cycle weights)
 # and the identity weight relative to λ.
@@ -32,8 +34,7 @@ TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 # Set by the orchestrator itself, never by a manifest.
 RESERVED_TRAIN_FIELDS = ("dataroot", "name", "checkpoints_dir", "continue_train")
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint", "quniform")
-MAXIMIZED_METRICS = ("psnr", "ssim")
-KNOWN_METRICS = ("fid", "kid", "psnr", "ssim", "l1", "cycle_l1", "loss_G", "loss_D_A", "loss_D_B")
+KNOWN_METRICS = EVAL_METRICS + EPOCH_METRICS
 
 
 class ManifestError(UserError):
@@ -77,7 +78,7 @@ class Search(_Strict):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        base = re.sub(r"_(AtoB|BtoA)$", "", value)
+        base = base_metric(value)
         if base not in KNOWN_METRICS and not base.startswith("loss_"):
             raise ValueError(f"unknown metric {value!r}{_did_you_mean(base, KNOWN_METRICS)}; use one of {', '.join(KNOWN_METRICS)}")
         return value
@@ -86,7 +87,7 @@ class Search(_Strict):
     def resolved_mode(self) -> str:
         if self.mode:
             return self.mode
-        return "max" if re.sub(r"_(AtoB|BtoA)$", "", self.metric) in MAXIMIZED_METRICS else "min"
+        return metric_mode(self.metric)
 
 
 # What MLflow 3.17 refuses (mlflow/utils/validation.py, its SQL schema): registered model names with
@@ -331,11 +332,8 @@ def _check_train_value(name: str, value: Any) -> str | None:
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
         return f"must be {'a number' if expected == 'float' else 'an integer' if expected == 'int' else 'a ' + str(expected)}, got {_short(value)}"
     values = {t: value for t in ALIASES.get(name, (name,))}
-    try:
-        TrainConfig(**{**_BASE_TRAIN, **values}).validate(sizes=False)
-    except UserError as err:
-        return str(err).split(": ", 1)[-1]
-    return None
+    problem = option_problem({**_BASE_TRAIN, **values}, sizes=False)
+    return problem[1] if problem else None
 
 
 # A configuration in which any single valid option value validates (sizes are checked in combination).
@@ -475,7 +473,7 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
                                     f"grid search cannot sample ranges ({', '.join(ranges)}); use grid/choice lists or algorithm random"))
         if search.algorithm == "optuna" and any(isinstance(s, dict) and "grid" in s for s in search.space.values()):
             problems.append(Problem("search.algorithm", "optuna cannot take grid entries; use choice instead"))
-        if search.metric.removesuffix("_AtoB").removesuffix("_BtoA") in ("fid", "kid", "psnr", "ssim", "l1") and train.get("eval_freq", 1) != 1:
+        if base_metric(search.metric) in EVAL_METRICS and train.get("eval_freq", 1) != 1:
             problems.append(Problem(f"{prefix}.train.eval_freq" if "eval_freq" in task.train else "defaults.train.eval_freq",
                                     f"search.metric {search.metric} needs an evaluation every epoch: set eval_freq to 1 or leave it out"))
         if search.scheduler.type == "asha":
@@ -515,7 +513,7 @@ def _combination_problems(prefix: str, train: dict[str, Any], set_in: dict[str, 
     for combo in combos:
         sampled = dict(zip(axes, combo))
         try:
-            TrainConfig(**{**train, **constants, **sampled}).validate()
+            TrainConfig(**{**train, **constants, **sampled})
         except (UserError, TypeError, ValueError) as err:
             message = str(err)
             option = re.match(r"^--(\w+): ", message)

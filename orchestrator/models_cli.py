@@ -12,7 +12,8 @@ import logging
 import tempfile
 from pathlib import Path
 
-from cyclegan.errors import UserError, run_cli
+from cyclegan.commands.runner import run_cli
+from cyclegan.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def _download_s3(uri: str, target: Path, endpoint: str | None) -> Path:
     """Download the images under s3://bucket/prefix into `target`, keeping relative paths; a key
     that would land outside `target` is refused. Endpoint, retries and credentials as for datasets."""
     from cyclegan.data import IMG_EXTENSIONS
-    from cyclegan.s3 import download_prefix
+    from cyclegan.sources.s3 import download_prefix
 
     try:
         written = download_prefix(uri, target, IMG_EXTENSIONS, endpoint=endpoint, folder="the download folder")

@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cyclegan.commands.runner import run_cli
 from cyclegan.config import TrainConfig
-from cyclegan.errors import run_cli
-from cyclegan.synthetic import generate
+from cyclegan.run_files import METRICS_LOG
+from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 
 
@@ -31,7 +32,7 @@ def bench_config(dataroot: Path, out: Path, args: argparse.Namespace) -> TrainCo
     return TrainConfig(dataroot=str(dataroot), checkpoints_dir=str(out), name="bench", netG=args.netG, ngf=args.ngf, ndf=args.ndf,
                        load_size=args.size, crop_size=args.size, n_epochs=args.epochs, n_epochs_decay=0,
                        save_epoch_freq=args.save_every, num_threads=args.loader_workers, device="cpu", print_freq=10_000,
-                       n_samples=2, seed=0).validate()
+                       n_samples=2, seed=0)
 
 
 @dataclass
@@ -73,7 +74,7 @@ def ray_timing(cfg: TrainConfig, threads: int, storage: Path, name: str, first: 
 
     result = fit(cfg, Scaling(workers=1, cpus_per_worker=threads), str(storage), name=name, keep_checkpoints=1000)
     walls = {int(m["epoch"]): float(m["train_wall_s"]) for _, m in result.ray_result.best_checkpoints}
-    lines = (result.output_dir / "metrics.jsonl").read_text().splitlines()
+    lines = (result.output_dir / METRICS_LOG).read_text().splitlines()
     loops = {int(m["epoch"]): float(m["epoch_time_s"]) for m in map(json.loads, lines)}
     return _timing(walls, loops, first, last)
 

@@ -34,6 +34,7 @@ from PIL import Image
 import cyclegan
 from cyclegan.errors import UserError
 from cyclegan.networks import size_multiple
+from cyclegan.run_files import LATEST, network_file
 
 from . import pyfunc_model
 from .pyfunc_model import IMAGE_COLUMN, encode_png, generator_config
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 DEFAULT_PREFIX = "cyclegan-"
 MODEL_NAME = "generators"  # the logged model's name inside the trial's run
-GENERATOR_FILES = {"G_A": "latest_net_G_A.pth", "G_B": "latest_net_G_B.pth"}
+GENERATOR_FILES = {name: network_file(LATEST, name) for name in ("G_A", "G_B")}
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 import ray
 
 from cyclegan.errors import UserError
+from cyclegan.run_files import LATEST, network_file
 
 from . import tracking
 from .lineage import git_commit, log_task_lineage
@@ -104,7 +105,7 @@ def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str) ->
     summary = f"no successful trial: nothing registered for {result.task}"
     if best is not None:
         run_id = tracking.find_trial_run(uri, parent, best.trial_id)
-        local = best.checkpoint if best.checkpoint and Path(best.checkpoint, "latest_net_G_A.pth").is_file() else None
+        local = best.checkpoint if best.checkpoint and Path(best.checkpoint, network_file(LATEST, "G_A")).is_file() else None
         try:
             registration = register_best(uri, result.task, run_id, metric=result.metric, value=best.metric, mode=result.mode,
                                          hyperparameters=best.params, dataset=result.data, prefix=prefix, step=best.epochs,

@@ -7,10 +7,9 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from .manifest import TaskPlan
+from cyclegan.metric_names import EVAL_METRICS, base_metric
 
-# Evaluation metrics need the test split evaluated every epoch, so that every report carries them.
-EVAL_METRICS = ("fid", "kid", "psnr", "ssim", "l1")
+from .manifest import TaskPlan
 
 
 def tune_distribution(spec: dict[str, Any]):
@@ -52,13 +51,10 @@ def scheduler(plan: TaskPlan, total_epochs: int):
     return FIFOScheduler()
 
 
-def metric_base(metric: str) -> str:
-    return metric.removesuffix("_AtoB").removesuffix("_BtoA")
-
-
 def evaluation_options(plan: TaskPlan) -> dict[str, Any]:
-    """Training options the task's metric needs: evaluate every epoch, including that metric."""
-    base = metric_base(plan.search.metric)
+    """Training options the task's metric needs: an evaluation metric is only reported when the test split
+    is evaluated, so evaluate every epoch, including that metric."""
+    base = base_metric(plan.search.metric)
     if base not in EVAL_METRICS:
         return {}
     metrics = [m.strip() for m in str(plan.train.get("eval_metrics", "")).split(",") if m.strip()]

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import pyarrow.fs as pafs
 
 from cyclegan.errors import UserError
-from cyclegan.s3 import endpoint_url as default_endpoint_url
+from cyclegan.sources.s3 import resolve_endpoint as default_endpoint_url
 
 from .redact import mask_text
 

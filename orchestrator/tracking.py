@@ -33,7 +33,8 @@ from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from cyclegan.errors import UserError
-from cyclegan.speed import FALLBACK_REASON
+from cyclegan.metric_names import FALLBACK_REASON
+from cyclegan.run_files import NETWORK_FILES
 
 from .lineage import log_dataset_input, mark_training_experiment, start_system_metrics
 from .redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params
@@ -46,7 +47,6 @@ TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 ROLE_TAG = "cyclegan.role"  # "task" on parent runs, "trial" on child runs
 LAST_EPOCH_TAG = "cyclegan.last_epoch"
 SAMPLES_IMAGE_KEY = "samples"  # the sample grids as an MLflow image series, one per epoch
-CHECKPOINT_FILES = tuple(f"latest_net_{n}.pth" for n in ("G_A", "G_B", "D_A", "D_B"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -359,7 +359,7 @@ class TrialLogger:
         log_dataset_input(self.client, self.run_id, reference, folder)
 
     def log_checkpoint(self, directory: str | Path, kind: str = "final", epoch: int | None = None,
-                       config: Mapping[str, Any] | None = None, files: Iterable[str] = CHECKPOINT_FILES) -> str:
+                       config: Mapping[str, Any] | None = None, files: Iterable[str] = NETWORK_FILES) -> str:
         """Upload a checkpoint's network files (and the masked training `config` as config.json)
         under `checkpoints/<kind>/` (kind: final or best; a later call replaces the files).
         Returns the artifact folder."""

@@ -28,6 +28,7 @@ from ray.train.torch import TorchTrainer
 
 from cyclegan.config import TrainConfig
 from cyclegan.errors import UserError
+from cyclegan.run_files import STATE_FILE
 from cyclegan.sources import parse_reference
 
 from .checkpoints import CHECKPOINT_FILES, state_file
@@ -69,7 +70,7 @@ class TrainResult:
 def prepare_config(config: TrainConfig | dict, scaling: Scaling, name: str | None = None) -> TrainConfig:
     """Validate the options for a Ray run and make local paths absolute (workers run elsewhere)."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
-    cfg = cfg.replace(name=name or cfg.name).validate()
+    cfg = cfg.replace(name=name or cfg.name)
     if not _NAME.match(cfg.name):
         raise UserError(f"--name {cfg.name!r}: use letters, digits, '_', '.', '=' and '-' (it names a folder in the storage)")
     if cfg.continue_train:
@@ -102,9 +103,9 @@ def resume_checkpoint(resume_from: str | None) -> ray.train.Checkpoint | None:
     if target.is_local:
         folder = state_file(target.path).parent
         return ray.train.Checkpoint(str(folder))
-    info = target.filesystem.get_file_info(f"{target.path}/latest_state.pt")
+    info = target.filesystem.get_file_info(f"{target.path}/{STATE_FILE}")
     if info.type.name != "File":
-        raise UserError(f"--resume-from {target.shown}: no latest_state.pt there")
+        raise UserError(f"--resume-from {target.shown}: no {STATE_FILE} there")
     return ray.train.Checkpoint(target.path, filesystem=target.filesystem)
 
 

@@ -8,7 +8,7 @@ reports the training time (the epochs' own time from metrics.jsonl, so start-up 
 median, min and max over the repeats, and loaded / idle per setting. Settings:
 
 - `torch`: torch's defaults (one OpenMP thread per core, libgomp's spinning wait), the CLI's
-  own thread settings bypassed (cyclegan.cli.main called directly);
+  own thread settings bypassed (cyclegan.commands.main called directly);
 - `1 thread`: OMP_NUM_THREADS=1, the same bypass;
 - `passive`: OMP_WAIT_POLICY=PASSIVE with one thread per core, the same bypass;
 - `cli`: `python -m cyclegan train` as users run it (its chosen settings, cyclegan/threads.py:
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME", "GOMP_SPINCOUNT")
-BYPASS = "import sys; from cyclegan.cli import main; sys.exit(main(sys.argv[1:]))"
+BYPASS = "import sys; from cyclegan.commands import main; sys.exit(main(sys.argv[1:]))"
 CORES = str(os.cpu_count() or 1)
 SETTINGS = {   # name: (environment, how the CLI is entered, extra train flags)
     "torch": ({}, ["-c", BYPASS], []),
@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--settings", default=";".join(SETTINGS), help="the settings to run, separated by ;")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    from cyclegan.synthetic import generate
+    from cyclegan.sources.synthetic import generate
 
     settings = [s.strip() for s in args.settings.split(";")]
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cyclegan.config import TrainConfig
-from cyclegan.synthetic import generate
+from cyclegan.sources.synthetic import generate
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -25,7 +25,7 @@ def tiny_config(dataroot: Path, out: Path, **overrides) -> TrainConfig:
                   load_size=32, crop_size=32, n_epochs=1, n_epochs_decay=1, num_threads=0, device="cpu",
                   print_freq=5, n_samples=2, seed=0)
     values.update(overrides)
-    return TrainConfig(**values).validate()
+    return TrainConfig(**values)
 
 
 def free_port() -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cyclegan.errors import run_cli
+from cyclegan.commands.runner import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SECONDS = 120  # per case: a hang fails it; one tiny epoch can take a minute on a loaded 2-core machine
@@ -275,7 +275,7 @@ def _run(argv: list[str], env: dict[str, str], isolated: bool, capsys) -> tuple[
             proc.stdout.close()
         proc.returncode = os.waitstatus_to_exitcode(status)
         return proc.returncode, out, usage.ru_maxrss / 1024
-    from cyclegan.cli import main as cyclegan_main
+    from cyclegan.commands import main as cyclegan_main
     from orchestrator.cli import main as orchestrator_main
 
     main = {"cyclegan": cyclegan_main, "orchestrator": orchestrator_main}[argv[0]]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cyclegan.bench import BATCH1_TARGET, THROUGHPUT_TARGET, Shape, count_flops, default_configs, run_bench
-from cyclegan.cli import main
+from cyclegan.commands import main
 from cyclegan.errors import UserError
 
 CONFIG_FIELDS = {"name", "batch", "precision", "channels_last", "compile", "cuda_graphs", "ms_per_iter", "pairs_per_s",

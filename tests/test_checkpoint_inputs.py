@@ -12,8 +12,8 @@ from PIL import Image
 from torch import nn
 
 from cyclegan.checkpoint import load_generator
-from cyclegan.cli import main
-from cyclegan.errors import run_cli
+from cyclegan.commands import main
+from cyclegan.commands.runner import run_cli
 from cyclegan.networks import ResnetGenerator
 
 

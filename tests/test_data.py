@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from cyclegan.config import TrainConfig
-from cyclegan.data import DatasetError, EpochShardSampler, UnalignedDataset, check_dataset_root, to_model_input
+from cyclegan.data import DatasetError, EpochShardSampler, UnalignedDataset, to_model_input
+from cyclegan.sources.layout import check_dataset_root
 
 
 def _cfg(root, **kw) -> TrainConfig:

@@ -13,9 +13,10 @@ from test_metrics import _load, random_inception_file
 from conftest import tiny_config
 from cyclegan import metrics as M
 from cyclegan.checkpoint import load_generator
-from cyclegan.cli import main
-from cyclegan.errors import UserError, run_cli
-from cyclegan.synthetic import generate
+from cyclegan.commands import main
+from cyclegan.commands.runner import run_cli
+from cyclegan.errors import UserError
+from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 from cyclegan.translate import translate_folder
 

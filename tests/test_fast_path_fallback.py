@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from cyclegan.config import TrainConfig
+from cyclegan.metric_names import FALLBACK_METRIC, FALLBACK_REASON
 from cyclegan.model import CycleGAN
-from cyclegan.speed import FALLBACK_METRIC, FALLBACK_REASON, apply_speed_options
+from cyclegan.speed import apply_speed_options
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,7 +54,7 @@ def _inject(monkeypatch, group: str | None, at_call: int | None) -> None:
 def _config(**overrides) -> TrainConfig:
     values = dict(netG="resnet_2blocks", ngf=8, ndf=8, load_size=32, crop_size=32, compile="default", device="cpu", seed=0)
     values.update(overrides)
-    return TrainConfig(**values).validate()
+    return TrainConfig(**values)
 
 
 def _train(steps: int) -> tuple[CycleGAN, list[dict]]:

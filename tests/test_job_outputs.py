@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cyclegan.errors import run_cli
+from cyclegan.commands.runner import run_cli
 from orchestrator.cli import main
 from orchestrator.job_dir import JOB_ENV_VAR
 

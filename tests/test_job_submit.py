@@ -32,7 +32,7 @@ import yaml
 from PIL import Image
 
 from conftest import RAY_TEST_TUNING, free_port
-from cyclegan.errors import run_cli
+from cyclegan.commands.runner import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent            # the venv's bin/: python, ray
@@ -155,7 +155,7 @@ def datasets(s3_server, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     (and the bucket for the runs): the local folder and kind -> data URI."""
     import boto3
 
-    from cyclegan.synthetic import generate
+    from cyclegan.sources.synthetic import generate
 
     root = tmp_path_factory.mktemp("job-datasets")
     s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",

@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import tiny_config
 from cyclegan.checkpoint import load_generator
-from cyclegan.synthetic import generate
+from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 from cyclegan.translate import to_image, to_tensor
 

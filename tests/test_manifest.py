@@ -161,7 +161,7 @@ def test_yaml_tags_are_refused_safely():
 
 @pytest.mark.parametrize("text,expected", CASES[::3], ids=[c[1][:40] for c in CASES[::3]])
 def test_validate_command_exits_2_with_the_message_and_no_traceback(tmp_path, capsys, text, expected):
-    from cyclegan.errors import run_cli
+    from cyclegan.commands.runner import run_cli
     from orchestrator.cli import main
 
     path = tmp_path / "m.yaml"
@@ -172,7 +172,7 @@ def test_validate_command_exits_2_with_the_message_and_no_traceback(tmp_path, ca
 
 
 def test_validate_checks_the_datasets_unless_offline(tmp_path, capsys, tiny_dataset):
-    from cyclegan.errors import run_cli
+    from cyclegan.commands.runner import run_cli
     from orchestrator.cli import main
 
     path = tmp_path / "m.yaml"

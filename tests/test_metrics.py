@@ -17,7 +17,7 @@ from cyclegan import metrics as M
 from cyclegan.config import TrainConfig
 from cyclegan.errors import UserError
 from cyclegan.evaluate import Evaluator
-from cyclegan.synthetic import KINDS, generate
+from cyclegan.sources.synthetic import KINDS, generate
 
 
 def make_random_inception(path: Path, seed: int = 0) -> Path:

@@ -13,7 +13,8 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import free_port
-from cyclegan.errors import UserError, run_cli
+from cyclegan.commands.runner import run_cli
+from cyclegan.errors import UserError
 from orchestrator import models_cli
 from orchestrator.lineage import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, content_digest, git_commit, log_task_lineage
 from orchestrator.redact import mask_text, safe_params

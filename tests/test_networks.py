@@ -137,8 +137,8 @@ def _runs(net: nn.Module, side: int, batch: int) -> tuple | None:
 @pytest.mark.parametrize("net_g", ["resnet_1blocks", "unet_128", "unet_256"])  # the block count changes no size
 @pytest.mark.parametrize("norm,batch", [("instance", 1), ("batch", 1), ("none", 2)])
 def test_generator_size_rule_is_what_the_network_does(net_g, norm, batch):
-    """config.generator_size_rule (what validation uses, without torch) against the network itself."""
-    from cyclegan.config import generator_size_rule
+    """architectures.generator_size_rule (what validation uses, without torch) against the network itself."""
+    from cyclegan.architectures import generator_size_rule
 
     with torch.device("meta"):
         net = build_generator(net_g, 3, 3, 1, norm, use_dropout=False)
@@ -152,7 +152,7 @@ def test_generator_size_rule_is_what_the_network_does(net_g, norm, batch):
 
 @pytest.mark.parametrize("net_d,n_layers", [("basic", 3), ("n_layers", 1), ("n_layers", 4), ("pixel", 3)])
 def test_discriminator_smallest_side_is_what_the_network_does(net_d, n_layers):
-    from cyclegan.config import discriminator_smallest_side
+    from cyclegan.architectures import discriminator_smallest_side
 
     with torch.device("meta"):
         net = build_discriminator(net_d, 3, 1, n_layers, "instance")
@@ -161,13 +161,13 @@ def test_discriminator_smallest_side_is_what_the_network_does(net_d, n_layers):
     assert all(_runs(net, side, 1) is not None for side in range(smallest, smallest + 20))
 
 
-def test_validate_refuses_sizes_the_networks_cannot_take():
+def test_a_config_with_sizes_the_networks_cannot_take_is_refused():
     from cyclegan.errors import UserError
 
     for changes, field_name in [({"crop_size": 250}, "crop_size"), ({"netG": "unet_256", "crop_size": 128}, "crop_size"),
                                 ({"crop_size": 16, "load_size": 16, "netG": "resnet_6blocks"}, "crop_size"),
                                 ({"preprocess": "scale_width", "load_size": 250}, "load_size")]:
         with pytest.raises(UserError, match=f"--{field_name}: "):
-            TrainConfig(**changes).validate()
-    TrainConfig(crop_size=24, load_size=24).validate()
-    TrainConfig(netG="unet_128", crop_size=128, load_size=143).validate()
+            TrainConfig(**changes)
+    TrainConfig(crop_size=24, load_size=24)
+    TrainConfig(netG="unet_128", crop_size=128, load_size=143)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from conftest import free_port, tiny_config
-from cyclegan.errors import UserError, run_cli
+from cyclegan.commands.runner import run_cli
+from cyclegan.errors import UserError
 from cyclegan.model import CycleGAN
 from cyclegan.trainer import Trainer
 from orchestrator.checkpoints import WORKER_STATES, load_reported_metrics, load_resume_state, stage

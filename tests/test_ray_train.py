@@ -27,10 +27,10 @@ import torch
 
 from conftest import tiny_config
 from cyclegan.checkpoint import load_file, load_generator
-from cyclegan.errors import run_cli
+from cyclegan.commands.runner import run_cli
 from cyclegan.model import CycleGAN
 from cyclegan.networks import size_multiple
-from cyclegan.synthetic import generate
+from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 from cyclegan.translate import translate_folder
 from orchestrator.checkpoints import WORKER_STATES

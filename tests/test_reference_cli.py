@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cyclegan.cli import build_parser, main
-from cyclegan.errors import UserError, run_cli
-from cyclegan.reference_flags import apply_train_flags, device_from_gpu_ids
-from cyclegan.synthetic import generate
+from cyclegan.commands import build_parser, main
+from cyclegan.commands.reference_flags import apply_train_flags, device_from_gpu_ids
+from cyclegan.commands.runner import run_cli
+from cyclegan.errors import UserError
+from cyclegan.sources.synthetic import generate
 
 # Tiny sizes appended to the documented lines, so that they run in seconds on a CPU.
 TINY_TRAIN = ["--gpu_ids", "-1", "--netG", "resnet_1blocks", "--ngf", "8", "--ndf", "8", "--load_size", "32", "--crop_size", "32",

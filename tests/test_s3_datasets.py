@@ -24,7 +24,7 @@ from PIL import Image
 from conftest import free_port
 from cyclegan.data import DatasetError
 from cyclegan.sources import fetch_dataset
-from cyclegan.synthetic import generate
+from cyclegan.sources.synthetic import generate
 
 BUCKET = "cyclegan-sources-tests"
 
@@ -244,7 +244,7 @@ def test_unreachable_endpoint_is_named(s3_env, monkeypatch, tmp_path):
 
 
 def test_cli_fetch_and_inspect_an_s3_prefix(uploaded, s3_env, tmp_path, capsys):
-    from cyclegan.cli import main
+    from cyclegan.commands import main
 
     assert main(["data", "fetch", uploaded["prefix"], "--cache_dir", str(tmp_path / "cache"), "--no_progress"]) == 0
     captured = capsys.readouterr()

@@ -125,7 +125,7 @@ tasks:
 
 
 def test_dry_run_prints_storage_and_options_masked(tmp_path, capsys):
-    from cyclegan.errors import run_cli
+    from cyclegan.commands.runner import run_cli
     from orchestrator.cli import main
 
     manifest = tmp_path / "leaky.yaml"
@@ -137,7 +137,7 @@ def test_dry_run_prints_storage_and_options_masked(tmp_path, capsys):
 
 
 def test_validate_errors_quote_data_references_masked(tmp_path, capsys):
-    from cyclegan.errors import run_cli
+    from cyclegan.commands.runner import run_cli
     from orchestrator.cli import main
 
     manifest = tmp_path / "leaky.yaml"
@@ -152,8 +152,8 @@ def test_validate_errors_quote_data_references_masked(tmp_path, capsys):
 
 def test_s3_errors_show_the_endpoint_without_its_user_info(monkeypatch):
     from conftest import free_port
-    from cyclegan import s3
     from cyclegan.errors import DatasetError
+    from cyclegan.sources import s3
 
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true"}.items():

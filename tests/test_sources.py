@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cyclegan.cli import main
+from cyclegan.commands import main
+from cyclegan.commands.runner import run_cli
 from cyclegan.data import DatasetError
-from cyclegan.errors import run_cli
 from cyclegan.sources import fetch_dataset, parse_reference, resolve_dataset
-from cyclegan.synthetic import generate
+from cyclegan.sources.synthetic import generate
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -254,7 +254,7 @@ def test_an_endpoint_that_is_not_a_url(tmp_path, monkeypatch):
 def test_every_data_flag_has_help():
     import argparse
 
-    from cyclegan.cli import build_parser
+    from cyclegan.commands import build_parser
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     data = commands.choices["data"]

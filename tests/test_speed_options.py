@@ -17,7 +17,8 @@ import torch
 from cyclegan.bench import BASELINE, BenchConfig, Shape, build_model, compare_curves, loss_curve, synthetic_batches
 from cyclegan.config import TrainConfig
 from cyclegan.errors import UserError
-from cyclegan.model import LOSS_NAMES, CycleGAN
+from cyclegan.metric_names import LOSS_NAMES
+from cyclegan.model import CycleGAN
 from cyclegan.speed import DDP_BUCKET_MB, apply_speed_options, ddp_options, ddp_wrap, resolve_speed_options
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cyclegan import photos
-from cyclegan.cli import main
-from cyclegan.errors import DatasetError, UserError, run_cli
-from cyclegan.sources import check_dataset_reference
-from cyclegan.synthetic import ORIGIN_FILE, colorshift_forward, generate
+from cyclegan.commands import main
+from cyclegan.commands.runner import run_cli
+from cyclegan.errors import DatasetError, UserError
+from cyclegan.sources import check_dataset_reference, photos
+from cyclegan.sources.synthetic import ORIGIN_FILE, colorshift_forward, generate
 
 
 def _load(path) -> np.ndarray:

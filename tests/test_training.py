@@ -13,9 +13,11 @@ import torch
 from PIL import Image
 
 from conftest import tiny_config
-from cyclegan import cli, errors
-from cyclegan.checkpoint import STATE_FILE, load_generator, load_training_state
+from cyclegan.checkpoint import load_generator, load_training_state
+from cyclegan.commands import main as cyclegan_main
+from cyclegan.commands import runner
 from cyclegan.errors import UserError
+from cyclegan.run_files import STATE_FILE
 from cyclegan.trainer import Trainer
 from cyclegan.visualize import tile
 
@@ -144,7 +146,7 @@ def test_cli_errors_are_one_clear_line(tiny_dataset, tmp_path, capsys, args, mes
     (tmp_path / "garbage.pth").write_text("not a checkpoint")
     subs = {"{data}": str(tiny_dataset), "{empty}": str(tmp_path / "empty"), "{tmp}": str(tmp_path / "o"),
             "{garbage}": str(tmp_path / "garbage.pth")}
-    assert errors.run_cli(cli.main, [subs.get(a, a) for a in args]) == 2
+    assert runner.run_cli(cyclegan_main, [subs.get(a, a) for a in args]) == 2
     stderr = capsys.readouterr().err
     assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
 

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from cyclegan.errors import run_cli
+from cyclegan.commands.runner import run_cli
 from orchestrator.cli import main
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde\x00\x00\x00\x0cIDATx"
@@ -57,7 +57,7 @@ def test_keys_climbing_out_of_the_prefix_are_refused(s3_env, tmp_path, capsys, p
 
 
 def test_images_under_the_prefix_keep_their_relative_paths(s3_env, tmp_path):
-    from cyclegan.s3 import download_prefix
+    from cyclegan.sources.s3 import download_prefix
 
     bucket = _bucket(s3_env, ["in/a.png", "in/sub/b.PNG", "in/notes.txt", "other/c.png"])
     written = download_prefix(f"s3://{bucket}/in", tmp_path, (".png",))

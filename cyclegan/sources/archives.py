@@ -1,4 +1,4 @@
-"""Safe extraction of dataset archives (.zip, .tar, .tar.gz) and finding the dataset inside.
+"""Safe extraction of dataset archives (.zip, .tar, .tar.gz).
 
 Only regular files and folders are extracted, each to a checked relative path: members with
 absolute paths, '..' or links are refused, so nothing lands outside the target folder. The
@@ -15,14 +15,14 @@ import shutil
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import DatasetError
 from .cache import contained, safe_relpath
-from .errors import DatasetError
+from .layout import ignored
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
-SPLITS = ("trainA", "trainB", "testA", "testB")
+UNSUPPORTED_ARCHIVES = (".rar", ".7z", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst", ".gz", ".bz2", ".xz")
 _S_IFMT, _S_IFLNK = 0o170000, 0o120000
 _CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error)
 MAX_BYTES_ENV, MAX_MEMBERS_ENV = "CYCLEGAN_ARCHIVE_MAX_BYTES", "CYCLEGAN_ARCHIVE_MAX_MEMBERS"
@@ -70,6 +70,13 @@ def archive_suffix(name: str) -> str | None:
     return next((s for s in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True) if lower.endswith(s)), None)
 
 
+def unsupported_archive(name: str) -> str | None:
+    """The suffix of an archive format we cannot extract ('.rar', '.tar.xz', ...), else None."""
+    lower = name.lower()
+    unsupported = next((s for s in UNSUPPORTED_ARCHIVES if lower.endswith(s)), None)
+    return unsupported if unsupported and not archive_suffix(lower) else None
+
+
 def extract(archive: Path, dest: Path, where: str, suffix: str | None = None) -> list[str]:
     """Extract `archive` into `dest`; return the relative paths of the files written.
 
@@ -84,11 +91,6 @@ def extract(archive: Path, dest: Path, where: str, suffix: str | None = None) ->
     except _CORRUPT as err:
         raise DatasetError(f"{where}: archive is corrupt or not a {suffix} file ({err}); "
                            "download it again or check how it was made") from None
-
-
-def _skipped(relpath: str) -> bool:
-    # '' is the target folder itself (tar's './'); __MACOSX/ holds resource forks macOS adds to zips.
-    return relpath == "" or relpath.split("/")[0] == "__MACOSX"
 
 
 def _extract_zip(archive: Path, dest: Path, where: str, budget: _Budget) -> list[str]:
@@ -108,7 +110,7 @@ def _extract_zip(archive: Path, dest: Path, where: str, budget: _Budget) -> list
             raise _clash(where, clash[0])
         for info in infos:
             relpath = safe_relpath(info.filename, where)
-            if _skipped(relpath):
+            if ignored(relpath):
                 continue
             target = contained(dest, relpath, where)
             if info.is_dir():
@@ -132,7 +134,7 @@ def _extract_tar(archive: Path, dest: Path, where: str, budget: _Budget) -> list
                 kind = "link" if (member.issym() or member.islnk()) else "special file"
                 raise DatasetError(f"{where}: member {member.name!r} is a {kind}; only files and folders are "
                                    "extracted (links could point outside the cache directory), so this archive is refused")
-            if _skipped(relpath):
+            if ignored(relpath):
                 continue
             budget.take(member.name, member.size if member.isfile() else 0)  # tarfile reads no more than the header's size
             target = contained(dest, relpath, where)
@@ -151,36 +153,3 @@ def _extract_tar(archive: Path, dest: Path, where: str, budget: _Budget) -> list
                 raise DatasetError(f"{where}: member {relpath!r}: {err.strerror}; rename it, or use a shorter --cache_dir") from None
             written.append(relpath)
     return written
-
-
-def find_dataset_root(files: Iterable[str], where: str) -> tuple[str, bool] | None:
-    """The folder (relative, '' for the top) that holds the splits, from the relative file names.
-
-    The shallowest folder holding trainA/ and trainB/ wins (the reference zips have one top
-    folder: 'horse2zebra'); else the shallowest holding any split (second item False). None
-    when no split folder appears at all. Several folders at the same depth are ambiguous.
-    """
-    found: dict[str, set[str]] = {}
-    for name in files:
-        parts = name.split("/")
-        if _skipped(name):
-            continue
-        for i, part in enumerate(parts[:-1]):
-            if part in SPLITS:
-                found.setdefault("/".join(parts[:i]), set()).add(part)
-    if not found:
-        return None
-    complete = [root for root, splits in found.items() if {"trainA", "trainB"} <= splits]
-    pool = complete or list(found)
-    depth = {root: 0 if root == "" else root.count("/") + 1 for root in pool}
-    best = [root for root in pool if depth[root] == min(depth.values())]
-    if len(best) > 1:
-        raise DatasetError(f"{where}: several datasets side by side ({', '.join(sorted(r + '/' for r in best))}); "
-                           "point the reference at one of them")
-    return best[0], bool(complete)
-
-
-def top_entries(files: Iterable[str], limit: int = 8) -> str:
-    """'a/, b/, c.txt' for messages: what a dataset without the expected layout holds instead."""
-    tops = sorted({name.split("/")[0] + ("/" if "/" in name else "") for name in files})
-    return ", ".join(tops[:limit]) + (f", ... ({len(tops)} in all)" if len(tops) > limit else "") if tops else "nothing"

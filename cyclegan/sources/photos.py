@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 DISTRIBUTION = "scikit-image"  # the package whose wheel holds the photographs (import name: skimage)
 # The photographs training crops, and those held out for the test crops. motorcycle_left/_right are

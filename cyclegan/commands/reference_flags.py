@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
+from ..run_files import LATEST
 
 GROUP = "reference implementation flags (accepted for compatibility; see each flag)"
-LATEST = "latest"
 
 # flag -> (type, help); `None` type: a switch. Each is explained by `train_notes` when given.
 _DISPLAY = "visdom display option of the reference: there is no visdom here, sample grids are written instead"
@@ -125,7 +125,7 @@ def apply_train_flags(args: argparse.Namespace, cuda_available: bool) -> list[st
 
 def describe_networks(nets: dict) -> str:
     """Each network and its parameter count, as the reference prints them with --verbose."""
-    from .networks import count_parameters
+    from ..networks import count_parameters
 
     lines = []
     for name, net in nets.items():

@@ -1,4 +1,7 @@
-"""S3 (and S3-compatible stores: MinIO, Ceph, moto) access for datasets: list, then download in parallel.
+"""Datasets in S3 (and S3-compatible stores: MinIO, Ceph, moto): list, then download in parallel.
+
+    s3://bucket/prefix     the objects under the prefix, mirrored into the node cache
+    s3://bucket/key.zip    an archive (.zip, .tar, .tar.gz), downloaded and extracted into the cache
 
 Credentials and region come from the usual AWS chain (environment, profile, instance role).
 The endpoint is, in order: an explicit option, $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, AWS.
@@ -8,7 +11,9 @@ when it cannot be reached); credentials never appear in messages or logs.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,13 +29,21 @@ from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
 from s3transfer.subscribers import BaseSubscriber
 from tqdm.auto import tqdm
 
-from .cache import contained, safe_relpath
-from .errors import DatasetError
-from .urls import mask_userinfo
+from ..errors import DatasetError
+from ..urls import mask_userinfo
+from .archives import archive_suffix, extract, unsupported_archive
+from .cache import CacheEntry, Snapshot, contained, digest, link_or_copy, safe_relpath, snapshot_result
+from .layout import find_dataset_root, no_layout, snapshot_layout, top_entries
+from .schemes import DatasetRef, FetchResult, bad_reference
+
+log = logging.getLogger(__name__)
 
 ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 ADDRESSING_ENV = "CYCLEGAN_S3_ADDRESSING_STYLE"  # path, virtual or auto
 MAX_CONCURRENCY = 16
+# What any S3 store could call a bucket: today's AWS rules (3-63 lowercase letters, digits, '.' '-') and
+# the legacy ones that older buckets and some S3-compatible stores still use (uppercase, '_', up to 255).
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "ExpiredToken",
            "InvalidToken", "InvalidClientTokenId", "AccountProblem"}
 
@@ -48,7 +61,7 @@ def split_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def endpoint_url(explicit: str | None = None) -> str | None:
+def resolve_endpoint(explicit: str | None = None) -> str | None:
     """The S3 endpoint to use: `explicit`, else $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else None (AWS)."""
     return explicit or next((os.environ[name] for name in ENDPOINT_ENVS if os.environ.get(name)), None)
 
@@ -56,7 +69,7 @@ def endpoint_url(explicit: str | None = None) -> str | None:
 def make_client(endpoint: str | None = None, *, addressing_style: str | None = None):
     """A thread-safe S3 client with retries (exponential backoff on throttling and transient errors)."""
     session = botocore.session.get_session()
-    endpoint = endpoint_url(endpoint)
+    endpoint = resolve_endpoint(endpoint)
     # Custom stores (MinIO, Ceph, moto) usually serve buckets under the path, not as sub-domains.
     style = addressing_style or os.environ.get(ADDRESSING_ENV) or (session.get_config_variable("s3") or {}).get("addressing_style")
     style = style or ("path" if endpoint else "auto")
@@ -189,3 +202,109 @@ def download_prefix(url: str, target: Path, suffixes: tuple[str, ...], *, endpoi
     items = [(obj, contained(target, safe_relpath(obj.key[len(prefix):], url, "key", folder), url, folder)) for obj in wanted]
     download(client, url, items)
     return [path for _, path in items]
+
+
+# -- the s3:// dataset scheme ------------------------------------------------------------------------
+def parse(ref: str) -> DatasetRef:
+    bucket, key = split_url(ref[len("s3://"):] if ref.lower().startswith("s3://") else ref)
+    if not bucket:
+        raise bad_reference(ref, "no bucket name")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise bad_reference(ref, "not a valid S3 bucket name (3-63 lowercase letters, digits, '.' and '-')")
+    key = key.rstrip("/")
+    if unsupported := unsupported_archive(key):
+        raise bad_reference(ref, f"{unsupported} archives are not supported; repack it as .zip, .tar or .tar.gz")
+    return DatasetRef(ref, "s3-archive" if archive_suffix(key) else "s3", f"s3://{bucket}/{key}" if key else f"s3://{bucket}")
+
+
+def fetch(parsed: DatasetRef, cache_dir: str | None, *, endpoint_url: str | None = None, show_progress: bool = False,
+          require_layout: bool = True) -> FetchResult:
+    client = make_client(endpoint_url)
+    entry = CacheEntry(cache_dir, "s3", digest(resolve_endpoint(endpoint_url) or "aws", parsed.location),
+                       parsed.location.rstrip("/").rsplit("/", 1)[-1])
+    if parsed.kind == "s3-archive":
+        return _fetch_archive(parsed, entry, client, show_progress, require_layout)
+    return _fetch_prefix(parsed, entry, client, show_progress, require_layout)
+
+
+def _fetch_archive(parsed: DatasetRef, entry: CacheEntry, client, progress: bool, require_layout: bool) -> FetchResult:
+    url = parsed.location
+    bucket, key = split_url(url)
+    obj = next((o for o in list_objects(client, url) if o.key == key), None)
+    if obj is None:
+        parent = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+        raise DatasetError(f"{url}: object not found at {describe_endpoint(client)}; check the path "
+                           f"(e.g. aws s3 ls s3://{bucket}/{parent})")
+    stats = {"downloaded": [], "bytes_downloaded": 0}
+
+    def build(tmp: Path, previous: list[Snapshot]) -> dict:
+        suffix = archive_suffix(key)
+        archive = tmp / f"archive{suffix}"
+        stats["bytes_downloaded"] = download(client, url, [(obj, archive)], show_progress=progress)
+        stats["downloaded"] = [obj.key]
+        files = extract(archive, tmp / "data", url, suffix)
+        archive.unlink()  # the extracted snapshot is the cache; the archive would double the disk use
+        return {"ref": url, "objects": {obj.key: {"etag": obj.etag, "size": obj.size}}, **snapshot_layout(files, url, require_layout)}
+
+    snap, built = entry.get_or_build(digest(obj.etag, obj.size)[:16], build)
+    if built:
+        log.info("%s: downloaded %.1f MB and extracted it into %s", url, stats["bytes_downloaded"] / 1e6, snap.path)
+    return snapshot_result(parsed, snap, built, require_layout, **stats)
+
+
+def _fetch_prefix(parsed: DatasetRef, entry: CacheEntry, client, progress: bool, require_layout: bool) -> FetchResult:
+    url = parsed.location
+    bucket, prefix = split_url(url)
+    prefix = prefix + "/" if prefix else ""
+    objects = list_objects(client, url, prefix)
+    if not objects:
+        parent = prefix.rstrip("/").rpartition("/")[0]
+        raise DatasetError(f"{url}: no objects under this prefix at {describe_endpoint(client)} (the bucket exists); "
+                           f"check the path (e.g. aws s3 ls s3://{bucket}/{parent + '/' if parent else ''})")
+    # Every key is checked before anything is downloaded.
+    items = {safe_relpath(o.key[len(prefix):], f"s3://{bucket}/{o.key}", "key"): o for o in objects}
+    items.pop("", None)  # an object named like the prefix itself ('tiny/' with content): not part of the tree
+    folders = {rel.rsplit("/", i)[0] for rel in items for i in range(1, rel.count("/") + 1)}
+    if clash := sorted(folders & set(items)):  # 'a/trainA' and 'a/trainA/1.png' cannot both exist on disk
+        raise DatasetError(f"s3://{bucket}/{prefix}{clash[0]}: this key is both a file and a folder; remove the object")
+    layout = snapshot_layout(list(items), url, require_layout)
+    listing = {rel: {"etag": o.etag, "size": o.size} for rel, o in items.items()}
+    stats = {"downloaded": [], "bytes_downloaded": 0, "reused": []}
+
+    def build(tmp: Path, previous: list[Snapshot]) -> dict:
+        data, todo = tmp / "data", []
+        for rel, obj in items.items():
+            target = contained(data, rel, url)
+            old = next((s for s in previous if s.meta.get("objects", {}).get(rel) == listing[rel] and (s.data / rel).is_file()), None)
+            if old is not None:  # unchanged since an older snapshot: share the file, no download
+                link_or_copy(old.data / rel, target)
+                stats["reused"].append(obj.key)
+            else:
+                todo.append((obj, target))
+        stats["bytes_downloaded"] = download(client, url, todo, show_progress=progress)
+        stats["downloaded"] = [obj.key for obj, _ in todo]
+        return {"ref": url, "objects": listing, **layout}
+
+    snap, built = entry.get_or_build(digest(sorted((rel, v["etag"], v["size"]) for rel, v in listing.items()))[:16], build)
+    if built:
+        log.info("%s: downloaded %d file(s) (%.1f MB), %d unchanged reused, into %s", url, len(stats["downloaded"]),
+                 stats["bytes_downloaded"] / 1e6, len(stats["reused"]), snap.path)
+    return snapshot_result(parsed, snap, built, require_layout, **stats)
+
+
+def check(parsed: DatasetRef, *, endpoint_url: str | None = None) -> None:
+    """An archive can only be checked for existence here; its content is checked when fetched."""
+    client = make_client(endpoint_url)
+    bucket, key = split_url(parsed.location)
+    prefix = key + "/" if parsed.kind == "s3" and key else key
+    objects = list_objects(client, parsed.location, prefix)
+    if parsed.kind == "s3-archive":
+        if not any(o.key == key for o in objects):
+            raise DatasetError(f"{parsed.location}: not found at {describe_endpoint(client)}; check the path")
+        return
+    if not objects:
+        raise DatasetError(f"{parsed.location}: no objects under this prefix at {describe_endpoint(client)}")
+    names = [o.key[len(prefix):] for o in objects]
+    found = find_dataset_root(names, parsed.ref)
+    if found is None or not found[1]:
+        raise no_layout(parsed.ref, top_entries(names))

@@ -11,15 +11,19 @@ from __future__ import annotations
 import argparse
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
-from .config import PREPROCESS_MODES
-from .data import load_image
-from .errors import UserError
+from ..architectures import GENERATOR_NAMES, LOADED_NORMS
+from ..config import PREPROCESS_MODES
+from ..errors import UserError
+from ..metric_names import DIRECTIONS
+from ..run_files import LATEST, network_file
 from .reference_flags import add_common_flags, apply_common_flags
+
+if TYPE_CHECKING:  # torch loads when the command runs, not for --help
+    import torch
 
 _UNUSED_AT_TEST = {  # the reference's shared options that change nothing when testing
     "batch_size": int, "num_threads": int, "max_dataset_size": int, "init_type": str, "init_gain": float,
@@ -42,12 +46,12 @@ def register(subparsers) -> None:
                       help="test: one generator, one side (<epoch>_net_G<model_suffix>.pth); cycle_gan: both generators and both sides")
     test.add_argument("--model_suffix", default="", help="with --model test: which generator, e.g. _A reads <epoch>_net_G_A.pth")
     test.add_argument("--phase", default="test", help="with --model cycle_gan: read <dataroot>/<phase>A and <phase>B")
-    test.add_argument("--epoch", default="latest", help="which checkpoint: latest or an epoch number (<epoch>_net_G_*.pth)")
+    test.add_argument("--epoch", default=LATEST, help="which checkpoint: latest or an epoch number (<epoch>_net_G_*.pth)")
     test.add_argument("--num_test", type=int, default=50, help="how many test images to translate")
     test.add_argument("--eval", action="store_true", help="run the generators in eval mode (matters for batch norm and dropout only)")
     test.add_argument("--aspect_ratio", type=float, default=1.0, help="aspect ratio of the saved images (>1 wider, <1 taller)")
     test.add_argument("--display_winsize", type=int, default=256, help="width of each image on the results page")
-    test.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
+    test.add_argument("--direction", default="AtoB", choices=DIRECTIONS,
                       help="with --model cycle_gan, BtoA swaps the domain folders (as in training with --direction BtoA)")
     test.add_argument("--dataset_mode", default=None, choices=("single", "unaligned"),
                       help="accepted: single for --model test, unaligned for --model cycle_gan (implied by --model)")
@@ -55,9 +59,10 @@ def register(subparsers) -> None:
                       help="as in training: resize_and_crop/crop center-crop to --crop_size, scale_width keeps the aspect, none keeps the size")
     test.add_argument("--load_size", type=int, default=256, help="resize to this size first (default: the crop size, so nothing is cropped)")
     test.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
-    test.add_argument("--netG", default=None, help="generator architecture (default: inferred from the checkpoint)")
+    test.add_argument("--netG", default=None,
+                           help=f"generator architecture, one of {GENERATOR_NAMES} (default: inferred from the checkpoint)")
     test.add_argument("--ngf", type=int, default=None, help="generator width (default: inferred)")
-    test.add_argument("--norm", default=None, choices=("instance", "instance_affine", "batch", "none"), help="normalization (default: inferred)")
+    test.add_argument("--norm", default=None, choices=LOADED_NORMS, help="normalization (default: inferred)")
     test.add_argument("--input_nc", type=int, default=None, help="input channels (default: inferred)")
     test.add_argument("--output_nc", type=int, default=None, help="output channels (default: inferred)")
     test.add_argument("--no_dropout", action="store_true", help="accepted: no dropout is the default here")
@@ -68,11 +73,13 @@ def register(subparsers) -> None:
     group = add_common_flags(test)
     for name, kind in _UNUSED_AT_TEST.items():
         group.add_argument(f"--{name}", type=kind, default=None, metavar=name.upper(), help="accepted; not used when testing")
-    test.set_defaults(run=run_test)
+    test.set_defaults(run=run)
 
 
-def run_test(args: argparse.Namespace) -> int:
-    from .model import resolve_device
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..model import resolve_device
 
     for note in apply_common_flags(args, torch.cuda.is_available()):
         print(f"note: {note}")
@@ -83,12 +90,12 @@ def run_test(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     folder = Path(args.checkpoints_dir) / args.name
     if args.model == "test":
-        nets = {"G": _load(folder / f"{args.epoch}_net_G{args.model_suffix}.pth", args, device)}
+        nets = {"G": _load(folder / network_file(args.epoch, f"G{args.model_suffix}"), args, device)}
         rows = [(path, _one_side(nets["G"], path, args)) for path in _images(Path(args.dataroot))[:args.num_test]]
     else:
         # As in the reference, BtoA swaps the folders, not the networks: a model trained BtoA has G_A mapping B to A.
         a, b = ("A", "B") if args.direction == "AtoB" else ("B", "A")
-        G_A, G_B = (_load(folder / f"{args.epoch}_net_G_{side}.pth", args, device) for side in ("A", "B"))
+        G_A, G_B = (_load(folder / network_file(args.epoch, name), args, device) for name in ("G_A", "G_B"))
         paths_A = _images(Path(args.dataroot) / f"{args.phase}{a}")[:args.num_test]
         paths_B = _images(Path(args.dataroot) / f"{args.phase}{b}")
         rows = [(path, _both_sides(G_A, G_B, path, paths_B[i % len(paths_B)], args)) for i, path in enumerate(paths_A)]
@@ -103,7 +110,7 @@ def run_test(args: argparse.Namespace) -> int:
 
 
 def _images(folder: Path) -> list[Path]:
-    from .translate import list_inputs
+    from ..translate import list_inputs
 
     if not folder.is_dir():
         raise UserError(f"{folder}: folder not found")
@@ -111,7 +118,7 @@ def _images(folder: Path) -> list[Path]:
 
 
 def _load(path: Path, args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
-    from .checkpoint import load_generator
+    from ..checkpoint import load_generator
 
     if not path.is_file():
         found = sorted(p.name for p in path.parent.glob("*_net_G*.pth")) if path.parent.is_dir() else []
@@ -125,7 +132,7 @@ def _load(path: Path, args: argparse.Namespace, device: torch.device) -> torch.n
 def prepare(img: Image.Image, args: argparse.Namespace, multiple: int) -> Image.Image:
     """The test-time preprocessing: as in training, without randomness (centre crop, no flip),
     then rounded to the size the generator needs."""
-    from .translate import network_size
+    from ..translate import network_size
 
     mode, load, crop = args.preprocess, args.load_size, args.crop_size
     if mode == "resize_and_crop":
@@ -139,15 +146,18 @@ def prepare(img: Image.Image, args: argparse.Namespace, multiple: int) -> Image.
     return img if size == img.size else img.resize(size, Image.BICUBIC)
 
 
-@torch.no_grad()
 def _run(net: torch.nn.Module, img: Image.Image) -> Image.Image:
-    from .translate import to_image, to_tensor
+    import torch
 
-    return to_image(net(to_tensor(img)[None].to(next(net.parameters()).device))[0])
+    from ..translate import to_image, to_tensor
+
+    with torch.no_grad():
+        return to_image(net(to_tensor(img)[None].to(next(net.parameters()).device))[0])
 
 
 def _input(net: torch.nn.Module, path: Path, args: argparse.Namespace) -> Image.Image:
-    from .networks import size_multiple
+    from ..data import load_image
+    from ..networks import size_multiple
 
     return prepare(load_image(path, next(net.parameters()).shape[1]), args, size_multiple(net.netG))
 
@@ -166,6 +176,8 @@ def _both_sides(G_A: torch.nn.Module, G_B: torch.nn.Module, path_A: Path, path_B
 def write_results_page(rows: list[tuple[Path, dict[str, Image.Image]]], web_dir: Path, title: str, aspect_ratio: float = 1.0,
                        width: int = 256) -> Path:
     """images/<image name>_<label>.png for each row, and index.html showing them, one row per input image."""
+    from tqdm.auto import tqdm
+
     images = web_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
     body = [f"<h1>{html.escape(title)}</h1>"]

@@ -9,11 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import UnidentifiedImageError
-
-from .data import DatasetError, open_image
-from .sources import ACCEPTED_FORMS, fetch_dataset
-from .synthetic import ORIGIN_FILE
+from ..errors import DatasetError
+from ..sources import ACCEPTED_FORMS, fetch_dataset
 
 REQUIRED = ("trainA", "trainB")
 
@@ -29,6 +26,11 @@ class FolderReport:
 def inspect_folder(root: Path) -> list[FolderReport]:
     """One report per first-level folder of `root` (and '.' for files lying directly in it, but for
     a synthetic dataset's origin record)."""
+    from PIL import UnidentifiedImageError
+
+    from ..data import open_image
+    from ..sources.synthetic import ORIGIN_FILE
+
     reports: dict[str, FolderReport] = {}
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -61,6 +63,8 @@ def human_size(n: float) -> str:
 
 def _origin(root: Path) -> str:
     """The `source` line of a generated dataset's origin record ('' when there is none or it is unreadable)."""
+    from ..sources.synthetic import ORIGIN_FILE
+
     try:
         record = json.loads((root / ORIGIN_FILE).read_text())
     except (OSError, ValueError):

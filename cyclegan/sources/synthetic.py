@@ -15,21 +15,31 @@ sizes, background) is drawn from the same distribution in both.
 Train A and train B come from independent scenes (photo: crops that never overlap), so the data is
 truly unpaired. testA_gt/ and testB_gt/ hold the true translation of each test image, same names;
 origin.json says where the images come from.
+
+As a dataset reference, `synthetic://KIND?size=S&n_train=N&n_test=M&seed=K` is generated into the
+node cache (once per parameter set).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 from PIL import Image
 
+from ..errors import UserError
 from . import photos
-from .errors import UserError
+from .cache import CacheEntry, Snapshot, digest, snapshot_result
+from .schemes import DatasetRef, FetchResult, bad_reference
+
+log = logging.getLogger(__name__)
 
 GAMMA = 1.6
 
@@ -100,14 +110,13 @@ def _photo_pair(rng: np.random.Generator, size: int, part: str) -> Pair:
 
 
 def _drawn_here(what: str) -> Callable[[], str]:
-    return lambda: f"scenes drawn by cyclegan.synthetic: {what}"
+    return lambda: f"scenes drawn by cyclegan.sources.synthetic: {what}"
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One synthetic kind: what it is, how a pair is made, where its content comes from."""
+    """One synthetic kind: how a pair is made, where its content comes from, its own parameter bounds."""
 
-    about: str  # one line for --help and the docs
     # (rng, size, part) -> Pair; part is "trainA", "trainB" or "test": a kind may draw each from other content
     make_pair: Callable[[np.random.Generator, int, str], Pair]
     source: Callable[[], str]  # origin.json's "source"; raises a UserError when the content is not available
@@ -115,12 +124,9 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {
-    "colorshift": Kind("global colour mapping (warm scenes <-> rotated colours and a gamma)", _colorshift_pair,
-                       _drawn_here("warm rectangles and ellipses (A), their colours rotated and gamma-mapped (B)")),
-    "stripes": Kind("plain shapes <-> striped shapes", _stripes_pair,
-                    _drawn_here("plain shapes (A), the same kind of shapes with dark diagonal stripes (B)")),
-    "photo": Kind("real photographs <-> the same kind of photographs with a film look", _photo_pair, photos.describe_source,
-                  {"size": (8, photos.MAX_SIZE)}),
+    "colorshift": Kind(_colorshift_pair, _drawn_here("warm rectangles and ellipses (A), their colours rotated and gamma-mapped (B)")),
+    "stripes": Kind(_stripes_pair, _drawn_here("plain shapes (A), the same kind of shapes with dark diagonal stripes (B)")),
+    "photo": Kind(_photo_pair, photos.describe_source, {"size": (8, photos.MAX_SIZE)}),
 }
 ORIGIN_FILE = "origin.json"  # at a generated dataset's root: kind, parameters, source, and each photo crop's box
 
@@ -183,3 +189,43 @@ def generate(kind: str, out: str | Path, n_train: int = 200, n_test: int = 40, s
     record = {"kind": kind, "parameters": parameters, "source": source} | ({"crops": crops} if crops else {})
     (out / ORIGIN_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return out
+
+
+# -- the synthetic:// dataset scheme -----------------------------------------------------------------
+def parse(ref: str) -> DatasetRef:
+    parts = urlsplit(ref)
+    kind = parts.netloc
+    if kind not in KINDS:
+        raise bad_reference(ref, f"unknown synthetic kind {kind!r} (available: {', '.join(KINDS)})")
+    if parts.path not in ("", "/"):
+        raise bad_reference(ref, "a synthetic reference has no path, only parameters after '?'")
+    values = {name: default for name, (default, _, _) in PARAMETERS.items()}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in PARAMETERS:
+            raise bad_reference(ref, f"unknown synthetic parameter {name!r} (accepted: {', '.join(PARAMETERS)})")
+        if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
+            raise bad_reference(ref, f"synthetic parameter {name}={value[:20]!r} is not an integer")
+        values[name] = int(value)
+    if problem := parameter_problem(values, kind):
+        raise bad_reference(ref, problem)
+    return DatasetRef(ref, "synthetic", kind, tuple(values.items()))
+
+
+def fetch(parsed: DatasetRef, cache_dir: str | None, *, endpoint_url: str | None = None, show_progress: bool = False,
+          require_layout: bool = True) -> FetchResult:
+    params = dict(parsed.params)
+    entry = CacheEntry(cache_dir, "synthetic", parsed.canonical, f"{parsed.location}-{params['size']}px-{params['n_train']}")
+
+    def build(tmp: Path, previous: list[Snapshot]) -> dict:
+        log.info("generating %s into the cache %s", parsed.canonical, entry.dir)
+        generate(parsed.location, tmp / "data", params["n_train"], params["n_test"], params["size"], params["seed"])
+        return {"ref": parsed.canonical, "root": "", "layout": "complete"}
+
+    snap, built = entry.get_or_build(digest(parsed.canonical)[:16], build)
+    return snapshot_result(parsed, snap, built, True)
+
+
+def check(parsed: DatasetRef, *, endpoint_url: str | None = None) -> None:
+    """What the kind draws from is here (photo: the photographs); a reference of a valid form then
+    always generates a complete dataset."""
+    KINDS[parsed.location].source()

@@ -30,7 +30,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import DatasetError
+from ..errors import DatasetError
+from .layout import no_layout, top_entries
+from .schemes import DatasetRef, FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,14 @@ class CacheEntry:
         trash = self.snapshots_dir / f".trash-{path.name}-{uuid.uuid4().hex[:8]}"
         os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def snapshot_result(parsed: DatasetRef, snap: Snapshot, built: bool, require_layout: bool, **stats) -> FetchResult:
+    """What fetching `parsed` gave when the dataset is snapshot `snap` (`built` by this call or not)."""
+    if require_layout and snap.meta.get("layout") == "none":  # a snapshot `data inspect` made of a bad dataset
+        found = top_entries(p.name + ("/" if p.is_dir() else "") for p in snap.data.iterdir())
+        raise no_layout(parsed.ref, found)
+    return FetchResult(parsed.ref, snap.root, parsed.kind, built=built, snapshot=snap.path, **stats)
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -1,0 +1,37 @@
+"""`python -m cyclegan COMMAND ...` (the `cyclegan` console command): one module per command.
+
+Each command module has `register(subparsers)` and the `run(args)` it registers, and imports torch
+only when its command runs, so that --help and option errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from . import bench, data, evaluate, synth, test, train, translate
+from .runner import dispatch, run_cli
+
+COMMANDS = (train, translate, synth, evaluate, data, bench, test)  # in the order --help lists them
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cyclegan", description="CycleGAN (Zhu et al., ICCV 2017) on one machine.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(build_parser(), argv)
+
+
+def entry_point() -> int:
+    from ..threads import configure_cpu_threads
+
+    configure_cpu_threads()  # before torch is imported
+    return run_cli(main)
+
+
+__all__ = ["build_parser", "entry_point", "main"]

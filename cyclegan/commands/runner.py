@@ -1,0 +1,45 @@
+"""Running a command line: parse, dispatch to the chosen command, and turn a UserError into one
+message and an exit code (no traceback unless --debug). Both CLIs, cyclegan's and the orchestrator's, run this way."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the chosen subcommand's `run(args)`."""
+    args = parser.parse_args(argv)
+    if getattr(args, "debug", False):
+        logging.getLogger().setLevel(logging.DEBUG)
+    return args.run(args)
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run a CLI entry point, turning UserError (and Ctrl-C) into a message and exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return main(argv)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def dump_json(data, path: str | None) -> None:
+    """A command's --json output."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2, default=str))
