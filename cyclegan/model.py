@@ -59,15 +59,24 @@ class GeneratorPair(nn.Module):
 
 
 class DiscriminatorPair(nn.Module):
-    """D_A judges domain B, D_B judges domain A. Real and fake images go through each
-    discriminator as one batch (identical to two calls for per-sample norms)."""
+    """D_A judges domain B, D_B judges domain A; each returns its predictions on the real images
+    followed by those on the fakes. With per-sample norms (instance, none) real and fake images go
+    through a discriminator as one batch, which gives the same numbers as two calls in fewer kernels;
+    with batch norm (`separate_calls`) they go in two calls, as in the reference, so that real and
+    fake images never share batch statistics."""
 
-    def __init__(self, D_A: nn.Module, D_B: nn.Module):
+    def __init__(self, D_A: nn.Module, D_B: nn.Module, separate_calls: bool = False):
         super().__init__()
         self.D_A, self.D_B = D_A, D_B
+        self.separate_calls = separate_calls
 
     def forward(self, real_A, real_B, fake_A, fake_B) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.D_A(torch.cat([real_B, fake_B])), self.D_B(torch.cat([real_A, fake_A]))
+        return self._judge(self.D_A, real_B, fake_B), self._judge(self.D_B, real_A, fake_A)
+
+    def _judge(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        if self.separate_calls:
+            return torch.cat([net(real), net(fake)])
+        return net(torch.cat([real, fake]))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,7 +95,7 @@ class CycleGAN:
         self.device = torch.device(device)
         nets = define_networks(cfg)
         self.generators = GeneratorPair(nets["G_A"], nets["G_B"], identity=cfg.lambda_identity > 0).to(self.device)
-        self.discriminators = DiscriminatorPair(nets["D_A"], nets["D_B"]).to(self.device)
+        self.discriminators = DiscriminatorPair(nets["D_A"], nets["D_B"], separate_calls=cfg.norm == "batch").to(self.device)
         self.memory_format = torch.contiguous_format
         # What the step calls; `wrap` may replace these with DDP (or compiled) versions.
         self.train_generators: nn.Module = self.generators

@@ -59,12 +59,15 @@ def describe_plan(plans: list[TaskPlan], storage: str) -> str:
         r = plan.resources
         per_trial = f"{r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU)"
         lines.append(f"task {plan.name}: {plan.trial_count} trial(s) of {total_epochs(plan)} epochs, {per_trial} each, "
-                     f"{plan.search.algorithm} search on {plan.search.metric} ({plan.search.resolved_mode}), "
+                     f"{plan.search.algorithm.type} search on {plan.search.metric} ({plan.search.resolved_mode}, best epoch), "
                      f"scheduler {plan.search.scheduler.type}, at most {plan.search.max_concurrent_trials or 'as many as fit'} at once")
         lines.append(f"  data: {plan.data}")
         for key, spec in plan.space.items():
             lines.append(f"  {key}: {spec}")
-        if plan.search.algorithm == "grid" or any("grid" in s for s in plan.space.values()):
+        if plan.baseline is not None:
+            how = "its own first trial" if plan.baseline_added else "one of the search's own trials"
+            lines.append(f"  baseline (the paper's values): {plan.baseline or 'the task as it is'}, {how}")
+        if any("grid" in s for s in plan.space.values()):
             for point in grid_points(plan.space):
                 lines.append(f"    grid point: {point}")
         peak_trials = min(plan.trial_count, plan.search.max_concurrent_trials or plan.trial_count)

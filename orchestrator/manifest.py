@@ -27,6 +27,9 @@ from cyclegan.errors import UserError
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS, base_metric
 from cyclegan.metric_names import mode as metric_mode
 
+from .baseline import in_values
+from .strategies import ALGORITHMS, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
+
 # Search-space names that are not TrainConfig fields: the paper's λ (both cycle weights)
 # and the identity weight relative to λ.
 ALIASES = {"lambda_cyc": ("lambda_A", "lambda_B"), "lambda_idt": ("lambda_identity",)}
@@ -57,23 +60,23 @@ class Resources(_Strict):
         return self
 
 
-class Scheduler(_Strict):
-    type: Literal["asha", "none"] = Field("none", description="asha stops poor trials early; none runs every trial to the end")
-    grace_period: int = Field(1, ge=1, description="epochs every trial runs before ASHA may stop it")
-    reduction_factor: float = Field(3, gt=1, description="ASHA keeps 1/reduction_factor of the trials at each rung")
-    max_t: int | None = Field(None, ge=1, description="ASHA's last rung in epochs (default: the trial's total epochs)")
-
-
 class Search(_Strict):
     space: dict[str, Any] = Field(default_factory=dict, description="training option -> constant or distribution")
-    num_samples: int = Field(1, ge=1, description="trials to sample (with grid: repeats of the whole grid)")
-    algorithm: Literal["random", "grid", "optuna"] = "random"
-    scheduler: Scheduler = Field(default_factory=Scheduler)
-    metric: str = Field("fid", description="the number that ranks trials: fid, kid, psnr, ssim, l1, cycle_l1, loss_G ...")
+    num_samples: int = Field(1, ge=1, description="trials to sample (with grid: repeats of the whole grid); the baseline comes on top")
+    algorithm: AlgorithmField = Field(default_factory=lambda: ALGORITHMS["random"].options(),
+                                      description="a name, or {type: name, options...}: orchestrator.strategies")
+    scheduler: SchedulerField = Field(default_factory=lambda: SCHEDULERS["none"].options(),
+                                      description="a name, or {type: name, options...}: orchestrator.strategies")
+    metric: str = Field("fid", description="the number that ranks trials (by their best epoch): fid, kid, psnr, ssim, l1, cycle_l1, loss_G ...")
     mode: Literal["min", "max"] | None = Field(None, description="min or max; implied by the metric when absent")
     max_concurrent_trials: int | None = Field(None, ge=1, description="trials of this task running at once (default: what fits)")
     max_failures: int = Field(2, ge=0, description="times a failed trial is retried from its last checkpoint")
     seed: int | None = Field(None, description="seed of the search algorithm")
+    baseline: bool = Field(True, description="run the paper's values of the searched hyperparameters as the first trial")
+    divergence_factor: float | None = Field(3.0, gt=1, description="a trial whose metric is this many times worse than the "
+                                            "baseline's at the same epoch has diverged (null: only non-finite numbers)")
+    time_budget_s: float | None = Field(None, gt=0, description="stop the task's sweep after this many seconds")
+    max_failed_trials: int | None = Field(None, ge=1, description="stop the task's sweep once this many trials have failed")
 
     @field_validator("metric")
     @classmethod
@@ -196,7 +199,12 @@ class TaskPlan:
     space: dict[str, Any]            # searched options: name -> distribution dict (aliases kept)
     resources: Resources
     search: Search
-    trial_count: int                 # exact for grid, else num_samples
+    trial_count: int                 # exact for grid, else num_samples; the baseline included
+    # The paper's values of the searched options (search-space names), None with `baseline: false`;
+    # and whether it is a trial of its own (Tune's points_to_evaluate) or one the search runs anyway
+    # (a grid point, or the only configuration of a space with nothing searched).
+    baseline: dict[str, Any] | None = None
+    baseline_added: bool = False
 
     def trial_config(self, sampled: dict[str, Any]) -> dict[str, Any]:
         """Constant options + one sample of the space, aliases expanded: TrainConfig fields only."""
@@ -411,7 +419,10 @@ def _product(values) -> int:
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "space" else value
+        merged = isinstance(value, dict) and isinstance(out.get(key), dict) and key != "space"
+        if key in TABLES and merged and value.get("type", out[key].get("type")) != out[key].get("type"):
+            merged = False  # another algorithm or scheduler: the base's options are not its options
+        out[key] = _merge(out[key], value) if merged else value
     if "space" in override and "space" in base:
         out["space"] = {**base["space"], **override["space"]}
     return out
@@ -461,26 +472,18 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
     try:
         search = Search(**_merge(manifest.search.model_dump(exclude_unset=True), task.search))
     except ValidationError as err:
-        problems += [Problem(_path((prefix, "search", *e["loc"])), _message(e, Search)) for e in err.errors()]
+        for e in err.errors():
+            loc, options = _strategy_loc(e["loc"])
+            problems.append(Problem(_path((prefix, "search", *loc)), _message(e, options or Search)))
         search = None
     if search is not None:
         where = f"{prefix}.search.space" if task.search.get("space") else "search.space"
         for key, spec in search.space.items():
             problems += _space_problems(where, key, spec)
-        ranges = [k for k, s in search.space.items() if isinstance(s, dict) and next(iter(s), None) not in ("choice", "grid")]
-        if search.algorithm == "grid" and ranges:
-            problems.append(Problem(f"{prefix}.search.algorithm" if task.search.get("algorithm") else "search.algorithm",
-                                    f"grid search cannot sample ranges ({', '.join(ranges)}); use grid/choice lists or algorithm random"))
-        if search.algorithm == "optuna" and any(isinstance(s, dict) and "grid" in s for s in search.space.values()):
-            problems.append(Problem("search.algorithm", "optuna cannot take grid entries; use choice instead"))
+        problems += _strategy_problems(prefix, task, search, train)
         if base_metric(search.metric) in EVAL_METRICS and train.get("eval_freq", 1) != 1:
             problems.append(Problem(f"{prefix}.train.eval_freq" if "eval_freq" in task.train else "defaults.train.eval_freq",
                                     f"search.metric {search.metric} needs an evaluation every epoch: set eval_freq to 1 or leave it out"))
-        if search.scheduler.type == "asha":
-            total = train.get("n_epochs", TrainConfig.n_epochs) + train.get("n_epochs_decay", TrainConfig.n_epochs_decay)
-            if search.scheduler.grace_period > total:
-                problems.append(Problem("search.scheduler.grace_period",
-                                        f"{search.scheduler.grace_period} epochs is longer than the {total} epochs a trial runs"))
     if search is not None:
         where = f"{prefix}.search.space" if task.search.get("space") else "search.space"
         space_ok = {k: v for k, v in search.space.items() if not _space_problems(where, k, v)}
@@ -492,10 +495,77 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
         if not isinstance(value, dict):
             for target in ALIASES.get(key, (key,)):
                 train[target] = value
-    if search.algorithm == "grid":  # a choice in a grid search is a grid axis
+    if ALGORITHMS[search.algorithm.type].exhaustive:  # a choice in a grid search is a grid axis
         space = {k: ({"grid": v["choice"]} if "choice" in v else v) for k, v in space.items()}
-    count = search.num_samples * (_grid_size(space) if search.algorithm in ("grid", "random") else 1)
-    return TaskPlan(task.name, task.data, train, space, resources, search, count)
+    baseline = baseline_point(train, space) if search.baseline else None
+    if baseline is not None and (problem := _baseline_problem(baseline, train, space, search)):
+        problems.append(Problem(_search_field(prefix, task, "baseline"), problem))
+        return None
+    # A baseline the search runs anyway (a point of its grid, or the one configuration of an empty space) is not added.
+    added = baseline is not None and not all("grid" in spec and in_values(baseline[k], spec["grid"]) for k, spec in space.items())
+    count = search.num_samples * _grid_size(space) + int(added)
+    return TaskPlan(task.name, task.data, train, space, resources, search, count, baseline, added)
+
+
+def _search_field(prefix: str, task: Task, name: str) -> str:
+    """The path of search field `name` as the user wrote it: the task's own, else the shared one."""
+    return f"{prefix}.search.{name}" if name in task.search else f"search.{name}"
+
+
+def _strategy_problems(prefix: str, task: Task, search: Search, train: dict[str, Any]) -> list[Problem]:
+    """What the chosen algorithm and scheduler say of the space, the trial length and this Python."""
+    out = []
+    algorithm = ALGORITHMS[search.algorithm.type]
+    ranges = [k for k, s in search.space.items() if isinstance(s, dict) and next(iter(s), None) not in ("choice", "grid")]
+    if algorithm.exhaustive and ranges:
+        out.append(Problem(_search_field(prefix, task, "algorithm"),
+                           f"{algorithm.name} search cannot sample ranges ({', '.join(ranges)}); use grid/choice lists or algorithm random"))
+    if not algorithm.takes_grid and any(isinstance(s, dict) and "grid" in s for s in search.space.values()):
+        out.append(Problem(_search_field(prefix, task, "algorithm"), f"{algorithm.name} cannot take grid entries; use choice instead"))
+    epochs = train.get("n_epochs", TrainConfig.n_epochs) + train.get("n_epochs_decay", TrainConfig.n_epochs_decay)
+    for name, options in (("algorithm", search.algorithm), ("scheduler", search.scheduler)):
+        strategy = TABLES[name][options.type]
+        field_path = _search_field(prefix, task, name)
+        if missing := strategy.missing_dependency():
+            out.append(Problem(field_path, f"{strategy.name} needs the Python package '{missing}', which is not installed here: "
+                                           f"pip install {missing} (make setup installs it), or choose another {name}"))
+        out += [Problem(f"{field_path}.{option}", message) for option, message in options.problems(epochs)]
+    return out
+
+
+def baseline_point(train: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """The baseline's value of each searched option (search-space names): the task's own constant
+    value if it sets one, else the paper's (TrainConfig's defaults are the paper's values)."""
+    point = {}
+    for name in space:
+        target = ALIASES.get(name, (name,))[0]
+        point[name] = train.get(target, TRAIN_FIELDS[target].default)
+    return point
+
+
+def _baseline_problem(point: dict[str, Any], train: dict[str, Any], space: dict[str, Any], search: Search) -> str | None:
+    """Why the baseline cannot run in this task: outside a space that the algorithm keeps to, or an
+    invalid configuration (a paper's value that the task's other options cannot take)."""
+    if ALGORITHMS[search.algorithm.type].baseline_in_space:
+        outside = [f"{k}={point[k]!r} (the space has {_short(spec)})" for k, spec in space.items() if not _contains(spec, point[k])]
+        if outside:
+            return (f"the baseline's {', '.join(outside)} lies outside the search space, and {search.algorithm.type} only "
+                    "evaluates points inside it: add the paper's value to the space, or set baseline: false")
+    values = {t: v for k, v in point.items() for t in ALIASES.get(k, (k,))}
+    problem = option_problem({**train, **values})
+    if problem:
+        return (f"the baseline ({', '.join(f'{k}={v!r}' for k, v in point.items())}) is not a valid configuration of this task: "
+                f"--{problem[0]}: {problem[1]}; set the option in the task's train, or baseline: false")
+    return None
+
+
+def _contains(spec: dict, value: Any) -> bool:
+    kind, args = next(iter(spec.items()))
+    if kind in ("choice", "grid"):
+        return in_values(value, args)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return args[0] <= value <= args[1]
 
 
 # Options the networks' size rules depend on: a search over them is checked combination by combination.
@@ -545,11 +615,28 @@ def _problem(error: dict) -> Problem:
         key = loc[-2] if loc[-1] == "[key]" else loc[-1]
         parent = loc[:-2] if loc[-1] == "[key]" else loc[:-1]
         return Problem(_path(parent), f"{_short(key)} is not a field name (keys are names, such as crop_size)")
-    return Problem(_path(loc), _message(error, _model_for(loc)))
+    loc, options = _strategy_loc(loc)
+    return Problem(_path(loc), _message(error, options or _model_for(loc)))
+
+
+def _strategy_loc(loc: tuple) -> tuple[tuple, type[BaseModel] | None]:
+    """Pydantic puts the entry's name after `algorithm` / `scheduler` in an error's location
+    (`scheduler.asha.grace_period`): drop it, and return that entry's options model."""
+    for i, part in enumerate(loc[:-1]):
+        name = loc[i + 1]
+        if part in TABLES and isinstance(name, str) and name in TABLES[part]:
+            return loc[:i + 1] + loc[i + 2:], TABLES[part][name].options
+    return loc, None
 
 
 def _message(error: dict, model: type[BaseModel]) -> str:
     kind, ctx = error["type"], error.get("ctx", {})
+    if kind in ("union_tag_invalid", "union_tag_not_found", "model_attributes_type") and error["loc"] and error["loc"][-1] in TABLES:
+        field_name = error["loc"][-1]
+        names = list(TABLES[field_name])
+        if "tag" in ctx:
+            return f"unknown {field_name} {ctx['tag']!r}{_did_you_mean(ctx['tag'], names)}; use one of {', '.join(names)}"
+        return f"a name ({', '.join(names)}) or a mapping {{type: NAME, ...its options}}"
     if kind == "extra_forbidden":
         return f"unknown field{_did_you_mean(str(error['loc'][-1]), model.model_fields)}"
     if kind == "missing":
@@ -557,6 +644,7 @@ def _message(error: dict, model: type[BaseModel]) -> str:
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
         limit = next(iter(ctx.values()))
+        limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit  # "> 1", not "> 1.0"
         return f"must be {bounds[kind]} {limit}, got {_short(error['input'])}"
     if kind in ("string_too_short", "too_short"):
         return "must not be empty"
@@ -564,8 +652,7 @@ def _message(error: dict, model: type[BaseModel]) -> str:
 
 
 def _model_for(loc: tuple) -> type[BaseModel]:
-    models: dict[str, type[BaseModel]] = {"tracking": Tracking, "defaults": Defaults, "search": Search, "scheduler": Scheduler,
-                                          "resources": Resources}
+    models: dict[str, type[BaseModel]] = {"tracking": Tracking, "defaults": Defaults, "search": Search, "resources": Resources}
     named = [p for p in loc[:-1] if isinstance(p, str)]
     if named and named[-1] in models:
         return models[named[-1]]

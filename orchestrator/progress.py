@@ -1,4 +1,4 @@
-"""Live progress of a sweep: per task, trials running / finished / stopped / failed and the best so far.
+"""Live progress of a sweep: per task, trials running / finished / stopped / diverged / failed and the best so far.
 
 Each task's Tune driver feeds a small Ray actor through a Tune callback; the main
 driver polls it and prints one line per task whenever something changed.
@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import ray
 from ray.tune import Callback
+
+from .baseline import baseline_trial
+from .best import BEST_EPOCH, best_key
+from .guards import DIVERGED
+from .results import STATUSES
 
 
 @ray.remote(num_cpus=0)
@@ -20,7 +26,7 @@ class ProgressBoard:
 
     def register(self, task: str, metric: str, mode: str, total: int) -> None:
         self.tasks[task] = {"metric": metric, "mode": mode, "total": total, "trials": {}, "best": None, "best_trial": None,
-                            "ended": []}
+                            "ended": [], "stopped": None}
 
     def update(self, task: str, trial: str, status: str, value: float | None = None, note: str | None = None) -> None:
         state = self.tasks[task]
@@ -33,6 +39,10 @@ class ProgressBoard:
         if best is None or (value < best if state["mode"] == "min" else value > best):
             state["best"], state["best_trial"] = value, trial
 
+    def stop(self, task: str, reason: str) -> None:
+        """The task's sweep ended early (orchestrator.guards): the trials it did not create never will be."""
+        self.tasks[task]["stopped"] = reason
+
     def snapshot(self) -> dict:
         return self.tasks
 
@@ -44,8 +54,9 @@ class ProgressCallback(Callback):
     (tuner.pkl), and a handle to the board of a driver that has since died cannot be unpickled
     when the sweep is resumed. Progress is only shown, so a board that is gone is ignored."""
 
-    def __init__(self, board_name: str, task: str, metric: str, total_epochs: int):
+    def __init__(self, board_name: str, task: str, metric: str, total_epochs: int, baseline: dict[str, Any] | None = None):
         self.board_name, self.task, self.metric, self.total_epochs = board_name, task, metric, total_epochs
+        self.baseline = baseline
         self._board = None
         self._seen_restored = False
 
@@ -74,27 +85,35 @@ class ProgressCallback(Callback):
         self._send(trial.trial_id, "running")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._send(trial.trial_id, "running", result.get(self.metric))
+        self._send(trial.trial_id, "running", result.get(best_key(self.metric)))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
         epoch = last.get("epoch", self.total_epochs)
-        status = "stopped" if epoch < self.total_epochs else "finished"
-        value = last.get(self.metric)
-        scored = f", {self.metric} {value:.4g}" if isinstance(value, (int, float)) else ""
-        how = "stopped early by the scheduler" if status == "stopped" else "finished"
-        self._send(trial.trial_id, status, value, f"{how} after {epoch} epoch(s){scored}{_params(trial)}")
+        value = last.get(best_key(self.metric))
+        scored = isinstance(value, (int, float)) and not math.isnan(value)
+        best = f", best {self.metric} {value:.4g} at epoch {last.get(BEST_EPOCH)}" if scored else ""
+        if last.get(DIVERGED):
+            status, how = "diverged", f"diverged {last[DIVERGED]}"
+        elif epoch < self.total_epochs:
+            status, how = "stopped", f"stopped early by the scheduler after {epoch} epoch(s)"
+        else:
+            status, how = "finished", f"finished after {epoch} epoch(s)"
+        self._send(trial.trial_id, status, value if scored else None, f"{how}{best}{self._label(trials, trial)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._send(trial.trial_id, "failed", None, f"failed{_params(trial)}: its error is in the results file")
+        self._send(trial.trial_id, "failed", None, f"failed{self._label(trials, trial)}: its error is in the results file")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self._send(trial.trial_id, "running", None, "failed; Tune retries it from its last checkpoint")
 
-
-def _params(trial) -> str:
-    config = getattr(trial, "config", None) or {}
-    return " (" + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items()) + ")" if config else ""
+    def _label(self, trials, trial) -> str:
+        """The trial's hyperparameters, and whether it is the baseline."""
+        pairs = [(t.trial_id, getattr(t, "config", None) or {}) for t in trials] or [(trial.trial_id, getattr(trial, "config", None) or {})]
+        mark = ", the baseline" if baseline_trial(pairs, self.baseline) == trial.trial_id else ""
+        config = getattr(trial, "config", None) or {}
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items())
+        return f" ({params}{mark})" if params else (f" ({mark.removeprefix(', ')})" if mark else "")
 
 
 def describe(snapshot: dict) -> list[str]:
@@ -103,9 +122,11 @@ def describe(snapshot: dict) -> list[str]:
         counts: dict[str, int] = {}
         for status in state["trials"].values():
             counts[status] = counts.get(status, 0) + 1
-        parts = [f"{counts[s]} {s}" for s in ("running", "finished", "stopped", "failed") if counts.get(s)]
+        parts = [f"{counts[s]} {s}" for s in ("running", *STATUSES) if counts.get(s)]
         pending = state["total"] - len(state["trials"])
-        if pending > 0:
+        if state.get("stopped"):
+            parts.append(f"stopped early: {state['stopped']}")
+        elif pending > 0:
             parts.append(f"{pending} pending")
         best = f", best {state['metric']} {state['best']:.4g}" if state["best"] is not None else ""
         lines.append(f"  {task}: {', '.join(parts) or 'starting'}{best}")

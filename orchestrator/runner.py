@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -13,15 +14,15 @@ from pathlib import Path
 import ray
 
 from cyclegan.errors import UserError
-from cyclegan.run_files import LATEST, network_file
 
 from . import tracking
 from .lineage import git_commit, log_task_lineage
 from .manifest import LoadedManifest, TaskPlan
 from .redact import environ_snapshot, is_secret_name, mask_text
 from .resources import DEFAULT_RESOURCE_WAIT_S, check_cluster_fits, has_autoscaler
-from .storage import Storage, validate_storage, without_userinfo
-from .sweep import SweepContext, TaskResult, run_sweeps, summary_table, write_results
+from .results import TaskResult, summary_table, write_results
+from .storage import Storage, parse_storage, validate_storage, without_userinfo
+from .sweep import SweepContext, run_sweeps, trial_run_name, trials_storage
 from .train import connect
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_", "CYCLEGAN_")
 # Trials need no usage reports; MLflow's telemetry thread also changes os.environ while trials run.
 WORKER_ENV_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true"}
-TRIAL_RUN_STATUS = {"finished": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
+# A trial's MLflow run status; its `cyclegan.status` tag tells diverged from failed.
+TRIAL_RUN_STATUS = {"finished": "FINISHED", "stopped": "KILLED", "diverged": "FAILED", "failed": "FAILED"}
 
 
 class Stopped(KeyboardInterrupt):
@@ -91,29 +93,42 @@ def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -
     return runs
 
 
-def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str) -> None:
-    """Close the trial runs, register the best trial's generators, close the parent run."""
+def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str, trials: Storage) -> None:
+    """Close the trial runs, register the best trial's best epoch, record the outcome and close the parent run."""
     from mlflow.exceptions import MlflowException
 
+    from .best import best_key, fetch_best
     from .registry import register_best
 
     uri, parent = spec["uri"], spec["parent_run_id"]
     for trial in result.trials:
         if trial.trial_id != "-":
-            tracking.set_trial_status(uri, parent, trial.trial_id, TRIAL_RUN_STATUS[trial.status])
-    best = result.best
+            tags = {tracking.STATUS_TAG: trial.status, tracking.BASELINE_TAG: str(trial.baseline).lower(), tracking.NOTE_TAG: trial.note,
+                    tracking.BEST_EPOCH_TAG: trial.best_epoch}
+            tracking.set_trial_status(uri, parent, trial.trial_id, TRIAL_RUN_STATUS[trial.status], tags)
+    best, baseline = result.best, result.baseline
+    tracking.record_task_outcome(
+        uri, parent,
+        metrics={best_key(result.metric): best.metric if best else None, "best_epoch": best.best_epoch if best else None,
+                 f"baseline_{result.metric}": baseline.metric if baseline else None, "improvement_over_baseline": result.improvement},
+        tags={"cyclegan.best_trial": result.best_trial_id, "cyclegan.baseline_trial": result.baseline_trial_id,
+              "cyclegan.stopped": result.stopped})
     summary = f"no successful trial: nothing registered for {result.task}"
     if best is not None:
         run_id = tracking.find_trial_run(uri, parent, best.trial_id)
-        local = best.checkpoint if best.checkpoint and Path(best.checkpoint, network_file(LATEST, "G_A")).is_file() else None
         try:
-            registration = register_best(uri, result.task, run_id, metric=result.metric, value=best.metric, mode=result.mode,
-                                         hyperparameters=best.params, dataset=result.data, prefix=prefix, step=best.epochs,
-                                         checkpoint_dir=local)
+            with tempfile.TemporaryDirectory(prefix="cyclegan-best-") as tmp:
+                # The best epoch's generators from storage (S3 too), else the ones logged to the trial's run.
+                fetched = fetch_best(trials, trial_run_name(plan, best.trial_id), Path(tmp))
+                folder, kept = fetched if fetched else (None, None)
+                value, epoch = (kept.value, kept.epoch) if kept else (best.metric, best.best_epoch)  # the files' own epoch
+                registration = register_best(uri, result.task, run_id, metric=result.metric, value=value, mode=result.mode,
+                                             hyperparameters=best.params, dataset=result.data, prefix=prefix, step=epoch or 0,
+                                             checkpoint_dir=folder, tags={"epoch": epoch, "baseline": str(best.baseline).lower()})
             result.registry = {"name": registration.name, "version": registration.version, "champion": registration.champion,
                                "model_uri": registration.model_uri, "summary": registration.summary()}
             summary = registration.summary()
-        except (UserError, MlflowException) as err:  # the parent run still ends, FINISHED with the reason
+        except (UserError, MlflowException, OSError) as err:  # the parent run still ends, FINISHED with the reason
             summary = f"registration failed: {mask_text(str(err))[:300]}"
             result.registry = {"error": summary}
     tracking.end_task_run(uri, parent, "FINISHED" if best else "FAILED", summary=summary)
@@ -184,8 +199,9 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
         if logs:
             echo(logs)
         results = run_sweeps(loaded, plans, ctx, echo=echo)
+        trials = parse_storage(trials_storage(ctx))
         for result, plan in zip(results, plans):
-            _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix)
+            _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix, trials)
         if started_here:
             _shutdown_quietly()
     except KeyboardInterrupt:
@@ -195,7 +211,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    path = write_results(results, loaded, ctx, results_dir / f"{experiment}.json")
+    path = write_results(results, experiment, loaded.path, loaded.sha256, ctx.storage, results_dir / f"{experiment}.json")
     echo("\n" + summary_table(results))
     for result in results:
         if result.registry and "summary" in result.registry:

@@ -1,14 +1,22 @@
-"""Turn a task's search settings into Ray Tune objects: param space, search algorithm, scheduler."""
+"""Turn a task's search settings into Ray Tune objects: param space, search algorithm, scheduler, guard.
+
+Tune ranks trials by `best_<metric>`, each trial's best value so far (orchestrator.best): the
+search algorithm learns from a trial's best epoch, ASHA compares trials by their best at each rung.
+The baseline is Tune's `points_to_evaluate` (the first trial) when it is a trial of its own; Tune
+counts such a point as one of `num_samples`, so the sweep asks for one sample more.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from cyclegan.metric_names import EVAL_METRICS, base_metric
 
+from . import strategies
+from .best import best_key
+from .guards import SweepGuard
 from .manifest import TaskPlan
 
 
@@ -33,22 +41,34 @@ def param_space(plan: TaskPlan) -> dict[str, Any]:
     return {name: tune_distribution(spec) for name, spec in plan.space.items()}
 
 
-def search_algorithm(plan: TaskPlan):
-    """None means Tune's default: random sampling, with grid entries crossed."""
-    if plan.search.algorithm == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
+def tune_metric(plan: TaskPlan) -> str:
+    """What Tune, the search algorithm and the scheduler rank by."""
+    return best_key(plan.search.metric)
 
-        return OptunaSearch(metric=plan.search.metric, mode=plan.search.resolved_mode, seed=plan.search.seed)
-    return None
+
+def tune_num_samples(plan: TaskPlan) -> int:
+    """Tune's num_samples: the sampled trials (or grid repeats), plus the baseline point when it is a trial of its own."""
+    return plan.search.num_samples + int(plan.baseline_added)
+
+
+def settings(plan: TaskPlan, total_epochs: int) -> strategies.TuneSettings:
+    return strategies.TuneSettings(metric=tune_metric(plan), mode=plan.search.resolved_mode, epochs=total_epochs,
+                                   seed=plan.search.seed, points=[dict(plan.baseline)] if plan.baseline_added else [],
+                                   max_concurrent=plan.search.max_concurrent_trials)
+
+
+def search_algorithm(plan: TaskPlan, total_epochs: int):
+    return strategies.build(strategies.ALGORITHMS, plan.search.algorithm, settings(plan, total_epochs))
 
 
 def scheduler(plan: TaskPlan, total_epochs: int):
-    settings = plan.search.scheduler
-    if settings.type == "asha":
-        # metric and mode come from the TuneConfig
-        return ASHAScheduler(time_attr="epoch", max_t=settings.max_t or total_epochs, grace_period=settings.grace_period,
-                             reduction_factor=settings.reduction_factor)
-    return FIFOScheduler()
+    return strategies.build(strategies.SCHEDULERS, plan.search.scheduler, settings(plan, total_epochs))
+
+
+def guard(plan: TaskPlan) -> SweepGuard:
+    search = plan.search
+    return SweepGuard(search.metric, search.resolved_mode, plan.baseline, divergence_factor=search.divergence_factor,
+                      time_budget_s=search.time_budget_s, max_failed_trials=search.max_failed_trials)
 
 
 def evaluation_options(plan: TaskPlan) -> dict[str, Any]:

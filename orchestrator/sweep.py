@@ -4,16 +4,16 @@ Per task, a Tune driver runs as a Ray task on the cluster (so tasks sweep
 concurrently while there is room, and ASHA only ever compares trials of the same
 task). Each trial is a function trainable that builds a TorchTrainer named after the
 task and the trial id, so a retried or resumed trial continues from its last
-checkpoint instead of starting over.
+checkpoint instead of starting over. Trials count by their best epoch (orchestrator.best),
+the paper's baseline runs first (orchestrator.baseline), and the guard rails
+(orchestrator.guards) stop diverged trials and sweeps over their budget.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,14 @@ import ray
 from ray import tune
 
 from . import search as tune_search
+from .baseline import baseline_trial
+from .best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
+from .guards import DIVERGED, SweepGuard
 from .manifest import LoadedManifest, TaskPlan
 from .progress import ProgressBoard, ProgressCallback, follow
-from .redact import is_secret_name, mask_text
+from .redact import is_secret_name
+from .results import TaskResult, TrialRecord, pick_best
+from .storage import Storage, parse_storage
 
 
 @dataclass
@@ -33,39 +38,6 @@ class SweepContext:
     storage: str
     resume: bool = False
     tracking: dict = field(default_factory=dict)   # filled by the tracking layer (MLflow ids)
-
-
-@dataclass
-class TrialRecord:
-    trial_id: str
-    params: dict[str, Any]
-    status: str                       # finished | stopped (early, by the scheduler) | failed
-    metric: float | None
-    epochs: int
-    history: list[dict]
-    checkpoint: str | None
-    error: str | None = None
-
-
-@dataclass
-class TaskResult:
-    task: str
-    data: str
-    metric: str
-    mode: str
-    trials: list[TrialRecord]
-    best_trial_id: str | None
-    registry: dict | None = None
-
-    @property
-    def best(self) -> TrialRecord | None:
-        return next((t for t in self.trials if t.trial_id == self.best_trial_id), None)
-
-    def first_error(self) -> str | None:
-        """The last line of the first failed trial's error: where Ray's wrapped tracebacks say what went wrong."""
-        error = next((t.error for t in self.trials if t.error), None)
-        lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
-        return mask_text(lines[-1])[:300] if lines else None
 
 
 def total_epochs(plan: TaskPlan) -> int:
@@ -78,8 +50,17 @@ def trial_train_config(plan: TaskPlan, sampled: dict[str, Any], trial_id: str) -
     """The full set of training options of one trial (TrainConfig fields)."""
     values = plan.trial_config(sampled)
     values.update(tune_search.evaluation_options(plan))
-    values.update(dataroot=plan.data, name=f"{plan.name}-{trial_id}")
+    values.update(dataroot=plan.data, name=trial_run_name(plan, trial_id))
     return values
+
+
+def trials_storage(ctx: SweepContext) -> str:
+    """Where the trials' Ray Train runs live: one folder per trial, named by `trial_run_name`."""
+    return f"{ctx.storage.rstrip('/')}/{ctx.experiment}/trials"
+
+
+def trial_run_name(plan: TaskPlan, trial_id: str) -> str:
+    return f"{plan.name}-{trial_id}"
 
 
 def run_trial(config: dict[str, Any], plan: TaskPlan, ctx: SweepContext) -> None:
@@ -92,37 +73,51 @@ def run_trial(config: dict[str, Any], plan: TaskPlan, ctx: SweepContext) -> None
     train_config = trial_train_config(plan, config, trial_id)
     # Worker failures fail the trial; Tune retries it (FailureConfig) and the TorchTrainer, relaunched
     # under the same name and storage, continues from the trial's last checkpoint.
-    run_training(train_config, plan.resources, storage=f"{ctx.storage.rstrip('/')}/{ctx.experiment}/trials",
-                 name=f"{plan.name}-{trial_id}", callbacks=[TuneReportCallback()], max_failures=0,
+    run_training(train_config, plan.resources, storage=trials_storage(ctx), name=trial_run_name(plan, trial_id),
+                 callbacks=[TuneReportCallback()], max_failures=0, ranking=Ranking(plan.search.metric, plan.search.resolved_mode),
                  tracking={**ctx.tracking[plan.name], "trial": trial_id} if plan.name in ctx.tracking else None)
 
 
-def _record(result, plan: TaskPlan, epochs: int) -> TrialRecord:
-    metric = plan.search.metric
+HISTORY_PREFIXES = ("loss_", "cycle_l1", "pairs_per_s", "fid", "kid", "psnr", "ssim", "l1", "best_")
+
+
+def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard: SweepGuard, trials: Storage) -> TrialRecord:
     history = []
     frame = result.metrics_dataframe
     if frame is not None and len(frame):
-        keep = [c for c in frame.columns if c == "epoch" or c.startswith(("loss_", "cycle_l1", "pairs_per_s", "fid", "kid", "psnr", "ssim", "l1"))]
+        keep = [c for c in frame.columns if c == "epoch" or c.startswith(HISTORY_PREFIXES) and c != BEST_CHECKPOINT]
         rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
                 for row in frame[keep].to_dict("records")]
         # A resumed trial repeats the epochs after its last checkpoint: keep each epoch's latest row.
         history = list({row.get("epoch"): row for row in rows}.values())
     last = result.metrics or {}
-    value = last.get(metric)
-    done = last.get("epoch", 0)
-    status = "failed" if result.error else ("finished" if done >= epochs else "stopped")
-    params = {k: v for k, v in (result.config or {}).items()}
-    return TrialRecord(trial_id=str(last.get("trial_id") or Path(result.path).name), params=params, status=status,
-                       metric=float(value) if value is not None else None, epochs=int(done), history=history,
-                       checkpoint=last.get("checkpoint_path"), error=_tail(result.error))
+    trial_id = _trial_id(result)
+    done = int(last.get("epoch") or 0)
+    status, note = _ending(result.error, last, done, epochs, trial_id, guard)
+    # The best kept in storage is what gets registered, so it is what the trial counts by. It is the best
+    # of Tune's last result, or of an epoch a stopped trial's workers finished while the stop reached them
+    # (a worker reports into a queue of one and goes on: it can be an epoch or two ahead of Tune).
+    run_name = trial_run_name(plan, trial_id)
+    kept = read_best(trials, run_name)
+    value, best_epoch = (kept.value, kept.epoch) if kept else (last.get(best_key(plan.search.metric)), last.get(BEST_EPOCH))
+    return TrialRecord(trial_id=trial_id, params=dict(result.config or guard.configs.get(trial_id, {})), status=status,
+                       metric=float(value) if value is not None and not math.isnan(value) else None, epochs=done, history=history,
+                       checkpoint=last.get("checkpoint_path"), error=_tail(result.error), best_epoch=best_epoch,
+                       best_checkpoint=trials.run_uri(run_name, BEST_DIR) if kept else None, baseline=trial_id == baseline_id,
+                       note=note)
 
 
-def pick_best(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
-    """The trial with the best final metric among those that produced one."""
-    scored = [t for t in trials if t.status != "failed" and t.metric is not None and not math.isnan(t.metric)]
-    if not scored:
-        return None
-    return (min if mode == "min" else max)(scored, key=lambda t: t.metric)
+def _ending(error, last: dict, done: int, epochs: int, trial_id: str, guard: SweepGuard) -> tuple[str, str | None]:
+    """A trial's status and, when it did not simply finish, how it ended."""
+    if error:
+        return "failed", None
+    if last.get(DIVERGED):
+        return "diverged", f"diverged {last[DIVERGED]}"
+    if done >= epochs:
+        return "finished", None
+    if trial_id not in guard.completed and guard.stop_reason:  # ended by the guard's stop_all, not one by one
+        return "stopped", (f"stopped after {done} epoch(s): " if done else "stopped before its first epoch: ") + guard.stop_reason
+    return "stopped", f"stopped early by the scheduler after {done} epoch(s)"
 
 
 def keep_credentials_out_of_trial_envs() -> None:
@@ -138,8 +133,6 @@ def keep_credentials_out_of_trial_envs() -> None:
 
 def sweep_task(plan: TaskPlan, ctx: SweepContext, board_name: str) -> TaskResult:
     """Run (or resume) one task's Tune experiment; runs inside a Ray task."""
-    from .storage import parse_storage
-
     keep_credentials_out_of_trial_envs()
     epochs = total_epochs(plan)
 
@@ -153,31 +146,45 @@ def sweep_task(plan: TaskPlan, ctx: SweepContext, board_name: str) -> TaskResult
     trainable = tune.with_resources(trial, {"cpu": 0.01})
     storage = parse_storage(ctx.storage)
     tune_root = f"{storage.path.rstrip('/')}/{ctx.experiment}/tune"
-    callbacks = [ProgressCallback(board_name, plan.name, plan.search.metric, epochs)]
-    ray.get_actor(board_name).register.remote(plan.name, plan.search.metric, plan.search.resolved_mode, plan.trial_count)
+    guard = tune_search.guard(plan)
+    board = ray.get_actor(board_name)
+    callbacks = [ProgressCallback(board_name, plan.name, plan.search.metric, epochs, plan.baseline), guard]
+    board.register.remote(plan.name, plan.search.metric, plan.search.resolved_mode, plan.trial_count)
     if ctx.resume and tune.Tuner.can_restore(f"{tune_root}/{plan.name}", storage_filesystem=storage.filesystem):
         tuner = tune.Tuner.restore(f"{tune_root}/{plan.name}", trainable, resume_errored=True,
                                    storage_filesystem=storage.filesystem)
-        # The saved run config holds the previous run's callbacks (and its dead progress actor).
-        tuner._local_tuner.get_run_config().callbacks = callbacks
+        # The saved run config holds the previous run's callbacks (and its dead progress actor) and guard.
+        run_config = tuner._local_tuner.get_run_config()
+        run_config.callbacks, run_config.stop = callbacks, guard
     else:
         tuner = tune.Tuner(
             trainable,
             param_space=tune_search.param_space(plan),
             tune_config=tune.TuneConfig(
-                metric=plan.search.metric, mode=plan.search.resolved_mode, num_samples=plan.search.num_samples,
-                search_alg=tune_search.search_algorithm(plan), scheduler=tune_search.scheduler(plan, epochs),
+                metric=tune_search.tune_metric(plan), mode=plan.search.resolved_mode, num_samples=tune_search.tune_num_samples(plan),
+                search_alg=tune_search.search_algorithm(plan, epochs), scheduler=tune_search.scheduler(plan, epochs),
                 max_concurrent_trials=plan.search.max_concurrent_trials,
                 trial_dirname_creator=lambda trial: trial.trial_id),
             run_config=tune.RunConfig(name=plan.name, storage_path=tune_root, storage_filesystem=storage.filesystem,
                                       failure_config=tune.FailureConfig(max_failures=plan.search.max_failures),
-                                      callbacks=callbacks, verbose=0),
+                                      stop=guard, callbacks=callbacks, verbose=0),
         )
     grid = tuner.fit()
-    trials = [_record(result, plan, epochs) for result in grid]
+    # Tune's results hold a trial's config only once it reported: the guard saw every trial's, in order.
+    baseline_id = baseline_trial(guard.configs.items(), plan.baseline)
+    trials = [_record(result, plan, epochs, baseline_id, guard, parse_storage(trials_storage(ctx))) for result in grid]
+    for t in trials:  # the trials the guard's stop_all ended got no line of their own from Tune's callbacks
+        if t.trial_id not in guard.completed and t.note:
+            board.update.remote(plan.name, t.trial_id, t.status, None, t.note)
+    if guard.stop_reason:  # trials never created are not pending any more
+        board.stop.remote(plan.name, guard.stop_reason)
     best = pick_best(trials, plan.search.resolved_mode)
     return TaskResult(plan.name, plan.data, plan.search.metric, plan.search.resolved_mode, trials,
-                      best.trial_id if best else None)
+                      best.trial_id if best else None, baseline_trial_id=baseline_id, stopped=guard.stop_reason)
+
+
+def _trial_id(result) -> str:
+    return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
 
 
 def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext, echo=print) -> list[TaskResult]:
@@ -205,38 +212,6 @@ def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext,
     return results
 
 
-def write_results(results: list[TaskResult], loaded: LoadedManifest, ctx: SweepContext, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"experiment": ctx.experiment, "manifest": str(loaded.path), "manifest_sha256": loaded.sha256,
-               "storage": ctx.storage, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-               "tasks": [{**asdict(r), "best_trial": r.best_trial_id} for r in results]}
-    path.write_text(json.dumps(payload, indent=2, default=str))
-    return path
-
-
-def summary_table(results: list[TaskResult]) -> str:
-    rows = [("task", "best trial", "metric", "hyperparameters", "trials", "checkpoint")]
-    for r in results:
-        counts: dict[str, int] = {}
-        for t in r.trials:
-            counts[t.status] = counts.get(t.status, 0) + 1
-        trials = ", ".join(f"{n} {s}" for s, n in counts.items())
-        best = r.best
-        if best is None:
-            rows.append((r.task, "-", f"{r.metric}: no successful trial", "-", trials, "-"))
-            continue
-        params = " ".join(f"{k}={_short(v)}" for k, v in best.params.items())
-        rows.append((r.task, best.trial_id, f"{r.metric}={best.metric:.4g} ({r.mode})", params or "-", trials, best.checkpoint or "-"))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def _tail(error: BaseException | None, limit: int = 1500) -> str | None:
     """The end of an error's text: where Ray's wrapped tracebacks say what went wrong."""
     return str(error)[-limit:] if error else None
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -46,6 +46,10 @@ DEFAULT_ARTIFACTS = "mlartifacts"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 ROLE_TAG = "cyclegan.role"  # "task" on parent runs, "trial" on child runs
 LAST_EPOCH_TAG = "cyclegan.last_epoch"
+BEST_EPOCH_TAG = "cyclegan.best_epoch"  # on a trial's run: its best epoch so far (orchestrator.best)
+STATUS_TAG = "cyclegan.status"          # on a trial's run: finished, stopped, diverged or failed (orchestrator.results)
+BASELINE_TAG = "cyclegan.baseline"      # on a trial's run: "true" for the task's baseline trial
+NOTE_TAG = "cyclegan.note"              # on a trial's run: how it ended when it did not finish
 SAMPLES_IMAGE_KEY = "samples"  # the sample grids as an MLflow image series, one per epoch
 
 
@@ -254,13 +258,25 @@ def find_trial_run(uri: str, parent_run_id: str, trial_name: str) -> str | None:
     return None
 
 
-def set_trial_status(uri: str, parent_run_id: str, trial_name: str, status: str) -> str | None:
+def set_trial_status(uri: str, parent_run_id: str, trial_name: str, status: str,
+                     tags: Mapping[str, Any] | None = None) -> str | None:
     """End a trial's run from the driver (e.g. a Tune callback: error -> FAILED, early stop ->
-    KILLED, complete -> FINISHED). Returns the run id, or None when the trial has no run."""
+    KILLED, complete -> FINISHED), with `tags` (masked) set first. Returns the run id, or None when
+    the trial has no run."""
     run_id = find_trial_run(uri, parent_run_id, trial_name)
     if run_id:
-        MlflowClient(uri).set_terminated(run_id, _status(status))
+        client = MlflowClient(uri)
+        if tags:
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _tags(tags).items()])
+        client.set_terminated(run_id, _status(status))
     return run_id
+
+
+def record_task_outcome(uri: str, run_id: str, metrics: Mapping[str, float | None], tags: Mapping[str, Any]) -> None:
+    """What a task's sweep found, on its parent run: numbers as metrics (None left out), the rest as tags."""
+    now = int(time.time() * 1000)
+    MlflowClient(uri).log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
+                                tags=[RunTag(k, v) for k, v in _tags(tags).items()])
 
 
 def end_running_children(uri: str, parent_run_id: str, status: str = "KILLED") -> list[str]:
@@ -346,6 +362,10 @@ class TrialLogger:
             self.client.log_batch(self.run_id, metrics=batch[start:start + 1000], tags=tags if start == 0 else ())
         self.last_step = epoch
         return True
+
+    def mark_best_epoch(self, epoch: int) -> None:
+        """The trial's best epoch so far (its generators are kept in storage: orchestrator.best)."""
+        self.client.set_tag(self.run_id, BEST_EPOCH_TAG, str(epoch))
 
     def log_sample_grid(self, epoch: int, image: str | Path) -> str:
         """Upload a sample grid as `samples/epoch_NNN.png`, and as MLflow image `samples` at step

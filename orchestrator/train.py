@@ -31,6 +31,7 @@ from cyclegan.errors import UserError
 from cyclegan.run_files import STATE_FILE
 from cyclegan.sources import parse_reference
 
+from .best import Ranking
 from .checkpoints import CHECKPOINT_FILES, state_file
 from .run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Scaling, ScalingLike
 from .storage import Storage, parse_storage, validate_storage
@@ -134,11 +135,12 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, runtime_
 
 
 def worker_config(cfg: TrainConfig, scaling: Scaling, storage: Storage, output_dir: Path,
-                  resume_from: ray.train.Checkpoint | None = None, tracking: dict | None = None) -> dict:
+                  resume_from: ray.train.Checkpoint | None = None, tracking: dict | None = None,
+                  ranking: Ranking | None = None) -> dict:
     """The `train_loop_config` every worker gets (see orchestrator.worker.train_loop_per_worker)."""
     return {"train": cfg.to_dict(), "run_name": cfg.name, "output_dir": str(output_dir), "run_uri": storage.run_uri(cfg.name),
             "gpus_per_worker": scaling.gpus_per_worker, "threads": max(1, int(scaling.cpus_per_worker)),
-            "resume_from": resume_from, "tracking": tracking}
+            "resume_from": resume_from, "tracking": tracking, "storage": storage, "ranking": ranking}
 
 
 @dataclass
@@ -152,7 +154,8 @@ class PreparedRun:
 def prepare_run(config: TrainConfig | dict, scaling: ScalingLike | None = None, storage: str | Storage = DEFAULT_STORAGE, *,
                 name: str | None = None, max_failures: int = 0, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
                 resume_from: str | None = None, callbacks: list | None = None, worker_env: dict[str, str] | None = None,
-                tracking: dict | None = None, output_dir: str | Path | None = None, check_storage: bool = True) -> PreparedRun:
+                tracking: dict | None = None, output_dir: str | Path | None = None, check_storage: bool = True,
+                ranking: Ranking | None = None) -> PreparedRun:
     """Everything `fit` does before `TorchTrainer.fit()`: the checks, then the trainer."""
     scaling = Scaling.of(scaling).check()
     cfg = prepare_config(config, scaling, name)
@@ -169,7 +172,7 @@ def prepare_run(config: TrainConfig | dict, scaling: ScalingLike | None = None, 
         callbacks=list(callbacks or []),
         worker_runtime_env={"env_vars": dict(worker_env)} if worker_env else None,
     )
-    loop_config = worker_config(cfg, scaling, target, out, resume_checkpoint(resume_from), tracking)
+    loop_config = worker_config(cfg, scaling, target, out, resume_checkpoint(resume_from), tracking, ranking)
     trainer = TorchTrainer(train_loop_per_worker, train_loop_config=loop_config, scaling_config=scaling.to_ray(), run_config=run_config)
     return PreparedRun(trainer, cfg, target, out)
 
@@ -184,7 +187,8 @@ def make_trainer(config: TrainConfig | dict, scaling: ScalingLike | None = None,
 def fit(config: TrainConfig | dict, scaling: ScalingLike | None = None, storage: str | Storage = DEFAULT_STORAGE, *,
         name: str | None = None, max_failures: int = 0, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
         resume_from: str | None = None, callbacks: list | None = None, worker_env: dict[str, str] | None = None,
-        tracking: dict | None = None, output_dir: str | Path | None = None, address: str | None = None) -> TrainResult:
+        tracking: dict | None = None, output_dir: str | Path | None = None, address: str | None = None,
+        ranking: Ranking | None = None) -> TrainResult:
     """Train `config` on `scaling` workers with checkpoints in `storage` (see the module docstring).
 
     `max_failures`: worker-group failures to recover from (each resumes from the last checkpoint).
@@ -192,11 +196,12 @@ def fit(config: TrainConfig | dict, scaling: ScalingLike | None = None, storage:
     `resume_from`: a checkpoint folder to start from when the run has none of its own yet.
     `worker_env`: environment for the workers (e.g. credentials a joined cluster lacks).
     `output_dir`: rank 0's local folder for sample grids and logs (default <checkpoints_dir>/<name>).
+    `ranking`: keep the best epoch by this metric in `<storage>/<name>/best/` (orchestrator.best).
     """
     scaling = Scaling.of(scaling).check()
     run = prepare_run(config, scaling, storage, name=name, max_failures=max_failures, keep_checkpoints=keep_checkpoints,
                       resume_from=resume_from, callbacks=callbacks, worker_env=worker_env, tracking=tracking,
-                      output_dir=output_dir)
+                      output_dir=output_dir, ranking=ranking)
     cfg, target = run.cfg, run.storage
     started_here = connect(address)
     _check_resources(scaling, strict=started_here)

@@ -21,6 +21,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.sources import resolve_dataset
 from cyclegan.trainer import Trainer
 
+from .best import BEST_EPOCH, BestKeeper
 from .checkpoints import checkpoint_dir_name, load_reported_metrics, load_resume_state, stage
 from .ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, rank_record
 
@@ -32,7 +33,7 @@ Listener = Callable[[int, dict], None]  # (epoch, reported metrics), on rank 0
 def train_loop_per_worker(config: dict) -> dict:
     """The TorchTrainer's per-worker function. `config` is `orchestrator.train.worker_config(...)`:
     train (TrainConfig as a dict), output_dir, gpus_per_worker, threads, resume_from (a Checkpoint
-    or None), run_uri, tracking (or None)."""
+    or None), run_uri, tracking (or None), storage, ranking (or None: no best epoch kept)."""
     ctx = ray.train.get_context()
     rank, world_size, local_rank = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
     _setup_logging()
@@ -60,8 +61,9 @@ def train_loop_per_worker(config: dict) -> dict:
     listeners = []
     if config.get("tracking") and rank == 0:
         listeners.append(_tracking_listener(config["tracking"], cfg, config["run_name"], output_dir, data_root))
+    keeper = BestKeeper(config["ranking"], config["storage"], config["run_name"]) if config.get("ranking") and rank == 0 else None
     reporter = EpochReporter(cfg, comm, output_dir, config["run_uri"],
-                             resumed_from=state["epoch"] if state else 0, listeners=listeners)
+                             resumed_from=state["epoch"] if state else 0, listeners=listeners, keeper=keeper)
     trainer = Trainer(cfg, rank=rank, world_size=world_size, device=device, wrap=make_wrap(cfg, device, world_size),
                       on_epoch_end=[reporter], resume_state=state, output_dir=output_dir,
                       data_root=data_root, show_progress=False)
@@ -96,13 +98,15 @@ def resolve_once_per_node(cfg: TrainConfig, local_rank: int, comm: Collectives) 
 class EpochReporter:
     """The Trainer's end-of-epoch hook: one `ray.train.report` per epoch on every rank (it is a
     barrier), with the metrics averaged over ranks; every `save_epoch_freq` epochs and at the
-    end, rank 0 attaches the checkpoint."""
+    end, rank 0 attaches the checkpoint. With a `keeper` (rank 0), each report also carries the
+    best epoch so far, whose generators the keeper holds in storage (orchestrator.best)."""
 
     def __init__(self, cfg: TrainConfig, comm: Collectives, out_dir: Path, run_uri: str, resumed_from: int = 0,
-                 listeners: list[Listener] | None = None):
+                 listeners: list[Listener] | None = None, keeper: BestKeeper | None = None):
         self.cfg, self.comm, self.out_dir, self.run_uri = cfg, comm, out_dir, run_uri
         self.resumed_from = resumed_from
         self.listeners = listeners or []
+        self.keeper = keeper
         self.last: dict = {}
         self.checkpoint_path: str | None = None
         self.started = self.fit_started = time.perf_counter()
@@ -123,6 +127,8 @@ class EpochReporter:
         # and since this attempt's first epoch began: what the Ray overhead is measured on.
         out.update(epoch_wall_s=wall, train_wall_s=now - self.fit_started, world_size=comm.world_size,
                    batch_size_total=self.cfg.batch_size * comm.world_size, resumed_from_epoch=self.resumed_from)
+        if main and self.keeper is not None:
+            out.update(self.keeper.update(epoch, out, trainer.out_dir))
         if not self.is_checkpoint_epoch(epoch):
             self._report(epoch, out if main else {})
             return
@@ -171,6 +177,8 @@ def _tracking_listener(tracking: dict, cfg: TrainConfig, run_name: str, output_d
     def listener(epoch: int, metrics: dict) -> None:
         if logger.log_epoch(epoch, metrics) and metrics.get("sample_grid"):
             logger.log_sample_grid(epoch, metrics["sample_grid"])
+        if metrics.get(BEST_EPOCH) == epoch:
+            logger.mark_best_epoch(epoch)
         if epoch == cfg.total_epochs:
             logger.log_checkpoint(output_dir, "final", epoch, cfg.to_record())
             logger.stop_system_metrics()

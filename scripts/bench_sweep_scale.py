@@ -265,6 +265,7 @@ def write_manifest(folder: Path, name: str, tasks: int, trials: int, epochs: int
              f"  num_samples: {trials}",
              "  space: {lambda_cyc: {choice: [5, 10]}}",
              "  metric: cycle_l1",
+             "  baseline: false",  # exactly --trials trials per task, as the measurements were taken
              "  max_failures: 0"]
     if concurrent:
         lines.append(f"  max_concurrent_trials: {concurrent}")

@@ -218,7 +218,7 @@ CASES = [
          "tasks[0].data (line 2): synthetic parameter(s) out of bounds: size=512 (accepted for photo: size 8..256"),
     Case("good-manifest", _manifest("name: x\ndefaults: {train: {crop_size: 24, load_size: 24}}\n"
                                     "search: {space: {batch_size: {quniform: [1, 4, 1]}, crop_size: {choice: [24, 32]}, load_size: 32}}\n"
-                                    + GOOD_TASK), 0, "valid; 1 task(s), 1 trial(s)"),
+                                    + GOOD_TASK), 0, "valid; 1 task(s), 2 trial(s)"),  # 1 sample + the baseline
     # -- archives ------------------------------------------------------------------------------------------------
     Case("zip-dotdot", _inspect(_archive("zip", {"ds/../../../escaped.png": b"x"})), 2, "member 'ds/../../../escaped.png' would land outside"),
     Case("zip-absolute", _inspect(_archive("zip", {ESCAPE: b"x"})), 2, f"member '{ESCAPE}' would land outside the cache directory (absolute path)"),

@@ -299,6 +299,9 @@ def test_paper_manifests_use_the_papers_settings_on_s3_and_gpus(name):
     assert scheduler.type == "asha" and 1 < scheduler.grace_period <= 25
     expected_metric = "psnr" if name == "maps" else "fid"
     assert plan.search.metric == expected_metric
+    # the paper's setting runs first, and the summary measures the sweep against it
+    assert plan.baseline_added and plan.baseline["lambda_cyc"] == 10 and plan.trial_count == plan.search.num_samples + 1
+    assert plan.baseline.get("lambda_idt", plan.train["lambda_identity"]) == (0.5 if name == "monet2photo" else 0.0)
     if name == "monet2photo":
         assert plan.train["lambda_identity"] == 0.5 and "lambda_idt" not in plan.space
     if name == "maps":

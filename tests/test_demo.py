@@ -76,7 +76,8 @@ def test_the_quickstart_runs_clean_every_trial_at_its_first_attempt(tmp_path):
         assert f"registry: cyclegan-{plan.name} v1" in output
         ended = [line for line in lines if line.startswith(f"  {plan.name}: trial ")]
         assert len(ended) == plan.trial_count, ended   # one line per finished or stopped trial
-    assert "best trial" in output                                    # the summary table
+    assert "best trial" in output and "vs baseline" in output        # the summary table, against the paper's setting
+    assert output.count(", the baseline)") == len(loaded.plans)      # each task's baseline trial, marked in its line
     log = work / "results" / f"{experiment}.log"
     assert f"this run's log: results/{experiment}.log" in output and log.stat().st_size > 0
     assert "Ray's logs: " in output

@@ -203,8 +203,9 @@ def _manifest(name: str, task_prefix: str, data: dict[str, str], epochs: int = 1
                       "n_epochs_decay": epochs, "num_threads": 0, "eval_metrics": "l1,psnr", "n_samples": 2, "print_freq": 5},
             "resources": {"workers": 1, "cpus_per_worker": 0.5},
         },
+        # No baseline trial: one trial per task is what this test can afford (the sweep tests have the baseline).
         "search": {"space": {"lambda_cyc": {"choice": [5, 10]}}, "num_samples": 1, "metric": "psnr",
-                   "max_concurrent_trials": 2, "max_failures": 0},
+                   "max_concurrent_trials": 2, "max_failures": 0, "baseline": False},
         "tasks": [{"name": f"{task_prefix}-{kind}", "data": ref} for kind, ref in data.items()],
     }
 

@@ -141,3 +141,39 @@ def test_other_policies():
     assert cosine[0] == pytest.approx(2e-4) and cosine[5] == pytest.approx(1e-4) and cosine[9] < 1e-5
     plateau = _lrs(TrainConfig(lr_policy="plateau"), 10)  # a constant loss: no improvement
     assert plateau[0] == pytest.approx(2e-4) and plateau[-1] == pytest.approx(4e-5)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_discriminators_judge_real_and_fake_images_as_the_reference_does(norm):
+    """The reference's backward_D_basic: pred_real = netD(real), pred_fake = netD(fake), two calls, so
+    that with batch norm real and fake images never share batch statistics. The losses, the gradients
+    that the Adam step takes, and batch norm's running statistics must all be the reference's."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(netG="resnet_1blocks", ngf=4, ndf=8, norm=norm, pool_size=0)
+    model = CycleGAN(cfg)
+    reference = copy.deepcopy(model.nets)
+    real_A, real_B, fake_A, fake_B = (torch.rand(2, 3, 32, 32) * 2 - 1 for _ in range(4))
+    loss_D_A, loss_D_B = model.discriminator_update(real_A, real_B, fake_A, fake_B)
+
+    mse = nn.functional.mse_loss
+    losses = []
+    for net, real, fake in ((reference["D_A"], real_B, fake_B), (reference["D_B"], real_A, fake_A)):
+        pred_real, pred_fake = net(real), net(fake.detach())
+        losses.append((mse(pred_real, torch.ones_like(pred_real)) + mse(pred_fake, torch.zeros_like(pred_fake))) * 0.5)
+    (losses[0] + losses[1]).backward()
+
+    assert loss_D_A.item() == pytest.approx(losses[0].item(), rel=1e-5) and loss_D_B.item() == pytest.approx(losses[1].item(), rel=1e-5)
+    for name in ("D_A", "D_B"):
+        ours, theirs = dict(model.nets[name].named_parameters()), dict(reference[name].named_parameters())
+        for key, param in theirs.items():
+            # atol: a conv bias before instance norm has a zero gradient, up to rounding
+            assert torch.allclose(ours[key].grad, param.grad, rtol=1e-4, atol=1e-5), f"{name}.{key}.grad"
+        ours, theirs = dict(model.nets[name].named_buffers()), dict(reference[name].named_buffers())
+        assert ours.keys() == theirs.keys() and (norm != "batch" or theirs)
+        for key, buffer in theirs.items():  # batch norm: running mean and variance after both calls
+            assert torch.allclose(ours[key].float(), buffer.float(), rtol=1e-5, atol=1e-7), f"{name}.{key}"
+    if norm == "batch":  # one concatenated batch would mix the statistics: this test tells the two apart
+        with torch.no_grad():
+            net = copy.deepcopy(model.nets["D_A"])
+            mixed, separate = net(torch.cat([real_B, fake_B])), torch.cat([net(real_B), net(fake_B)])
+        assert not torch.allclose(mixed, separate, atol=1e-3)

@@ -43,7 +43,8 @@ def test_the_issue_example_is_valid_and_merges_per_task_overrides():
     plans = {p.name: p for p in loaded.plans}
     assert list(plans) == ["horse2zebra", "summer2winter", "demo"]
     assert plans["horse2zebra"].train["crop_size"] == 256 and plans["summer2winter"].train["crop_size"] == 128
-    assert plans["horse2zebra"].trial_count == 12 and plans["summer2winter"].trial_count == 4
+    # the paper's baseline (lambda 10, identity 0.5, pool 50) comes on top of the sampled trials
+    assert plans["horse2zebra"].trial_count == 12 + 1 and plans["summer2winter"].trial_count == 4 + 1
     assert plans["summer2winter"].search.scheduler.grace_period == 5  # the rest of search is inherited
     assert plans["demo"].resources.gpus_per_worker == 1
     assert plans["demo"].search.resolved_mode == "min"  # fid: lower is better
@@ -109,14 +110,32 @@ CASES = [
     ("name: x\nsearch: {space: {lamda_cyc: {choice: [1]}}}\ntasks: [{name: t, data: /d}]", "unknown training option (did you mean 'lambda_cyc'?)"),
     ("name: x\nsearch: {space: {netG: {choice: [resnet_9blocks, foo]}}}\ntasks: [{name: t, data: /d}]", "search.space.netG.choice[1] (line 2): unknown generator 'foo'"),
     ("name: x\nsearch: {num_samples: 0}\ntasks: [{name: t, data: /d}]", "search.num_samples (line 2): must be >= 1, got 0"),
-    ("name: x\nsearch: {algorithm: bayes}\ntasks: [{name: t, data: /d}]", "search.algorithm (line 2): Input should be 'random', 'grid' or 'optuna'"),
+    ("name: x\nsearch: {algorithm: bayes}\ntasks: [{name: t, data: /d}]", "search.algorithm (line 2): unknown algorithm 'bayes'; use one of random, grid, optuna"),
+    ("name: x\nsearch: {algorithm: {type: optuna, n_startup: 2}}\ntasks: [{name: t, data: /d}]",
+     "search.algorithm.n_startup (line 2): unknown field (did you mean 'n_startup_trials'?)"),
+    ("name: x\nsearch: {algorithm: {type: optuna, n_startup_trials: -1}}\ntasks: [{name: t, data: /d}]",
+     "search.algorithm.n_startup_trials (line 2): must be >= 0, got -1"),
+    ("name: x\nsearch: {algorithm: {n_startup_trials: 2}}\ntasks: [{name: t, data: /d}]",
+     "search.algorithm (line 2): a name (random, grid, optuna) or a mapping {type: NAME, ...its options}"),
     ("name: x\nsearch: {algorithm: grid, space: {lr: {uniform: [0.1, 1]}}}\ntasks: [{name: t, data: /d}]", "grid search cannot sample ranges (lr)"),
     ("name: x\nsearch: {algorithm: optuna, space: {lr: {grid: [0.1, 1]}}}\ntasks: [{name: t, data: /d}]", "optuna cannot take grid entries"),
     ("name: x\nsearch: {metric: fdi}\ntasks: [{name: t, data: /d}]", "search.metric (line 2): unknown metric 'fdi' (did you mean 'fid'?)"),
     ("name: x\nsearch: {mode: up}\ntasks: [{name: t, data: /d}]", "search.mode (line 2): Input should be 'min' or 'max'"),
     ("name: x\nsearch: {scheduler: {type: asha, grace_period: 500}}\ntasks: [{name: t, data: /d}]",
      "search.scheduler.grace_period (line 2): 500 epochs is longer than the 200 epochs a trial runs"),
-    ("name: x\nsearch: {scheduler: {type: hyperband}}\ntasks: [{name: t, data: /d}]", "search.scheduler.type (line 2): Input should be 'asha' or 'none'"),
+    ("name: x\nsearch: {scheduler: {type: hyperband}}\ntasks: [{name: t, data: /d}]", "search.scheduler (line 2): unknown scheduler 'hyperband'; use one of none, asha"),
+    ("name: x\nsearch: {scheduler: {type: asha, grace: 2}}\ntasks: [{name: t, data: /d}]",
+     "search.scheduler.grace (line 2): unknown field (did you mean 'grace_period'?)"),
+    ("name: x\ntasks: [{name: t, data: /d, search: {scheduler: {type: asha, reduction_factor: 1}}}]",
+     "tasks[0].search.scheduler.reduction_factor (line 2): must be > 1, got 1"),
+    ("name: x\nsearch: {divergence_factor: 1}\ntasks: [{name: t, data: /d}]", "search.divergence_factor (line 2): must be > 1, got 1"),
+    ("name: x\nsearch: {time_budget_s: 0}\ntasks: [{name: t, data: /d}]", "search.time_budget_s (line 2): must be > 0, got 0"),
+    ("name: x\nsearch: {max_failed_trials: 0}\ntasks: [{name: t, data: /d}]", "search.max_failed_trials (line 2): must be >= 1, got 0"),
+    ("name: x\nsearch: {algorithm: optuna, space: {lambda_cyc: {choice: [5, 20]}}}\ntasks: [{name: t, data: /d}]",
+     "search.baseline (line 2): the baseline's lambda_cyc=10.0 (the space has {'choice': [5, 20]}) lies outside the search space, "
+     "and optuna only evaluates points inside it: add the paper's value to the space, or set baseline: false"),
+    ("name: x\nsearch: {space: {netD: {choice: [pixel]}}}\ndefaults: {train: {crop_size: 16, load_size: 16}}\n"
+     "tasks: [{name: t, data: /d}]", "search.baseline (line 2): the baseline (netD='basic') is not a valid configuration of this task"),
     ("name: x\nsearch: {sheduler: {}}\ntasks: [{name: t, data: /d}]", "search.sheduler (line 2): unknown field (did you mean 'scheduler'?)"),
     ("name: x\ntracking: {url: http://x}\ntasks: [{name: t, data: /d}]", "tracking.url (line 2): unknown field (did you mean 'uri'?)"),
     ("name: x\nsearch: {max_concurrent_trials: 0}\ntasks: [{name: t, data: /d}]", "search.max_concurrent_trials (line 2): must be >= 1"),
@@ -211,3 +230,75 @@ def test_anchors_and_merge_keys_still_work_without_duplicate_complaints():
       - {name: t, data: /d, train: {<<: *base, n_epochs: 2}}
     """
     assert parse_manifest(textwrap.dedent(text)).plans[0].train["n_epochs"] == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# The paper's baseline, the algorithm and scheduler table
+
+
+def _plan(text: str):
+    return parse_manifest(textwrap.dedent(text)).plans[0]
+
+
+def test_the_baseline_takes_the_papers_values_unless_the_task_sets_its_own():
+    plan = _plan("""\
+    name: b
+    defaults: {train: {lambda_identity: 0.0}}
+    search:
+      space: {lambda_cyc: {choice: [5, 20]}, lambda_idt: {choice: [0.0, 0.5]}, pool_size: {choice: [0, 10]}, lr: {loguniform: [1.0e-5, 1.0e-3]}}
+      num_samples: 4
+    tasks: [{name: t, data: /d}]
+    """)
+    # lambda 10, pool 50 and lr 2e-4 from the paper; no identity loss, as the task says (a painting task would keep 0.5)
+    assert plan.baseline == {"lambda_cyc": 10.0, "lambda_idt": 0.0, "pool_size": 50, "lr": 0.0002}
+    assert plan.baseline_added and plan.trial_count == 4 + 1   # random search: the baseline comes on top
+    assert plan.trial_config(plan.baseline)["lambda_A"] == plan.trial_config(plan.baseline)["lambda_B"] == 10.0
+
+
+def test_a_grid_that_holds_the_baseline_runs_it_once_and_one_that_does_not_gets_it_on_top():
+    holds = _plan("name: g\nsearch: {algorithm: grid, space: {lambda_cyc: {grid: [5, 10]}}}\ntasks: [{name: t, data: /d}]")
+    assert holds.baseline == {"lambda_cyc": 10.0} and not holds.baseline_added and holds.trial_count == 2
+    lacks = _plan("name: g\nsearch: {algorithm: grid, num_samples: 2, space: {lambda_cyc: {grid: [5, 20]}}}\ntasks: [{name: t, data: /d}]")
+    assert lacks.baseline_added and lacks.trial_count == 2 * 2 + 1
+
+
+def test_nothing_searched_means_no_duplicate_trial_and_baseline_false_means_none():
+    plain = _plan("name: p\nsearch: {num_samples: 2}\ntasks: [{name: t, data: /d}]")
+    assert plain.baseline == {} and not plain.baseline_added and plain.trial_count == 2
+    off = _plan("name: p\nsearch: {baseline: false, space: {lambda_cyc: {choice: [5, 20]}}}\ntasks: [{name: t, data: /d}]")
+    assert off.baseline is None and not off.baseline_added and off.trial_count == 1
+
+
+def test_algorithm_and_scheduler_take_a_name_or_options_and_a_task_may_switch_them():
+    plan = _plan("""\
+    name: o
+    search:
+      algorithm: {type: optuna, n_startup_trials: 3}
+      scheduler: {type: asha, grace_period: 2}
+      space: {lambda_cyc: {uniform: [5, 15]}}
+    tasks: [{name: t, data: /d, search: {scheduler: none}}]
+    """)
+    assert (plan.search.algorithm.type, plan.search.algorithm.n_startup_trials) == ("optuna", 3)
+    assert plan.search.scheduler.type == "none"  # the task's own choice: asha's options are not carried over
+    assert _plan("name: o\nsearch: {scheduler: asha}\ntasks: [{name: t, data: /d}]").search.scheduler.grace_period == 1
+
+
+def test_a_missing_package_is_named_with_the_field_that_needs_it(monkeypatch):
+    from dataclasses import replace
+
+    from orchestrator import strategies
+
+    monkeypatch.setitem(strategies.ALGORITHMS, "optuna", replace(strategies.ALGORITHMS["optuna"], requires="optuna_not_installed"))
+    message = _problems("name: x\ntasks: [{name: t, data: /d, search: {algorithm: optuna}}]")
+    assert ("tasks[0].search.algorithm (line 2): optuna needs the Python package 'optuna_not_installed', which is not installed here: "
+            "pip install optuna_not_installed (make setup installs it)") in message
+    assert strategies.ALGORITHMS["random"].missing_dependency() is None
+
+
+def test_the_docs_list_every_algorithm_and_scheduler_with_their_options():
+    from pathlib import Path
+
+    from orchestrator import strategies
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "manifest.md").read_text()
+    assert strategies.markdown() in docs, "docs/manifest.md: paste the output of `python -m orchestrator.strategies`"

@@ -18,7 +18,6 @@ import ray
 from orchestrator.manifest import load_manifest
 from orchestrator.progress import ProgressBoard, ProgressCallback
 from orchestrator.runner import run_experiment
-from orchestrator.sweep import TrialRecord, pick_best
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, n_epochs: 2, n_epochs_decay: 1}"
@@ -29,14 +28,16 @@ defaults:
   train: {TINY}
   resources: {{workers: 1, cpus_per_worker: 0.5}}
 tasks:
-  # lr 1e-9 cannot learn anything in 3 epochs: ASHA must stop that trial at its first rung
+  # lr 1e-9 cannot learn anything: ASHA must stop that trial at its first rung (epoch 2). ASHA's last
+  # rung (max_t: 3) comes before the trials' fourth epoch: the winner is a trial the scheduler stopped.
   - name: asha
     data: "synthetic://colorshift?size=32&n_train=10&n_test=2&seed=0"
+    train: {{n_epochs: 3}}
     search:
       algorithm: grid
       space: {{lr: {{grid: [0.0002, 1.0e-9]}}}}
       metric: cycle_l1
-      scheduler: {{type: asha, grace_period: 1, reduction_factor: 2}}
+      scheduler: {{type: asha, grace_period: 2, reduction_factor: 2, max_t: 3}}
       max_concurrent_trials: 1
 """
 
@@ -47,63 +48,207 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_asha_stops_the_hopeless_trial_and_the_best_one_is_registered(ray_session, tmp_path, capsys, monkeypatch):
-    """In process, on the session's Ray: a grid of two trials under ASHA. (Tasks swept side by side
-    and random search: the `ray job submit` test.)"""
+def test_asha_stops_trials_and_a_stopped_trials_best_epoch_registers_from_s3_storage(ray_session, s3_env, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """In process, on the session's Ray, checkpoints on moto S3: a grid of two trials under ASHA, both stopped
+    by it. The best trial's best epoch is kept in S3 and registered from there, byte for byte. (Tasks swept
+    side by side and random search: the `ray job submit` test.)"""
+    import boto3
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    from orchestrator.results import load_results
+
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="sweep-runs")
     loaded = load_manifest(_write(tmp_path, ASHA))
-    code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
+    code = run_experiment(loaded, loaded.plans, storage=f"s3://sweep-runs/{tmp_path.name}", address=None, resume=False,
                           results_dir=tmp_path / "results")
     out = capsys.readouterr().out
     assert code == 0, out
-    results = json.loads((tmp_path / "results" / "asha-sweep.json").read_text())
-    (task,) = results["tasks"]
+    task = load_results(tmp_path / "results" / "asha-sweep.json")["asha"]
 
-    assert len(task["trials"]) == 2
-    learner, hopeless = sorted(task["trials"], key=lambda t: -t["params"]["lr"])
-    assert learner["status"] == "finished" and learner["epochs"] == 3
-    assert hopeless["status"] == "stopped" and hopeless["epochs"] < 3  # ASHA cut it early
-    assert task["best_trial"] == learner["trial_id"]
-    assert [h["epoch"] for h in learner["history"]] == [1, 2, 3]
-    assert learner["metric"] == learner["history"][-1]["cycle_l1"]
-    assert Path(learner["checkpoint"], "latest_net_G_A.pth").is_file()
+    assert len(task.trials) == 2  # the paper's lr (2e-4) is a point of the grid: no extra baseline trial
+    learner, hopeless = sorted(task.trials, key=lambda t: -t.params["lr"])
+    assert hopeless.status == "stopped" and hopeless.epochs == 2 and hopeless.note == "stopped early by the scheduler after 2 epoch(s)"
+    assert learner.status == "stopped" and learner.epochs == 3  # ASHA's max_t
+    assert learner.baseline and task.baseline_trial_id == learner.trial_id and not hopeless.baseline
+    assert task.best_trial_id == learner.trial_id and task.improvement == 0
+    # the trial's result is its best epoch (ties: the later one), not its last
+    values = [h["cycle_l1"] for h in learner.history]
+    best_so_far = [max(e for e in range(1, n + 1) if values[e - 1] == min(values[:n])) for n in (1, 2, 3)]
+    assert [h["epoch"] for h in learner.history] == [1, 2, 3] and [h["best_epoch"] for h in learner.history] == best_so_far
+    if learner.best_epoch <= learner.epochs:
+        assert learner.metric == min(values) and learner.best_epoch == best_so_far[-1]
+    else:  # the workers finished an epoch more before the stop reached them, and it was better still
+        assert learner.best_epoch > learner.epochs and learner.metric < min(values)
 
-    assert "asha" in out and "best trial" in out  # the summary table
-    assert "progress" in out and "1 finished, 1 stopped" in out
+    # that epoch's generators in S3, beside the rotated checkpoints
+    prefix = f"{tmp_path.name}/asha-sweep/trials/asha-{learner.trial_id}/best"
+    best = json.loads(s3.get_object(Bucket="sweep-runs", Key=f"{prefix}/best.json")["Body"].read())
+    assert (best["epoch"], best["value"], best["metric"]) == (learner.best_epoch, learner.metric, "cycle_l1")
+    assert learner.best_checkpoint == f"s3://sweep-runs/{prefix}"
+    kept = s3.get_object(Bucket="sweep-runs", Key=f"{prefix}/{best['folder']}/latest_net_G_A.pth")["Body"].read()
+
+    assert "asha" in out and "best trial" in out and "the baseline is best" in out  # the summary table
+    assert "progress" in out and "2 stopped" in out
 
     # MLflow: one child run per trial with each epoch logged once, the champion on the best trial's run
-    from mlflow import MlflowClient
-
     client = MlflowClient(uri, registry_uri=uri)
     champion = client.get_model_version_by_alias("cyclegan-asha", "champion")
-    assert champion.tags["trial"] == learner["trial_id"]
+    assert champion.tags["trial"] == learner.trial_id and champion.tags["epoch"] == str(learner.best_epoch)
+    assert (champion.tags["metric"], float(champion.tags["metric_value"]), champion.tags["baseline"]) == ("cycle_l1", learner.metric, "true")
+    model_dir = Path(download_artifacts(f"models:/cyclegan-asha/{champion.version}", dst_path=str(tmp_path / "model")))
+    (registered,) = model_dir.rglob("latest_net_G_A.pth")
+    assert registered.read_bytes() == kept  # the best epoch's generator, from S3
     run = client.get_run(champion.run_id)
-    assert run.data.tags["trial"] == learner["trial_id"] and run.info.status == "FINISHED"
-    assert [m.step for m in client.get_metric_history(champion.run_id, "loss_G")] == [1, 2, 3]
+    assert run.data.tags["trial"] == learner.trial_id and run.info.status == "KILLED"  # stopped by the scheduler
+    assert run.data.tags["cyclegan.best_epoch"] == str(learner.best_epoch) and run.data.tags["cyclegan.baseline"] == "true"
+    # each epoch the workers trained logged once: ASHA's 3, and one more when the stop reached them late
+    steps = sorted(m.step for m in client.get_metric_history(champion.run_id, "loss_G"))
+    assert steps in ([1, 2, 3], [1, 2, 3, 4]) and max(steps) >= learner.best_epoch
     experiment = client.get_experiment_by_name("asha-sweep")
-    stopped_run = client.search_runs([experiment.experiment_id], f"tags.trial = '{hopeless['trial_id']}'")[0]
-    assert stopped_run.info.status == "KILLED"  # stopped early by ASHA: not left RUNNING
+    stopped_run = client.search_runs([experiment.experiment_id], f"tags.trial = '{hopeless.trial_id}'")[0]
+    assert stopped_run.info.status == "KILLED" and stopped_run.data.tags["cyclegan.status"] == "stopped"  # not left RUNNING
     # What the MLflow UI shows: a training experiment, the dataset as the trial's input, its grids by
-    # epoch, the code version and the manifest on the task's run.
+    # epoch, the code version and the manifest on the task's run, what the sweep found.
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["colorshift"] and run.data.tags["mlflow.loggedImages"] == "True"
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert "mlflow.source.git.commit" in parent.data.tags
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "manifest")] == ["manifest/manifest.yaml"]
+    assert parent.data.metrics["best_cycle_l1"] == learner.metric and parent.data.metrics["best_epoch"] == learner.best_epoch
+    assert parent.data.tags["cyclegan.best_trial"] == parent.data.tags["cyclegan.baseline_trial"] == learner.trial_id
     assert "registry: cyclegan-asha v1 (cycle_l1=" in out
 
 
-def _trial(trial_id: str, metric: float | None, status: str = "finished") -> TrialRecord:
-    return TrialRecord(trial_id=trial_id, params={}, status=status, metric=metric, epochs=3, history=[], checkpoint=None)
+TPE = """\
+name: tpe-sweep
+defaults:
+  train: {netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, n_epochs: 1, n_epochs_decay: 1,
+          eval_metrics: "l1,psnr"}
+  resources: {workers: 1, cpus_per_worker: 0.5}
+search:
+  # TPE models the results from the first finished trial on (the baseline): the next ones are its suggestions
+  algorithm: {type: optuna, n_startup_trials: 1}
+  space: {lambda_cyc: {uniform: [5.0, 15.0]}}
+  num_samples: 2
+  metric: psnr
+  max_concurrent_trials: 1
+  seed: 0
+tasks:
+  - {name: tpe, data: "synthetic://colorshift?size=32&n_train=10&n_test=2&seed=0"}
+"""
 
 
-def test_best_trial_follows_the_mode_and_skips_failed_and_unscored_trials():
-    trials = [_trial("low", 18.0), _trial("high", 24.0), _trial("failed", 99.0, "failed"), _trial("nan", float("nan")),
-              _trial("none", None), _trial("stopped", 20.0, "stopped")]
-    assert pick_best(trials, "max").trial_id == "high"      # psnr: higher is better
-    assert pick_best(trials, "min").trial_id == "low"       # cycle_l1: lower is better
-    assert pick_best([_trial("failed", 1.0, "failed"), _trial("nan", float("nan"))], "min") is None
+def test_tpe_starts_from_the_papers_baseline_and_learns_from_each_trials_best_epoch(ray_session, tmp_path, capsys, monkeypatch):
+    import optuna
+
+    from orchestrator.results import load_results
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    loaded = load_manifest(_write(tmp_path, TPE))
+    assert loaded.plans[0].trial_count == 3  # 2 samples + the baseline
+    code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
+                          results_dir=tmp_path / "results")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    task = load_results(tmp_path / "results" / "tpe-sweep.json")["tpe"]
+    assert [t.status for t in task.trials] == ["finished"] * 3 and all(t.error is None for t in task.trials)
+    baseline, *suggested = task.trials  # in the order Tune created them
+    assert baseline.baseline and baseline.params == {"lambda_cyc": 10.0} and task.baseline_trial_id == baseline.trial_id
+    assert not any(t.baseline for t in suggested) and all(5.0 <= t.params["lambda_cyc"] <= 15.0 for t in suggested)
+    assert "the baseline)" in out and "vs baseline" in out
+
+    # The searcher's saved state: Optuna's study, with its TPE sampler, the baseline enqueued first
+    # and the other trials asked of the sampler, each told its trial's best value.
+    (state_file,) = (tmp_path / "runs" / "tpe-sweep" / "tune" / "tpe").glob("searcher-state-*.pkl")
+    with open(state_file, "rb") as f:
+        state = pickle.load(f)
+    study = state["_ot_study"]
+    assert isinstance(study.sampler, optuna.samplers.TPESampler) and study.sampler._n_startup_trials == 1
+    assert state["_metric"] == "best_psnr" and study.direction == optuna.study.StudyDirection.MAXIMIZE
+    first, *asked = sorted(study.trials, key=lambda t: t.number)
+    assert first.system_attrs.get("fixed_params") == {"lambda_cyc": 10.0} and first.params == {"lambda_cyc": 10.0}
+    assert [t.system_attrs.get("fixed_params") for t in asked] == [None, None]
+    by_trial = {trial_id: t for trial_id, t in state["_ot_trials"].items()}
+    for record in task.trials:
+        told = next(t for t in study.trials if t.number == by_trial[record.trial_id].number)
+        assert told.params["lambda_cyc"] == record.params["lambda_cyc"]
+        assert told.value == record.metric  # the best epoch's value, what the trial is ranked by
+
+
+GUARDED = f"""\
+name: guarded
+defaults:
+  train: {TINY}
+  resources: {{workers: 1, cpus_per_worker: 0.5}}
+search:
+  metric: cycle_l1
+  max_concurrent_trials: 1
+tasks:
+  # lr 1e30 blows the weights up at the first step: non-finite losses. lr 1e-9 learns nothing: its cycle
+  # error stays more than 1.1x the baseline's (lr 2e-4, the paper's, run first).
+  - name: diverging
+    data: "synthetic://colorshift?size=32&n_train=10&n_test=2&seed=0"
+    search: {{algorithm: grid, space: {{lr: {{grid: [0.0002, 1.0e+30, 1.0e-9]}}}}, divergence_factor: 1.1}}
+  - name: budget
+    data: "synthetic://colorshift?size=32&n_train=10&n_test=2&seed=0"
+    search: {{time_budget_s: 3, num_samples: 2, space: {{lambda_cyc: {{choice: [5, 20]}}}}}}
+  - name: failing
+    data: {{missing}}
+    search: {{max_failed_trials: 1, max_failures: 0, num_samples: 2, space: {{lambda_cyc: {{choice: [5, 20]}}}}}}
+"""
+
+
+def test_guard_rails_stop_diverged_trials_unretried_and_sweeps_over_budget_or_failing(ray_session, tmp_path, capsys, monkeypatch):
+    from mlflow import MlflowClient
+
+    from orchestrator.results import load_results
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    loaded = load_manifest(_write(tmp_path, GUARDED.replace("{missing}", str(tmp_path / "no-such-dataset"))))
+    started = time.monotonic()
+    code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
+                          results_dir=tmp_path / "results")
+    out = capsys.readouterr().out
+    assert code == 1, out  # two tasks have no successful trial
+    results = load_results(tmp_path / "results" / "guarded.json")
+
+    diverging = results["diverging"]
+    baseline, exploded, hopeless = sorted(diverging.trials, key=lambda t: (t.params["lr"] != 0.0002, -t.params["lr"]))
+    assert baseline.baseline and baseline.status == "finished" and diverging.best_trial_id == baseline.trial_id
+    assert exploded.status == "diverged" and exploded.note.startswith("diverged at epoch 1: loss_") and "is nan" in exploded.note
+    assert hopeless.status == "diverged" and "x above the baseline's" in hopeless.note and hopeless.epochs < 3
+    assert f"diverging: trial {exploded.trial_id} diverged at epoch 1" in out and "1 finished, 2 diverged" in out
+    # stopped as diverged, not errors: Tune retried neither (max_failures is 2 here)
+    (state,) = (tmp_path / "runs" / "guarded" / "tune" / "diverging").glob("experiment_state-*.json")
+    failures = {json.loads(spec)["trial_id"]: json.loads(run)["num_failures"] for spec, run in json.loads(state.read_text())["trial_data"]}
+    assert failures == {t.trial_id: 0 for t in diverging.trials}
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("guarded")
+    run = client.search_runs([experiment.experiment_id], f"tags.trial = '{exploded.trial_id}'")[0]
+    assert run.info.status == "FAILED" and run.data.tags["cyclegan.status"] == "diverged"
+    assert run.data.tags["cyclegan.note"] == exploded.note
+
+    budget = results["budget"]
+    assert budget.stopped == "the task's time budget of 3 s ran out" and budget.best is None
+    # the trials Tune had created were stopped, the others never will be
+    assert {t.status for t in budget.trials} == {"stopped"} and 1 <= len(budget.trials) <= 3
+    assert all(t.note.endswith("the task's time budget of 3 s ran out") for t in budget.trials)
+    assert budget.trials[0].baseline and budget.trials[0].params == {"lambda_cyc": 10.0}
+    assert "budget: trial" in out and "stopped, stopped early: the task's time budget of 3 s ran out" in out
+
+    failing = results["failing"]
+    assert failing.stopped == "1 trial(s) failed (search.max_failed_trials: 1)"
+    assert [t.status for t in failing.trials].count("failed") == 1  # no other trial ran
+    assert all(t.note == "stopped before its first epoch: 1 trial(s) failed (search.max_failed_trials: 1)"
+               for t in failing.trials if t.status != "failed")
+    assert "no-such-dataset" in failing.first_error()
+    assert time.monotonic() - started < 400
 
 
 def _driver(manifest: Path, cwd: Path, address: str, log: Path, *extra: str) -> subprocess.Popen:
@@ -191,8 +336,8 @@ class _Trial:
     """What the progress callback reads of a Tune trial."""
 
     def __init__(self, trial_id: str = "t_00000", status: str = "TERMINATED", epoch: int | None = 3, value: float | None = 0.25):
-        self.trial_id, self.status = trial_id, status
-        self.last_result = {"epoch": epoch, "cycle_l1": value} if epoch else {}
+        self.trial_id, self.status, self.config = trial_id, status, {}
+        self.last_result = {"epoch": epoch, "cycle_l1": value, "best_cycle_l1": value, "best_epoch": epoch} if epoch else {}
 
 
 def test_progress_callback_pickles_the_board_name_not_its_handle(ray_session):

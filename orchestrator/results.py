@@ -1,0 +1,221 @@
+"""What a sweep found, per task: written as `results/<experiment>.json`, read back as Python objects.
+
+    from orchestrator.results import load_results
+    results = load_results("results/quickstart.json")
+    task = results["colorshift"]
+    task.best.trial_id, task.best.best_epoch, task.best.metric   # the winner, its best epoch and value there
+    task.baseline, task.improvement                              # the paper's setting, and by how much the best beat it
+    task.history(task.best.trial_id)                             # that trial's epochs: one dict each
+    task.history_frame()                                         # every trial's epochs as one pandas DataFrame
+
+No Ray here: reading results needs neither a cluster nor MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from cyclegan.errors import UserError
+
+from .redact import mask_text
+
+# How a trial ended. Only finished and stopped trials are ranked: a failed or diverged trial keeps its
+# best epoch in storage and in the results file, but an unhealthy run does not become the champion.
+STATUSES = ("finished", "stopped", "diverged", "failed")
+RANKED_STATUSES = ("finished", "stopped")
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    params: dict[str, Any]
+    status: str                       # one of STATUSES; stopped: by the scheduler, the time budget or max_failed_trials
+    metric: float | None              # the trial's best value of the task's metric (at best_epoch)
+    epochs: int                       # epochs trained
+    history: list[dict]               # one row per epoch: losses, metrics, throughput
+    checkpoint: str | None            # the last checkpoint (what a resumed trial continues from)
+    error: str | None = None
+    best_epoch: int | None = None     # the epoch of `metric` (ties: the later one); a stopped trial's may be one
+                                      # its workers finished while the stop reached them (> epochs)
+    best_checkpoint: str | None = None  # its generators, in storage (orchestrator.best)
+    baseline: bool = False            # the paper's setting (orchestrator.baseline)
+    note: str | None = None           # how it ended, when not finished: the scheduler, the budget, the divergence
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrialRecord:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass
+class TaskResult:
+    task: str
+    data: str
+    metric: str
+    mode: str
+    trials: list[TrialRecord]
+    best_trial_id: str | None
+    registry: dict | None = None
+    baseline_trial_id: str | None = None
+    stopped: str | None = None        # why the task's sweep ended early (time budget, failed trials), if it did
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return self.trial(self.best_trial_id)
+
+    @property
+    def baseline(self) -> TrialRecord | None:
+        return self.trial(self.baseline_trial_id)
+
+    def trial(self, trial_id: str | None) -> TrialRecord | None:
+        return next((t for t in self.trials if t.trial_id == trial_id), None) if trial_id else None
+
+    @property
+    def improvement(self) -> float | None:
+        """How much better the best trial's value is than the baseline's (positive: better, in the
+        metric's own units), or None when either has no value."""
+        best, baseline = self.best, self.baseline
+        if best is None or baseline is None or best.metric is None or baseline.metric is None:
+            return None
+        return baseline.metric - best.metric if self.mode == "min" else best.metric - baseline.metric
+
+    def history(self, trial_id: str) -> list[dict]:
+        trial = self.trial(trial_id)
+        if trial is None:
+            raise KeyError(f"task {self.task} has no trial {trial_id!r} (trials: {', '.join(t.trial_id for t in self.trials)})")
+        return trial.history
+
+    @property
+    def histories(self) -> dict[str, list[dict]]:
+        return {t.trial_id: t.history for t in self.trials}
+
+    def history_frame(self):
+        """Every trial's epochs as one pandas DataFrame, with `trial_id` and `baseline` columns."""
+        import pandas as pd
+
+        rows = [{"trial_id": t.trial_id, "baseline": t.baseline, **row} for t in self.trials for row in t.history]
+        return pd.DataFrame(rows)
+
+    def first_error(self) -> str | None:
+        """The last line of the first failed trial's error: where Ray's wrapped tracebacks say what went wrong."""
+        error = next((t.error for t in self.trials if t.error), None)
+        lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+        return mask_text(lines[-1])[:300] if lines else None
+
+    def to_dict(self) -> dict:
+        best = self.best
+        return {**asdict(self), "best_trial": self.best_trial_id, "best_epoch": best.best_epoch if best else None,
+                "baseline_trial": self.baseline_trial_id, "improvement_over_baseline": self.improvement}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TaskResult:
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values["trials"] = [TrialRecord.from_dict(t) for t in data.get("trials", [])]
+        return cls(**values)
+
+
+def pick_best(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
+    """The trial with the best best-epoch value among the finished and stopped ones (an ASHA-stopped trial
+    wins if its best is best: its best epoch's generators are in storage); ties go to the earlier trial."""
+    scored = [t for t in trials if t.status in RANKED_STATUSES and t.metric is not None and not math.isnan(t.metric)]
+    if not scored:
+        return None
+    return (min if mode == "min" else max)(scored, key=lambda t: t.metric)
+
+
+# ------------------------------------------------------------------------------------------------
+# The results file
+
+
+@dataclass
+class ExperimentResults:
+    experiment: str
+    manifest: str
+    storage: str
+    finished_at: str
+    tasks: list[TaskResult] = field(default_factory=list)
+    manifest_sha256: str = ""
+
+    def __getitem__(self, task: str) -> TaskResult:
+        found = next((t for t in self.tasks if t.task == task), None)
+        if found is None:
+            raise KeyError(f"{self.experiment} has no task {task!r} (tasks: {', '.join(t.task for t in self.tasks)})")
+        return found
+
+    def __iter__(self):
+        return iter(self.tasks)
+
+
+def write_results(results: list[TaskResult], experiment: str, manifest: Path | str, manifest_sha256: str, storage: str,
+                  path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"experiment": experiment, "manifest": str(manifest), "manifest_sha256": manifest_sha256, "storage": storage,
+               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "tasks": [r.to_dict() for r in results]}
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
+
+
+def load_results(path: str | Path) -> ExperimentResults:
+    """A finished (or interrupted) experiment's results file, as written by `python -m orchestrator run`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return ExperimentResults(experiment=data["experiment"], manifest=data.get("manifest", ""), storage=data.get("storage", ""),
+                                 finished_at=data.get("finished_at", ""), manifest_sha256=data.get("manifest_sha256", ""),
+                                 tasks=[TaskResult.from_dict(t) for t in data["tasks"]])
+    except FileNotFoundError:
+        raise UserError(f"{path}: no results file (`python -m orchestrator run MANIFEST` writes results/<name>.json)") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: not a results file of `python -m orchestrator run` ({type(err).__name__}: {err})") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# The summary table
+
+
+def summary_table(results: list[TaskResult]) -> str:
+    """One row per task: its best trial, the best epoch's value, how it compares with the baseline."""
+    rows = [("task", "best trial", "metric (best epoch)", "vs baseline", "hyperparameters", "trials", "best checkpoint")]
+    for r in results:
+        counts: dict[str, int] = {}
+        for t in r.trials:
+            counts[t.status] = counts.get(t.status, 0) + 1
+        trials = ", ".join(f"{n} {s}" for s, n in counts.items())
+        if r.stopped:
+            trials += f" ({r.stopped})"
+        best = r.best
+        if best is None:
+            rows.append((r.task, "-", f"{r.metric}: no successful trial", _versus(r), "-", trials, "-"))
+            continue
+        params = " ".join(f"{k}={_short(v)}" for k, v in best.params.items())
+        name = f"{best.trial_id}*" if best.baseline else best.trial_id
+        rows.append((r.task, name, f"{r.metric}={best.metric:.4g} @ epoch {best.best_epoch} ({r.mode})", _versus(r), params or "-",
+                     trials, best.best_checkpoint or best.checkpoint or "-"))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(r.baseline_trial_id for r in results):
+        lines.append("* the baseline: the paper's values of the searched hyperparameters")
+    return "\n".join(lines)
+
+
+def _versus(result: TaskResult) -> str:
+    """'beat it by 1.2 (8%)', 'the baseline is best', or why there is no comparison."""
+    baseline, best = result.baseline, result.best
+    if baseline is None:
+        return "-"
+    if baseline.metric is None or baseline.status not in RANKED_STATUSES:
+        return f"baseline {baseline.status}, no value"
+    if best is baseline:
+        return "the baseline is best"
+    gain = result.improvement  # >= 0: the baseline is ranked with the others
+    share = f" ({gain / abs(baseline.metric):.0%})" if baseline.metric else ""
+    return f"beat it by {gain:.4g}{share}"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
