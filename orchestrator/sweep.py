@@ -42,6 +42,8 @@ from .resources import concurrency_limit, trains_in_trial, trial_placement
 from .results import TaskResult, TrialRecord, pick_best
 from .storage import Storage, parse_storage
 
+PREEMPTION_WATCHER_VAR = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
 
 @dataclass
 class SweepContext:
@@ -96,6 +98,9 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
 
     from .train import run_training
 
+    # Ray Train hands this process's setting to the run's controller: no PreemptionWatcher actor per trial (it
+    # tells workers of draining nodes, which nothing here uses), unless the user asked for one.
+    os.environ.setdefault(PREEMPTION_WATCHER_VAR, "0")
     # Worker failures fail the trial; Tune retries it (FailureConfig) and the TorchTrainer, relaunched
     # under the same name and storage, continues from the trial's last checkpoint.
     run_training(train_config, plan.resources, storage=trials_storage(ctx), name=trial_run_name(plan, trial_id),
