@@ -11,19 +11,29 @@ A checkpoint folder (`checkpoint_epoch_0005/` in the run's storage) holds
 so `python -m cyclegan translate --checkpoint .../latest_net_G_A.pth` and
 `python -m cyclegan train --continue_train` use it as it is, and `orchestrator train
 --resume-from` starts from a single-machine run's folder.
+
+Ray Train keeps a Train run's checkpoint folders (and rotates them); a one-worker sweep trial,
+which trains in its own Tune trial process, keeps the same folders itself (`StoredCheckpoints`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pyarrow.fs as pafs
 
 from cyclegan import checkpoint as ckpt
 from cyclegan.errors import UserError
 from cyclegan.run_files import CHECKPOINT_FILES, STATE_FILE
+
+from .storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +41,11 @@ WORKER_STATES = "worker_states.pt"
 METRICS_FILE = "metrics.json"
 
 
+CHECKPOINT_PREFIX = "checkpoint_epoch_"
+
+
 def checkpoint_dir_name(epoch: int) -> str:
-    return f"checkpoint_epoch_{epoch:04d}"
+    return f"{CHECKPOINT_PREFIX}{epoch:04d}"
 
 
 def stage(out_dir: Path, dest: Path, worker_states: list[dict] | None = None, metrics: dict | None = None) -> Path:
@@ -84,3 +97,54 @@ def load_reported_metrics(folder: str | Path) -> dict:
     """The metrics reported with the checkpoint in `folder` ({} for checkpoints written before they were kept)."""
     path = Path(folder) / METRICS_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+class StoredCheckpoints:
+    """A run's checkpoint folders in storage, `<storage>/<run>/checkpoint_epoch_NNNN/`, written and rotated by the
+    run itself: the newest `keep` stay. A folder counts once its metrics.json is there: it is uploaded last, so a
+    process killed while uploading leaves a folder that is skipped (and deleted by the next rotation)."""
+
+    def __init__(self, storage: Storage, run_name: str, keep: int):
+        self.storage, self.run_name, self.keep = storage, run_name, keep
+        self.fs = storage.filesystem or pafs.LocalFileSystem()
+        self.root = f"{storage.path.rstrip('/')}/{run_name}"
+
+    def _folders(self) -> tuple[list[str], list[str]]:
+        """(complete, incomplete) checkpoint folder names, oldest first."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        names = sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith(CHECKPOINT_PREFIX))
+        done = [i.type == pafs.FileType.File for i in self.fs.get_file_info([f"{self.root}/{n}/{METRICS_FILE}" for n in names])]
+        return [n for n, ok in zip(names, done) if ok], [n for n, ok in zip(names, done) if not ok]
+
+    @contextlib.contextmanager
+    def newest(self) -> Iterator[tuple[Path, str] | None]:
+        """The newest complete checkpoint as (a local folder, its URI): downloaded from S3 for the time of the
+        `with`; None when there is none."""
+        complete, _ = self._folders()
+        if not complete:
+            yield None
+            return
+        uri = self.storage.run_uri(self.run_name, complete[-1])
+        if self.storage.is_local:
+            yield Path(self.root, complete[-1]), uri
+            return
+        with tempfile.TemporaryDirectory(prefix="cyclegan-resume-") as tmp:
+            pafs.copy_files(f"{self.root}/{complete[-1]}", tmp, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
+            yield Path(tmp), uri
+
+    def save(self, folder: Path, name: str) -> str:
+        """Upload the staged checkpoint `folder` as `name` (metrics.json last), then delete all but the newest
+        `keep`; returns its URI."""
+        target = f"{self.root}/{name}"
+        self.fs.create_dir(target, recursive=True)
+        files = sorted(folder.iterdir(), key=lambda path: path.name == METRICS_FILE)
+        for path in files:
+            pafs.copy_files(str(path), f"{target}/{path.name}", source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=self.fs)
+        complete, incomplete = self._folders()
+        for old in complete[:-self.keep] + [n for n in incomplete if n < complete[-1]]:
+            try:
+                self.fs.delete_dir(f"{self.root}/{old}")
+            except (FileNotFoundError, OSError) as err:  # a leftover folder costs space, not correctness
+                log.warning("%s: could not delete the old checkpoint %s: %s", self.run_name, old, err)
+        return self.storage.run_uri(self.run_name, name)

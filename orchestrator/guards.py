@@ -1,6 +1,8 @@
-"""Guard rails of one task's sweep: divergence, a time budget, a cap on failed trials.
+"""Guard rails of each task's sweep: divergence, a time budget, a cap on failed trials.
 
-`SweepGuard` is both the Tune stopper and a Tune callback of the task's Tuner:
+`SweepGuard` holds one task's rules and state; `TaskGuards`, the Tune stopper and a Tune callback
+of the manifest's one Tune run, routes each trial to its task's guard (orchestrator.dispatch stops
+the trials of a task whose guard says so):
 
 - **Divergence.** A trial has diverged when an epoch reports a non-finite loss or metric, or a
   metric more than `divergence_factor` times worse than the baseline trial's at the same epoch
@@ -11,9 +13,9 @@
   STOP: not an error, so FailureConfig never retries it) and its result carries the reason under
   `diverged`; the baseline itself only diverges on non-finite numbers.
 - **Time budget.** Once `time_budget_s` has passed since the task's sweep started (a resumed sweep
-  starts the clock again), every running trial is stopped and no new one starts.
-- **Failed trials.** Once `max_failed_trials` trials have failed for good (after their retries),
-  the same.
+  starts the clock again), every running trial of the task is stopped and no new one starts.
+- **Failed trials.** Once `max_failed_trials` trials of the task have failed for good (after their
+  retries), the same.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ray.tune import Callback, Stopper
 from cyclegan.metric_names import EPOCH_METRICS, LOSS_NAMES
 
 from .baseline import baseline_trial
+from .dispatch import task_of
 
 DIVERGED = "diverged"  # the result key holding why a trial diverged
 WATCHED = frozenset({f"loss_{name}" for name in LOSS_NAMES} | set(EPOCH_METRICS))  # the losses, loss_G, cycle_l1
@@ -131,3 +134,50 @@ class SweepGuard(Callback, Stopper):
     def _baseline_at(self, epoch: int) -> tuple[int, float] | None:
         earlier = [e for e in self.baseline_values if e <= epoch]
         return (max(earlier), self.baseline_values[max(earlier)]) if earlier else None
+
+
+class TaskGuards(Callback, Stopper):
+    """Every task's `SweepGuard` behind the one Tune run: each trial's events and results go to its
+    task's guard (by `config["task"]`), each guard sees only its task's trials. The run itself never
+    stops all at once: `stopping()` names the tasks whose guard says stop, which the dispatching
+    scheduler then ends (orchestrator.dispatch.TaskScheduler)."""
+
+    def __init__(self, guards: dict[str, SweepGuard]):
+        self.guards = guards
+        self.tasks: dict[str, str] = {}   # trial id -> task, from the trials Tune lists at each step
+        self._stopping: set[str] = set()
+
+    def guard_of(self, trial_id: str) -> SweepGuard | None:
+        task = self.tasks.get(trial_id)
+        return self.guards.get(task) if task else None
+
+    def stopping(self) -> set[str]:
+        """The tasks whose guard has said stop (time budget, failed trials)."""
+        return self._stopping
+
+    # -- Tune callback -----------------------------------------------------------------------
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if len(trials) != len(self.tasks):
+            self.tasks = {t.trial_id: task_of(t) for t in trials}
+        by_task: dict[str, list] = {task: [] for task in self.guards}
+        for trial in trials:
+            by_task.setdefault(task_of(trial), []).append(trial)
+        for task, guard in self.guards.items():
+            guard.on_step_begin(iteration, by_task[task], **info)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        if guard := self.guards.get(task_of(trial)):
+            guard.on_trial_complete(iteration, trials, trial, **info)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        if guard := self.guards.get(task_of(trial)):
+            guard.on_trial_error(iteration, trials, trial, **info)
+
+    # -- Tune stopper ------------------------------------------------------------------------
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        guard = self.guard_of(trial_id)
+        return guard(trial_id, result) if guard is not None else False
+
+    def stop_all(self) -> bool:
+        self._stopping |= {task for task, guard in self.guards.items() if guard.stop_all()}
+        return False

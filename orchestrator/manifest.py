@@ -28,6 +28,7 @@ from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS, base_metric
 from cyclegan.metric_names import mode as metric_mode
 
 from .baseline import in_values
+from .run_options import Resources
 from .strategies import ALGORITHMS, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
 
 # Search-space names that are not TrainConfig fields: the paper's λ (both cycle weights)
@@ -46,18 +47,6 @@ class ManifestError(UserError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class Resources(_Strict):
-    workers: int = Field(1, ge=1, description="DDP workers per trial")
-    gpus_per_worker: float = Field(0, ge=0, description="GPUs per worker (whole numbers for multi-worker DDP)")
-    cpus_per_worker: float = Field(1, gt=0, description="CPUs per worker")
-
-    @model_validator(mode="after")
-    def _whole_gpus_for_ddp(self) -> Resources:
-        if self.workers > 1 and self.gpus_per_worker not in (0, int(self.gpus_per_worker)):
-            raise ValueError("gpus_per_worker must be a whole number when workers > 1 (fractional GPUs break NCCL DDP)")
-        return self
 
 
 class Search(_Strict):
@@ -160,6 +149,8 @@ class Manifest(_Strict):
     name: str = Field(description="the experiment's name")
     description: str = ""
     storage: str | None = Field(None, description="where trials checkpoint: a folder or s3://bucket/prefix (default ./runs)")
+    max_concurrent_trials: int | None = Field(None, ge=1, description="trials running at once across all tasks "
+                                              "(default: as many as the cluster holds)")
     tracking: Tracking = Field(default_factory=Tracking)
     defaults: Defaults = Field(default_factory=Defaults)
     search: Search = Field(default_factory=Search)

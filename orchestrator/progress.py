@@ -1,7 +1,8 @@
 """Live progress of a sweep: per task, trials running / finished / stopped / diverged / failed and the best so far.
 
-Each task's Tune driver feeds a small Ray actor through a Tune callback; the main
-driver polls it and prints one line per task whenever something changed.
+The sweep's Tune run feeds a small Ray actor through one Tune callback per task
+(orchestrator.dispatch.TaskCallbacks); the driver polls it and prints one line per task whenever
+something changed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ray.tune import Callback
 
 from .baseline import baseline_trial
 from .best import BEST_EPOCH, best_key
+from .dispatch import without_task
 from .guards import DIVERGED
 from .results import STATUSES
 
@@ -111,7 +113,7 @@ class ProgressCallback(Callback):
         """The trial's hyperparameters, and whether it is the baseline."""
         pairs = [(t.trial_id, getattr(t, "config", None) or {}) for t in trials] or [(trial.trial_id, getattr(trial, "config", None) or {})]
         mark = ", the baseline" if baseline_trial(pairs, self.baseline) == trial.trial_id else ""
-        config = getattr(trial, "config", None) or {}
+        config = without_task(getattr(trial, "config", None))
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items())
         return f" ({params}{mark})" if params else (f" ({mark.removeprefix(', ')})" if mark else "")
 

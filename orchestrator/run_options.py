@@ -1,53 +1,108 @@
-"""Options of one Ray Train run that the CLI, the Python API and the sweeps share (no Ray import here)."""
+"""Options of one Ray run that the CLI, the Python API and the sweeps share (no Ray import here).
+
+`Resources` is the one resources type: a manifest's `resources` (per trial of a task), and what
+`python -m orchestrator train` and `orchestrator.train.fit` take (`Scaling` is the same class).
+`prepare_config` checks a TrainConfig for a run on Ray before anything starts.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import re
+from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cyclegan.config import TrainConfig
 from cyclegan.errors import UserError
+from cyclegan.sources import parse_reference
 
 DEFAULT_STORAGE = "./runs"
 DEFAULT_KEEP_CHECKPOINTS = 3
+GIB = 1 << 30
+# What a training process reserves of Ray's `memory` resource unless told otherwise: a torch process
+# with a small model and its data loader (the training worker of a tiny trial is ~0.7 GB).
+DEFAULT_MEMORY_PER_WORKER_GIB = 1.0
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 
 
-class ScalingLike(Protocol):
-    workers: int
-    gpus_per_worker: float
-    cpus_per_worker: float
+class Resources(BaseModel):
+    """How many DDP workers a run (one training, or one trial of a sweep) has and what each one gets."""
 
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
-@dataclass(frozen=True)
-class Scaling:
-    """How many DDP workers and what each one gets (same fields as a manifest's `resources`)."""
+    workers: int = Field(1, ge=1, description="DDP workers per trial")
+    gpus_per_worker: float = Field(0, ge=0, description="GPUs per worker (whole numbers for multi-worker DDP)")
+    cpus_per_worker: float = Field(1, gt=0, description="CPUs per worker")
+    memory_per_worker: float = Field(DEFAULT_MEMORY_PER_WORKER_GIB, ge=0,
+                                     description="GiB of RAM each worker reserves (Ray's memory resource; 0: none)")
 
-    workers: int = 1
-    gpus_per_worker: float = 0
-    cpus_per_worker: float = 1
+    @model_validator(mode="after")
+    def _whole_gpus_for_ddp(self) -> Resources:
+        if self.workers > 1 and self.gpus_per_worker not in (0, int(self.gpus_per_worker)):
+            raise ValueError("gpus_per_worker must be a whole number when workers > 1 (fractional GPUs break NCCL DDP)")
+        return self
 
     @classmethod
-    def of(cls, value: ScalingLike | None) -> Scaling:
-        if value is None:
-            return cls()
-        return cls(int(value.workers), float(value.gpus_per_worker), float(value.cpus_per_worker))
-
-    def check(self) -> Scaling:
-        if self.workers < 1:
-            raise UserError(f"--workers: {self.workers}; must be at least 1")
-        if self.cpus_per_worker <= 0:
-            raise UserError(f"--cpus-per-worker: {self.cpus_per_worker}; must be positive")
-        if self.gpus_per_worker < 0:
-            raise UserError(f"--gpus-per-worker: {self.gpus_per_worker}; must be 0 or more")
-        if self.workers > 1 and self.gpus_per_worker not in (0, int(self.gpus_per_worker)):
-            raise UserError(f"--gpus-per-worker {self.gpus_per_worker}: must be a whole number with more than one worker "
+    def from_flags(cls, workers: int, gpus_per_worker: float, cpus_per_worker: float,
+                   memory_per_worker: float = DEFAULT_MEMORY_PER_WORKER_GIB) -> Resources:
+        """From `orchestrator train`'s flags: a UserError naming the flag for each bad value."""
+        if workers < 1:
+            raise UserError(f"--workers: {workers}; must be at least 1")
+        if cpus_per_worker <= 0:
+            raise UserError(f"--cpus-per-worker: {cpus_per_worker}; must be positive")
+        if gpus_per_worker < 0:
+            raise UserError(f"--gpus-per-worker: {gpus_per_worker}; must be 0 or more")
+        if memory_per_worker < 0:
+            raise UserError(f"--memory-per-worker: {memory_per_worker}; must be 0 or more")
+        if workers > 1 and gpus_per_worker not in (0, int(gpus_per_worker)):
+            raise UserError(f"--gpus-per-worker {gpus_per_worker}: must be a whole number with more than one worker "
                             "(NCCL cannot run two DDP ranks on one GPU)")
-        return self
+        return cls(workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                   memory_per_worker=memory_per_worker)
+
+    @property
+    def threads(self) -> int:
+        """Torch threads of a CPU worker: as many as it has CPUs."""
+        return max(1, int(self.cpus_per_worker))
+
+    def worker_bundle(self) -> dict[str, float]:
+        """One worker's Ray resources (memory in bytes, as Ray counts it)."""
+        bundle = {"CPU": self.cpus_per_worker, "GPU": self.gpus_per_worker, "memory": self.memory_per_worker * GIB}
+        return {k: v for k, v in bundle.items() if v}
 
     def to_ray(self):
         """The `ray.train.ScalingConfig`."""
         from ray.train import ScalingConfig
 
-        resources = {"CPU": self.cpus_per_worker}
-        if self.gpus_per_worker:
-            resources["GPU"] = self.gpus_per_worker
-        return ScalingConfig(num_workers=self.workers, use_gpu=self.gpus_per_worker > 0, resources_per_worker=resources)
+        return ScalingConfig(num_workers=self.workers, use_gpu=self.gpus_per_worker > 0, resources_per_worker=self.worker_bundle())
+
+
+Scaling = Resources  # the name `orchestrator.train.fit` has always taken it by
+
+
+def prepare_config(config: TrainConfig, resources: Resources, name: str | None = None) -> TrainConfig:
+    """Check the options for a run on Ray and make local paths absolute (workers run elsewhere)."""
+    cfg = config.replace(name=name or config.name)
+    if not _NAME.match(cfg.name):
+        raise UserError(f"--name {cfg.name!r}: use letters, digits, '_', '.', '=' and '-' (it names a folder in the storage)")
+    if cfg.continue_train:
+        raise UserError("--continue_train: not needed here; relaunching with the same --name and --storage resumes the run "
+                        "(to start from a single-machine run, pass --resume-from its folder)")
+    if cfg.device.startswith("cuda") and not resources.gpus_per_worker:
+        raise UserError(f"--device {cfg.device}: the workers have no GPU; pass --gpus-per-worker 1 (or --device auto)")
+    if cfg.device == "cpu" and resources.gpus_per_worker:
+        raise UserError("--device cpu with --gpus-per-worker: drop one of them")
+    ref = parse_reference(cfg.dataroot)  # the form of the reference, no I/O
+    changes: dict[str, Any] = {}
+    if ref.kind in ("folder", "archive"):
+        if not Path(ref.location).exists():
+            raise UserError(f"--dataroot {cfg.dataroot}: not found (a local path must exist on every node: use a shared "
+                            "folder, or an s3:// reference on a cluster)")
+        changes["dataroot"] = ref.location
+    for field in ("checkpoints_dir", "cache_dir", "inception_weights"):
+        value = getattr(cfg, field, "")
+        if value and "://" not in value:
+            changes[field] = str(Path(value).expanduser().resolve())
+    return cfg.replace(**changes) if changes else cfg

@@ -16,6 +16,7 @@ import ray
 from cyclegan.errors import UserError
 
 from . import tracking
+from .cluster import connect
 from .lineage import git_commit, log_task_lineage
 from .manifest import LoadedManifest, TaskPlan
 from .redact import environ_snapshot, is_secret_name, mask_text
@@ -23,7 +24,6 @@ from .resources import DEFAULT_RESOURCE_WAIT_S, check_cluster_fits, has_autoscal
 from .results import TaskResult, summary_table, write_results
 from .storage import Storage, parse_storage, validate_storage, without_userinfo
 from .sweep import SweepContext, run_sweeps, trial_run_name, trials_storage
-from .train import connect
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +188,9 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
     try:
         started_here = connect(address, runtime_env={"env_vars": env} if env else None, log_to_driver=verbose)
         signal.signal(signal.SIGTERM, _stop)  # ray.init installs its own SIGTERM handler (sys.exit)
+        can_grow = not started_here and has_autoscaler()
         try:
-            check_cluster_fits(plans, can_grow=not started_here and has_autoscaler(), wait_s=resource_wait_s, echo=echo)
+            check_cluster_fits(plans, can_grow=can_grow, wait_s=resource_wait_s, echo=echo)
         except UserError as err:
             for spec in runs.values():
                 tracking.end_task_run(spec["uri"], spec["parent_run_id"], "FAILED", summary=mask_text(str(err))[:2000])
@@ -198,7 +199,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
         logs = _logs_line(log_path)
         if logs:
             echo(logs)
-        results = run_sweeps(loaded, plans, ctx, echo=echo)
+        results = run_sweeps(loaded, plans, ctx, echo=echo, can_grow=can_grow)
         trials = parse_storage(trials_storage(ctx))
         for result, plan in zip(results, plans):
             _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix, trials)

@@ -1,34 +1,48 @@
-"""Sweep every task of a manifest with Ray Tune; every trial is a Ray Train DDP run.
+"""Sweep every task of a manifest in one Ray Tune run, in the driver's process.
 
-Per task, a Tune driver runs as a Ray task on the cluster (so tasks sweep
-concurrently while there is room, and ASHA only ever compares trials of the same
-task). Each trial is a function trainable that builds a TorchTrainer named after the
-task and the trial id, so a retried or resumed trial continues from its last
-checkpoint instead of starting over. Trials count by their best epoch (orchestrator.best),
-the paper's baseline runs first (orchestrator.baseline), and the guard rails
-(orchestrator.guards) stop diverged trials and sweeps over their budget.
+Every trial's config names its task (`config["task"]`); the run's search algorithm and scheduler
+dispatch by it (orchestrator.dispatch), so each task keeps its own search, sample count, metric and
+scheduler, and ASHA only ever compares trials of the same task. A one-worker trial trains in its
+own Tune trial process; a trial with several workers drives a Ray Train DDP run (orchestrator.worker).
+Either way a trial is named after its task and its trial id, so a retried or resumed trial continues
+from its last checkpoint instead of starting over. Trials count by their best epoch
+(orchestrator.best), the paper's baseline runs first (orchestrator.baseline), and the guard rails
+(orchestrator.guards) stop diverged trials and tasks over their budget.
+
+Nothing here imports torch: the driver stays small whatever the number of tasks (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
+import os
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ray
+import pyarrow.fs as pafs
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from . import search as tune_search
 from .baseline import baseline_trial
 from .best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
-from .guards import DIVERGED, SweepGuard
+from .dispatch import TASK_KEY, TaskCallbacks, TaskScheduler, TaskSearch, TaskSearchSpec, without_task
+from .guards import DIVERGED, SweepGuard, TaskGuards
 from .manifest import LoadedManifest, TaskPlan
 from .progress import ProgressBoard, ProgressCallback, follow
 from .redact import is_secret_name
+from .resources import concurrency_limit, trains_in_trial, trial_placement
 from .results import TaskResult, TrialRecord, pick_best
 from .storage import Storage, parse_storage
+
+PREEMPTION_WATCHER_VAR = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 @dataclass
@@ -63,19 +77,34 @@ def trial_run_name(plan: TaskPlan, trial_id: str) -> str:
     return f"{plan.name}-{trial_id}"
 
 
-def run_trial(config: dict[str, Any], plan: TaskPlan, ctx: SweepContext) -> None:
-    """The Tune function trainable: one Ray Train run, reporting every epoch to Tune."""
+def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepContext) -> None:
+    """The Tune function trainable of every task: the trial's task is `config["task"]`. A one-worker trial
+    trains here, in this process; a trial with several workers drives a Ray Train DDP run. Either reports
+    every epoch to Tune and keeps its checkpoints in `<trials storage>/<task>-<trial id>/`, so a retried or
+    resumed trial continues from its last checkpoint instead of starting over."""
+    plan = plans[config[TASK_KEY]]
+    trial_id = tune.get_context().get_trial_id()
+    train_config = trial_train_config(plan, without_task(config), trial_id)
+    ranking = Ranking(plan.search.metric, plan.search.resolved_mode)
+    tracking = {**ctx.tracking[plan.name], "trial": trial_id} if plan.name in ctx.tracking else None
+    if trains_in_trial(plan.resources):
+        from cyclegan.config import TrainConfig
+
+        from .worker import train_in_trial
+
+        train_in_trial(TrainConfig.from_dict(train_config), plan.resources, trials_storage(ctx), tracking=tracking, ranking=ranking)
+        return
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from .train import run_training
 
-    trial_id = tune.get_context().get_trial_id()
-    train_config = trial_train_config(plan, config, trial_id)
+    # Ray Train hands this process's setting to the run's controller: no PreemptionWatcher actor per trial (it
+    # tells workers of draining nodes, which nothing here uses), unless the user asked for one.
+    os.environ.setdefault(PREEMPTION_WATCHER_VAR, "0")
     # Worker failures fail the trial; Tune retries it (FailureConfig) and the TorchTrainer, relaunched
     # under the same name and storage, continues from the trial's last checkpoint.
     run_training(train_config, plan.resources, storage=trials_storage(ctx), name=trial_run_name(plan, trial_id),
-                 callbacks=[TuneReportCallback()], max_failures=0, ranking=Ranking(plan.search.metric, plan.search.resolved_mode),
-                 tracking={**ctx.tracking[plan.name], "trial": trial_id} if plan.name in ctx.tracking else None)
+                 callbacks=[TuneReportCallback()], max_failures=0, ranking=ranking, tracking=tracking)
 
 
 HISTORY_PREFIXES = ("loss_", "cycle_l1", "pairs_per_s", "fid", "kid", "psnr", "ssim", "l1", "best_")
@@ -100,7 +129,7 @@ def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard:
     run_name = trial_run_name(plan, trial_id)
     kept = read_best(trials, run_name)
     value, best_epoch = (kept.value, kept.epoch) if kept else (last.get(best_key(plan.search.metric)), last.get(BEST_EPOCH))
-    return TrialRecord(trial_id=trial_id, params=dict(result.config or guard.configs.get(trial_id, {})), status=status,
+    return TrialRecord(trial_id=trial_id, params=without_task(result.config or guard.configs.get(trial_id, {})), status=status,
                        metric=float(value) if value is not None and not math.isnan(value) else None, epochs=done, history=history,
                        checkpoint=last.get("checkpoint_path"), error=_tail(result.error), best_epoch=best_epoch,
                        best_checkpoint=trials.run_uri(run_name, BEST_DIR) if kept else None, baseline=trial_id == baseline_id,
@@ -131,85 +160,185 @@ def keep_credentials_out_of_trial_envs() -> None:
         {name for name in class_cache.ENV_VARS_TO_PROPAGATE if is_secret_name(name)})
 
 
-def sweep_task(plan: TaskPlan, ctx: SweepContext, board_name: str) -> TaskResult:
-    """Run (or resume) one task's Tune experiment; runs inside a Ray task."""
-    keep_credentials_out_of_trial_envs()
-    epochs = total_epochs(plan)
+RUN_NAME_LIMIT = 80  # a run named after many tasks gets a hash of their names instead
+PROGRESS_BOARD_MEMORY = 100 << 20  # what the progress actor reserves of its node's memory (it holds a few counters)
+
+
+def run_name(plans: list[TaskPlan]) -> str:
+    """The Tune run's name: the task selection's (one task: its name), so that `--resume` with the same
+    selection finds it again, and a sweep of another selection is a run of its own."""
+    names = [plan.name for plan in plans]
+    joined = "+".join(names)
+    if len(joined) <= RUN_NAME_LIMIT:
+        return joined
+    return f"{len(names)}-tasks-{hashlib.sha1(joined.encode()).hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def _tune_environment(max_pending: int) -> Iterator[None]:
+    """Tune reads these from the driver's environment while it runs: no automatic loggers (the
+    TensorBoard one imports torch; the CSV and JSON ones are passed explicitly), and as many trials
+    pending placement at once as may run, not Tune's default of one for a custom search algorithm."""
+    values = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_MAX_PENDING_TRIALS_PG": str(max_pending)}
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _task_search(plans: list[TaskPlan], limit: int, guards: TaskGuards) -> tuple[TaskSearch, TaskScheduler]:
+    """The dispatching search algorithm and scheduler of the run: each task its own, as a Tuner of the task alone had."""
+    specs, schedulers, metrics = {}, {}, {}
+    for plan in plans:
+        epochs = total_epochs(plan)
+        specs[plan.name] = TaskSearchSpec(tune_search.search_algorithm(plan, epochs), tune_search.param_space(plan),
+                                          tune_search.tune_num_samples(plan), tune_search.tune_metric(plan),
+                                          plan.search.resolved_mode, max_concurrent=plan.search.max_concurrent_trials,
+                                          max_failures=plan.search.max_failures)
+        schedulers[plan.name] = tune_search.scheduler(plan, epochs)
+        metrics[plan.name] = (tune_search.tune_metric(plan), plan.search.resolved_mode)
+    search = TaskSearch(specs, max_concurrent=limit, stops=guards)
+    return search, TaskScheduler(schedulers, search, metrics, stops=guards)
+
+
+def _tuner(plans: list[TaskPlan], ctx: SweepContext, limit: int, guards: TaskGuards, callbacks: list) -> tune.Tuner:
+    """A new Tune run of `plans`, or the saved one of the same selection when resuming."""
+    by_name = {plan.name: plan for plan in plans}
 
     def trial(config: dict[str, Any]) -> None:
-        run_trial(config, plan, ctx)
+        run_trial(config, by_name, ctx)
 
-    # Tune registers trainables cluster-wide by name: each task's needs its own.
-    trial.__name__ = trial.__qualname__ = f"cyclegan_{ctx.experiment}_{plan.name}"
-    # The trial function only drives its Train workers, which hold the real resources; Tune
-    # refuses a zero request, so it asks for a sliver.
-    trainable = tune.with_resources(trial, {"cpu": 0.01})
+    # Tune registers trainables cluster-wide by name.
+    trial.__name__ = trial.__qualname__ = f"cyclegan_{ctx.experiment}"
+    # What each trial reserves depends on its task (orchestrator.resources).
+    trainable = tune.with_resources(trial, lambda config: trial_placement(by_name[config[TASK_KEY]].resources))
     storage = parse_storage(ctx.storage)
     tune_root = f"{storage.path.rstrip('/')}/{ctx.experiment}/tune"
-    guard = tune_search.guard(plan)
-    board = ray.get_actor(board_name)
-    callbacks = [ProgressCallback(board_name, plan.name, plan.search.metric, epochs, plan.baseline), guard]
-    board.register.remote(plan.name, plan.search.metric, plan.search.resolved_mode, plan.trial_count)
-    if ctx.resume and tune.Tuner.can_restore(f"{tune_root}/{plan.name}", storage_filesystem=storage.filesystem):
-        tuner = tune.Tuner.restore(f"{tune_root}/{plan.name}", trainable, resume_errored=True,
-                                   storage_filesystem=storage.filesystem)
-        # The saved run config holds the previous run's callbacks (and its dead progress actor) and guard.
+    name = run_name(plans)
+    loggers = [CSVLoggerCallback(), JsonLoggerCallback()]  # what the results' metrics and a resume read
+    if ctx.resume and tune.Tuner.can_restore(f"{tune_root}/{name}", storage_filesystem=storage.filesystem):
+        tuner = tune.Tuner.restore(f"{tune_root}/{name}", trainable, resume_errored=True, storage_filesystem=storage.filesystem)
+        # The saved run holds the previous driver's callbacks (and its dead progress actor) and guards.
         run_config = tuner._local_tuner.get_run_config()
-        run_config.callbacks, run_config.stop = callbacks, guard
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=tune_search.param_space(plan),
-            tune_config=tune.TuneConfig(
-                metric=tune_search.tune_metric(plan), mode=plan.search.resolved_mode, num_samples=tune_search.tune_num_samples(plan),
-                search_alg=tune_search.search_algorithm(plan, epochs), scheduler=tune_search.scheduler(plan, epochs),
-                max_concurrent_trials=plan.search.max_concurrent_trials,
-                trial_dirname_creator=lambda trial: trial.trial_id),
-            run_config=tune.RunConfig(name=plan.name, storage_path=tune_root, storage_filesystem=storage.filesystem,
-                                      failure_config=tune.FailureConfig(max_failures=plan.search.max_failures),
-                                      stop=guard, callbacks=callbacks, verbose=0),
-        )
-    grid = tuner.fit()
+        run_config.callbacks, run_config.stop = callbacks + loggers, guards
+        tune_config = tuner._local_tuner._tune_config
+        tune_config.search_alg.stops = tune_config.scheduler.stops = guards
+        tune_config.search_alg.max_concurrent = limit
+        return tuner
+    search, scheduler = _task_search(plans, limit, guards)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=1,
+                                    trial_dirname_creator=lambda trial: trial.trial_id),
+        run_config=tune.RunConfig(name=name, storage_path=tune_root, storage_filesystem=storage.filesystem,
+                                  failure_config=tune.FailureConfig(max_failures=max(p.search.max_failures for p in plans)),
+                                  stop=guards, callbacks=callbacks + loggers, verbose=0),
+    )
+
+
+def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext, echo=print, *,
+               can_grow: bool = False) -> list[TaskResult]:
+    """Sweep the tasks in one Tune run in this process, printing progress; one TaskResult per plan.
+
+    At most the manifest's `max_concurrent_trials` trials run at once across the tasks (default: as
+    many as the cluster holds now, orchestrator.resources), each task within its own limit; the rest
+    wait their turn."""
+    keep_credentials_out_of_trial_envs()
+    from .cluster import alive_nodes
+
+    limit = concurrency_limit(plans, loaded.manifest.max_concurrent_trials, alive_nodes(), can_grow)
+    board_name = f"cyclegan-progress-{uuid.uuid4().hex[:12]}"
+    board = ProgressBoard.options(name=board_name, memory=PROGRESS_BOARD_MEMORY).remote()
+    for plan in plans:
+        board.register.remote(plan.name, plan.search.metric, plan.search.resolved_mode, plan.trial_count)
+    guards = TaskGuards({plan.name: tune_search.guard(plan) for plan in plans})
+    progress = TaskCallbacks({plan.name: ProgressCallback(board_name, plan.name, plan.search.metric, total_epochs(plan), plan.baseline)
+                              for plan in plans})
+    tuner = _tuner(plans, ctx, limit, guards, [progress, guards])
+    outcome: dict[str, Any] = {}
+
+    def sweep() -> None:
+        try:
+            grid = tuner.fit()
+        except Exception as err:  # the run itself failed: every task gets a failed record
+            failed = TrialRecord("-", {}, "failed", None, 0, [], None, error=_tail(err))
+            outcome["results"] = [TaskResult(p.name, p.data, p.search.metric, p.search.resolved_mode, [failed], None) for p in plans]
+            return
+        # Still in this thread: the board hears the last updates before the progress shows its last state.
+        try:
+            outcome["results"] = _results(grid, plans, ctx, guards, board)
+        except BaseException as err:  # raised again in the driver's main thread
+            outcome["error"] = err
+
+    with _tune_environment(limit):
+        # Tune runs in a thread; this one prints the progress and takes the signals (orchestrator.runner).
+        runner = threading.Thread(target=sweep, name="tune-run", daemon=True)
+        runner.start()
+        follow(board, lambda timeout: (runner.join(timeout), not runner.is_alive())[1], echo=echo)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["results"]
+
+
+def _results(grid, plans: list[TaskPlan], ctx: SweepContext, guards: TaskGuards, board) -> list[TaskResult]:
+    """One TaskResult per plan from the run's results."""
+    by_task: dict[str, list] = {plan.name: [] for plan in plans}
+    for result in grid:
+        task = (result.config or {}).get(TASK_KEY) or guards.tasks.get(_trial_id(result))
+        if task in by_task:
+            by_task[task].append(result)
+    if len(plans) > 1:
+        write_task_states(ctx, plans)
+    trials = parse_storage(trials_storage(ctx))
+    return [_task_result(plan, by_task[plan.name], guards.guards[plan.name], board, trials) for plan in plans]
+
+
+def write_task_states(ctx: SweepContext, plans: list[TaskPlan]) -> None:
+    """Each task's share of the run's saved Tune state, in `tune/<task>/experiment_state-*.json` (Tune's
+    format: one entry per trial, with its config, status and failures), where a sweep of the task alone
+    keeps its own run: what was recorded of a task's trials is found at the same place either way. A copy,
+    for reading only: resuming goes through the run's own folder."""
+    storage = parse_storage(ctx.storage)
+    fs = storage.filesystem or pafs.LocalFileSystem()
+    tune_root = f"{storage.path.rstrip('/')}/{ctx.experiment}/tune"
+    run = f"{tune_root}/{run_name(plans)}"
+    names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(run, allow_not_found=True))
+                   if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
+    if not names:
+        return
+    with fs.open_input_stream(f"{run}/{names[-1]}") as f:
+        state = json.loads(f.read())
+    entries = state.get("trial_data", [])
+    for plan in plans:
+        own = [entry for entry in entries if (json.loads(entry[0]).get("config") or {}).get(TASK_KEY) == plan.name]
+        fs.create_dir(f"{tune_root}/{plan.name}", recursive=True)
+        with fs.open_output_stream(f"{tune_root}/{plan.name}/{names[-1]}") as f:
+            f.write(json.dumps({**state, "trial_data": own}).encode())
+
+
+def _task_result(plan: TaskPlan, results: list, guard: SweepGuard, board, trials: Storage) -> TaskResult:
+    epochs = total_epochs(plan)
     # Tune's results hold a trial's config only once it reported: the guard saw every trial's, in order.
     baseline_id = baseline_trial(guard.configs.items(), plan.baseline)
-    trials = [_record(result, plan, epochs, baseline_id, guard, parse_storage(trials_storage(ctx))) for result in grid]
-    for t in trials:  # the trials the guard's stop_all ended got no line of their own from Tune's callbacks
+    records = [_record(result, plan, epochs, baseline_id, guard, trials) for result in results]
+    for t in records:  # the trials the guard's stop ended got no line of their own from Tune's callbacks
         if t.trial_id not in guard.completed and t.note:
             board.update.remote(plan.name, t.trial_id, t.status, None, t.note)
     if guard.stop_reason:  # trials never created are not pending any more
         board.stop.remote(plan.name, guard.stop_reason)
-    best = pick_best(trials, plan.search.resolved_mode)
-    return TaskResult(plan.name, plan.data, plan.search.metric, plan.search.resolved_mode, trials,
+    best = pick_best(records, plan.search.resolved_mode)
+    return TaskResult(plan.name, plan.data, plan.search.metric, plan.search.resolved_mode, records,
                       best.trial_id if best else None, baseline_trial_id=baseline_id, stopped=guard.stop_reason)
 
 
 def _trial_id(result) -> str:
     return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
-
-
-def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext, echo=print) -> list[TaskResult]:
-    """Sweep the tasks concurrently (one remote Tune driver each) and print progress."""
-    board_name = f"cyclegan-progress-{uuid.uuid4().hex[:12]}"
-    board = ProgressBoard.options(name=board_name).remote()
-    remote_sweep = ray.remote(num_cpus=0, max_retries=0)(sweep_task)
-    futures = {plan.name: remote_sweep.remote(plan, ctx, board_name) for plan in plans}
-    pending = list(futures.values())
-
-    def wait_done(timeout: float) -> bool:
-        nonlocal pending
-        _, pending = ray.wait(pending, num_returns=len(pending), timeout=timeout)
-        return not pending
-
-    follow(board, wait_done, echo=echo)
-    results = []
-    for name, future in futures.items():
-        try:
-            results.append(ray.get(future))
-        except Exception as err:  # the task's Tune driver itself failed
-            plan = next(p for p in plans if p.name == name)
-            results.append(TaskResult(name, plan.data, plan.search.metric, plan.search.resolved_mode,
-                                      [TrialRecord("-", {}, "failed", None, 0, [], None, error=_tail(err))], None))
-    return results
 
 
 def _tail(error: BaseException | None, limit: int = 1500) -> str | None:

@@ -15,8 +15,6 @@ its last checkpoint (Ray Train restores it), so an interrupted command is simply
 from __future__ import annotations
 
 import logging
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,17 +27,15 @@ from ray.train.torch import TorchTrainer
 from cyclegan.config import TrainConfig
 from cyclegan.errors import UserError
 from cyclegan.run_files import STATE_FILE
-from cyclegan.sources import parse_reference
 
 from .best import Ranking
 from .checkpoints import CHECKPOINT_FILES, state_file
-from .run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Scaling, ScalingLike
+from .cluster import connect
+from .run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Resources, Scaling, prepare_config
 from .storage import Storage, parse_storage, validate_storage
-from .worker import train_loop_per_worker
+from .worker import WorkerPlan, train_loop_per_worker
 
 log = logging.getLogger(__name__)
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 
 
 class TrainingFailed(UserError):
@@ -68,33 +64,6 @@ class TrainResult:
 # Before anything starts
 
 
-def prepare_config(config: TrainConfig | dict, scaling: Scaling, name: str | None = None) -> TrainConfig:
-    """Validate the options for a Ray run and make local paths absolute (workers run elsewhere)."""
-    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
-    cfg = cfg.replace(name=name or cfg.name)
-    if not _NAME.match(cfg.name):
-        raise UserError(f"--name {cfg.name!r}: use letters, digits, '_', '.', '=' and '-' (it names a folder in the storage)")
-    if cfg.continue_train:
-        raise UserError("--continue_train: not needed here; relaunching with the same --name and --storage resumes the run "
-                        "(to start from a single-machine run, pass --resume-from its folder)")
-    if cfg.device.startswith("cuda") and not scaling.gpus_per_worker:
-        raise UserError(f"--device {cfg.device}: the workers have no GPU; pass --gpus-per-worker 1 (or --device auto)")
-    if cfg.device == "cpu" and scaling.gpus_per_worker:
-        raise UserError("--device cpu with --gpus-per-worker: drop one of them")
-    ref = parse_reference(cfg.dataroot)  # the form of the reference, no I/O
-    changes: dict[str, Any] = {}
-    if ref.kind in ("folder", "archive"):
-        if not Path(ref.location).exists():
-            raise UserError(f"--dataroot {cfg.dataroot}: not found (a local path must exist on every node: use a shared "
-                            "folder, or an s3:// reference on a cluster)")
-        changes["dataroot"] = ref.location
-    for field in ("checkpoints_dir", "cache_dir", "inception_weights"):
-        value = getattr(cfg, field, "")
-        if value and "://" not in value:
-            changes[field] = str(Path(value).expanduser().resolve())
-    return cfg.replace(**changes) if changes else cfg
-
-
 def resume_checkpoint(resume_from: str | None) -> ray.train.Checkpoint | None:
     """A starting checkpoint: a folder holding latest_state.pt (a single-machine run's output
     folder, or a Ray run's checkpoint_epoch_NNNN/), local (readable on every node) or s3://."""
@@ -110,37 +79,8 @@ def resume_checkpoint(resume_from: str | None) -> ray.train.Checkpoint | None:
     return ray.train.Checkpoint(target.path, filesystem=target.filesystem)
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None, runtime_env: dict | None = None,
-            log_to_driver: bool = True) -> bool:
-    """Join the cluster at `address` (or $RAY_ADDRESS: `auto`, `ray://…`, an IP) or start a private
-    local Ray. True if this call started Ray here. `address="local"` never joins a (perhaps
-    dead) cluster recorded in /tmp/ray, as a bare `ray.init()` would. `log_to_driver=False` leaves
-    the workers' output in Ray's log files instead of printing it here."""
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS") or "local"
-    try:
-        if address == "local":
-            # With the dashboard (Ray's default): Train V2's PlacementGroupCleaner polls the state API it serves.
-            ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=log_to_driver)
-        else:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
-    except ConnectionError as err:
-        raise UserError(f"--address {address}: cannot reach the Ray cluster ({err}); check --address / RAY_ADDRESS") from None
-    return address == "local"
-
-
 # ------------------------------------------------------------------------------------------------
 # The TorchTrainer
-
-
-def worker_config(cfg: TrainConfig, scaling: Scaling, storage: Storage, output_dir: Path,
-                  resume_from: ray.train.Checkpoint | None = None, tracking: dict | None = None,
-                  ranking: Ranking | None = None) -> dict:
-    """The `train_loop_config` every worker gets (see orchestrator.worker.train_loop_per_worker)."""
-    return {"train": cfg.to_dict(), "run_name": cfg.name, "output_dir": str(output_dir), "run_uri": storage.run_uri(cfg.name),
-            "gpus_per_worker": scaling.gpus_per_worker, "threads": max(1, int(scaling.cpus_per_worker)),
-            "resume_from": resume_from, "tracking": tracking, "storage": storage, "ranking": ranking}
 
 
 @dataclass
@@ -151,14 +91,14 @@ class PreparedRun:
     output_dir: Path
 
 
-def prepare_run(config: TrainConfig | dict, scaling: ScalingLike | None = None, storage: str | Storage = DEFAULT_STORAGE, *,
+def prepare_run(config: TrainConfig | dict, scaling: Resources | None = None, storage: str | Storage = DEFAULT_STORAGE, *,
                 name: str | None = None, max_failures: int = 0, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
                 resume_from: str | None = None, callbacks: list | None = None, worker_env: dict[str, str] | None = None,
                 tracking: dict | None = None, output_dir: str | Path | None = None, check_storage: bool = True,
                 ranking: Ranking | None = None) -> PreparedRun:
     """Everything `fit` does before `TorchTrainer.fit()`: the checks, then the trainer."""
-    scaling = Scaling.of(scaling).check()
-    cfg = prepare_config(config, scaling, name)
+    scaling = scaling or Resources()
+    cfg = prepare_config(config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config)), scaling, name)
     if max_failures < -1:
         raise UserError(f"--max-failures {max_failures}: use 0 or more (-1: retry forever)")
     if keep_checkpoints < 1:
@@ -172,19 +112,21 @@ def prepare_run(config: TrainConfig | dict, scaling: ScalingLike | None = None, 
         callbacks=list(callbacks or []),
         worker_runtime_env={"env_vars": dict(worker_env)} if worker_env else None,
     )
-    loop_config = worker_config(cfg, scaling, target, out, resume_checkpoint(resume_from), tracking, ranking)
-    trainer = TorchTrainer(train_loop_per_worker, train_loop_config=loop_config, scaling_config=scaling.to_ray(), run_config=run_config)
+    plan = WorkerPlan(cfg=cfg, resources=scaling, storage=target, output_dir=out, resume_from=resume_checkpoint(resume_from),
+                      tracking=tracking, ranking=ranking)
+    trainer = TorchTrainer(train_loop_per_worker, train_loop_config={"plan": plan}, scaling_config=scaling.to_ray(),
+                           run_config=run_config)
     return PreparedRun(trainer, cfg, target, out)
 
 
-def make_trainer(config: TrainConfig | dict, scaling: ScalingLike | None = None, storage: str | Storage = DEFAULT_STORAGE,
+def make_trainer(config: TrainConfig | dict, scaling: Resources | None = None, storage: str | Storage = DEFAULT_STORAGE,
                  **options: Any) -> TorchTrainer:
     """The TorchTrainer alone (same arguments as `prepare_run`): what a Tune function trainable
     builds and `.fit()`s, with its `TuneReportCallback` in `callbacks`."""
     return prepare_run(config, scaling, storage, **options).trainer
 
 
-def fit(config: TrainConfig | dict, scaling: ScalingLike | None = None, storage: str | Storage = DEFAULT_STORAGE, *,
+def fit(config: TrainConfig | dict, scaling: Resources | None = None, storage: str | Storage = DEFAULT_STORAGE, *,
         name: str | None = None, max_failures: int = 0, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
         resume_from: str | None = None, callbacks: list | None = None, worker_env: dict[str, str] | None = None,
         tracking: dict | None = None, output_dir: str | Path | None = None, address: str | None = None,
@@ -198,7 +140,7 @@ def fit(config: TrainConfig | dict, scaling: ScalingLike | None = None, storage:
     `output_dir`: rank 0's local folder for sample grids and logs (default <checkpoints_dir>/<name>).
     `ranking`: keep the best epoch by this metric in `<storage>/<name>/best/` (orchestrator.best).
     """
-    scaling = Scaling.of(scaling).check()
+    scaling = scaling or Resources()
     run = prepare_run(config, scaling, storage, name=name, max_failures=max_failures, keep_checkpoints=keep_checkpoints,
                       resume_from=resume_from, callbacks=callbacks, worker_env=worker_env, tracking=tracking,
                       output_dir=output_dir, ranking=ranking)
@@ -224,7 +166,7 @@ def fit(config: TrainConfig | dict, scaling: ScalingLike | None = None, storage:
 run_training = fit  # the name the sweep layer calls
 
 
-def _check_resources(scaling: Scaling, strict: bool) -> None:
+def _check_resources(scaling: Resources, strict: bool) -> None:
     """Ray waits forever for resources it does not have: say so instead, on a local Ray."""
     have = ray.cluster_resources()
     need = {"CPU": scaling.workers * scaling.cpus_per_worker, "GPU": scaling.workers * scaling.gpus_per_worker}
@@ -261,5 +203,5 @@ def _user_error_in(error: BaseException | None, depth: int = 0) -> UserError | N
     return None
 
 
-__all__ = ["DEFAULT_STORAGE", "CHECKPOINT_FILES", "PreparedRun", "Scaling", "TrainResult", "TrainingFailed", "connect", "fit",
-           "make_trainer", "prepare_config", "prepare_run", "run_training", "train_loop_per_worker", "worker_config"]
+__all__ = ["DEFAULT_STORAGE", "CHECKPOINT_FILES", "PreparedRun", "Resources", "Scaling", "TrainResult", "TrainingFailed", "fit",
+           "make_trainer", "prepare_config", "prepare_run", "run_training", "train_loop_per_worker"]

@@ -7,13 +7,13 @@ import os
 
 from cyclegan.config import add_config_arguments, config_from_args
 
-from .run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Scaling
+from .run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_MEMORY_PER_WORKER_GIB, DEFAULT_STORAGE, Resources
 
 
 def _train(args: argparse.Namespace) -> int:
     from .train import fit, prepare_config
 
-    scaling = Scaling(args.workers, args.gpus_per_worker, args.cpus_per_worker).check()
+    scaling = Resources.from_flags(args.workers, args.gpus_per_worker, args.cpus_per_worker, args.memory_per_worker)
     cfg = prepare_config(config_from_args(args), scaling)
     # fit() checks the storage, then logs the effective batch (workers x --batch_size) before training starts.
     result = fit(cfg, scaling, args.storage, max_failures=args.max_failures, keep_checkpoints=args.keep_checkpoints,
@@ -51,6 +51,9 @@ def register(subparsers) -> None:
                            help="GPUs per worker: 0 trains on CPUs with gloo, 1 on GPUs with NCCL (default: 0)")
     ray_group.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=1,
                            help="CPUs per worker, also its torch threads on CPU (default: 1)")
+    ray_group.add_argument("--memory-per-worker", dest="memory_per_worker", type=float, default=DEFAULT_MEMORY_PER_WORKER_GIB,
+                           metavar="GIB", help="GiB of RAM each worker reserves: workers only start on nodes with that much "
+                                               f"unreserved (Ray's memory resource; 0: no reservation; default: {DEFAULT_MEMORY_PER_WORKER_GIB:g})")
     ray_group.add_argument("--storage", default=DEFAULT_STORAGE,
                            help="where checkpoints go: a folder (shared by all nodes on a cluster) or s3://bucket/prefix; "
                                 "an S3-compatible endpoint comes from $AWS_ENDPOINT_URL_S3 or ?endpoint_override=HOST:PORT&scheme=http "

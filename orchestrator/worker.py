@@ -1,71 +1,195 @@
-"""What every Ray Train worker runs: the cyclegan Trainer under DDP, reporting to Ray each epoch.
+"""What a training process runs: the cyclegan Trainer, reporting to Ray each epoch.
 
-The Ray-specific part is this file only: read the rank, resolve the dataset once per node,
-load the checkpoint Ray hands back after a failure (or the starting one), and `ray.train.report`
-from the Trainer's end-of-epoch hook. Everything else is the library's.
+Two kinds of process run it, through the same loop (`run_worker`) and a session that says what
+differs between them:
+
+- a **Ray Train worker** (`train_loop_per_worker`, `TrainSession`): one rank of a DDP group under a
+  TorchTrainer (`python -m orchestrator train`, and sweep trials with several workers). Ray Train
+  hands back the last checkpoint after a failure and keeps the checkpoint folders;
+- a **one-worker sweep trial** (`train_in_trial`, `TrialSession`): the Tune trial's own process
+  trains, with no Train controller and no helper actors. It keeps the same checkpoint folders in
+  storage itself (orchestrator.checkpoints.StoredCheckpoints) and continues from the newest one
+  when Tune retries or resumes the trial; it reports with `tune.report`.
+
+Both read the rank, resolve the dataset once per node, load the checkpoint to continue from, and
+report from the Trainer's end-of-epoch hook. Everything else is the library's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import ray.train
 import torch
-from ray.train.torch import get_device
 
 from cyclegan.config import TrainConfig
 from cyclegan.sources import resolve_dataset
 from cyclegan.trainer import Trainer
 
-from .best import BEST_EPOCH, BestKeeper
-from .checkpoints import checkpoint_dir_name, load_reported_metrics, load_resume_state, stage
+from .best import BEST_EPOCH, BestKeeper, Ranking
+from .checkpoints import StoredCheckpoints, checkpoint_dir_name, load_reported_metrics, load_resume_state, stage
 from .ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, rank_record
+from .run_options import DEFAULT_KEEP_CHECKPOINTS, Resources, prepare_config
+from .storage import Storage, parse_storage
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[int, dict], None]  # (epoch, reported metrics), on rank 0
 
 
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What every training process of a run gets, as one object."""
+
+    cfg: TrainConfig                 # checked for Ray (prepare_config): paths absolute, name = the run's name
+    resources: Resources
+    storage: Storage                 # checkpoints in <storage>/<cfg.name>/checkpoint_epoch_NNNN/
+    output_dir: Path                 # rank 0's local folder: the trainer's files, sample grids
+    resume_from: Any = None          # a ray.train.Checkpoint to start from when the run has none of its own
+    tracking: dict | None = None     # the MLflow ids the driver made (orchestrator.tracking.TrialLogger)
+    ranking: Ranking | None = None   # keep the best epoch by this metric (orchestrator.best); None: not kept
+    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS  # one-worker trials rotate their own (Ray Train does it for Train runs)
+
+    @property
+    def run_name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def run_uri(self) -> str:
+        return self.storage.run_uri(self.cfg.name)
+
+
+class Session(Protocol):
+    """What differs between a Ray Train worker and a one-worker Tune trial."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    def device(self) -> torch.device: ...
+
+    def checkpoint(self) -> contextlib.AbstractContextManager[tuple[Path, str] | None]:
+        """The checkpoint to continue from, as (local folder, where it came from), or None."""
+
+    def report(self, metrics: dict, folder: Path | None = None, name: str | None = None) -> None:
+        """One epoch's report; `folder`: a staged checkpoint to keep as `name`."""
+
+
+class TrainSession:
+    """A rank of a Ray Train worker group."""
+
+    def __init__(self, plan: WorkerPlan):
+        ctx = ray.train.get_context()
+        self.plan = plan
+        self.rank, self.world_size, self.local_rank = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
+
+    def device(self) -> torch.device:
+        from ray.train.torch import get_device
+
+        return get_device() if self.plan.resources.gpus_per_worker else torch.device("cpu")
+
+    @contextlib.contextmanager
+    def checkpoint(self) -> Iterator[tuple[Path, str] | None]:
+        # After a failure (or a relaunch with the same name), Ray hands back the last checkpoint.
+        checkpoint = ray.train.get_checkpoint() or self.plan.resume_from
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as folder:
+            yield Path(folder), checkpoint.path
+
+    def report(self, metrics: dict, folder: Path | None = None, name: str | None = None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(str(folder)) if folder else None
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+
+
+class TrialSession:
+    """The only rank of a one-worker sweep trial, in its Tune trial process."""
+
+    rank, world_size, local_rank = 0, 1, 0
+
+    def __init__(self, plan: WorkerPlan):
+        self.plan = plan
+        self.stored = StoredCheckpoints(plan.storage, plan.run_name, plan.keep_checkpoints)
+
+    def device(self) -> torch.device:
+        # Ray gives the trial's process its GPU (CUDA_VISIBLE_DEVICES): the first visible one.
+        return torch.device("cuda", 0) if self.plan.resources.gpus_per_worker else torch.device("cpu")
+
+    @contextlib.contextmanager
+    def checkpoint(self) -> Iterator[tuple[Path, str] | None]:
+        # A retried or resumed trial continues from the newest checkpoint it kept.
+        with self.stored.newest() as found:
+            if found is not None:
+                yield found
+                return
+        if self.plan.resume_from is None:
+            yield None
+            return
+        with self.plan.resume_from.as_directory() as folder:
+            yield Path(folder), self.plan.resume_from.path
+
+    def report(self, metrics: dict, folder: Path | None = None, name: str | None = None) -> None:
+        from ray import tune
+
+        if folder is not None and name is not None:
+            self.stored.save(folder, name)
+        tune.report(metrics)
+
+
 def train_loop_per_worker(config: dict) -> dict:
-    """The TorchTrainer's per-worker function. `config` is `orchestrator.train.worker_config(...)`:
-    train (TrainConfig as a dict), output_dir, gpus_per_worker, threads, resume_from (a Checkpoint
-    or None), run_uri, tracking (or None), storage, ranking (or None: no best epoch kept)."""
-    ctx = ray.train.get_context()
-    rank, world_size, local_rank = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
+    """The TorchTrainer's per-worker function; `config` is {"plan": WorkerPlan} (orchestrator.train)."""
+    plan: WorkerPlan = config["plan"]
+    return run_worker(plan, TrainSession(plan))
+
+
+def train_in_trial(cfg: TrainConfig, resources: Resources, storage: str, *, tracking: dict | None = None,
+                   ranking: Ranking | None = None, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS) -> dict:
+    """Train a one-worker sweep trial in this process (a Tune function trial): the run `cfg.name` in `storage`."""
+    cfg = prepare_config(cfg, resources)
+    plan = WorkerPlan(cfg=cfg, resources=resources, storage=parse_storage(storage), output_dir=Path(cfg.checkpoints_dir) / cfg.name,
+                      tracking=tracking, ranking=ranking, keep_checkpoints=keep_checkpoints)
+    return run_worker(plan, TrialSession(plan))
+
+
+def run_worker(plan: WorkerPlan, session: Session) -> dict:
+    """One training process's whole run; returns the last metrics and where it started."""
+    rank, world_size = session.rank, session.world_size
     _setup_logging()
-    cfg = TrainConfig.from_dict(config["train"])
-    device = get_device() if config["gpus_per_worker"] else torch.device("cpu")
+    cfg = plan.cfg
+    device = session.device()
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL and the object collectives use the current device
     else:
-        torch.set_num_threads(config["threads"])  # as many threads as the worker has CPUs
+        torch.set_num_threads(plan.resources.threads)  # as many threads as the worker has CPUs
     comm = Collectives(rank, world_size)
-    data_root = resolve_once_per_node(cfg, local_rank, comm)
+    data_root = resolve_once_per_node(cfg, session.local_rank, comm)
 
-    # After a failure (or a relaunch with the same name), Ray hands back the last checkpoint.
-    checkpoint = ray.train.get_checkpoint() or config.get("resume_from")
     state = own = None
     reported: dict = {}
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
+    with session.checkpoint() as found:
+        if found is not None:
+            folder, origin = found
             state, own = load_resume_state(folder, rank, world_size)
             reported = load_reported_metrics(folder)
-        if rank == 0:
-            log.info("resuming after epoch %d from %s", state["epoch"], checkpoint.path)
+            if rank == 0:
+                log.info("resuming after epoch %d from %s", state["epoch"], origin)
 
-    output_dir = Path(config["output_dir"])
     listeners = []
-    if config.get("tracking") and rank == 0:
-        listeners.append(_tracking_listener(config["tracking"], cfg, config["run_name"], output_dir, data_root))
-    keeper = BestKeeper(config["ranking"], config["storage"], config["run_name"]) if config.get("ranking") and rank == 0 else None
-    reporter = EpochReporter(cfg, comm, output_dir, config["run_uri"],
+    if plan.tracking and rank == 0:
+        listeners.append(_tracking_listener(plan.tracking, cfg, plan.run_name, plan.output_dir, data_root))
+    keeper = BestKeeper(plan.ranking, plan.storage, plan.run_name) if plan.ranking and rank == 0 else None
+    reporter = EpochReporter(cfg, comm, session, plan.output_dir, plan.run_uri,
                              resumed_from=state["epoch"] if state else 0, listeners=listeners, keeper=keeper)
     trainer = Trainer(cfg, rank=rank, world_size=world_size, device=device, wrap=make_wrap(cfg, device, world_size),
-                      on_epoch_end=[reporter], resume_state=state, output_dir=output_dir,
+                      on_epoch_end=[reporter], resume_state=state, output_dir=plan.output_dir,
                       data_root=data_root, show_progress=False)
     if state is None:
         decorrelate_pools(trainer.model, rank)
@@ -73,10 +197,10 @@ def train_loop_per_worker(config: dict) -> dict:
         load_worker_state(trainer.model, own)  # this rank's own pools and RNG, as they were
     if trainer.start_epoch > cfg.total_epochs:
         if rank == 0:
-            log.info("%s is already complete (%d epochs); nothing to train", config["run_name"], cfg.total_epochs)
+            log.info("%s is already complete (%d epochs); nothing to train", plan.run_name, cfg.total_epochs)
         # Report the final epoch again: a relaunched Tune trial whose driver died before it recorded
         # that result would otherwise keep an earlier epoch as the trial's last.
-        ray.train.report(reported if rank == 0 else {})
+        session.report(reported if rank == 0 else {})
         return {"metrics": reported, "start_epoch": trainer.start_epoch, "already_complete": True}
     reporter.start()
     trainer.fit()
@@ -96,14 +220,14 @@ def resolve_once_per_node(cfg: TrainConfig, local_rank: int, comm: Collectives) 
 
 
 class EpochReporter:
-    """The Trainer's end-of-epoch hook: one `ray.train.report` per epoch on every rank (it is a
-    barrier), with the metrics averaged over ranks; every `save_epoch_freq` epochs and at the
-    end, rank 0 attaches the checkpoint. With a `keeper` (rank 0), each report also carries the
-    best epoch so far, whose generators the keeper holds in storage (orchestrator.best)."""
+    """The Trainer's end-of-epoch hook: one report per epoch on every rank (under Ray Train it is a
+    barrier), with the metrics averaged over ranks; every `save_epoch_freq` epochs and at the end,
+    rank 0 attaches the checkpoint. With a `keeper` (rank 0), each report also carries the best
+    epoch so far, whose generators the keeper holds in storage (orchestrator.best)."""
 
-    def __init__(self, cfg: TrainConfig, comm: Collectives, out_dir: Path, run_uri: str, resumed_from: int = 0,
+    def __init__(self, cfg: TrainConfig, comm: Collectives, session: Session, out_dir: Path, run_uri: str, resumed_from: int = 0,
                  listeners: list[Listener] | None = None, keeper: BestKeeper | None = None):
-        self.cfg, self.comm, self.out_dir, self.run_uri = cfg, comm, out_dir, run_uri
+        self.cfg, self.comm, self.session, self.out_dir, self.run_uri = cfg, comm, session, out_dir, run_uri
         self.resumed_from = resumed_from
         self.listeners = listeners or []
         self.keeper = keeper
@@ -143,16 +267,16 @@ class EpochReporter:
         out["checkpoint_path"] = self.checkpoint_path
         with tempfile.TemporaryDirectory(dir=self.out_dir, prefix=".ray-checkpoint-") as tmp:
             folder = stage(self.out_dir, Path(tmp) / name, states, metrics=out)
-            self._report(epoch, out, ray.train.Checkpoint.from_directory(str(folder)), name)
+            self._report(epoch, out, folder, name)
 
-    def _report(self, epoch: int, metrics: dict, checkpoint=None, name: str | None = None) -> None:
+    def _report(self, epoch: int, metrics: dict, folder: Path | None = None, name: str | None = None) -> None:
         if metrics:
             if self.checkpoint_path:
                 metrics["checkpoint_path"] = self.checkpoint_path
             self.last = metrics
             for listener in self.listeners:
                 listener(epoch, metrics)
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+        self.session.report(metrics, folder, name)
 
 
 def _setup_logging() -> None:
