@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import os
 import threading
@@ -26,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -293,33 +291,8 @@ def _results(grid, plans: list[TaskPlan], ctx: SweepContext, guards: TaskGuards,
         task = (result.config or {}).get(TASK_KEY) or guards.tasks.get(_trial_id(result))
         if task in by_task:
             by_task[task].append(result)
-    if len(plans) > 1:
-        write_task_states(ctx, plans)
     trials = parse_storage(trials_storage(ctx))
     return [_task_result(plan, by_task[plan.name], guards.guards[plan.name], board, trials) for plan in plans]
-
-
-def write_task_states(ctx: SweepContext, plans: list[TaskPlan]) -> None:
-    """Each task's share of the run's saved Tune state, in `tune/<task>/experiment_state-*.json` (Tune's
-    format: one entry per trial, with its config, status and failures), where a sweep of the task alone
-    keeps its own run: what was recorded of a task's trials is found at the same place either way. A copy,
-    for reading only: resuming goes through the run's own folder."""
-    storage = parse_storage(ctx.storage)
-    fs = storage.filesystem or pafs.LocalFileSystem()
-    tune_root = f"{storage.path.rstrip('/')}/{ctx.experiment}/tune"
-    run = f"{tune_root}/{run_name(plans)}"
-    names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(run, allow_not_found=True))
-                   if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
-    if not names:
-        return
-    with fs.open_input_stream(f"{run}/{names[-1]}") as f:
-        state = json.loads(f.read())
-    entries = state.get("trial_data", [])
-    for plan in plans:
-        own = [entry for entry in entries if (json.loads(entry[0]).get("config") or {}).get(TASK_KEY) == plan.name]
-        fs.create_dir(f"{tune_root}/{plan.name}", recursive=True)
-        with fs.open_output_stream(f"{tune_root}/{plan.name}/{names[-1]}") as f:
-            f.write(json.dumps({**state, "trial_data": own}).encode())
 
 
 def _task_result(plan: TaskPlan, results: list, guard: SweepGuard, board, trials: Storage) -> TaskResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def tiny_config(dataroot: Path, out: Path, **overrides) -> TrainConfig:
                   print_freq=5, n_samples=2, seed=0)
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def tune_failures(runs: Path, experiment: str, task: str) -> dict[str, int]:
+    """Per trial of `task`, the failures Tune counted (each one a retry), from the saved state of the sweep's
+    Tune run (one run for the manifest's task selection: `runs/<experiment>/tune/<selection>/`)."""
+    failures = {}
+    for state in sorted((runs / experiment / "tune").glob("*/experiment_state-*.json")):
+        for spec, runtime in json.loads(state.read_text())["trial_data"]:
+            trial = json.loads(spec)
+            if trial["config"].get("task") == task:
+                failures[trial["trial_id"]] = json.loads(runtime)["num_failures"]
+    return failures
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ stays within LINE_BUDGET lines (README.md, "The two commands"). The rest goes to
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tune_failures
 from orchestrator.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,13 +37,6 @@ def _user_env(home: Path, ray_tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(HOME=str(home), PYTHONPATH=str(REPO), RAY_TMPDIR=str(ray_tmp), PYTHONUNBUFFERED="1")
     return env
-
-
-def _tune_failures(runs: Path, experiment: str, task: str) -> dict[str, int]:
-    """Per trial, the failures Tune counted (each one a retry): from the task's saved experiment state."""
-    (state_file,) = glob.glob(str(runs / experiment / "tune" / task / "experiment_state-*.json"))
-    trials = json.loads(Path(state_file).read_text())["trial_data"]
-    return {json.loads(spec)["trial_id"]: json.loads(runtime)["num_failures"] for spec, runtime in trials}
 
 
 def test_the_quickstart_runs_clean_every_trial_at_its_first_attempt(tmp_path):
@@ -71,7 +64,7 @@ def test_the_quickstart_runs_clean_every_trial_at_its_first_attempt(tmp_path):
         trials = by_task[plan.name]["trials"]
         assert len(trials) == plan.trial_count, trials
         assert {t["status"] for t in trials} <= {"finished", "stopped"}, [(t["trial_id"], t["status"], t["error"]) for t in trials]
-        failures = _tune_failures(work / "runs", experiment, plan.name)
+        failures = tune_failures(work / "runs", experiment, plan.name)
         assert failures == {t["trial_id"]: 0 for t in trials}, f"{plan.name}: trials retried after a failure: {failures}"
         assert f"registry: cyclegan-{plan.name} v1" in output
         ended = [line for line in lines if line.startswith(f"  {plan.name}: trial ")]

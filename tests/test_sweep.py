@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ray
 
+from conftest import tune_failures
 from orchestrator.manifest import load_manifest
 from orchestrator.progress import ProgressBoard, ProgressCallback
 from orchestrator.runner import run_experiment
@@ -106,9 +107,10 @@ def test_asha_stops_trials_and_a_stopped_trials_best_epoch_registers_from_s3_sto
     run = client.get_run(champion.run_id)
     assert run.data.tags["trial"] == learner.trial_id and run.info.status == "KILLED"  # stopped by the scheduler
     assert run.data.tags["cyclegan.best_epoch"] == str(learner.best_epoch) and run.data.tags["cyclegan.baseline"] == "true"
-    # each epoch the workers trained logged once: ASHA's 3, and one more when the stop reached them late
+    # each epoch logged once: ASHA's 3, and the one more that the workers may have finished (and kept, but
+    # not always logged) before the stop reached them
     steps = sorted(m.step for m in client.get_metric_history(champion.run_id, "loss_G"))
-    assert steps in ([1, 2, 3], [1, 2, 3, 4]) and max(steps) >= learner.best_epoch
+    assert steps in ([1, 2, 3], [1, 2, 3, 4])
     experiment = client.get_experiment_by_name("asha-sweep")
     stopped_run = client.search_runs([experiment.experiment_id], f"tags.trial = '{hopeless.trial_id}'")[0]
     assert stopped_run.info.status == "KILLED" and stopped_run.data.tags["cyclegan.status"] == "stopped"  # not left RUNNING
@@ -225,9 +227,7 @@ def test_guard_rails_stop_diverged_trials_unretried_and_sweeps_over_budget_or_fa
     assert hopeless.status == "diverged" and "x above the baseline's" in hopeless.note and hopeless.epochs < 3
     assert f"diverging: trial {exploded.trial_id} diverged at epoch 1" in out and "1 finished, 2 diverged" in out
     # stopped as diverged, not errors: Tune retried neither (max_failures is 2 here)
-    (state,) = (tmp_path / "runs" / "guarded" / "tune" / "diverging").glob("experiment_state-*.json")
-    failures = {json.loads(spec)["trial_id"]: json.loads(run)["num_failures"] for spec, run in json.loads(state.read_text())["trial_data"]}
-    assert failures == {t.trial_id: 0 for t in diverging.trials}
+    assert tune_failures(tmp_path / "runs", "guarded", "diverging") == {t.trial_id: 0 for t in diverging.trials}
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("guarded")
     run = client.search_runs([experiment.experiment_id], f"tags.trial = '{exploded.trial_id}'")[0]
