@@ -44,7 +44,7 @@ def test_both_command_lines_are_console_commands():
     import tomllib
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"cyclegan": "cyclegan.commands:entry_point", "cyclegan-orchestrator": "orchestrator.cli:entry_point"}
+    assert scripts == {"cyclegan": "cyclegan.commands:entry_point", "cyclegan-orchestrator": "orchestrator.commands:entry_point"}
     for target in scripts.values():
         module, _, function = target.partition(":")
         assert callable(getattr(importlib.import_module(module), function))

@@ -19,7 +19,7 @@ from cyclegan.errors import UserError
 from cyclegan.model import CycleGAN
 from cyclegan.trainer import Trainer
 from orchestrator.checkpoints import WORKER_STATES, load_reported_metrics, load_resume_state, stage
-from orchestrator.cli import main
+from orchestrator.commands import main
 from orchestrator.ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, synchronize_norms, worker_state
 from orchestrator.run_options import Scaling
 from orchestrator.storage import StorageError, parse_storage, validate_storage

@@ -34,7 +34,7 @@ from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 from cyclegan.translate import translate_folder
 from orchestrator.checkpoints import WORKER_STATES
-from orchestrator.cli import main
+from orchestrator.commands import main
 from orchestrator.ddp import fingerprint
 from orchestrator.run_options import Scaling
 from orchestrator.train import fit

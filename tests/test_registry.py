@@ -25,7 +25,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.data import load_image
 from cyclegan.networks import define_networks
 from cyclegan.translate import translate_image
-from orchestrator import models_cli
+from orchestrator.commands import models as models_commands
 from orchestrator.registry import register_best, show_model
 from orchestrator.tracking import TrialLogger, get_or_create_experiment, start_task_run
 
@@ -102,13 +102,13 @@ def test_lower_is_better_for_min_metrics(registry):
 
 def test_models_list_and_show_print_compact_tables(registry, capsys):
     uri = registry["uri"]
-    assert models_cli.main(["models", "list", "--tracking-uri", uri]) == 0
+    assert models_commands.main(["models", "list", "--tracking-uri", uri]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["MODEL", "CHAMPION", "METRIC", "VALUE", "DATASET", "REGISTERED", "LATEST"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["cyclegan-zebra"][1:5] == ["v3", "psnr", "13", DATASET] and rows["cyclegan-zebra"][-1] == "v3"
     assert rows["cyclegan-maps"][1:5] == ["v1", "fid", "50", DATASET] and rows["cyclegan-maps"][-1] == "v2"
-    assert models_cli.main(["models", "show", "zebra", "--tracking-uri", uri]) == 0
+    assert models_commands.main(["models", "show", "zebra", "--tracking-uri", uri]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].startswith("champion: v3  psnr=13 (max)")
     assert [line.split()[:2] for line in out.splitlines()[3:]] == [["v3", "champion"], ["v2", "-"], ["v1", "-"]]
@@ -118,7 +118,7 @@ def test_models_list_and_show_print_compact_tables(registry, capsys):
 @pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
 def test_translate_with_the_registered_champion_equals_the_checkpoint(registry, tiny_dataset, tmp_path, direction):
     images = sorted((tiny_dataset / f"test{direction[0]}").glob("*.png"))
-    code = models_cli.main(["translate", "--model", "models:/cyclegan-zebra@champion", "--direction", direction,
+    code = models_commands.main(["translate", "--model", "models:/cyclegan-zebra@champion", "--direction", direction,
                             "--input", str(tiny_dataset / f"test{direction[0]}"), "--output", str(tmp_path / "out"),
                             "--tracking-uri", registry["uri"]])
     assert code == 0
@@ -134,7 +134,7 @@ def test_translate_reads_s3_input(registry, tiny_dataset, tmp_path, s3_env):
     images = sorted((tiny_dataset / "testA").glob("*.png"))
     for p in images:
         s3.upload_file(str(p), "translate-inputs", f"horses/{p.name}")
-    code = models_cli.main(["translate", "--model", "models:/cyclegan-zebra/1", "--input", "s3://translate-inputs/horses",
+    code = models_commands.main(["translate", "--model", "models:/cyclegan-zebra/1", "--input", "s3://translate-inputs/horses",
                             "--output", str(tmp_path / "out"), "--tracking-uri", registry["uri"]])
     assert code == 0
     got = {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((tmp_path / "out").glob("*.png"))}

@@ -10,9 +10,9 @@ from cyclegan.errors import UserError
 
 def _registrations():
     """Each module adds its own subcommands (`register(subparsers)`)."""
-    from . import experiment_cli, models_cli, train_cli
+    from . import experiment, models, train
 
-    return [train_cli.register, experiment_cli.register, models_cli.register_models, models_cli.register_translate]
+    return [train.register, experiment.register, models.register_models, models.register_translate]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .redact import mask_text
+    from ..redact import mask_text
 
     try:
         return dispatch(build_parser(), argv)

@@ -7,11 +7,11 @@ import os
 
 from cyclegan.config import add_config_arguments, config_from_args
 
-from .run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Scaling
+from ..run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Scaling
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import fit, prepare_config
+    from ..train import fit, prepare_config
 
     scaling = Scaling(args.workers, args.gpus_per_worker, args.cpus_per_worker).check()
     cfg = prepare_config(config_from_args(args), scaling)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from cyclegan.errors import UserError
 
-from .manifest import LoadedManifest, ManifestError, TaskPlan, grid_points, load_manifest
-from .resources import DEFAULT_RESOURCE_WAIT_S
+from ..manifest import LoadedManifest, ManifestError, TaskPlan, grid_points, load_manifest
+from ..resources import DEFAULT_RESOURCE_WAIT_S
 
 DEFAULT_STORAGE = "./runs"
 
@@ -51,8 +51,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 def describe_plan(plans: list[TaskPlan], storage: str) -> str:
     """What `run --dry-run` prints, credentials masked (storage and data references may hold some)."""
-    from .redact import mask_text
-    from .sweep import total_epochs
+    from ..redact import mask_text
+    from ..sweep import total_epochs
 
     lines = [f"storage: {storage}"]
     for plan in plans:
@@ -84,14 +84,14 @@ def _run(args: argparse.Namespace) -> int:
         print(describe_plan(plans, storage))
         print("dry run: nothing started")
         return 0
-    from .job_dir import check_outputs_outlast_the_job
-    from .tracking import resolve_tracking_uri
+    from ..job_dir import check_outputs_outlast_the_job
+    from ..tracking import resolve_tracking_uri
 
     check_outputs_outlast_the_job(storage, resolve_tracking_uri(loaded.manifest.tracking.uri), loaded.path)
     if not args.offline:
         check_data(plans)
-    from .console import RunConsole
-    from .runner import run_experiment
+    from ..console import RunConsole
+    from ..runner import run_experiment
 
     results_dir = Path(args.results_dir)
     console = RunConsole(results_dir / f"{loaded.manifest.name}.log", verbose=args.verbose)

@@ -61,7 +61,7 @@ def register_translate(subparsers) -> None:
 
 
 def _uri(args) -> str:
-    from .tracking import check_tracking, resolve_tracking_uri
+    from ..tracking import check_tracking, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking(uri)
@@ -82,7 +82,7 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def _list(args) -> int:
-    from .registry import list_models
+    from ..registry import list_models
 
     uri = _uri(args)
     models = list_models(uri, args.prefix)
@@ -99,7 +99,7 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    from .registry import show_model
+    from ..registry import show_model
 
     info = show_model(_uri(args), args.task, args.prefix)
     c = info.champion
@@ -116,7 +116,7 @@ def _show(args) -> int:
 
 
 def _shown(uri: str) -> str:
-    from .redact import mask_text
+    from ..redact import mask_text
 
     return mask_text(uri)
 
@@ -127,7 +127,7 @@ def _translate(args) -> int:
 
     from cyclegan.translate import translate_folder
 
-    from .registry import using_uri
+    from ..registry import using_uri
 
     with tempfile.TemporaryDirectory(prefix="cyclegan-translate-") as tmp:
         # The input first: a bad one fails in seconds, before the model is loaded.
