@@ -50,6 +50,15 @@ def test_both_command_lines_are_console_commands():
         assert callable(getattr(importlib.import_module(module), function))
 
 
+@pytest.mark.parametrize("argv0,usage", [("/venv/bin/cyclegan-orchestrator", "usage: cyclegan-orchestrator"),
+                                         ("/repo/orchestrator/__main__.py", "usage: python -m orchestrator")])
+def test_usage_lines_name_the_command_as_the_user_typed_it(argv0, usage):
+    from cyclegan.commands.runner import program_name
+    from orchestrator.commands import build_parser
+
+    assert build_parser(program_name("orchestrator", argv0)).format_usage().startswith(usage)
+
+
 def _modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
