@@ -10,8 +10,7 @@ from cyclegan.errors import UserError
 
 from ..manifest import LoadedManifest, ManifestError, TaskPlan, grid_points, load_manifest
 from ..resources import DEFAULT_RESOURCE_WAIT_S
-
-DEFAULT_STORAGE = "./runs"
+from ..run_options import DEFAULT_STORAGE
 
 
 def _select(loaded: LoadedManifest, only: str | None) -> list[TaskPlan]:
@@ -26,13 +25,15 @@ def _select(loaded: LoadedManifest, only: str | None) -> list[TaskPlan]:
 
 
 def check_data(plans: list[TaskPlan]) -> None:
-    """Every task's data reference must resolve and hold trainA/ and trainB/."""
+    """Every task's data reference must resolve and hold trainA/ and trainB/: the reference as the manifest
+    parsed it, through the scheme (cyclegan.sources) and at the S3 endpoint its trials will read it from
+    (the task's s3_endpoint_url, else the environment's), without downloading it."""
     from cyclegan.sources import check_dataset_reference
 
     problems = []
     for i, plan in enumerate(plans):
         try:
-            check_dataset_reference(plan.data)
+            check_dataset_reference(plan.dataset or plan.data, endpoint_url=plan.train.get("s3_endpoint_url") or None)
         except UserError as err:
             problems.append(f"tasks[{i}].data ({plan.name}): {err}")
     if problems:
