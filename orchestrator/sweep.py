@@ -24,7 +24,7 @@ from . import search as tune_search
 from .baseline import baseline_trial
 from .best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
 from .guards import DIVERGED, SweepGuard
-from .manifest import LoadedManifest, TaskPlan
+from .manifest import TaskPlan
 from .progress import ProgressBoard, ProgressCallback, follow
 from .redact import is_secret_name
 from .results import TaskResult, TrialRecord, pick_best
@@ -67,13 +67,13 @@ def run_trial(config: dict[str, Any], plan: TaskPlan, ctx: SweepContext) -> None
     """The Tune function trainable: one Ray Train run, reporting every epoch to Tune."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from .train import run_training
+    from .train import train_on_ray
 
     trial_id = tune.get_context().get_trial_id()
     train_config = trial_train_config(plan, config, trial_id)
     # Worker failures fail the trial; Tune retries it (FailureConfig) and the TorchTrainer, relaunched
     # under the same name and storage, continues from the trial's last checkpoint.
-    run_training(train_config, plan.resources, storage=trials_storage(ctx), name=trial_run_name(plan, trial_id),
+    train_on_ray(train_config, plan.resources, storage=trials_storage(ctx), name=trial_run_name(plan, trial_id),
                  callbacks=[TuneReportCallback()], max_failures=0, ranking=Ranking(plan.search.metric, plan.search.resolved_mode),
                  tracking={**ctx.tracking[plan.name], "trial": trial_id} if plan.name in ctx.tracking else None)
 
@@ -187,7 +187,7 @@ def _trial_id(result) -> str:
     return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
 
 
-def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext, echo=print) -> list[TaskResult]:
+def run_sweeps(plans: list[TaskPlan], ctx: SweepContext, echo=print) -> list[TaskResult]:
     """Sweep the tasks concurrently (one remote Tune driver each) and print progress."""
     board_name = f"cyclegan-progress-{uuid.uuid4().hex[:12]}"
     board = ProgressBoard.options(name=board_name).remote()

@@ -70,9 +70,9 @@ def plain_timing(cfg: TrainConfig, threads: int, first: int, last: int) -> Timin
 def ray_timing(cfg: TrainConfig, threads: int, storage: Path, name: str, first: int, last: int) -> Timing:
     """Walls from the checkpoints' `train_wall_s`; loop times from rank 0's metrics.jsonl."""
     from orchestrator.run_options import Scaling
-    from orchestrator.train import fit
+    from orchestrator.train import train_on_ray
 
-    result = fit(cfg, Scaling(workers=1, cpus_per_worker=threads), str(storage), name=name, keep_checkpoints=1000)
+    result = train_on_ray(cfg, Scaling(workers=1, cpus_per_worker=threads), str(storage), name=name, keep_checkpoints=1000)
     walls = {int(m["epoch"]): float(m["train_wall_s"]) for _, m in result.ray_result.best_checkpoints}
     lines = (result.output_dir / METRICS_LOG).read_text().splitlines()
     loops = {int(m["epoch"]): float(m["epoch_time_s"]) for m in map(json.loads, lines)}
