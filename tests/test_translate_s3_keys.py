@@ -89,3 +89,10 @@ def test_translate_takes_the_s3_endpoint_option(s3_env, s3_server, tmp_path, mon
     code = run_cli(main, ["translate", "--model", "m", "--input", f"s3://{bucket}/in", "--output", str(tmp_path / "o"),
                           "--s3-endpoint-url", s3_server])
     assert code == 2 and "would land outside the cache directory" in capsys.readouterr().err
+
+
+def test_an_input_url_goes_through_the_dataset_schemes(capsys):
+    """Any URL is a dataset reference (a scheme cyclegan.sources does not know is named), a plain path is read in place."""
+    code = run_cli(main, ["translate", "--model", "m", "--input", "gs://bucket/photos", "--output", "o"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --input gs://bucket/photos: unsupported scheme gs://"), err

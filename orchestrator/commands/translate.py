@@ -1,8 +1,9 @@
 """`python -m orchestrator translate --model URI --input REF --output DIR`: images through a registered generator.
 
-An `s3://` input is a dataset reference like any training data: the s3 scheme of cyclegan.sources
-fetches it into the node-local cache (endpoint option and environment, retries, every key checked
-before anything is written, an unchanged prefix not downloaded twice); no train/test layout is needed.
+An input written as a URL (`s3://...`, or any scheme cyclegan.sources knows) is a dataset reference
+like any training data: its scheme fetches it into the node-local cache (for S3: the endpoint option
+and environment, retries, every key checked before anything is written, an unchanged prefix not
+downloaded twice); no train/test layout is needed. A plain path (an image or a folder) is read in place.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..registry import using_uri
 
     # The input first: a bad one fails in seconds, before the model is loaded.
-    source = fetch_input(args.input, args.cache_dir, args.s3_endpoint_url) if args.input.startswith("s3://") else Path(args.input)
+    source = fetch_input(args.input, args.cache_dir, args.s3_endpoint_url) if "://" in args.input else Path(args.input)
     uri = tracking_uri(args)
     try:
         with using_uri(uri):
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fetch_input(reference: str, cache_dir: str | None, endpoint_url: str | None) -> Path:
-    """The folder holding what `reference` (s3://...) holds, relative names kept, through the dataset cache."""
+    """The folder holding what `reference` (s3://..., any scheme of cyclegan.sources) holds, relative names
+    kept, through the dataset cache."""
     from cyclegan.data import IMG_EXTENSIONS
     from cyclegan.sources import fetch_dataset
 
