@@ -20,6 +20,8 @@ from typing import Any
 import ray
 from ray import tune
 
+from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
+
 from . import search as tune_search
 from .baseline import baseline_trial
 from .best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
@@ -78,7 +80,8 @@ def run_trial(config: dict[str, Any], plan: TaskPlan, ctx: SweepContext) -> None
                  tracking={**ctx.tracking[plan.name], "trial": trial_id} if plan.name in ctx.tracking else None)
 
 
-HISTORY_PREFIXES = ("loss_", "cycle_l1", "pairs_per_s", "fid", "kid", "psnr", "ssim", "l1", "best_")
+# What a trial's history (results file) keeps of each epoch: losses, the metrics that can rank trials, speed, the best so far.
+HISTORY_PREFIXES = ("loss_", *EPOCH_METRICS, *EVAL_METRICS, "pairs_per_s", "best_")
 
 
 def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard: SweepGuard, trials: Storage) -> TrialRecord:
