@@ -1,3 +1,3 @@
-from .cli import entry_point
+from .commands import entry_point
 
 raise SystemExit(entry_point())

@@ -22,7 +22,7 @@ from torch import nn
 
 from cyclegan import checkpoint as ckpt
 from cyclegan.config import TrainConfig
-from cyclegan.metric_names import LOSS_NAMES
+from cyclegan.metric_names import EPOCH_METRICS, LOSS_NAMES
 from cyclegan.model import CycleGAN
 from cyclegan.speed import ddp_wrap
 
@@ -108,9 +108,9 @@ class Collectives:
         return out
 
     def average_losses(self, metrics: dict) -> dict:
-        """The epoch's mean losses over all ranks (each rank trained on its own shard)."""
-        keys = [f"loss_{k}" for k in LOSS_NAMES] + [k for k in ("loss_G", "cycle_l1") if k in metrics]
-        keys = [k for k in keys if k in metrics]
+        """The epoch's mean losses over all ranks (each rank trained on its own shard): the model's losses
+        and every per-epoch metric that can rank trials (metric_names.EPOCH_METRICS)."""
+        keys = [k for k in dict.fromkeys([f"loss_{k}" for k in LOSS_NAMES] + list(EPOCH_METRICS)) if k in metrics]
         if self.world_size == 1 or not keys:
             return metrics
         values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)

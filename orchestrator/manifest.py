@@ -15,6 +15,7 @@ import math
 import re
 import reprlib
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -26,14 +27,13 @@ from cyclegan.config import TrainConfig, option_problem
 from cyclegan.errors import UserError
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS, base_metric
 from cyclegan.metric_names import mode as metric_mode
+from cyclegan.sources import DatasetRef, parse_reference
 
+from .aliases import ALIASES, expand_aliases, fields_of
 from .baseline import in_values
 from .run_options import Resources
 from .strategies import ALGORITHMS, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
 
-# Search-space names that are not TrainConfig fields: the paper's λ (both cycle weights)
-# and the identity weight relative to λ.
-ALIASES = {"lambda_cyc": ("lambda_A", "lambda_B"), "lambda_idt": ("lambda_identity",)}
 TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 # Set by the orchestrator itself, never by a manifest.
 RESERVED_TRAIN_FIELDS = ("dataroot", "name", "checkpoints_dir", "continue_train")
@@ -196,16 +196,23 @@ class TaskPlan:
     # (a grid point, or the only configuration of a space with nothing searched).
     baseline: dict[str, Any] | None = None
     baseline_added: bool = False
+    # `data` parsed, once, where the manifest is loaded: the dataset checks take it as it is.
+    dataset: DatasetRef | None = None
 
     def trial_config(self, sampled: dict[str, Any]) -> dict[str, Any]:
         """Constant options + one sample of the space, aliases expanded: TrainConfig fields only."""
-        values = dict(self.train)
-        for key, value in sampled.items():
-            for target in ALIASES.get(key, (key,)):
-                # quniform samples whole numbers as floats (256.0); validation allows it only for whole q and bounds
-                integral = str(TRAIN_FIELDS[target].type) == "int" and isinstance(value, float) and value.is_integer()
-                values[target] = int(value) if integral else value
-        return values
+        return {**self.train, **train_options(sampled)}
+
+
+def train_options(sampled: Mapping[str, Any]) -> dict[str, Any]:
+    """One sample of the search space as training options, with TrainConfig's names and types: what a
+    trial trains with, and what MLflow records of it (its run, its task's run, the registry)."""
+    values = {}
+    for target, value in expand_aliases(sampled).items():
+        # quniform samples whole numbers as floats (256.0); validation allows it only for whole q and bounds
+        integral = str(TRAIN_FIELDS[target].type) == "int" and isinstance(value, float) and value.is_integer()
+        values[target] = int(value) if integral else value
+    return values
 
 
 @dataclass
@@ -321,7 +328,7 @@ def _yaml_tree(text: str, path: Path) -> tuple[dict[str, int], list[Problem]]:
 
 def _check_train_value(name: str, value: Any) -> str | None:
     """None if `value` is a valid value for training option `name`, else why not."""
-    target = ALIASES.get(name, (name,))[0]
+    target = fields_of(name)[0]
     if target not in TRAIN_FIELDS:
         return f"unknown training option{_did_you_mean(name, list(TRAIN_FIELDS) + list(ALIASES))}"
     if target in RESERVED_TRAIN_FIELDS:
@@ -330,8 +337,7 @@ def _check_train_value(name: str, value: Any) -> str | None:
     kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}[str(expected)]
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
         return f"must be {'a number' if expected == 'float' else 'an integer' if expected == 'int' else 'a ' + str(expected)}, got {_short(value)}"
-    values = {t: value for t in ALIASES.get(name, (name,))}
-    problem = option_problem({**_BASE_TRAIN, **values}, sizes=False)
+    problem = option_problem({**_BASE_TRAIN, **expand_aliases({name: value})}, sizes=False)
     return problem[1] if problem else None
 
 
@@ -368,7 +374,7 @@ def _check_distribution(name: str, spec: Any) -> list[str]:
         return [f"{kind}: q ({args[2]}) must be > 0"]
     if kind == "quniform" and not _sampled_values(spec):
         return [f"{kind}: no multiple of q ({args[2]}) lies between {low} and {high}"]
-    target = TRAIN_FIELDS.get(ALIASES.get(name, (name,))[0])
+    target = TRAIN_FIELDS.get(fields_of(name)[0])
     if target is not None and str(target.type) == "int" and (kind in ("uniform", "loguniform") or not all(float(a).is_integer() for a in args)):
         return [f"{kind}: {name} is a whole number, and this samples fractions; use randint, quniform with whole numbers, or choice"]
     return [f"{kind}: {p}" for v in (low, high) if (p := _check_train_value(name, v))]
@@ -441,8 +447,11 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
     prefix = f"tasks[{index}]"
     start = len(problems)
     salvaged = not task.model_fields_set >= {"name", "data"}  # its name or data is invalid, and reported
-    if "data" in task.model_fields_set and (problem := _data_reference_problem(task.data)):
-        problems.append(Problem(f"{prefix}.data", problem))
+    dataset = None
+    if "data" in task.model_fields_set:
+        dataset, problem = _parse_data_reference(task.data)
+        if problem:
+            problems.append(Problem(f"{prefix}.data", problem))
     train: dict[str, Any] = {}
     set_in: dict[str, str] = {}  # training option -> the field path that set it
     bad: set[str] = set()
@@ -451,7 +460,7 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
             problem = _check_train_value(key, value)
             if problem:
                 problems.append(Problem(f"{source}.{key}", problem))
-            for target in ALIASES.get(key, (key,)):
+            for target in fields_of(key):
                 train[target] = value
                 set_in[target] = f"{source}.{key}"
                 (bad.add if problem else bad.discard)(target)
@@ -482,10 +491,7 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
     if len(problems) > start or resources is None or search is None or salvaged:
         return None
     space = {k: v for k, v in search.space.items() if isinstance(v, dict)}
-    for key, value in search.space.items():  # constants in the space are just options
-        if not isinstance(value, dict):
-            for target in ALIASES.get(key, (key,)):
-                train[target] = value
+    train.update(expand_aliases({k: v for k, v in search.space.items() if not isinstance(v, dict)}))  # constants are just options
     if ALGORITHMS[search.algorithm.type].exhaustive:  # a choice in a grid search is a grid axis
         space = {k: ({"grid": v["choice"]} if "choice" in v else v) for k, v in space.items()}
     baseline = baseline_point(train, space) if search.baseline else None
@@ -495,7 +501,7 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
     # A baseline the search runs anyway (a point of its grid, or the one configuration of an empty space) is not added.
     added = baseline is not None and not all("grid" in spec and in_values(baseline[k], spec["grid"]) for k, spec in space.items())
     count = search.num_samples * _grid_size(space) + int(added)
-    return TaskPlan(task.name, task.data, train, space, resources, search, count, baseline, added)
+    return TaskPlan(task.name, task.data, train, space, resources, search, count, baseline, added, dataset)
 
 
 def _search_field(prefix: str, task: Task, name: str) -> str:
@@ -529,7 +535,7 @@ def baseline_point(train: dict[str, Any], space: dict[str, Any]) -> dict[str, An
     value if it sets one, else the paper's (TrainConfig's defaults are the paper's values)."""
     point = {}
     for name in space:
-        target = ALIASES.get(name, (name,))[0]
+        target = fields_of(name)[0]
         point[name] = train.get(target, TRAIN_FIELDS[target].default)
     return point
 
@@ -542,8 +548,7 @@ def _baseline_problem(point: dict[str, Any], train: dict[str, Any], space: dict[
         if outside:
             return (f"the baseline's {', '.join(outside)} lies outside the search space, and {search.algorithm.type} only "
                     "evaluates points inside it: add the paper's value to the space, or set baseline: false")
-    values = {t: v for k, v in point.items() for t in ALIASES.get(k, (k,))}
-    problem = option_problem({**train, **values})
+    problem = option_problem({**train, **expand_aliases(point)})
     if problem:
         return (f"the baseline ({', '.join(f'{k}={v!r}' for k, v in point.items())}) is not a valid configuration of this task: "
                 f"--{problem[0]}: {problem[1]}; set the option in the task's train, or baseline: false")
@@ -567,8 +572,8 @@ MAX_COMBINATIONS = 2000
 def _combination_problems(prefix: str, train: dict[str, Any], set_in: dict[str, str], space: dict[str, Any], where: str) -> list[Problem]:
     """What TrainConfig says of the options together (crop vs load size, sizes the networks cannot take),
     for the constant options and every combination of the searched size options."""
-    constants = {t: v for k, v in space.items() if not isinstance(v, dict) for t in ALIASES.get(k, (k,))}
-    axes = {k: _sampled_values(v) for k, v in space.items() if isinstance(v, dict) and ALIASES.get(k, (k,))[0] in SIZE_OPTIONS}
+    constants = expand_aliases({k: v for k, v in space.items() if not isinstance(v, dict)})
+    axes = {k: _sampled_values(v) for k, v in space.items() if isinstance(v, dict) and fields_of(k)[0] in SIZE_OPTIONS}
     axes = {k: v for k, v in axes.items() if v}
     combos = itertools.islice(itertools.product(*axes.values()), MAX_COMBINATIONS)
     for combo in combos:
@@ -589,15 +594,13 @@ def _combination_problems(prefix: str, train: dict[str, Any], set_in: dict[str, 
     return []
 
 
-def _data_reference_problem(ref: str) -> str | None:
-    """The form of a dataset reference (scheme, bucket, archive suffix, synthetic kind and parameters), offline."""
-    from cyclegan.sources import parse_reference
-
+def _parse_data_reference(ref: str) -> tuple[DatasetRef | None, str | None]:
+    """A dataset reference parsed (scheme, bucket, archive suffix, synthetic kind and parameters), offline;
+    or what is wrong with it."""
     try:
-        parse_reference(ref)
+        return parse_reference(ref), None
     except UserError as err:
-        return str(err).removeprefix(f"{ref.strip()}: ")
-    return None
+        return None, str(err).removeprefix(f"{ref.strip()}: ")
 
 
 def _problem(error: dict) -> Problem:

@@ -39,6 +39,7 @@ from cyclegan.run_files import LATEST, network_file
 from . import pyfunc_model
 from .pyfunc_model import IMAGE_COLUMN, encode_png, generator_config
 from .redact import MAX_TAG_VALUE, mask_text, mask_value
+from .tracking import SEARCHED_AS_TAG
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ CHAMPION = "champion"
 DEFAULT_PREFIX = "cyclegan-"
 MODEL_NAME = "generators"  # the logged model's name inside the trial's run
 GENERATOR_FILES = {name: network_file(LATEST, name) for name in ("G_A", "G_B")}
+HP_PREFIX = "hp."  # a version's hyperparameter tags: hp.<TrainConfig field> (orchestrator.aliases)
 
 
 @dataclass
@@ -218,14 +220,15 @@ def register_best(uri: str, task: str, run_id: str, *, metric: str, value: float
         version_tags = _version_tags(task, run, metric, value, mode, hyperparameters or {}, dataset, tags or {})
         with using_uri(uri):
             logged = mlflow.initialize_logged_model(name=MODEL_NAME, source_run_id=run_id, experiment_id=run.info.experiment_id,
-                                                    tags={k: v for k, v in version_tags.items() if not k.startswith("hp.")},
-                                                    params={k.removeprefix("hp."): v for k, v in version_tags.items() if k.startswith("hp.")})
+                                                    tags={k: v for k, v in version_tags.items() if not k.startswith(HP_PREFIX)},
+                                                    params={k.removeprefix(HP_PREFIX): v for k, v in version_tags.items() if k.startswith(HP_PREFIX)})
             info = mlflow.pyfunc.log_model(name=MODEL_NAME, model_id=logged.model_id, python_model=pyfunc_model.__file__,
                                            artifacts=artifacts, signature=signature(),
                                            input_example=input_example(gen_config), pip_requirements=_pip_requirements())
             client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
             version = mlflow.register_model(info.model_uri, name, tags=version_tags).version
     client.set_registered_model_tag(name, "task", task)
+    client.update_model_version(name, str(version), description=_description(version_tags, step))
     result = _maybe_crown(client, name, str(version), metric, float(value), mode)
     client.set_model_version_tag(name, str(version), "champion_decision", result.reason[:MAX_TAG_VALUE])
     log.info("%s", result.summary())
@@ -236,8 +239,16 @@ def _version_tags(task: str, run, metric: str, value: float, mode: str, hyperpar
                   dataset: str | None, extra: dict[str, Any]) -> dict[str, str]:
     tags = {"task": task, "metric": metric, "metric_value": repr(float(value)), "mode": mode, "run_id": run.info.run_id,
             "trial": run.data.tags.get("trial", run.info.run_name), "dataset": dataset or run.data.tags.get("dataset", ""),
-            **{f"hp.{k}": v for k, v in hyperparameters.items()}, **extra}
+            **{f"{HP_PREFIX}{k}": v for k, v in hyperparameters.items()}, **extra}
     return {k: mask_value(k, v)[:MAX_TAG_VALUE] for k, v in tags.items() if v is not None}
+
+
+def _description(tags: dict[str, str], epoch: int) -> str:
+    """The version's description, from its tags: where it comes from, its score, its hyperparameters (the tags' names)."""
+    hyperparameters = " ".join(f"{k.removeprefix(HP_PREFIX)}={v}" for k, v in sorted(tags.items()) if k.startswith(HP_PREFIX))
+    text = (f"Trial {tags.get('trial')} of task {tags['task']} (run {tags['run_id']}): {tags['metric']}={float(tags['metric_value']):.4g} "
+            f"({tags['mode']}) at epoch {epoch}. Hyperparameters: {hyperparameters or 'the task as it is'}.")
+    return text + (f" Searched as: {tags[SEARCHED_AS_TAG]}." if tags.get(SEARCHED_AS_TAG) else "")
 
 
 def _better(value: float, than: float, mode: str) -> bool:
@@ -297,7 +308,7 @@ def _version_info(mv) -> VersionInfo:
                        aliases=list(getattr(mv, "aliases", []) or []), metric=tags.get("metric"), mode=tags.get("mode"),
                        value=_as_float(tags.get("metric_value")), run_id=tags.get("run_id") or mv.run_id,
                        trial=tags.get("trial"), dataset=tags.get("dataset"),
-                       hyperparameters={k.removeprefix("hp."): v for k, v in tags.items() if k.startswith("hp.")})
+                       hyperparameters={k.removeprefix(HP_PREFIX): v for k, v in tags.items() if k.startswith(HP_PREFIX)})
 
 
 def _all_pages(uri: str, search, query: str) -> list:

@@ -22,6 +22,7 @@ from typing import Any
 
 from cyclegan.errors import UserError
 
+from .aliases import alias_note
 from .redact import mask_text
 
 # How a trial ended. Only finished and stopped trials are ranked: a failed or diverged trial keeps its
@@ -200,6 +201,8 @@ def summary_table(results: list[TaskResult]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     if any(r.baseline_trial_id for r in results):
         lines.append("* the baseline: the paper's values of the searched hyperparameters")
+    if note := alias_note(k for r in results if r.best for k in r.best.params):
+        lines.append(f"hyperparameters as searched: {note} (the names MLflow and the registry record)")
     return "\n".join(lines)
 
 

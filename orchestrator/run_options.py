@@ -1,7 +1,7 @@
 """Options of one Ray run that the CLI, the Python API and the sweeps share (no Ray import here).
 
 `Resources` is the one resources type: a manifest's `resources` (per trial of a task), and what
-`python -m orchestrator train` and `orchestrator.train.fit` take (`Scaling` is the same class).
+`python -m orchestrator train` and `orchestrator.train.train_on_ray` take.
 `prepare_config` checks a TrainConfig for a run on Ray before anything starts.
 """
 
@@ -79,7 +79,6 @@ class Resources(BaseModel):
         return ScalingConfig(num_workers=self.workers, use_gpu=self.gpus_per_worker > 0, resources_per_worker=self.worker_bundle())
 
 
-Scaling = Resources  # the name `orchestrator.train.fit` has always taken it by
 
 
 def prepare_config(config: TrainConfig, resources: Resources, name: str | None = None) -> TrainConfig:

@@ -16,9 +16,10 @@ import ray
 from cyclegan.errors import UserError
 
 from . import tracking
+from .aliases import alias_note, expand_aliases
 from .cluster import connect
 from .lineage import git_commit, log_task_lineage
-from .manifest import LoadedManifest, TaskPlan
+from .manifest import LoadedManifest, TaskPlan, train_options
 from .redact import environ_snapshot, is_secret_name, mask_text
 from .resources import DEFAULT_RESOURCE_WAIT_S, check_cluster_fits, has_autoscaler
 from .results import TaskResult, summary_table, write_results
@@ -86,7 +87,10 @@ def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -
         parent = tracking.start_task_run(
             uri, experiment_id, plan.name, dataset=plan.data, manifest_name=manifest.name, manifest_sha256=loaded.sha256,
             metric=plan.search.metric, mode=plan.search.resolved_mode, sweep_key=f"{manifest.name}/{plan.name}/{token}",
-            params={"search": plan.search.model_dump(), "space": plan.space, "train": plan.train, "resources": plan.resources.model_dump()})
+            # Hyperparameters by their TrainConfig names, as the trials' runs and the registry record them.
+            params={"search": plan.search.model_dump(exclude={"space"}), "space": expand_aliases(plan.space), "train": plan.train,
+                    "resources": plan.resources.model_dump()},
+            tags={tracking.SEARCHED_AS_TAG: alias_note(plan.space)})
         log_task_lineage(uri, parent, loaded.path, commit)
         runs[plan.name] = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
                            "system_metrics": manifest.tracking.system_metrics}
@@ -107,12 +111,13 @@ def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str, tr
                     tracking.BEST_EPOCH_TAG: trial.best_epoch}
             tracking.set_trial_status(uri, parent, trial.trial_id, TRIAL_RUN_STATUS[trial.status], tags)
     best, baseline = result.best, result.baseline
+    hyperparameters = train_options(best.params) if best else {}  # the names the trial's run has
     tracking.record_task_outcome(
         uri, parent,
         metrics={best_key(result.metric): best.metric if best else None, "best_epoch": best.best_epoch if best else None,
                  f"baseline_{result.metric}": baseline.metric if baseline else None, "improvement_over_baseline": result.improvement},
         tags={"cyclegan.best_trial": result.best_trial_id, "cyclegan.baseline_trial": result.baseline_trial_id,
-              "cyclegan.stopped": result.stopped})
+              "cyclegan.stopped": result.stopped, **{f"{tracking.BEST_PREFIX}{k}": v for k, v in hyperparameters.items()}})
     summary = f"no successful trial: nothing registered for {result.task}"
     if best is not None:
         run_id = tracking.find_trial_run(uri, parent, best.trial_id)
@@ -123,8 +128,9 @@ def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str, tr
                 folder, kept = fetched if fetched else (None, None)
                 value, epoch = (kept.value, kept.epoch) if kept else (best.metric, best.best_epoch)  # the files' own epoch
                 registration = register_best(uri, result.task, run_id, metric=result.metric, value=value, mode=result.mode,
-                                             hyperparameters=best.params, dataset=result.data, prefix=prefix, step=epoch or 0,
-                                             checkpoint_dir=folder, tags={"epoch": epoch, "baseline": str(best.baseline).lower()})
+                                             hyperparameters=hyperparameters, dataset=result.data, prefix=prefix, step=epoch or 0,
+                                             checkpoint_dir=folder, tags={"epoch": epoch, "baseline": str(best.baseline).lower(),
+                                                                          tracking.SEARCHED_AS_TAG: alias_note(best.params)})
             result.registry = {"name": registration.name, "version": registration.version, "champion": registration.champion,
                                "model_uri": registration.model_uri, "summary": registration.summary()}
             summary = registration.summary()

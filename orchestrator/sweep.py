@@ -28,6 +28,8 @@ from typing import Any
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
+
 from . import search as tune_search
 from .baseline import baseline_trial
 from .best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
@@ -94,18 +96,19 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from .train import run_training
+    from .train import train_on_ray
 
     # Ray Train hands this process's setting to the run's controller: no PreemptionWatcher actor per trial (it
     # tells workers of draining nodes, which nothing here uses), unless the user asked for one.
     os.environ.setdefault(PREEMPTION_WATCHER_VAR, "0")
     # Worker failures fail the trial; Tune retries it (FailureConfig) and the TorchTrainer, relaunched
     # under the same name and storage, continues from the trial's last checkpoint.
-    run_training(train_config, plan.resources, storage=trials_storage(ctx), name=trial_run_name(plan, trial_id),
+    train_on_ray(train_config, plan.resources, storage=trials_storage(ctx), name=trial_run_name(plan, trial_id),
                  callbacks=[TuneReportCallback()], max_failures=0, ranking=ranking, tracking=tracking)
 
 
-HISTORY_PREFIXES = ("loss_", "cycle_l1", "pairs_per_s", "fid", "kid", "psnr", "ssim", "l1", "best_")
+# What a trial's history (results file) keeps of each epoch: losses, the metrics that can rank trials, speed, the best so far.
+HISTORY_PREFIXES = ("loss_", *EPOCH_METRICS, *EVAL_METRICS, "pairs_per_s", "best_")
 
 
 def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard: SweepGuard, trials: Storage) -> TrialRecord:

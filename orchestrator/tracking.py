@@ -50,6 +50,10 @@ BEST_EPOCH_TAG = "cyclegan.best_epoch"  # on a trial's run: its best epoch so fa
 STATUS_TAG = "cyclegan.status"          # on a trial's run: finished, stopped, diverged or failed (orchestrator.results)
 BASELINE_TAG = "cyclegan.baseline"      # on a trial's run: "true" for the task's baseline trial
 NOTE_TAG = "cyclegan.note"              # on a trial's run: how it ended when it did not finish
+# Hyperparameters carry their TrainConfig names everywhere (orchestrator.aliases): a trial run's params,
+# `space.<name>.<distribution>` params and `best.<name>` tags on its task's run, `hp.<name>` registry tags.
+BEST_PREFIX = "best."                   # on a task's run: the best trial's hyperparameters, one tag each
+SEARCHED_AS_TAG = "cyclegan.searched_as"  # on a task's run and a registered version: which manifest alias set which fields
 SAMPLES_IMAGE_KEY = "samples"  # the sample grids as an MLflow image series, one per epoch
 
 
@@ -332,13 +336,6 @@ class TrialLogger:
         _log_params_once(self.client, self.run_id, params or {})
         self.last_step = self._last_logged_step()
         self.system_metrics = start_system_metrics(uri, self.run_id, self.resumed) if system_metrics else None
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> TrialLogger:
-        """From the plain dict a driver passes to workers: uri, experiment_id, parent_run_id and
-        trial (or trial_name)."""
-        return cls(spec["uri"], spec["experiment_id"], spec["parent_run_id"], spec.get("trial_name") or spec["trial"], params,
-                   spec.get("tags"), bool(spec.get("system_metrics")))
 
     def _last_logged_step(self) -> int:
         """The highest step of any metric the run holds (-1 for none): read once, on (re)start."""

@@ -1,12 +1,13 @@
 """One CycleGAN training on Ray Train: DDP over N workers, checkpoints in shared storage, retries.
 
-    from orchestrator.train import Scaling, fit
-    result = fit(TrainConfig(dataroot="s3://data/horse2zebra", name="h2z"), Scaling(workers=8, gpus_per_worker=1),
-                 "s3://runs/cyclegan", max_failures=3)
+    from orchestrator.train import Resources, train_on_ray
+    result = train_on_ray(TrainConfig(dataroot="s3://data/horse2zebra", name="h2z"), Resources(workers=8, gpus_per_worker=1),
+                          "s3://runs/cyclegan", max_failures=3)
 
 The driver side only: check the options and the storage before anything starts, start (or
-join) Ray, build the `TorchTrainer` (`make_trainer`, also what a Tune trial calls), run it, and
-turn worker failures into one clear error. What the workers run is `orchestrator.worker`.
+join) Ray, build the `TorchTrainer` (`prepare_run`), run it, and turn worker failures into one
+clear error. `python -m orchestrator train` and each trial of a sweep (orchestrator.sweep) call
+`train_on_ray`; what the workers run is `orchestrator.worker`.
 
 A run is its `name` in its `storage`: launched again with the same two, it continues from
 its last checkpoint (Ray Train restores it), so an interrupted command is simply re-run.
@@ -31,7 +32,7 @@ from cyclegan.run_files import STATE_FILE
 from .best import Ranking
 from .checkpoints import CHECKPOINT_FILES, state_file
 from .cluster import connect
-from .run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Resources, Scaling, prepare_config
+from .run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Resources, prepare_config
 from .storage import Storage, parse_storage, validate_storage
 from .worker import WorkerPlan, train_loop_per_worker
 
@@ -96,7 +97,7 @@ def prepare_run(config: TrainConfig | dict, scaling: Resources | None = None, st
                 resume_from: str | None = None, callbacks: list | None = None, worker_env: dict[str, str] | None = None,
                 tracking: dict | None = None, output_dir: str | Path | None = None, check_storage: bool = True,
                 ranking: Ranking | None = None) -> PreparedRun:
-    """Everything `fit` does before `TorchTrainer.fit()`: the checks, then the trainer."""
+    """Everything `train_on_ray` does before `TorchTrainer.fit()`: the checks, then the trainer."""
     scaling = scaling or Resources()
     cfg = prepare_config(config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config)), scaling, name)
     if max_failures < -1:
@@ -119,18 +120,11 @@ def prepare_run(config: TrainConfig | dict, scaling: Resources | None = None, st
     return PreparedRun(trainer, cfg, target, out)
 
 
-def make_trainer(config: TrainConfig | dict, scaling: Resources | None = None, storage: str | Storage = DEFAULT_STORAGE,
-                 **options: Any) -> TorchTrainer:
-    """The TorchTrainer alone (same arguments as `prepare_run`): what a Tune function trainable
-    builds and `.fit()`s, with its `TuneReportCallback` in `callbacks`."""
-    return prepare_run(config, scaling, storage, **options).trainer
-
-
-def fit(config: TrainConfig | dict, scaling: Resources | None = None, storage: str | Storage = DEFAULT_STORAGE, *,
-        name: str | None = None, max_failures: int = 0, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
-        resume_from: str | None = None, callbacks: list | None = None, worker_env: dict[str, str] | None = None,
-        tracking: dict | None = None, output_dir: str | Path | None = None, address: str | None = None,
-        ranking: Ranking | None = None) -> TrainResult:
+def train_on_ray(config: TrainConfig | dict, scaling: Resources | None = None, storage: str | Storage = DEFAULT_STORAGE, *,
+                 name: str | None = None, max_failures: int = 0, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
+                 resume_from: str | None = None, callbacks: list | None = None, worker_env: dict[str, str] | None = None,
+                 tracking: dict | None = None, output_dir: str | Path | None = None, address: str | None = None,
+                 ranking: Ranking | None = None) -> TrainResult:
     """Train `config` on `scaling` workers with checkpoints in `storage` (see the module docstring).
 
     `max_failures`: worker-group failures to recover from (each resumes from the last checkpoint).
@@ -161,9 +155,6 @@ def fit(config: TrainConfig | dict, scaling: Resources | None = None, storage: s
                        start_epoch=int(returned.get("start_epoch", 1)), already_complete=bool(returned.get("already_complete")),
                        output_dir=run.output_dir,
                        ray_result=result)
-
-
-run_training = fit  # the name the sweep layer calls
 
 
 def _check_resources(scaling: Resources, strict: bool) -> None:
@@ -203,5 +194,5 @@ def _user_error_in(error: BaseException | None, depth: int = 0) -> UserError | N
     return None
 
 
-__all__ = ["DEFAULT_STORAGE", "CHECKPOINT_FILES", "PreparedRun", "Resources", "Scaling", "TrainResult", "TrainingFailed", "fit",
-           "make_trainer", "prepare_config", "prepare_run", "run_training", "train_loop_per_worker"]
+__all__ = ["DEFAULT_STORAGE", "CHECKPOINT_FILES", "PreparedRun", "Resources", "TrainResult", "TrainingFailed",
+           "prepare_config", "prepare_run", "train_loop_per_worker", "train_on_ray"]

@@ -276,7 +276,7 @@ def _run(argv: list[str], env: dict[str, str], isolated: bool, capsys) -> tuple[
         proc.returncode = os.waitstatus_to_exitcode(status)
         return proc.returncode, out, usage.ru_maxrss / 1024
     from cyclegan.commands import main as cyclegan_main
-    from orchestrator.cli import main as orchestrator_main
+    from orchestrator.commands import main as orchestrator_main
 
     main = {"cyclegan": cyclegan_main, "orchestrator": orchestrator_main}[argv[0]]
     code = run_cli(main, argv[1:])

@@ -79,7 +79,7 @@ def test_a_registered_generator_is_validated_with_its_own_size_rule(toy_generato
 
 
 def test_orchestrator_validate_accepts_a_manifest_with_a_registered_generator(toy_generator, tmp_path, capsys):
-    from orchestrator.cli import main as orchestrator_main
+    from orchestrator.commands import main as orchestrator_main
 
     manifest = tmp_path / "toy.yaml"
     task = "tasks: [{name: t, data: 'synthetic://colorshift?size=32&n_train=4&n_test=2'}]\n"

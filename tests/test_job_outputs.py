@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cyclegan.commands.runner import run_cli
-from orchestrator.cli import main
+from orchestrator.commands import main
 from orchestrator.job_dir import JOB_ENV_VAR
 
 MANIFEST = """\

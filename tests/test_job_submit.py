@@ -271,7 +271,7 @@ def _runs(mlflow_server: str, experiment_name: str) -> list:
 
 def _cli(*args: str, capsys) -> tuple[int, str]:
     """`python -m orchestrator ARGS` as the user runs it after the job, in this process: its exit code and output."""
-    from orchestrator.cli import main
+    from orchestrator.commands import main
 
     code = run_cli(main, list(args))
     captured = capsys.readouterr()

@@ -44,10 +44,19 @@ def test_both_command_lines_are_console_commands():
     import tomllib
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"cyclegan": "cyclegan.commands:entry_point", "cyclegan-orchestrator": "orchestrator.cli:entry_point"}
+    assert scripts == {"cyclegan": "cyclegan.commands:entry_point", "cyclegan-orchestrator": "orchestrator.commands:entry_point"}
     for target in scripts.values():
         module, _, function = target.partition(":")
         assert callable(getattr(importlib.import_module(module), function))
+
+
+@pytest.mark.parametrize("argv0,usage", [("/venv/bin/cyclegan-orchestrator", "usage: cyclegan-orchestrator"),
+                                         ("/repo/orchestrator/__main__.py", "usage: python -m orchestrator")])
+def test_usage_lines_name_the_command_as_the_user_typed_it(argv0, usage):
+    from cyclegan.commands.runner import program_name
+    from orchestrator.commands import build_parser
+
+    assert build_parser(program_name("orchestrator", argv0)).format_usage().startswith(usage)
 
 
 def _modules() -> dict[str, Path]:

@@ -181,7 +181,7 @@ def test_yaml_tags_are_refused_safely():
 @pytest.mark.parametrize("text,expected", CASES[::3], ids=[c[1][:40] for c in CASES[::3]])
 def test_validate_command_exits_2_with_the_message_and_no_traceback(tmp_path, capsys, text, expected):
     from cyclegan.commands.runner import run_cli
-    from orchestrator.cli import main
+    from orchestrator.commands import main
 
     path = tmp_path / "m.yaml"
     path.write_text(textwrap.dedent(text))
@@ -192,7 +192,7 @@ def test_validate_command_exits_2_with_the_message_and_no_traceback(tmp_path, ca
 
 def test_validate_checks_the_datasets_unless_offline(tmp_path, capsys, tiny_dataset):
     from cyclegan.commands.runner import run_cli
-    from orchestrator.cli import main
+    from orchestrator.commands import main
 
     path = tmp_path / "m.yaml"
     path.write_text(f"name: x\ntasks:\n  - {{name: good, data: {tiny_dataset}}}\n  - {{name: bad, data: {tmp_path}/missing}}\n")

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from conftest import free_port
 from cyclegan.commands.runner import run_cli
 from cyclegan.errors import UserError
-from orchestrator import models_cli
+from orchestrator.commands import main as orchestrator_main
 from orchestrator.lineage import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, content_digest, git_commit, log_task_lineage
 from orchestrator.redact import mask_text, safe_params
 from orchestrator.registry import champion_version, register_best
@@ -172,7 +172,7 @@ def test_unreachable_tracking_server_is_named_within_seconds(capsys):
     assert time.monotonic() - start < 10
     assert "http://bob:***@127.0.0.1:" in str(err.value) and "not reachable" in str(err.value)
     assert SECRET not in str(err.value)
-    assert run_cli(models_cli.main, ["models", "list", "--tracking-uri", uri]) == 2
+    assert run_cli(orchestrator_main, ["models", "list", "--tracking-uri", uri]) == 2
     printed = capsys.readouterr().err
     assert printed.startswith("error: MLflow tracking server http://bob:***@") and "Traceback" not in printed
 

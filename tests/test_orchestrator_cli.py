@@ -19,9 +19,9 @@ from cyclegan.errors import UserError
 from cyclegan.model import CycleGAN
 from cyclegan.trainer import Trainer
 from orchestrator.checkpoints import WORKER_STATES, load_reported_metrics, load_resume_state, stage
-from orchestrator.cli import main
+from orchestrator.commands import main
 from orchestrator.ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, synchronize_norms, worker_state
-from orchestrator.run_options import Scaling
+from orchestrator.run_options import Resources
 from orchestrator.storage import StorageError, parse_storage, validate_storage
 from orchestrator.train import _failure, prepare_config
 
@@ -144,13 +144,13 @@ def test_storage_errors_never_show_credentials():
 
 def test_prepare_config_makes_paths_absolute_and_refuses_continue_train(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.chdir(tiny_dataset.parent)
-    cfg = prepare_config(tiny_config(tiny_dataset.name, "ckpts", cache_dir="cache"), Scaling(workers=2), name="run1")
+    cfg = prepare_config(tiny_config(tiny_dataset.name, "ckpts", cache_dir="cache"), Resources(workers=2), name="run1")
     assert cfg.dataroot == str(tiny_dataset) and cfg.name == "run1"
     assert cfg.checkpoints_dir == str(tiny_dataset.parent / "ckpts") and cfg.cache_dir == str(tiny_dataset.parent / "cache")
     with pytest.raises(UserError, match="--continue_train: not needed here"):
-        prepare_config(tiny_config(tiny_dataset, tmp_path, continue_train=True), Scaling())
+        prepare_config(tiny_config(tiny_dataset, tmp_path, continue_train=True), Resources())
     # A synthetic (or s3://) reference is resolved by the workers, not here.
-    assert prepare_config(tiny_config("synthetic://colorshift?size=32", tmp_path), Scaling()).dataroot == "synthetic://colorshift?size=32"
+    assert prepare_config(tiny_config("synthetic://colorshift?size=32", tmp_path), Resources()).dataroot == "synthetic://colorshift?size=32"
 
 
 def test_a_user_error_in_a_worker_comes_back_as_itself():

@@ -34,10 +34,10 @@ from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 from cyclegan.translate import translate_folder
 from orchestrator.checkpoints import WORKER_STATES
-from orchestrator.cli import main
+from orchestrator.commands import main
 from orchestrator.ddp import fingerprint
-from orchestrator.run_options import Scaling
-from orchestrator.train import fit
+from orchestrator.run_options import Resources
+from orchestrator.train import train_on_ray
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def data64(tmp_path_factory) -> Path:
 def ddp_run(ray_session, data64, tmp_path_factory):
     """The uninterrupted 2-worker run, in local storage: the reference the other runs are compared with."""
     root = tmp_path_factory.mktemp("ddp")
-    result = fit(tiny_config(data64, root / "outputs", **RUN), Scaling(workers=2), str(root / "storage"), name="ddp",
+    result = train_on_ray(tiny_config(data64, root / "outputs", **RUN), Resources(workers=2), str(root / "storage"), name="ddp",
                  keep_checkpoints=2)
     return result, root
 
@@ -105,7 +105,7 @@ def test_two_workers_average_gradients_on_disjoint_shards(ddp_run, data64, tmp_p
 def test_relaunching_a_complete_run_trains_nothing_and_reports_its_final_metrics(ddp_run, data64):
     """What a resumed Tune trial relies on when its driver died before it recorded the last epoch."""
     result, root = ddp_run
-    again = fit(tiny_config(data64, root / "outputs", **RUN), Scaling(workers=2), str(root / "storage"), name="ddp",
+    again = train_on_ray(tiny_config(data64, root / "outputs", **RUN), Resources(workers=2), str(root / "storage"), name="ddp",
                 keep_checkpoints=2)
     assert again.already_complete and again.metrics["epoch"] == 6
     assert again.metrics["loss_G"] == result.metrics["loss_G"] and again.checkpoint_path == result.checkpoint_path
@@ -163,7 +163,7 @@ def test_a_killed_worker_is_replaced_and_the_run_resumes_from_its_last_checkpoin
 
     def run() -> None:
         try:
-            outcome["result"] = fit(tiny_config(data64, tmp_path / "outputs", **RUN), Scaling(workers=2), "s3://ray-runs/ft",
+            outcome["result"] = train_on_ray(tiny_config(data64, tmp_path / "outputs", **RUN), Resources(workers=2), "s3://ray-runs/ft",
                                     name="killed", max_failures=1, keep_checkpoints=2)
         except BaseException as err:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = err

@@ -25,7 +25,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.data import load_image
 from cyclegan.networks import define_networks
 from cyclegan.translate import translate_image
-from orchestrator import models_cli
+from orchestrator.commands import main as orchestrator_main
 from orchestrator.registry import register_best, show_model
 from orchestrator.tracking import TrialLogger, get_or_create_experiment, start_task_run
 
@@ -51,7 +51,7 @@ def registry(mlflow_server, tiny_trained, tmp_path_factory) -> dict:
 
     def register(task, run, value, metric="psnr", mode="max", **kwargs):
         return register_best(uri, task, run, metric=metric, value=value, mode=mode, dataset=DATASET,
-                             hyperparameters={"lr": 1e-4, "lambda_cyc": 10.0}, **kwargs)
+                             hyperparameters={"lr": 1e-4, "lambda_A": 10.0, "lambda_B": 10.0}, **kwargs)
 
     zebra = [register("zebra", runs[0], 12.0),  # checkpoint and config from the run's artifacts
              register("zebra", runs[1], 11.0, checkpoint_dir=tiny_trained, config=config),
@@ -90,7 +90,7 @@ def test_champion_moves_only_to_a_strictly_better_version(registry):
     info = show_model(registry["uri"], "zebra")
     assert info.champion.version == "3" and [v.version for v in info.versions] == ["3", "2", "1"]
     assert info.champion.run_id == registry["runs"][2] and info.champion.dataset == DATASET
-    assert info.champion.hyperparameters == {"lr": "0.0001", "lambda_cyc": "10.0"}
+    assert info.champion.hyperparameters == {"lr": "0.0001", "lambda_A": "10.0", "lambda_B": "10.0"}
     assert info.versions[1].aliases == [] and info.versions[1].metric == "psnr" and info.versions[1].value == 11.0
 
 
@@ -102,40 +102,41 @@ def test_lower_is_better_for_min_metrics(registry):
 
 def test_models_list_and_show_print_compact_tables(registry, capsys):
     uri = registry["uri"]
-    assert models_cli.main(["models", "list", "--tracking-uri", uri]) == 0
+    assert orchestrator_main(["models", "list", "--tracking-uri", uri]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["MODEL", "CHAMPION", "METRIC", "VALUE", "DATASET", "REGISTERED", "LATEST"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["cyclegan-zebra"][1:5] == ["v3", "psnr", "13", DATASET] and rows["cyclegan-zebra"][-1] == "v3"
     assert rows["cyclegan-maps"][1:5] == ["v1", "fid", "50", DATASET] and rows["cyclegan-maps"][-1] == "v2"
-    assert models_cli.main(["models", "show", "zebra", "--tracking-uri", uri]) == 0
+    assert orchestrator_main(["models", "show", "zebra", "--tracking-uri", uri]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].startswith("champion: v3  psnr=13 (max)")
     assert [line.split()[:2] for line in out.splitlines()[3:]] == [["v3", "champion"], ["v2", "-"], ["v1", "-"]]
-    assert "lambda_cyc=10.0 lr=0.0001" in out
+    assert "lambda_A=10.0 lambda_B=10.0 lr=0.0001" in out
 
 
 @pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
 def test_translate_with_the_registered_champion_equals_the_checkpoint(registry, tiny_dataset, tmp_path, direction):
     images = sorted((tiny_dataset / f"test{direction[0]}").glob("*.png"))
-    code = models_cli.main(["translate", "--model", "models:/cyclegan-zebra@champion", "--direction", direction,
-                            "--input", str(tiny_dataset / f"test{direction[0]}"), "--output", str(tmp_path / "out"),
-                            "--tracking-uri", registry["uri"]])
+    code = orchestrator_main(["translate", "--model", "models:/cyclegan-zebra@champion", "--direction", direction,
+                              "--input", str(tiny_dataset / f"test{direction[0]}"), "--output", str(tmp_path / "out"),
+                              "--tracking-uri", registry["uri"]])
     assert code == 0
     got = {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((tmp_path / "out").glob("*.png"))}
     assert_same_images(got, direct(registry["champion_dir"], direction, images))
 
 
-def test_translate_reads_s3_input(registry, tiny_dataset, tmp_path, s3_env):
+def test_translate_reads_s3_input(registry, tiny_dataset, tmp_path, s3_env, monkeypatch):
     import boto3
 
+    monkeypatch.setenv("CYCLEGAN_CACHE_DIR", str(tmp_path / "cache"))
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="translate-inputs")
     images = sorted((tiny_dataset / "testA").glob("*.png"))
     for p in images:
         s3.upload_file(str(p), "translate-inputs", f"horses/{p.name}")
-    code = models_cli.main(["translate", "--model", "models:/cyclegan-zebra/1", "--input", "s3://translate-inputs/horses",
-                            "--output", str(tmp_path / "out"), "--tracking-uri", registry["uri"]])
+    code = orchestrator_main(["translate", "--model", "models:/cyclegan-zebra/1", "--input", "s3://translate-inputs/horses",
+                              "--output", str(tmp_path / "out"), "--tracking-uri", registry["uri"]])
     assert code == 0
     got = {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((tmp_path / "out").glob("*.png"))}
     assert_same_images(got, direct(registry["first_dir"], "AtoB", images))

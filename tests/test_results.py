@@ -44,7 +44,9 @@ def test_the_summary_says_by_how_much_the_best_beat_the_baseline():
     assert "t1 " in lines[2] and "psnr=18 @ epoch 2 (max)" in lines[2] and "beat it by 2 (12%)" in lines[2]
     assert "t0* " in lines[3] and "the baseline is best" in lines[3]
     assert "baseline diverged, no value" in lines[4]
-    assert lines[-1].startswith("* the baseline")
+    assert lines[5].startswith("* the baseline")
+    # The manifest's alias, as searched, and the names MLflow records it under.
+    assert lines[6] == "hyperparameters as searched: lambda_cyc sets lambda_A and lambda_B (the names MLflow and the registry record)"
 
 
 def test_a_results_file_reads_back_as_objects(tmp_path):

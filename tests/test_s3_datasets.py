@@ -254,6 +254,25 @@ def test_cli_fetch_and_inspect_an_s3_prefix(uploaded, s3_env, tmp_path, capsys):
     assert any(line.split()[:3] == ["trainB/", "12", "0"] for line in out.splitlines())
 
 
+def test_validate_checks_s3_data_at_the_endpoint_the_task_trains_from(uploaded, s3_env, s3_server, monkeypatch, tmp_path, capsys):
+    """The task's s3_endpoint_url (what its trials fetch from) wins over the environment's endpoint, as in training."""
+    from cyclegan.commands.runner import run_cli
+    from orchestrator.commands import main
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # a refused connection is retried, briefly
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", dead)
+    manifest = tmp_path / "endpoints.yaml"
+    task = f"{{name: tiny, data: '{uploaded['prefix']}', train: {{s3_endpoint_url: '{s3_server}'}}}}"
+    manifest.write_text(f"name: endpoints\ntasks:\n  - {task}\n")
+    assert run_cli(main, ["validate", str(manifest)]) == 0, capsys.readouterr().err
+    assert "every dataset has trainA/ and trainB/" in capsys.readouterr().out
+    # Without the option the environment's endpoint is the one: validate looks there, and says so.
+    manifest.write_text(f"name: endpoints\ntasks:\n  - {{name: tiny, data: '{uploaded['prefix']}'}}\n")
+    assert run_cli(main, ["validate", str(manifest)]) == 2
+    assert f"tasks[0].data (tiny): {uploaded['prefix']}: cannot reach the S3 endpoint {dead}" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_train_from_an_s3_reference(uploaded, s3_env, tmp_path):
     env = {**os.environ, **s3_env, "CYCLEGAN_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "2"}

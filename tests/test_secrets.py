@@ -126,7 +126,7 @@ tasks:
 
 def test_dry_run_prints_storage_and_options_masked(tmp_path, capsys):
     from cyclegan.commands.runner import run_cli
-    from orchestrator.cli import main
+    from orchestrator.commands import main
 
     manifest = tmp_path / "leaky.yaml"
     manifest.write_text(LEAKY_MANIFEST)
@@ -138,7 +138,7 @@ def test_dry_run_prints_storage_and_options_masked(tmp_path, capsys):
 
 def test_validate_errors_quote_data_references_masked(tmp_path, capsys):
     from cyclegan.commands.runner import run_cli
-    from orchestrator.cli import main
+    from orchestrator.commands import main
 
     manifest = tmp_path / "leaky.yaml"
     manifest.write_text(LEAKY_MANIFEST.replace('"synthetic://colorshift?size=32&n_train=4&n_test=1&seed=0"',

@@ -1,5 +1,6 @@
-"""`orchestrator translate --input s3://bucket/prefix`: keys that would climb out of the download
-folder are refused before anything is written (moto in server mode)."""
+"""`orchestrator translate --input s3://bucket/prefix` reads its images as training reads a dataset, through the
+s3 scheme of cyclegan.sources (moto in server mode): keys that would climb out of the prefix are refused before
+anything is written, relative names are kept, the endpoint option wins over the environment."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from botocore.config import Config
 
 from cyclegan.commands.runner import run_cli
-from orchestrator.cli import main
+from orchestrator.commands import main
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde\x00\x00\x00\x0cIDATx"
        b"\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND\xaeB`\x82")
@@ -39,8 +40,15 @@ CLIMBING = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch) -> Path:
+    """The dataset cache an s3:// input is fetched into."""
+    monkeypatch.setenv("CYCLEGAN_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
 @pytest.mark.parametrize("pattern,reason", CLIMBING)
-def test_keys_climbing_out_of_the_prefix_are_refused(s3_env, tmp_path, capsys, pattern, reason):
+def test_keys_climbing_out_of_the_prefix_are_refused(s3_env, tmp_path, capsys, cache, pattern, reason):
     name = f"escaped-{uuid.uuid4().hex[:8]}.png"
     bad = pattern.format(name=name)
     bucket = _bucket(s3_env, ["in/good.png", bad])
@@ -48,21 +56,30 @@ def test_keys_climbing_out_of_the_prefix_are_refused(s3_env, tmp_path, capsys, p
     code = run_cli(main, ["translate", "--model", str(tmp_path / "no-model"), "--input", f"s3://{bucket}/in", "--output", str(out)])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert err.startswith(f"error: --input s3://{bucket}/in: key ") and reason in err and "Traceback" not in err, err
+    assert err.startswith(f"error: --input s3://{bucket}/") and "would land outside" in err and reason in err, err
+    assert "Traceback" not in err
     assert repr(bad[len("in/"):]) in err  # names the key
     assert not out.exists()
-    assert not list(tmp_path.rglob(name))
-    for folder in (Path(tempfile.gettempdir()), Path("/tmp"), Path("/")):  # where the old code wrote them
+    assert not list(tmp_path.rglob(name)) and not list(cache.rglob("good.png"))  # refused before anything was written
+    for folder in (Path(tempfile.gettempdir()), Path("/tmp"), Path("/")):  # where the oldest code wrote them
         assert not (folder / name).exists()
 
 
-def test_images_under_the_prefix_keep_their_relative_paths(s3_env, tmp_path):
-    from cyclegan.sources.s3 import download_prefix
+def test_the_prefix_is_fetched_into_the_dataset_cache_with_its_relative_names(s3_env, cache):
+    from orchestrator.commands.translate import fetch_input
 
     bucket = _bucket(s3_env, ["in/a.png", "in/sub/b.PNG", "in/notes.txt", "other/c.png"])
-    written = download_prefix(f"s3://{bucket}/in", tmp_path, (".png",))
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == ["a.png", "sub/b.PNG"]
-    assert (tmp_path / "sub" / "b.PNG").read_bytes() == PNG
+    folder = fetch_input(f"s3://{bucket}/in", None, None)
+    assert folder.is_relative_to(cache)
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == ["a.png", "notes.txt", "sub/b.PNG"]
+    assert (folder / "sub" / "b.PNG").read_bytes() == PNG
+    assert fetch_input(f"s3://{bucket}/in", None, None) == folder  # the same snapshot, not downloaded again
+
+
+def test_a_prefix_without_images_is_named(s3_env, capsys):
+    bucket = _bucket(s3_env, ["in/notes.txt"])
+    code = run_cli(main, ["translate", "--model", "m", "--input", f"s3://{bucket}/in", "--output", "o"])
+    assert code == 2 and capsys.readouterr().err.startswith(f"error: --input s3://{bucket}/in: no images here (looked for .jpg")
 
 
 def test_translate_takes_the_s3_endpoint_option(s3_env, s3_server, tmp_path, monkeypatch, capsys):
@@ -71,4 +88,11 @@ def test_translate_takes_the_s3_endpoint_option(s3_env, s3_server, tmp_path, mon
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
     code = run_cli(main, ["translate", "--model", "m", "--input", f"s3://{bucket}/in", "--output", str(tmp_path / "o"),
                           "--s3-endpoint-url", s3_server])
-    assert code == 2 and "would land outside the download folder" in capsys.readouterr().err
+    assert code == 2 and "would land outside the cache directory" in capsys.readouterr().err
+
+
+def test_an_input_url_goes_through_the_dataset_schemes(capsys):
+    """Any URL is a dataset reference (a scheme cyclegan.sources does not know is named), a plain path is read in place."""
+    code = run_cli(main, ["translate", "--model", "m", "--input", "gs://bucket/photos", "--output", "o"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --input gs://bucket/photos: unsupported scheme gs://"), err

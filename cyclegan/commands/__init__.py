@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 
 from . import bench, data, evaluate, synth, test, train, translate
-from .runner import dispatch, run_cli
+from .runner import dispatch, program_name, run_cli
 
 COMMANDS = (train, translate, synth, evaluate, data, bench, test)  # in the order --help lists them
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cyclegan", description="CycleGAN (Zhu et al., ICCV 2017) on one machine.")
+PROG = "python -m cyclegan"
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="CycleGAN (Zhu et al., ICCV 2017) on one machine.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -23,15 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    return dispatch(build_parser(), argv)
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    return dispatch(build_parser(prog), argv)
 
 
 def entry_point() -> int:
     from ..threads import configure_cpu_threads
 
     configure_cpu_threads()  # before torch is imported
-    return run_cli(main)
+    prog = program_name("cyclegan")
+    return run_cli(lambda argv: main(argv, prog))
 
 
 __all__ = ["build_parser", "entry_point", "main"]

@@ -13,6 +13,13 @@ from pathlib import Path
 from ..errors import UserError
 
 
+def program_name(module: str, argv0: str | None = None) -> str:
+    """The command as the user typed it, for usage lines: `python -m MODULE` (Python then runs the
+    package's __main__.py), else the console command's own name (`cyclegan`, `cyclegan-orchestrator`)."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name
+    return f"python -m {module}" if name in ("", "__main__.py") else name
+
+
 def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse `argv` and run the chosen subcommand's `run(args)`."""
     args = parser.parse_args(argv)

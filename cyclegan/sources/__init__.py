@@ -27,26 +27,34 @@ from .schemes import ACCEPTED_FORMS, SCHEMES, DatasetRef, FetchResult, bad_refer
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-def _source(ref: str) -> tuple[ModuleType, DatasetRef]:
-    """The module of `ref`'s scheme, and `ref` parsed by it."""
-    if not ref or not ref.strip():
-        raise DatasetError("no dataset given: pass --dataroot with a folder holding trainA/ and trainB/, or one of: "
-                           + ACCEPTED_FORMS)
-    ref = ref.strip()
+def _scheme_module(ref: str) -> ModuleType:
+    """The module of the scheme `ref` is written in (imported on first use)."""
     match = _SCHEME.match(ref)
     scheme = match.group(1).lower() if match else ""
     if scheme not in SCHEMES:
         raise bad_reference(ref, f"unsupported scheme {scheme}://")
-    module = import_module(f".{SCHEMES[scheme].module}", __name__)
+    return import_module(f".{SCHEMES[scheme].module}", __name__)
+
+
+def _source(ref: str | DatasetRef) -> tuple[ModuleType, DatasetRef]:
+    """The module of `ref`'s scheme, and `ref` parsed by it (a DatasetRef is not parsed again)."""
+    if isinstance(ref, DatasetRef):
+        return _scheme_module(ref.ref), ref
+    if not ref or not ref.strip():
+        raise DatasetError("no dataset given: pass --dataroot with a folder holding trainA/ and trainB/, or one of: "
+                           + ACCEPTED_FORMS)
+    ref = ref.strip()
+    module = _scheme_module(ref)
     return module, module.parse(ref)
 
 
 def parse_reference(ref: str) -> DatasetRef:
-    """Check the form of a dataset reference, without touching the file system or the network."""
+    """Check the form of a dataset reference, without touching the file system or the network. The
+    functions below take the result as well as the string: a reference parsed once is not parsed again."""
     return _source(ref)[1]
 
 
-def fetch_dataset(ref: str, cache_dir: str | None = None, *, endpoint_url: str | None = None,
+def fetch_dataset(ref: str | DatasetRef, cache_dir: str | None = None, *, endpoint_url: str | None = None,
                   show_progress: bool | None = None, require_layout: bool = True) -> FetchResult:
     """Make the dataset `ref` available locally (downloading, extracting or generating it into the
     cache unless an up-to-date copy is there) and say what that took.
@@ -61,13 +69,13 @@ def fetch_dataset(ref: str, cache_dir: str | None = None, *, endpoint_url: str |
     return module.fetch(parsed, cache_dir, endpoint_url=endpoint_url, show_progress=progress, require_layout=require_layout)
 
 
-def resolve_dataset(ref: str, cache_dir: str | None = None, *, endpoint_url: str | None = None,
+def resolve_dataset(ref: str | DatasetRef, cache_dir: str | None = None, *, endpoint_url: str | None = None,
                     show_progress: bool | None = None) -> Path:
     """Return a local folder holding trainA/ trainB/ (testA/ testB/) for `ref`; see fetch_dataset."""
     return fetch_dataset(ref, cache_dir, endpoint_url=endpoint_url, show_progress=show_progress).path
 
 
-def check_dataset_reference(ref: str, *, endpoint_url: str | None = None) -> None:
+def check_dataset_reference(ref: str | DatasetRef, *, endpoint_url: str | None = None) -> None:
     """Raise a DatasetError unless `ref` resolves and holds trainA/ and trainB/, without downloading,
     extracting or generating anything (what `orchestrator validate` runs for every task)."""
     module, parsed = _source(ref)

@@ -53,9 +53,9 @@ def digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def safe_relpath(name: str, where: str, what: str = "member", folder: str = "the cache directory") -> str:
+def safe_relpath(name: str, where: str, what: str = "member") -> str:
     """`name` as a normalised relative path ('a/b.png'; '' for the folder itself, as in tar's './'),
-    or a DatasetError naming `where` when it would land outside `folder`, where it is extracted to
+    or a DatasetError naming `where` when it would land outside the folder it is extracted to
     (absolute, drive letter, '..')."""
     posix = name.replace("\\", "/")
     parts = [p for p in posix.split("/") if p not in ("", ".")]
@@ -65,7 +65,7 @@ def safe_relpath(name: str, where: str, what: str = "member", folder: str = "the
     elif ".." in parts:
         reason = "'..' in the path"
     if reason:
-        raise DatasetError(f"{where}: {what} {_shown(name)} would land outside {folder} ({reason}); "
+        raise DatasetError(f"{where}: {what} {_shown(name)} would land outside the cache directory ({reason}); "
                            "refusing it: fix the archive or the keys")
     if long := next((p for p in parts if len(os.fsencode(p)) > NAME_MAX), None):
         raise DatasetError(f"{where}: {what} {_shown(name)} has a name of {len(os.fsencode(long))} bytes ({_shown(long)}); "
@@ -77,14 +77,14 @@ def _shown(name: str, limit: int = 120) -> str:
     return repr(name) if len(name) <= limit else repr(name[:limit]) + f"... ({len(name)} characters)"
 
 
-def contained(root: Path, relpath: str, where: str, folder: str = "the cache directory") -> Path:
+def contained(root: Path, relpath: str, where: str) -> Path:
     """root/relpath, after checking it really lies under root (no symlinked folder on the way)."""
     target = root / relpath
     if len(os.fsencode(target.absolute())) >= PATH_MAX:
         raise DatasetError(f"{where}: {_shown(relpath)} is too long a path for the file system once in the cache "
                            f"({len(os.fsencode(target.absolute()))} bytes, at most {PATH_MAX - 1}); rename it, or use a shorter --cache_dir")
     if not target.resolve().is_relative_to(root.resolve()):
-        raise DatasetError(f"{where}: {_shown(relpath)} would land outside {folder}; refusing it")
+        raise DatasetError(f"{where}: {_shown(relpath)} would land outside the cache directory; refusing it")
     return target
 
 
@@ -206,7 +206,7 @@ def snapshot_result(parsed: DatasetRef, snap: Snapshot, built: bool, require_lay
     if require_layout and snap.meta.get("layout") == "none":  # a snapshot `data inspect` made of a bad dataset
         found = top_entries(p.name + ("/" if p.is_dir() else "") for p in snap.data.iterdir())
         raise no_layout(parsed.ref, found)
-    return FetchResult(parsed.ref, snap.root, parsed.kind, built=built, snapshot=snap.path, **stats)
+    return FetchResult(parsed.ref, snap.root, parsed.kind, built=built, snapshot=snap.path, tree=snap.data, **stats)
 
 
 def link_or_copy(source: Path, target: Path) -> None:

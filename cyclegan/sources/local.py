@@ -34,7 +34,7 @@ def fetch(parsed: DatasetRef, cache_dir: str | None, *, endpoint_url: str | None
     if parsed.kind == "folder":
         if not path.is_dir():
             raise bad_reference(parsed.ref, "dataset folder not found" if not path.exists() else "a file that is not a .zip, .tar or .tar.gz archive")
-        return FetchResult(parsed.ref, path, "folder")
+        return FetchResult(parsed.ref, path, "folder", tree=path)
     if not path.is_file():
         raise bad_reference(parsed.ref, "no such archive file")
     stat = path.stat()

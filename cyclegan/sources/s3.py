@@ -190,20 +190,6 @@ def download(client, url: str, items: list[tuple[S3Object, Path]], *, show_progr
     return total
 
 
-def download_prefix(url: str, target: Path, suffixes: tuple[str, ...], *, endpoint: str | None = None,
-                    folder: str = "the output folder") -> list[Path]:
-    """Download the objects under s3://bucket/prefix whose names end in `suffixes` into `target`,
-    keeping their paths relative to the prefix. Every key is checked before anything is written:
-    one that would climb out of `target` ('../', a leading '/') is refused, naming it."""
-    client = make_client(endpoint)
-    bucket, prefix = split_url(url)
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
-    wanted = [o for o in list_objects(client, url, prefix) if o.key.lower().endswith(suffixes)]
-    items = [(obj, contained(target, safe_relpath(obj.key[len(prefix):], url, "key", folder), url, folder)) for obj in wanted]
-    download(client, url, items)
-    return [path for _, path in items]
-
-
 # -- the s3:// dataset scheme ------------------------------------------------------------------------
 def parse(ref: str) -> DatasetRef:
     bucket, key = split_url(ref[len("s3://"):] if ref.lower().startswith("s3://") else ref)

@@ -59,6 +59,7 @@ class FetchResult:
     reused: list[str] = field(default_factory=list)  # S3 keys linked, unchanged, from an older snapshot
     built: bool = False  # this call built the cache snapshot (download, extraction or generation)
     snapshot: Path | None = None  # the cache snapshot folder (None for a folder used in place)
+    tree: Path | None = None  # everything the reference holds, relative names kept (path is the dataset root in it)
 
 
 def bad_reference(ref: str, why: str) -> DatasetError:

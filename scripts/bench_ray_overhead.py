@@ -1,6 +1,6 @@
 """Measure what Ray Train adds to an epoch: one worker vs the plain `cyclegan` Trainer, same data.
 
-    python -m orchestrator.overhead --rounds 3 --epochs 6 --n-train 32 --size 32
+    python scripts/bench_ray_overhead.py --rounds 3 --epochs 6 --n-train 32 --size 32
 
 Both runs train the same configuration on the same data with the same threads. An epoch's wall
 time runs from the start of one epoch's hooks to the next's: the training loop plus everything
@@ -69,10 +69,10 @@ def plain_timing(cfg: TrainConfig, threads: int, first: int, last: int) -> Timin
 
 def ray_timing(cfg: TrainConfig, threads: int, storage: Path, name: str, first: int, last: int) -> Timing:
     """Walls from the checkpoints' `train_wall_s`; loop times from rank 0's metrics.jsonl."""
-    from .run_options import Scaling
-    from .train import fit
+    from orchestrator.run_options import Resources
+    from orchestrator.train import train_on_ray
 
-    result = fit(cfg, Scaling(workers=1, cpus_per_worker=threads), str(storage), name=name, keep_checkpoints=1000)
+    result = train_on_ray(cfg, Resources(workers=1, cpus_per_worker=threads), str(storage), name=name, keep_checkpoints=1000)
     walls = {int(m["epoch"]): float(m["train_wall_s"]) for _, m in result.ray_result.best_checkpoints}
     lines = (result.output_dir / METRICS_LOG).read_text().splitlines()
     loops = {int(m["epoch"]): float(m["epoch_time_s"]) for m in map(json.loads, lines)}
@@ -80,7 +80,7 @@ def ray_timing(cfg: TrainConfig, threads: int, storage: Path, name: str, first: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.overhead", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="scripts/bench_ray_overhead.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="plain / Ray pairs (default: 3)")
     parser.add_argument("--epochs", type=int, default=8, help="epochs per run (default: 8)")
     parser.add_argument("--save-every", type=int, default=2, help="checkpoint every this many epochs (default: 2)")
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
 
-    from .cluster import connect
+    from orchestrator.cluster import connect
 
     with tempfile.TemporaryDirectory(prefix="ray-overhead-") as tmp:
         root = Path(tmp)

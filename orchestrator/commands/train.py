@@ -7,17 +7,17 @@ import os
 
 from cyclegan.config import add_config_arguments, config_from_args
 
-from .run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_MEMORY_PER_WORKER_GIB, DEFAULT_STORAGE, Resources
+from ..run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_MEMORY_PER_WORKER_GIB, DEFAULT_STORAGE, Resources
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import fit, prepare_config
+    from ..train import prepare_config, train_on_ray
 
     scaling = Resources.from_flags(args.workers, args.gpus_per_worker, args.cpus_per_worker, args.memory_per_worker)
     cfg = prepare_config(config_from_args(args), scaling)
-    # fit() checks the storage, then logs the effective batch (workers x --batch_size) before training starts.
-    result = fit(cfg, scaling, args.storage, max_failures=args.max_failures, keep_checkpoints=args.keep_checkpoints,
-                 resume_from=args.resume_from, address=args.address)
+    # train_on_ray checks the storage, then logs the effective batch (workers x --batch_size) before training starts.
+    result = train_on_ray(cfg, scaling, args.storage, max_failures=args.max_failures, keep_checkpoints=args.keep_checkpoints,
+                          resume_from=args.resume_from, address=args.address)
     epochs = result.metrics.get("epoch", cfg.total_epochs)
     if result.already_complete:
         print(f"{cfg.name} had already finished its {cfg.total_epochs} epochs in {result.path}; nothing to do "

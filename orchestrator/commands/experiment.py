@@ -8,10 +8,9 @@ from pathlib import Path
 
 from cyclegan.errors import UserError
 
-from .manifest import LoadedManifest, ManifestError, TaskPlan, grid_points, load_manifest
-from .resources import DEFAULT_RESOURCE_WAIT_S
-
-DEFAULT_STORAGE = "./runs"
+from ..manifest import LoadedManifest, ManifestError, TaskPlan, grid_points, load_manifest
+from ..resources import DEFAULT_RESOURCE_WAIT_S
+from ..run_options import DEFAULT_STORAGE
 
 
 def _select(loaded: LoadedManifest, only: str | None) -> list[TaskPlan]:
@@ -26,13 +25,15 @@ def _select(loaded: LoadedManifest, only: str | None) -> list[TaskPlan]:
 
 
 def check_data(plans: list[TaskPlan]) -> None:
-    """Every task's data reference must resolve and hold trainA/ and trainB/."""
+    """Every task's data reference must resolve and hold trainA/ and trainB/: the reference as the manifest
+    parsed it, through the scheme (cyclegan.sources) and at the S3 endpoint its trials will read it from
+    (the task's s3_endpoint_url, else the environment's), without downloading it."""
     from cyclegan.sources import check_dataset_reference
 
     problems = []
     for i, plan in enumerate(plans):
         try:
-            check_dataset_reference(plan.data)
+            check_dataset_reference(plan.dataset or plan.data, endpoint_url=plan.train.get("s3_endpoint_url") or None)
         except UserError as err:
             problems.append(f"tasks[{i}].data ({plan.name}): {err}")
     if problems:
@@ -51,8 +52,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 def describe_plan(plans: list[TaskPlan], storage: str) -> str:
     """What `run --dry-run` prints, credentials masked (storage and data references may hold some)."""
-    from .redact import mask_text
-    from .sweep import total_epochs
+    from ..redact import mask_text
+    from ..sweep import total_epochs
 
     lines = [f"storage: {storage}"]
     for plan in plans:
@@ -84,14 +85,14 @@ def _run(args: argparse.Namespace) -> int:
         print(describe_plan(plans, storage))
         print("dry run: nothing started")
         return 0
-    from .job_dir import check_outputs_outlast_the_job
-    from .tracking import resolve_tracking_uri
+    from ..job_dir import check_outputs_outlast_the_job
+    from ..tracking import resolve_tracking_uri
 
     check_outputs_outlast_the_job(storage, resolve_tracking_uri(loaded.manifest.tracking.uri), loaded.path)
     if not args.offline:
         check_data(plans)
-    from .console import RunConsole
-    from .runner import run_experiment
+    from ..console import RunConsole
+    from ..runner import run_experiment
 
     results_dir = Path(args.results_dir)
     console = RunConsole(results_dir / f"{loaded.manifest.name}.log", verbose=args.verbose)
