@@ -123,12 +123,12 @@ def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard:
     last = result.metrics or {}
     trial_id = _trial_id(result)
     done = int(last.get("epoch") or 0)
-    status, note = _ending(result.error, last, done, epochs, trial_id, guard)
     # The best kept in storage is what gets registered, so it is what the trial counts by. It is the best
     # of Tune's last result, or of an epoch a stopped trial's workers finished while the stop reached them
     # (a worker reports into a queue of one and goes on: it can be an epoch or two ahead of Tune).
     run_name = trial_run_name(plan, trial_id)
     kept = read_best(trials, run_name)
+    status, note = _ending(result.error, last, done, epochs, trial_id, guard, trained=max(done, kept.epoch if kept else 0))
     value, best_epoch = (kept.value, kept.epoch) if kept else (last.get(best_key(plan.search.metric)), last.get(BEST_EPOCH))
     return TrialRecord(trial_id=trial_id, params=without_task(result.config or guard.configs.get(trial_id, {})), status=status,
                        metric=float(value) if value is not None and not math.isnan(value) else None, epochs=done, history=history,
@@ -137,8 +137,9 @@ def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard:
                        note=note)
 
 
-def _ending(error, last: dict, done: int, epochs: int, trial_id: str, guard: SweepGuard) -> tuple[str, str | None]:
-    """A trial's status and, when it did not simply finish, how it ended."""
+def _ending(error, last: dict, done: int, epochs: int, trial_id: str, guard: SweepGuard, trained: int) -> tuple[str, str | None]:
+    """A trial's status and, when it did not simply finish, how it ended. `done`: the epochs Tune saw;
+    `trained`: those and any the workers finished (and kept) while a stop reached them."""
     if error:
         return "failed", None
     if last.get(DIVERGED):
@@ -146,7 +147,7 @@ def _ending(error, last: dict, done: int, epochs: int, trial_id: str, guard: Swe
     if done >= epochs:
         return "finished", None
     if trial_id not in guard.completed and guard.stop_reason:  # ended by the guard's stop_all, not one by one
-        return "stopped", (f"stopped after {done} epoch(s): " if done else "stopped before its first epoch: ") + guard.stop_reason
+        return "stopped", (f"stopped after {trained} epoch(s): " if trained else "stopped before its first epoch: ") + guard.stop_reason
     return "stopped", f"stopped early by the scheduler after {done} epoch(s)"
 
 
