@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from . import bench, data, evaluate, synth, test, train, translate
-from .runner import dispatch, program_name, run_cli
+from .runner import command_parser, dispatch, program_name, run_cli
 
 COMMANDS = (train, translate, synth, evaluate, data, bench, test)  # in the order --help lists them
 
@@ -18,12 +18,7 @@ PROG = "python -m cyclegan"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="CycleGAN (Zhu et al., ICCV 2017) on one machine.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(subparsers)
-    return parser
+    return command_parser(prog, "CycleGAN (Zhu et al., ICCV 2017) on one machine.", COMMANDS)
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:

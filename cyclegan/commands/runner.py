@@ -20,6 +20,16 @@ def program_name(module: str, argv0: str | None = None) -> str:
     return f"python -m {module}" if name in ("", "__main__.py") else name
 
 
+def command_parser(prog: str, description: str, commands) -> argparse.ArgumentParser:
+    """A program's parser: `--debug`, then one subcommand per module of `commands` (each has `register`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in commands:
+        command.register(subparsers)
+    return parser
+
+
 def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse `argv` and run the chosen subcommand's `run(args)`."""
     args = parser.parse_args(argv)

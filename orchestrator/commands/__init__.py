@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from cyclegan.commands.runner import dispatch, program_name, run_cli
+from cyclegan.commands.runner import command_parser, dispatch, program_name, run_cli
 from cyclegan.errors import UserError
 
 from . import experiment, models, train, translate
@@ -24,12 +24,7 @@ PROG = "python -m orchestrator"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="CycleGAN at scale: Ray Train runs, Ray Tune sweeps, the MLflow registry.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(subparsers)
-    return parser
+    return command_parser(prog, "CycleGAN at scale: Ray Train runs, Ray Tune sweeps, the MLflow registry.", COMMANDS)
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
