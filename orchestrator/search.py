@@ -54,7 +54,7 @@ def tune_num_samples(plan: TaskPlan) -> int:
 def settings(plan: TaskPlan, total_epochs: int) -> strategies.TuneSettings:
     return strategies.TuneSettings(metric=tune_metric(plan), mode=plan.search.resolved_mode, epochs=total_epochs,
                                    seed=plan.search.seed, points=[dict(plan.baseline)] if plan.baseline_added else [],
-                                   max_concurrent=plan.search.max_concurrent_trials)
+                                   max_concurrent=plan.search.max_concurrent_trials, score=plan.search.metric)
 
 
 def search_algorithm(plan: TaskPlan, total_epochs: int):

@@ -32,6 +32,12 @@ class Options(BaseModel):
         """(option, message) for values that do not fit a trial of `epochs` epochs."""
         return []
 
+    def searched(self) -> dict[str, tuple[str, Any]]:
+        """Search-space entries of its own: name -> (the option holding it, a list of values or a distribution as in `search.space`).
+        The manifest checks them like `search.space`'s, and a trial samples its first value from them when the
+        space lacks the name."""
+        return {}
+
 
 @dataclass(frozen=True)
 class TuneSettings:
@@ -43,6 +49,7 @@ class TuneSettings:
     seed: int | None = None
     points: list[dict[str, Any]] = field(default_factory=list)  # points_to_evaluate: the baseline, first
     max_concurrent: int | None = None  # Tune applies its own limit to Searchers only, not to a variant generator passed in
+    score: str | None = None         # the epoch's own value of the metric (PBT compares the trials' current state)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,10 @@ class Strategy:
     exhaustive: bool = False                      # every combination: only finite sets, `choice` becomes a grid axis
     takes_grid: bool = True                       # False: `grid` entries are refused
     baseline_in_space: bool = False               # True: the baseline point must lie inside the search space
+    searcher: bool = False                        # an algorithm that Tune runs as a Searcher (it learns from results)
+    takes_searcher: bool = True                   # a scheduler that can follow a Searcher's suggestions
+    one_worker: bool = False                      # a scheduler only for trials of one worker (`resources.workers: 1`)
+    why_one_worker: str = ""                      # ... and why, for validate's message
 
     def missing_dependency(self) -> str | None:
         """The package this entry needs and this Python lacks, or None."""
@@ -105,7 +116,7 @@ ALGORITHMS: dict[str, Strategy] = {s.name: s for s in (
     Strategy("grid", "every combination of `grid`/`choice` entries (no ranges)", GridOptions, _variant_generator, exhaustive=True),
     Strategy("optuna", "Optuna's TPE (Tree-structured Parzen Estimator): later trials follow the best results so far; "
              "no `grid` entries; the baseline must lie inside the space", OptunaOptions, _optuna, requires="optuna",
-             takes_grid=False, baseline_in_space=True),
+             takes_grid=False, baseline_in_space=True, searcher=True),
 )}
 
 
@@ -143,10 +154,58 @@ def _asha(options: AshaOptions, settings: TuneSettings):
                          reduction_factor=options.reduction_factor)
 
 
+class PbtOptions(Options):
+    type: Literal["pbt"]
+    perturbation_interval: int = Field(ge=1, description="epochs between two looks at the population: a trial in the "
+                                                          "bottom quantile then continues from a top trial's checkpoint "
+                                                          "with mutated values")
+    hyperparam_mutations: dict[str, Any] = Field(min_length=1, description="training option (or lambda_cyc, lambda_idt) -> "
+                                                 "a list of values or `{choice: [...]}` (a mutation moves to a neighbour "
+                                                 "in the list), or a range as in `space` (uniform, loguniform, randint, "
+                                                 "quniform: a mutation multiplies by 0.8 or 1.2, which may leave the range); "
+                                                 "a trial starts from the space's value, else from one sampled here")
+    quantile_fraction: float = Field(0.25, ge=0, le=0.5, description="the bottom fraction of the population exploits the "
+                                                                     "top fraction")
+    resample_probability: float = Field(0.25, ge=0, le=1, description="chance that a mutation draws a new value instead of "
+                                                                      "perturbing the donor's")
+
+    def problems(self, epochs: int) -> list[tuple[str, str]]:
+        if self.perturbation_interval > epochs:
+            return [("perturbation_interval", f"{self.perturbation_interval} epochs is longer than the {epochs} epochs a trial "
+                                              "runs: no trial would ever exploit another")]
+        return []
+
+    def searched(self) -> dict[str, tuple[str, Any]]:
+        return {name: ("hyperparam_mutations", spec) for name, spec in self.hyperparam_mutations.items()}
+
+
+def _pbt(options: PbtOptions, settings: TuneSettings):
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    from .search import tune_distribution
+
+    # A list (or a choice) is a list for Tune: a mutation moves to a neighbour; a range becomes Tune's domain.
+    mutations = {name: list(spec) if isinstance(spec, list) else list(spec["choice"]) if "choice" in spec else tune_distribution(spec)
+                 for name, spec in options.hyperparam_mutations.items()}
+    # The epoch's own value, not the best so far: PBT compares where the trials are now. Checkpoints every
+    # perturbation_interval epochs (orchestrator.pbt) give the exploiting trial its donor's state.
+    return PopulationBasedTraining(time_attr="epoch", metric=settings.score or settings.metric, mode=settings.mode,
+                                   perturbation_interval=options.perturbation_interval, hyperparam_mutations=mutations,
+                                   quantile_fraction=options.quantile_fraction,
+                                   resample_probability=options.resample_probability, log_config=False)
+
+
+PBT_ONE_WORKER = ("an exploiting trial continues from its donor's checkpoint, and a trial of several workers is a Ray Train "
+                  "run that always continues from its own")
+
 SCHEDULERS: dict[str, Strategy] = {s.name: s for s in (
     Strategy("none", "every trial runs to its last epoch", NoScheduler, _fifo),
     Strategy("asha", "ASHA (asynchronous successive halving) stops the trials whose best so far is poor at each rung; "
              "it compares only trials of the same task", AshaOptions, _asha),
+    Strategy("pbt", "population-based training: every `perturbation_interval` epochs the task's worst trials continue "
+             "from a best trial's checkpoint with mutated hyperparameters (lineage and per-epoch values in MLflow); "
+             "one-worker trials, algorithm random or grid", PbtOptions, _pbt, takes_searcher=False, one_worker=True,
+             why_one_worker=PBT_ONE_WORKER),
 )}
 
 
