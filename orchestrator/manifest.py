@@ -29,7 +29,7 @@ from cyclegan.metric_names import mode as metric_mode
 
 from .baseline import in_values
 from .run_options import Resources
-from .strategies import ALGORITHMS, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
+from .strategies import ALGORITHMS, EXPLOITS_ONE_WORKER, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
 
 # Search-space names that are not TrainConfig fields: the paper's λ (both cycle weights)
 # and the identity weight relative to λ.
@@ -512,10 +512,10 @@ def _strategy_problems(prefix: str, task: Task, search: Search, train: dict[str,
     if algorithm.searcher and not scheduler.takes_searcher:
         out.append(Problem(_search_field(prefix, task, "algorithm"), f"scheduler {scheduler.name} cannot follow the suggestions of "
                            f"algorithm {algorithm.name}: use algorithm random or grid ({scheduler.name} explores by itself)"))
-    if scheduler.one_worker and resources is not None and resources.workers > 1:
+    if scheduler.exploits and resources is not None and resources.workers > 1:
         where = f"{prefix}.resources.workers" if "workers" in task.resources else "defaults.resources.workers"
         out.append(Problem(where, f"{resources.workers} workers with scheduler {scheduler.name} ({_search_field(prefix, task, 'scheduler')}): "
-                                  f"{scheduler.name} runs trials of one worker only ({scheduler.why_one_worker}); "
+                                  f"{scheduler.name} runs trials of one worker only ({EXPLOITS_ONE_WORKER}); "
                                   "set workers: 1, or choose another scheduler"))
     ranges = [k for k, s in search.space.items() if isinstance(s, dict) and next(iter(s), None) not in ("choice", "grid")]
     if algorithm.exhaustive and ranges:

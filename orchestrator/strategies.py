@@ -64,8 +64,8 @@ class Strategy:
     baseline_in_space: bool = False               # True: the baseline point must lie inside the search space
     searcher: bool = False                        # an algorithm that Tune runs as a Searcher (it learns from results)
     takes_searcher: bool = True                   # a scheduler that can follow a Searcher's suggestions
-    one_worker: bool = False                      # a scheduler only for trials of one worker (`resources.workers: 1`)
-    why_one_worker: str = ""                      # ... and why, for validate's message
+    exploits: bool = False                        # trials continue from other trials' checkpoints (PBT: orchestrator.pbt),
+                                                  # which only one-worker trials can (EXPLOITS_ONE_WORKER says why)
 
     def missing_dependency(self) -> str | None:
         """The package this entry needs and this Python lacks, or None."""
@@ -195,8 +195,8 @@ def _pbt(options: PbtOptions, settings: TuneSettings):
                                    resample_probability=options.resample_probability, log_config=False)
 
 
-PBT_ONE_WORKER = ("an exploiting trial continues from its donor's checkpoint, and a trial of several workers is a Ray Train "
-                  "run that always continues from its own")
+EXPLOITS_ONE_WORKER = ("an exploiting trial continues from its donor's checkpoint, and a trial of several workers is a Ray "
+                       "Train run, which always continues from its own")
 
 SCHEDULERS: dict[str, Strategy] = {s.name: s for s in (
     Strategy("none", "every trial runs to its last epoch", NoScheduler, _fifo),
@@ -204,8 +204,7 @@ SCHEDULERS: dict[str, Strategy] = {s.name: s for s in (
              "it compares only trials of the same task", AshaOptions, _asha),
     Strategy("pbt", "population-based training: every `perturbation_interval` epochs the task's worst trials continue "
              "from a best trial's checkpoint with mutated hyperparameters (lineage and per-epoch values in MLflow); "
-             "one-worker trials, algorithm random or grid", PbtOptions, _pbt, takes_searcher=False, one_worker=True,
-             why_one_worker=PBT_ONE_WORKER),
+             "one-worker trials, algorithm random or grid", PbtOptions, _pbt, takes_searcher=False, exploits=True),
 )}
 
 

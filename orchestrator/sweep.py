@@ -30,6 +30,7 @@ import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+from . import pbt
 from . import search as tune_search
 from .baseline import baseline_trial
 from .best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
@@ -62,6 +63,7 @@ def trial_train_config(plan: TaskPlan, sampled: dict[str, Any], trial_id: str) -
     """The full set of training options of one trial (TrainConfig fields)."""
     values = plan.trial_config(sampled)
     values.update(tune_search.evaluation_options(plan))
+    values.update(pbt.train_options(plan, values))
     values.update(dataroot=plan.data, name=trial_run_name(plan, trial_id))
     return values
 
@@ -88,9 +90,15 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
     if trains_in_trial(plan.resources):
         from cyclegan.config import TrainConfig
 
-        from .worker import train_in_trial
+        from .worker import TrialSession, train_in_trial
 
-        train_in_trial(TrainConfig.from_dict(train_config), plan.resources, trials_storage(ctx), tracking=tracking, ranking=ranking)
+        session = TrialSession
+        if pbt.exploits(plan):
+            from .pbt_trial import session_factory
+
+            session = session_factory(trial_id, without_task(config), pbt.searched_fields(plan), tracking)
+        train_in_trial(TrainConfig.from_dict(train_config), plan.resources, trials_storage(ctx), tracking=tracking, ranking=ranking,
+                       session=session)
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -102,7 +110,7 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
                  callbacks=[TuneReportCallback()], max_failures=0, ranking=ranking, tracking=tracking)
 
 
-HISTORY_PREFIXES = ("loss_", "cycle_l1", "pairs_per_s", "fid", "kid", "psnr", "ssim", "l1", "best_")
+HISTORY_PREFIXES = ("loss_", "cycle_l1", "pairs_per_s", "fid", "kid", "psnr", "ssim", "l1", "best_", pbt.HP_PREFIX)
 
 
 def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard: SweepGuard, trials: Storage) -> TrialRecord:
@@ -128,7 +136,7 @@ def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard:
                        metric=float(value) if value is not None and not math.isnan(value) else None, epochs=done, history=history,
                        checkpoint=last.get("checkpoint_path"), error=_tail(result.error), best_epoch=best_epoch,
                        best_checkpoint=trials.run_uri(run_name, BEST_DIR) if kept else None, baseline=trial_id == baseline_id,
-                       note=note)
+                       note=note, lineage=pbt.lineage_of(last))
 
 
 def _ending(error, last: dict, done: int, epochs: int, trial_id: str, guard: SweepGuard) -> tuple[str, str | None]:
