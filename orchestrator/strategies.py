@@ -168,6 +168,9 @@ class PbtOptions(Options):
                                                                      "top fraction")
     resample_probability: float = Field(0.25, ge=0, le=1, description="chance that a mutation draws a new value instead of "
                                                                       "perturbing the donor's")
+    synch: bool = Field(False, description="wait at each look until the whole population has reached it (Tune's synchronous "
+                                           "PBT: every trial is paused and restarted from its checkpoint there); the default "
+                                           "looks at each trial as it arrives")
 
     def problems(self, epochs: int) -> list[tuple[str, str]]:
         if self.perturbation_interval > epochs:
@@ -192,7 +195,7 @@ def _pbt(options: PbtOptions, settings: TuneSettings):
     return PopulationBasedTraining(time_attr="epoch", metric=settings.score or settings.metric, mode=settings.mode,
                                    perturbation_interval=options.perturbation_interval, hyperparam_mutations=mutations,
                                    quantile_fraction=options.quantile_fraction,
-                                   resample_probability=options.resample_probability, log_config=False)
+                                   resample_probability=options.resample_probability, synch=options.synch, log_config=False)
 
 
 EXPLOITS_ONE_WORKER = ("an exploiting trial continues from its donor's checkpoint, and a trial of several workers is a Ray "

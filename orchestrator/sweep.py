@@ -28,7 +28,6 @@ from typing import Any
 
 import pyarrow.fs as pafs
 from ray import tune
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from . import pbt
 from . import search as tune_search
@@ -40,6 +39,7 @@ from .manifest import LoadedManifest, TaskPlan
 from .progress import ProgressBoard, ProgressCallback, follow
 from .redact import is_secret_name
 from .resources import concurrency_limit, trains_in_trial, trial_placement
+from .result_logs import result_loggers
 from .results import TaskResult, TrialRecord, pick_best
 from .storage import Storage, parse_storage
 
@@ -224,7 +224,7 @@ def _tuner(plans: list[TaskPlan], ctx: SweepContext, limit: int, guards: TaskGua
     storage = parse_storage(ctx.storage)
     tune_root = f"{storage.path.rstrip('/')}/{ctx.experiment}/tune"
     name = run_name(plans)
-    loggers = [CSVLoggerCallback(), JsonLoggerCallback()]  # what the results' metrics and a resume read
+    loggers = result_loggers()  # what the results' metrics and a resume read
     if ctx.resume and tune.Tuner.can_restore(f"{tune_root}/{name}", storage_filesystem=storage.filesystem):
         tuner = tune.Tuner.restore(f"{tune_root}/{name}", trainable, resume_errored=True, storage_filesystem=storage.filesystem)
         # The saved run holds the previous driver's callbacks (and its dead progress actor) and guards.

@@ -123,7 +123,7 @@ search:
   space: {{lr: {{grid: [0.0002, 1.0e-9]}}}}
   metric: cycle_l1
   divergence_factor: null
-  scheduler: {{type: pbt, perturbation_interval: 1, hyperparam_mutations: {{lr: [0.0001, 0.0002, 0.0004]}}}}
+  scheduler: {{type: pbt, perturbation_interval: 1, synch: true, hyperparam_mutations: {{lr: [0.0001, 0.0002, 0.0004]}}}}
 tasks:
   - {{name: pbt, data: "{DATA}"}}
 """
