@@ -244,7 +244,7 @@ def markdown() -> str:
     for title, field_name, table in (("Search algorithms", "algorithm", ALGORITHMS), ("Schedulers", "scheduler", SCHEDULERS)):
         lines += [f"**{title}** (`search.{field_name}`):", "", "| name | what it does | options | needs |", "| --- | --- | --- | --- |"]
         for strategy in table.values():
-            options = [f"`{name}` ({_default(info.default)}): {info.description}"
+            options = [f"`{name}` ({'required' if info.is_required() else _default(info.default)}): {info.description}"
                        for name, info in strategy.options.model_fields.items() if name != "type"]
             needs = f"`{strategy.requires}` (installed by `make setup`)" if strategy.requires else "-"
             lines.append(f"| `{strategy.name}` | {strategy.summary} | {'<br>'.join(options) or '-'} | {needs} |")
