@@ -183,8 +183,7 @@ class PbtOptions(Options):
 
 
 def _pbt(options: PbtOptions, settings: TuneSettings):
-    from ray.tune.schedulers import PopulationBasedTraining
-
+    from .pbt import TaskPopulation
     from .search import tune_distribution
 
     # A list (or a choice) is a list for Tune: a mutation moves to a neighbour; a range becomes Tune's domain.
@@ -192,7 +191,7 @@ def _pbt(options: PbtOptions, settings: TuneSettings):
                  for name, spec in options.hyperparam_mutations.items()}
     # The epoch's own value, not the best so far: PBT compares where the trials are now. Checkpoints every
     # perturbation_interval epochs (orchestrator.pbt) give the exploiting trial its donor's state.
-    return PopulationBasedTraining(time_attr="epoch", metric=settings.score or settings.metric, mode=settings.mode,
+    return TaskPopulation(time_attr="epoch", metric=settings.score or settings.metric, mode=settings.mode,
                                    perturbation_interval=options.perturbation_interval, hyperparam_mutations=mutations,
                                    quantile_fraction=options.quantile_fraction,
                                    resample_probability=options.resample_probability, synch=options.synch, log_config=False)

@@ -105,6 +105,35 @@ def test_a_mutated_option_outside_the_space_starts_from_a_sampled_value_and_the_
     assert pbt.train_options(plan, dict(plan.train)) == {"save_epoch_freq": 2}
 
 
+def test_synchronous_pbt_moves_its_next_look_on_when_every_paused_trial_is_past_it():
+    """After a resumed sweep the trials stand at different epochs: Tune's synchronous PBT then set its next look
+    at the furthest trial's epoch and ran nothing ever again (every trial waited for a look none would reach)."""
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    from orchestrator.pbt import TaskPopulation
+
+    class Stub:  # what PBT reads of a trial here; hashable, as Tune's trials are
+        def __init__(self, status: str):
+            self.status = status
+
+    pbt = TaskPopulation(time_attr="epoch", metric="cycle_l1", mode="min", perturbation_interval=2, synch=True,
+                         hyperparam_mutations={"lr": [1e-4, 2e-4]})
+    ahead, behind = Stub(Trial.PAUSED), Stub(Trial.PAUSED)
+    pbt._trial_state = {ahead: SimpleNamespace(last_train_time=5), behind: SimpleNamespace(last_train_time=5)}
+    pbt._next_perturbation_sync = 5
+    controller = SimpleNamespace(get_trials=lambda: [ahead, behind])
+    assert pbt.choose_trial_to_run(controller) is ahead and pbt._next_perturbation_sync == 7
+    # while a trial runs, or one is behind the look, it is Tune's own rule
+    pbt._next_perturbation_sync = 5
+    running = Stub(Trial.RUNNING)
+    assert pbt.choose_trial_to_run(SimpleNamespace(get_trials=lambda: [ahead, behind, running])) is None
+    assert pbt._next_perturbation_sync == 5
+    pbt._trial_state[behind].last_train_time = 3
+    assert pbt.choose_trial_to_run(controller) is behind and pbt._next_perturbation_sync == 5
+
+
 # ------------------------------------------------------------------------------------------------
 # Sweeps
 
@@ -225,7 +254,7 @@ def test_a_pbt_sweep_resumes_after_its_driver_is_killed_with_its_lineage(ray_ses
     run_name, exploit = found
 
     second = _driver(manifest, tmp_path, ray_session, tmp_path / "second.log", "--resume", "--verbose")
-    second.wait(timeout=600)
+    second.wait(timeout=300)
     out = (tmp_path / "second.log").read_text()
     assert second.returncode == 0, out[-4000:]
     assert "resuming after epoch" in out  # the trials continued from their checkpoints, not from scratch
