@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -e '.[test]'
+	@# pip's and setuptools' chatter goes to a log; on a failure its end is shown.
+	@echo "installing the project and its dependencies into $(VENV)/ (a few minutes the first time; log: $(VENV)/install.log)"
+	@{ $(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip install --quiet --no-compile -e '.[test]'; } \
+		> $(VENV)/install.log 2>&1 || { tail -n 30 $(VENV)/install.log; echo "set-up failed: see $(VENV)/install.log"; exit 1; }
 	@# pip compiles the installed files one by one; compileall uses every core. (Some packages ship
 	@# templates that are not valid Python, so it exits non-zero: pip ignores those files too.)
 	$(PY) -m compileall -qq -j 0 $(VENV)/lib || true

@@ -224,11 +224,11 @@ def synthetic_batches(iters: int, batch: int, size: int, seed: int = 0, pool: in
     `pool` scenes per domain, A in a fixed order, B drawn at random, all from `seed`."""
     from .sources.synthetic import KINDS
 
-    make_pair = KINDS["colorshift"]
+    make_pair = KINDS["colorshift"].make_pair
     rng_A, rng_B, rng_pick = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     to_tensor = lambda img: torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))) * 2 - 1  # noqa: E731
-    images_A = [to_tensor(make_pair(rng_A, size)[0]) for _ in range(pool)]
-    images_B = [to_tensor(make_pair(rng_B, size)[1]) for _ in range(pool)]
+    images_A = [to_tensor(make_pair(rng_A, size, "trainA").a) for _ in range(pool)]
+    images_B = [to_tensor(make_pair(rng_B, size, "trainB").b) for _ in range(pool)]
     out = []
     for i in range(iters):
         a = torch.stack([images_A[(i * batch + j) % pool] for j in range(batch)])

@@ -110,13 +110,14 @@ def register(subparsers) -> None:
     validate.set_defaults(run=_validate)
 
     run = subparsers.add_parser("run", help="sweep every task of a manifest with Ray Tune",
-                                description="Validate a manifest, then sweep each task (Ray Tune trials, each a Ray Train run), "
+                                description="Validate a manifest, then sweep its tasks in one Ray Tune run (a one-worker trial trains in its Tune trial, "
+                                            "more workers make a Ray Train run), "
                                             "log to MLflow and register each task's best generator.")
     run.add_argument("manifest", help="the experiment manifest (YAML)")
     run.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                      help="Ray cluster: 'auto' (a running cluster on this machine), ray://HOST:PORT, or nothing for a private local Ray "
                           "(default: $RAY_ADDRESS, as set by `ray job submit`)")
-    run.add_argument("--resume", action="store_true", help="continue an interrupted run of this manifest; finished trials are not redone")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run of this manifest (with the same --only selection); finished trials are not redone")
     run.add_argument("--only", metavar="TASK,...", help="run only these tasks")
     run.add_argument("--dry-run", action="store_true", help="print the trials that would run and the resources they need; start nothing")
     run.add_argument("--storage", help="override the manifest's storage (a folder or s3://bucket/prefix)")

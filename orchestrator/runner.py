@@ -30,9 +30,7 @@ log = logging.getLogger(__name__)
 # Settings the Ray workers need to reach S3 and MLflow like the driver does (endpoints, region, cache).
 FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_", "CYCLEGAN_")
 # Trials need no usage reports; MLflow's telemetry thread also changes os.environ while trials run.
-# Ray Train's PreemptionWatcher (one actor per multi-worker trial) tells workers of draining nodes, which
-# nothing here uses.
-WORKER_ENV_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+WORKER_ENV_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 # A trial's MLflow run status; its `cyclegan.status` tag tells diverged from failed.
 TRIAL_RUN_STATUS = {"finished": "FINISHED", "stopped": "KILLED", "diverged": "FAILED", "failed": "FAILED"}
 

@@ -43,6 +43,8 @@ from .result_logs import result_loggers
 from .results import TaskResult, TrialRecord, pick_best
 from .storage import Storage, parse_storage
 
+PREEMPTION_WATCHER_VAR = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
 
 @dataclass
 class SweepContext:
@@ -104,6 +106,9 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
 
     from .train import run_training
 
+    # Ray Train hands this process's setting to the run's controller: no PreemptionWatcher actor per trial (it
+    # tells workers of draining nodes, which nothing here uses), unless the user asked for one.
+    os.environ.setdefault(PREEMPTION_WATCHER_VAR, "0")
     # Worker failures fail the trial; Tune retries it (FailureConfig) and the TorchTrainer, relaunched
     # under the same name and storage, continues from the trial's last checkpoint.
     run_training(train_config, plan.resources, storage=trials_storage(ctx), name=trial_run_name(plan, trial_id),
@@ -266,22 +271,33 @@ def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext,
     tuner = _tuner(plans, ctx, limit, guards, [progress, guards])
     outcome: dict[str, Any] = {}
 
-    def fit() -> None:
+    def sweep() -> None:
         try:
-            outcome["grid"] = tuner.fit()
+            grid = tuner.fit()
         except Exception as err:  # the run itself failed: every task gets a failed record
+            failed = TrialRecord("-", {}, "failed", None, 0, [], None, error=_tail(err))
+            outcome["results"] = [TaskResult(p.name, p.data, p.search.metric, p.search.resolved_mode, [failed], None) for p in plans]
+            return
+        # Still in this thread: the board hears the last updates before the progress shows its last state.
+        try:
+            outcome["results"] = _results(grid, plans, ctx, guards, board)
+        except BaseException as err:  # raised again in the driver's main thread
             outcome["error"] = err
 
     with _tune_environment(limit):
         # Tune runs in a thread; this one prints the progress and takes the signals (orchestrator.runner).
-        runner = threading.Thread(target=fit, name="tune-run", daemon=True)
+        runner = threading.Thread(target=sweep, name="tune-run", daemon=True)
         runner.start()
         follow(board, lambda timeout: (runner.join(timeout), not runner.is_alive())[1], echo=echo)
     if "error" in outcome:
-        failed = TrialRecord("-", {}, "failed", None, 0, [], None, error=_tail(outcome["error"]))
-        return [TaskResult(p.name, p.data, p.search.metric, p.search.resolved_mode, [failed], None) for p in plans]
+        raise outcome["error"]
+    return outcome["results"]
+
+
+def _results(grid, plans: list[TaskPlan], ctx: SweepContext, guards: TaskGuards, board) -> list[TaskResult]:
+    """One TaskResult per plan from the run's results."""
     by_task: dict[str, list] = {plan.name: [] for plan in plans}
-    for result in outcome["grid"]:
+    for result in grid:
         task = (result.config or {}).get(TASK_KEY) or guards.tasks.get(_trial_id(result))
         if task in by_task:
             by_task[task].append(result)

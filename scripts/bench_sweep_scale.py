@@ -1,7 +1,7 @@
 """What a sweep costs beside its training workers, as the number of tasks grows.
 
-    python scripts/bench_sweep_scale.py --tasks 1 4 16 [--trials 1] [--epochs 2] [--interval 1]
-                                        [--json out.json] [--keep DIR] [--trace-torch]
+    python scripts/bench_sweep_scale.py --tasks 1 4 16 [--trials 1] [--epochs 2] [--interval 1] [--workers 1]
+                                        [--memory-per-worker 0.5] [--json out.json] [--keep DIR] [--trace-torch]
 
 For each N it writes a manifest of N tiny tasks (resnet_1blocks, ngf 8, 32x32, a few synthetic images,
 metric cycle_l1, `--trials` trials each, CPUs per worker small enough that every trial fits the
@@ -50,6 +50,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MARKER_VAR = "BENCH_SWEEP_SCALE_RUN"
 TRIAL_KIND = "Tune trial (trains)"
+DRIVING_TRIAL_KIND = "Tune trial (drives a Train run)"
+TRIALS_TRAIN = True  # --workers 1: a trial trains in its Tune trial process (set by main)
+# A process that trains at some point is a training process all its life: Ray starts it as ray::IDLE
+# before it takes its trial, and it turns ray::IDLE again as it exits.
+AROUND_KIND = "training process, before or after its trial"
 TINY_TRAIN = ("{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, "
               "n_epochs: %d, n_epochs_decay: 0, n_samples: 1}")
 
@@ -119,6 +124,8 @@ sys.meta_path.insert(0, _FirstTorchImport())
 
 
 def classify(title: str) -> tuple[str, str]:
+    if not TRIALS_TRAIN and "ray::ImplicitFunc" in title:
+        return DRIVING_TRIAL_KIND, "run"
     for needle, kind, group in KINDS:
         if needle in title:
             return kind, group
@@ -256,12 +263,13 @@ def end_leftovers(sampler: Sampler, grace_s: float = 10.0) -> None:
             pass
 
 
-def write_manifest(folder: Path, name: str, tasks: int, trials: int, epochs: int, cpus: float, concurrent: int | None) -> Path:
+def write_manifest(folder: Path, name: str, tasks: int, trials: int, epochs: int, cpus: float, concurrent: int | None,
+                   memory_gib: float, workers: int = 1) -> Path:
     lines = [f"name: {name}",
              f"tracking: {{uri: 'sqlite:///{folder}/mlflow.db'}}",
              "defaults:",
              f"  train: {TINY_TRAIN % epochs}",
-             f"  resources: {{workers: 1, cpus_per_worker: {cpus:g}}}",
+             f"  resources: {{workers: {workers}, cpus_per_worker: {cpus:g}, memory_per_worker: {memory_gib:g}}}",
              "search:",
              f"  num_samples: {trials}",
              "  space: {lambda_cyc: {choice: [5, 10]}}",
@@ -313,8 +321,9 @@ def torch_stacks(folder: Path, seen: dict) -> list[dict]:
 
 def run_once(tasks: int, args: argparse.Namespace, keep: Path | None) -> dict:
     base = Path(tempfile.mkdtemp(prefix="bss-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 bytes
-    cpus = args.cpus_per_worker or max(0.05, round(min(0.5, (os.cpu_count() or 2) * 0.9 / (tasks * args.trials)), 2))
-    manifest = write_manifest(base, f"scale{tasks}", tasks, args.trials, args.epochs, cpus, args.max_concurrent_trials)
+    cpus = args.cpus_per_worker or max(0.05, round(min(0.5, (os.cpu_count() or 2) * 0.9 / (tasks * args.trials * args.workers)), 2))
+    manifest = write_manifest(base, f"scale{tasks}", tasks, args.trials, args.epochs, cpus, args.max_concurrent_trials,
+                              args.memory_per_worker, args.workers)
     marker = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     pythonpath = [str(REPO)]
@@ -374,7 +383,11 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
             "per_trial": 0.0}
     kinds: dict[str, dict] = {}
     by_sample: list[tuple[int, float]] = []   # (trials running, driver side MB)
+    trains = {seen.pid for seen in sampler.seen.values() if any(classify(title)[1] == "worker" for _, title in seen.titles)}
     for sample in sampler.samples:
+        for row in sample["processes"]:
+            if row["pid"] in trains and row["group"] != "worker":
+                row["kind"], row["group"] = AROUND_KIND, "worker"
         groups = {"run": 0.0, "node": 0.0, "worker": 0.0}
         uss = 0.0
         by_kind: dict[str, list[dict]] = {}
@@ -382,7 +395,7 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
             groups[row["group"]] += row["pss_kb"] * mb
             uss += row["uss_kb"] * mb if row["group"] != "worker" else 0
             by_kind.setdefault(row["kind"], []).append(row)
-        running = len(by_kind.get(TRIAL_KIND, []))
+        running = len(by_kind.get(TRIAL_KIND if TRIALS_TRAIN else DRIVING_TRIAL_KIND, []))
         driver_side = groups["run"] + groups["node"]
         peak.update(driver_side=max(peak["driver_side"], driver_side), driver_side_uss=max(peak["driver_side_uss"], uss),
                     processes=max(peak["processes"], len(sample["processes"])), trials=max(peak["trials"], running),
@@ -403,6 +416,8 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
         for (_, title), end in zip(seen.titles, ends):
             last_end[classify(title)[0]] = end
         for kind, end in last_end.items():
+            if seen.pid in trains and classify_group(kind) != "worker":
+                kind = AROUND_KIND
             if kind in kinds:
                 kinds[kind]["processes"] += 1
                 kinds[kind]["with_torch"] += seen.torch_at is not None and seen.torch_at <= end
@@ -410,12 +425,18 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
     for row in epochs:
         row["first_epoch_end_s"] = round(row["first_epoch_end_ms"] / 1000 - wall0, 2)
         row["first_epoch_start_s"] = round(row["first_epoch_end_s"] - row["epoch_s"], 2)
+    # Each trial's start-up: from its Tune trial process taking the trial to its first epoch (the n-th trial
+    # process to start paired with the n-th first epoch to start).
+    trial_up = sorted(next(t for t, title in s.titles if "ray::ImplicitFunc" in title)
+                      for s in sampler.seen.values() if any("ray::ImplicitFunc" in title for _, title in s.titles))
+    startup = [round(e - t, 2) for t, e in zip(trial_up, sorted(r["first_epoch_start_s"] for r in epochs))]
     return {"tasks": tasks, "trials_per_task": trials, "cpus_per_worker": cpus, "exit_code": code, "wall_s": round(wall, 1),
             "started_at": wall0,
             "peak_mb": {k: round(v, 1) if isinstance(v, float) else v for k, v in peak.items()},
             "machine_used_above_idle_mb": round((sampler.idle_available_kb - sampler.min_available_kb) * mb, 1),
             "kinds": {k: {kk: round(vv, 1) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in sorted(kinds.items())},
             "first_epochs": sorted(epochs, key=lambda r: r["first_epoch_end_s"]),
+            "trial_startup_s": startup,
             "samples": [{"t": x["t"], "processes": [[r["kind"], r["pss_kb"], r["uss_kb"]] for r in x["processes"]]}
                         for x in sampler.samples],
             "processes": [{"pid": s.pid, "ppid": s.ppid, "titles": s.titles, "torch_at": s.torch_at,
@@ -424,6 +445,10 @@ def summarize(tasks: int, trials: int, cpus: float, sampler: Sampler, code: int,
 
 
 def classify_group(kind: str) -> str:
+    if kind == AROUND_KIND:
+        return "worker"
+    if kind == DRIVING_TRIAL_KIND:
+        return "run"
     return next((group for _, k, group in KINDS if k == kind), "run" if kind.startswith("ray::") else "node")
 
 
@@ -431,8 +456,8 @@ def markdown(reports: list[dict]) -> str:
     lines = ["| tasks × trials | exit | wall s | peak procs | peak trials running | driver side MB (run actors + node) | "
              "driver side USS MB | driver side MB per running trial (while the most run) | run actors MB per running trial | "
              "training workers MB | "
-             "first epoch starts, s (median / max) | first epoch ends, s (median / max) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "first epoch starts, s (median / max) | first epoch ends, s (median / max) | trial process to first epoch, s (median / max) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in reports:
         p = r["peak_mb"]
         starts = [e["first_epoch_start_s"] for e in r["first_epochs"]]
@@ -444,7 +469,7 @@ def markdown(reports: list[dict]) -> str:
         per_run = p["run"] / p["trials"] if p["trials"] else 0
         lines.append(f"| {r['tasks']} × {r['trials_per_task']} | {r['exit_code']}{' (stopped)' if r.get('stopped') else ''} | {r['wall_s']:.0f} | {p['processes']} | {p['trials']} | "
                      f"{p['driver_side']:.0f} ({p['run']:.0f} + {p['node']:.0f}) | {p['driver_side_uss']:.0f} | {p['per_trial']:.0f} | {per_run:.0f} | "
-                     f"{p['worker']:.0f} | {spread(starts)} | {spread(ends)} |")
+                     f"{p['worker']:.0f} | {spread(starts)} | {spread(ends)} | {spread(r.get('trial_startup_s', []))} |")
     kinds = sorted({k for r in reports for k in r["kinds"]}, key=lambda k: (classify_group(k), k))
     header = " | ".join(f"{r['tasks']}×{r['trials_per_task']}: peak n / peak sum PSS / max one PSS / max one USS / torch"
                         for r in reports)
@@ -467,6 +492,10 @@ def main() -> int:
     parser.add_argument("--cpus-per-worker", type=float, default=None,
                         help="default: small enough that every trial fits this machine's cores at once (at most 0.5)")
     parser.add_argument("--max-concurrent-trials", type=int, default=None, help="the manifest's search.max_concurrent_trials")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="DDP workers per trial: 1 trains in the Tune trial process; more make each trial a Ray Train run")
+    parser.add_argument("--memory-per-worker", type=float, default=0.5,
+                        help="GiB each trial reserves (resources.memory_per_worker; a tiny trial's process takes about 0.7 GB)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     parser.add_argument("--timeout", type=float, default=540, help="seconds before a run is stopped")
     parser.add_argument("--min-available-mb", type=int, default=3000,
@@ -475,6 +504,8 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="write everything measured here")
     parser.add_argument("--keep", default=None, help="copy each run's folder (Ray's logs, storage, MLflow) here")
     args = parser.parse_args()
+    global TRIALS_TRAIN
+    TRIALS_TRAIN = args.workers == 1
     keep = Path(args.keep).resolve() if args.keep else None
     reports = []
     for tasks in args.tasks:

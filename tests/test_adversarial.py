@@ -214,6 +214,8 @@ CASES = [
     Case("synthetic-bounds", _manifest("name: x\ntasks: [{name: t, data: 'synthetic://stripes?size=100000&n_train=0'}]\n"), 2,
          "tasks[0].data (line 2): synthetic parameter(s) out of bounds: size=100000, n_train=0"),
     Case("synthetic-seed", _manifest("name: x\ntasks: [{name: t, data: 'synthetic://stripes?seed=-1'}]\n"), 2, "out of bounds: seed=-1"),
+    Case("synthetic-photo-size", _manifest("name: x\ntasks: [{name: t, data: 'synthetic://photo?size=512'}]\n"), 2,
+         "tasks[0].data (line 2): synthetic parameter(s) out of bounds: size=512 (accepted for photo: size 8..256"),
     Case("good-manifest", _manifest("name: x\ndefaults: {train: {crop_size: 24, load_size: 24}}\n"
                                     "search: {space: {batch_size: {quniform: [1, 4, 1]}, crop_size: {choice: [24, 32]}, load_size: 32}}\n"
                                     + GOOD_TASK), 0, "valid; 1 task(s), 2 trial(s)"),  # 1 sample + the baseline

@@ -73,6 +73,24 @@ def test_evaluate_prints_a_table_and_writes_json(trained, tiny_dataset, env, tmp
     assert values["l1_AtoB"] == pytest.approx(expected["l1"], rel=1e-4)
 
 
+def test_evaluate_untranslated_scores_the_test_images_as_they_are(trained, tiny_dataset, env, tmp_path, capsys):
+    out_json = tmp_path / "result.json"
+    argv = ["evaluate", "--checkpoint_dir", str(trained), "--dataroot", str(tiny_dataset), "--metrics", "psnr,l1",
+            "--untranslated", "--json", str(out_json), "--no_progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "\nuntranslated (each test image scored as its own translation: the baseline)\nmetric " in printed
+    result = json.loads(out_json.read_text())
+    for d, folder in (("AtoB", "testA"), ("BtoA", "testB")):
+        names = sorted(p.name for p in (tiny_dataset / folder).iterdir())
+        inputs = torch.stack([_load(tiny_dataset / folder / n) for n in names])
+        truths = torch.stack([_load(tiny_dataset / f"{folder}_gt" / n) for n in names])
+        expected = M.paired_metrics(inputs, truths, ["psnr", "l1"])
+        assert result["untranslated"][f"psnr_{d}"] == pytest.approx(expected["psnr"], rel=1e-6)
+        assert result["untranslated"][f"l1_{d}"] == pytest.approx(expected["l1"], rel=1e-6)
+        assert result["metrics"][f"psnr_{d}"] != result["untranslated"][f"psnr_{d}"]
+
+
 @pytest.mark.parametrize("case, message", [
     ("no_weights", M.INCEPTION_FILE),
     ("no_checkpoint", "no latest_net_G_A.pth there"),

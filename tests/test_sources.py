@@ -58,10 +58,11 @@ def test_reference_forms(ref, kind, location):
     ("gs://bucket/data", "unsupported scheme gs://"),
     ("https://example.com/h2z.zip", "unsupported scheme https://"),
     ("s3:///prefix", "no bucket name"),
-    ("synthetic://zebras", "unknown synthetic kind 'zebras' (available: colorshift, stripes)"),
+    ("synthetic://zebras", "unknown synthetic kind 'zebras' (available: colorshift, stripes, photo)"),
     ("synthetic://colorshift?size=big", "size='big' is not an integer"),
     ("synthetic://colorshift?colour=red", "unknown synthetic parameter 'colour'"),
     ("synthetic://colorshift?size=4", "out of bounds: size=4 (accepted: size 8..1024"),
+    ("synthetic://photo?size=512&n_train=0", "out of bounds: size=512, n_train=0 (accepted for photo: size 8..256, n_train 1..20000"),
 ])
 def test_bad_references_list_the_accepted_forms(ref, message):
     with pytest.raises(DatasetError) as err:

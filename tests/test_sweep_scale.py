@@ -78,9 +78,9 @@ def test_a_manifest_asking_for_more_trials_at_once_than_the_cluster_holds_queues
     out = capsys.readouterr().out
     assert code == 0, out
     results = load_results(tmp_path / "results" / "queued.json")
-    assert sorted(results) == ["first", "second"]
-    assert all(t.status == "finished" and t.epochs == 1 for task in results.values() for t in task.trials)
-    assert [len(task.trials) for task in results.values()] == [2, 2]
+    assert [task.task for task in results] == ["first", "second"]
+    assert all(t.status == "finished" and t.epochs == 1 for task in results for t in task.trials)
+    assert [len(task.trials) for task in results] == [2, 2]
 
     # Each trial's time in MLflow, from its run's creation (as it starts training) to its epoch's metrics:
     # never more than two at once.
@@ -92,6 +92,34 @@ def test_a_manifest_asking_for_more_trials_at_once_than_the_cluster_holds_queues
              for r in runs]
     most = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
     assert most <= 2, spans
+
+
+TWO_WORKERS = """\
+name: ddp-sweep
+defaults:
+  train: {netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, n_epochs: 1, n_epochs_decay: 0, n_samples: 1}
+  resources: {workers: 2, cpus_per_worker: 1, memory_per_worker: 0.25}
+search: {metric: cycle_l1, baseline: false, max_failures: 0}
+tasks:
+  - {name: pair, data: "synthetic://colorshift?size=32&n_train=8&n_test=2&seed=0"}
+"""
+
+
+def test_a_trial_with_two_workers_is_a_ray_train_ddp_run_inside_the_sweep(ray_session, tmp_path, capsys, monkeypatch):
+    from orchestrator.results import load_results
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    (tmp_path / "ddp.yaml").write_text(TWO_WORKERS)
+    loaded = load_manifest(tmp_path / "ddp.yaml")
+    code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
+                          results_dir=tmp_path / "results")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (trial,) = load_results(tmp_path / "results" / "ddp-sweep.json")["pair"].trials
+    assert trial.status == "finished" and trial.epochs == 1 and trial.best_checkpoint
+    # Ray Train's checkpoint of a DDP run: every rank's own state beside rank 0's
+    (folder,) = (tmp_path / "runs" / "ddp-sweep" / "trials" / f"pair-{trial.trial_id}").glob("checkpoint_epoch_*")
+    assert (folder / "worker_states.pt").is_file() and (folder / "latest_state.pt").is_file()
 
 
 # ------------------------------------------------------------------------------------------------

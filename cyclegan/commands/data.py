@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -23,16 +24,18 @@ class FolderReport:
 
 
 def inspect_folder(root: Path) -> list[FolderReport]:
-    """One report per first-level folder of `root` (and '.' for files lying directly in it)."""
+    """One report per first-level folder of `root` (and '.' for files lying directly in it, but for
+    a synthetic dataset's origin record)."""
     from PIL import UnidentifiedImageError
 
     from ..data import open_image
+    from ..sources.synthetic import ORIGIN_FILE
 
     reports: dict[str, FolderReport] = {}
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith("."):
+            if name.startswith(".") or (name == ORIGIN_FILE and Path(dirpath) == root):
                 continue
             path = Path(dirpath) / name
             rel = path.relative_to(root)
@@ -58,6 +61,17 @@ def human_size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+def _origin(root: Path) -> str:
+    """The `source` line of a generated dataset's origin record ('' when there is none or it is unreadable)."""
+    from ..sources.synthetic import ORIGIN_FILE
+
+    try:
+        record = json.loads((root / ORIGIN_FILE).read_text())
+    except (OSError, ValueError):
+        return ""
+    return str(record.get("source", "")) if isinstance(record, dict) else ""
+
+
 def _fetch(args: argparse.Namespace, require_layout: bool):
     return fetch_dataset(args.ref, args.cache_dir, endpoint_url=args.s3_endpoint_url,
                          show_progress=False if args.no_progress else None, require_layout=require_layout)
@@ -68,6 +82,8 @@ def _inspect(args: argparse.Namespace) -> int:
     reports = inspect_folder(result.path)
     print(f"dataset: {args.ref}")
     print(f"local:   {result.path}")
+    if origin := _origin(result.path):
+        print(f"origin:  {origin}")
     print(f"{'folder':<16}{'images':>8}{'other':>8}{'size':>12}")
     for r in reports:
         print(f"{r.name + ('/' if r.name != '.' else ''):<16}{r.images:>8}{len(r.unreadable):>8}{human_size(r.bytes):>12}")

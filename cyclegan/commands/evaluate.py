@@ -82,15 +82,26 @@ def run(args: argparse.Namespace) -> int:
                           feature_cache=args.feature_cache, batch_size=args.batch_size, show_progress=not args.no_progress,
                           flag="--metrics")
     result = evaluator.evaluate(generator_translator(G_A, G_B))
+    untranslated = None
+    if args.untranslated:
+        if cfg.input_nc != cfg.output_nc:
+            raise UserError(f"--untranslated: the model maps {cfg.input_nc} to {cfg.output_nc} channels; "
+                            "untranslated images cannot be scored as its outputs")
+        untranslated = evaluator.evaluate(lambda images, direction: images)
 
     print(f"{directory} ({args.epoch}) on {root}: {result.n_images.get('AtoB', 0)} A and {result.n_images.get('BtoA', 0)} B test images")
     print(format_table(result, names))
     for key, why in result.unavailable.items():
         print(f"  {key}: unavailable ({why})")
+    if untranslated:
+        print("untranslated (each test image scored as its own translation: the baseline)")
+        print(format_table(untranslated, names))
     print(f"real-set features: {result.feature_cache_hits} from the cache, {result.feature_cache_misses} computed; "
           f"evaluation took {result.metrics['eval_time_s']:.1f} s")
     if args.json_out:
-        dump_json({"checkpoint_dir": str(directory), "epoch": args.epoch, "dataroot": args.dataroot, **result.to_dict()}, args.json_out)
+        extra = {"untranslated": untranslated.metrics} if untranslated else {}
+        dump_json({"checkpoint_dir": str(directory), "epoch": args.epoch, "dataroot": args.dataroot, **result.to_dict(), **extra},
+                  args.json_out)
         print(f"wrote {args.json_out}")
     return 0
 
@@ -117,6 +128,9 @@ def register(subparsers) -> None:
     p.add_argument("--feature_cache", default=None, metavar="DIR",
                    help="cache of real-image features (default: $CYCLEGAN_CACHE_DIR/features or ~/.cache/cyclegan/features)")
     p.add_argument("--cache_dir", default=None, metavar="DIR", help="dataset cache for remote dataset references")
+    p.add_argument("--untranslated", action="store_true",
+                   help="also score the test images as they are, untranslated: the baseline a translation must beat "
+                        "(JSON: 'untranslated')")
     p.add_argument("--batch_size", type=int, default=16, help="images translated and scored per batch (default: 16)")
     p.add_argument("--crop_size", type=int, default=None, help="test resolution (default: the run's config.json, else 256)")
     p.add_argument("--preprocess", default=None, choices=PREPROCESS_MODES,

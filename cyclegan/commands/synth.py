@@ -8,7 +8,9 @@ import argparse
 def register(subparsers) -> None:
     synth = subparsers.add_parser("synth", help="write a synthetic domain pair with ground truth",
                                   description="Write trainA/ trainB/ testA/ testB/ and testA_gt/ testB_gt/ (true translations).")
-    synth.add_argument("--kind", default="colorshift", help="colorshift (global colour mapping) or stripes (plain <-> striped shapes)")
+    synth.add_argument("--kind", default="colorshift",
+                       help="colorshift (global colour mapping), stripes (plain <-> striped shapes) or photo (real photographs "
+                            "<-> the same kind of photographs with a film look, docs/photo.md)")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--n-train", dest="n_train", type=int, default=200, help="training images per domain")
     synth.add_argument("--n-test", dest="n_test", type=int, default=40, help="test images per domain")
@@ -19,8 +21,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sources.synthetic import generate
+    from ..sources.synthetic import ORIGIN_FILE, generate
 
     out = generate(args.kind, args.out, args.n_train, args.n_test, args.size, args.seed)
-    print(f"wrote a synthetic '{args.kind}' dataset to {out} (trainA trainB testA testB testA_gt testB_gt)")
+    print(f"wrote a synthetic '{args.kind}' dataset to {out} (trainA trainB testA testB testA_gt testB_gt; {ORIGIN_FILE})")
     return 0
