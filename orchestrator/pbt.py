@@ -1,6 +1,6 @@
 """Population-based training (`search.scheduler: pbt`): what the driver and the results need of it.
 
-Tune's `PopulationBasedTraining`, one per task behind the run's dispatching scheduler
+Tune's `PopulationBasedTraining` (or PB2: `scheduler: pb2`), one per task behind the run's dispatching scheduler
 (orchestrator.dispatch), looks at a task's population every `perturbation_interval` epochs: a trial
 in the bottom quantile is paused and restarted from a top trial's (the donor's) last Tune checkpoint,
 with the donor's values mutated. A PBT trial trains in its own Tune trial process (one worker,
@@ -28,9 +28,6 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
-
-from ray.tune.experiment import Trial
-from ray.tune.schedulers import PopulationBasedTraining
 
 from cyclegan.config import TrainConfig
 
@@ -84,24 +81,3 @@ def lineage_of(metrics: dict | None) -> dict | None:
         return json.loads(text)
     except ValueError:
         return None
-
-
-class TaskPopulation(PopulationBasedTraining):
-    """Tune's PBT with one repair. Synchronous PBT (`synch: true`) runs a paused trial only while it is behind
-    the next look; after a resumed sweep the trials can stand at different epochs, a look then lands on the
-    furthest one's epoch, and every trial waits for a look that no running trial will ever reach. When
-    nothing runs and every waiting trial is at or past the next look, the look moves one interval on."""
-
-    def choose_trial_to_run(self, tune_controller) -> Trial | None:
-        trial = super().choose_trial_to_run(tune_controller)
-        if trial is not None or not self._synch:
-            return trial
-        trials = tune_controller.get_trials()
-        waiting = [t for t in trials if t.status in (Trial.PENDING, Trial.PAUSED)]
-        if not waiting or any(t.status == Trial.RUNNING for t in trials):
-            return None
-        times = [self._trial_state[t].last_train_time for t in waiting]
-        if min(times) < self._next_perturbation_sync:
-            return None
-        self._next_perturbation_sync = max(times) + self._perturbation_interval
-        return super().choose_trial_to_run(tune_controller)

@@ -58,7 +58,8 @@ class Strategy:
     summary: str                                  # one line, for the docs
     options: type[Options]
     build: Callable[[Any, TuneSettings], Any]     # (options, settings) -> the Ray Tune object
-    requires: str | None = None                   # the importable module it needs, also its pip package
+    requires: str | None = None                   # the pip package it needs
+    module: str | None = None                     # ... imported as (default: the package's name)
     exhaustive: bool = False                      # every combination: only finite sets, `choice` becomes a grid axis
     takes_grid: bool = True                       # False: `grid` entries are refused
     baseline_in_space: bool = False               # True: the baseline point must lie inside the search space
@@ -69,7 +70,7 @@ class Strategy:
 
     def missing_dependency(self) -> str | None:
         """The package this entry needs and this Python lacks, or None."""
-        if self.requires and importlib.util.find_spec(self.requires) is None:
+        if self.requires and importlib.util.find_spec(self.module or self.requires) is None:
             return self.requires
         return None
 
@@ -154,6 +155,13 @@ def _asha(options: AshaOptions, settings: TuneSettings):
                          reduction_factor=options.reduction_factor)
 
 
+def _interval_problems(interval: int, epochs: int) -> list[tuple[str, str]]:
+    if interval > epochs:
+        return [("perturbation_interval", f"{interval} epochs is longer than the {epochs} epochs a trial runs: no trial "
+                                          "would ever exploit another")]
+    return []
+
+
 class PbtOptions(Options):
     type: Literal["pbt"]
     perturbation_interval: int = Field(ge=1, description="epochs between two looks at the population: a trial in the "
@@ -173,18 +181,15 @@ class PbtOptions(Options):
                                            "looks at each trial as it arrives")
 
     def problems(self, epochs: int) -> list[tuple[str, str]]:
-        if self.perturbation_interval > epochs:
-            return [("perturbation_interval", f"{self.perturbation_interval} epochs is longer than the {epochs} epochs a trial "
-                                              "runs: no trial would ever exploit another")]
-        return []
+        return _interval_problems(self.perturbation_interval, epochs)
 
     def searched(self) -> dict[str, tuple[str, Any]]:
         return {name: ("hyperparam_mutations", spec) for name, spec in self.hyperparam_mutations.items()}
 
 
 def _pbt(options: PbtOptions, settings: TuneSettings):
-    from .pbt import TaskPopulation
-    from .search import tune_distribution
+    from .distributions import tune_distribution
+    from .population import TaskPopulation
 
     # A list (or a choice) is a list for Tune: a mutation moves to a neighbour; a range becomes Tune's domain.
     mutations = {name: list(spec) if isinstance(spec, list) else list(spec["choice"]) if "choice" in spec else tune_distribution(spec)
@@ -197,6 +202,32 @@ def _pbt(options: PbtOptions, settings: TuneSettings):
                                    resample_probability=options.resample_probability, synch=options.synch, log_config=False)
 
 
+class Pb2Options(Options):
+    type: Literal["pb2"]
+    perturbation_interval: int = Field(ge=1, description="epochs between two looks at the population (as with pbt)")
+    hyperparam_bounds: dict[str, list[float]] = Field(min_length=1, description="training option (or lambda_cyc, lambda_idt) "
+                                                      "-> [low, high]: a Gaussian-process bandit picks the exploiting "
+                                                      "trial's new value in that range from the population's results; "
+                                                      "a trial starts from the space's value, else a uniform draw")
+    quantile_fraction: float = Field(0.25, ge=0, le=0.5, description="the bottom fraction of the population exploits the "
+                                                                     "top fraction")
+    synch: bool = Field(False, description="wait at each look for the whole population (as with pbt)")
+
+    def problems(self, epochs: int) -> list[tuple[str, str]]:
+        return _interval_problems(self.perturbation_interval, epochs)
+
+    def searched(self) -> dict[str, tuple[str, Any]]:
+        return {name: ("hyperparam_bounds", {"uniform": bounds}) for name, bounds in self.hyperparam_bounds.items()}
+
+
+def _pb2(options: Pb2Options, settings: TuneSettings):
+    from .pb2 import TaskPB2
+
+    return TaskPB2(time_attr="epoch", metric=settings.score or settings.metric, mode=settings.mode,
+                   perturbation_interval=options.perturbation_interval, hyperparam_bounds=options.hyperparam_bounds,
+                   quantile_fraction=options.quantile_fraction, synch=options.synch, log_config=False)
+
+
 EXPLOITS_ONE_WORKER = ("an exploiting trial continues from its donor's checkpoint, and a trial of several workers is a Ray "
                        "Train run, which always continues from its own")
 
@@ -207,6 +238,9 @@ SCHEDULERS: dict[str, Strategy] = {s.name: s for s in (
     Strategy("pbt", "population-based training: every `perturbation_interval` epochs the task's worst trials continue "
              "from a best trial's checkpoint with mutated hyperparameters (lineage and per-epoch values in MLflow); "
              "one-worker trials, algorithm random or grid", PbtOptions, _pbt, takes_searcher=False, exploits=True),
+    Strategy("pb2", "population-based bandits (PB2): PBT whose new values come from a Gaussian-process model of the "
+             "population's results instead of random mutations; ranges only", Pb2Options, _pb2, requires="scikit-learn", module="sklearn",
+             takes_searcher=False, exploits=True),
 )}
 
 

@@ -112,7 +112,7 @@ def test_synchronous_pbt_moves_its_next_look_on_when_every_paused_trial_is_past_
 
     from ray.tune.experiment import Trial
 
-    from orchestrator.pbt import TaskPopulation
+    from orchestrator.population import TaskPopulation
 
     class Stub:  # what PBT reads of a trial here; hashable, as Tune's trials are
         def __init__(self, status: str):
