@@ -55,6 +55,29 @@ def test_pbt_options_and_mutations_are_checked_with_their_field_paths():
     assert "search.scheduler.hyperparam_mutations.lambda_A (line 12): must be a list of values or a distribution" in message
 
 
+def test_pb2_takes_ranges_of_numbers_and_needs_scikit_learn(monkeypatch):
+    from dataclasses import replace
+
+    from orchestrator import strategies
+
+    message = _problems(f"""\
+        name: p
+        search:
+          scheduler: {{type: pb2, perturbation_interval: 1, hyperparam_bounds: {{pool_size: [10, 50], lr: [0.001], lambda_cyc: [20, 5]}}}}
+        tasks: [{{name: t, data: "{DATA}"}}]
+        """)
+    assert "search.scheduler.hyperparam_bounds.pool_size.uniform (line 3): pool_size is a whole number, and this samples fractions" in message
+    assert "search.scheduler.hyperparam_bounds.lr.uniform (line 3): must be a list of 2 numbers ([low, high])" in message
+    assert "search.scheduler.hyperparam_bounds.lambda_cyc.uniform (line 3): low (20.0) must be below high (5.0)" in message
+    monkeypatch.setitem(strategies.SCHEDULERS, "pb2", replace(strategies.SCHEDULERS["pb2"], module="sklearn_not_installed"))
+    message = _problems(f"""\
+        name: p
+        search: {{scheduler: {{type: pb2, perturbation_interval: 1, hyperparam_bounds: {{lr: [0.0001, 0.0004]}}}}}}
+        tasks: [{{name: t, data: "{DATA}"}}]
+        """)
+    assert "search.scheduler (line 2): pb2 needs the Python package 'scikit-learn', which is not installed here: pip install scikit-learn" in message
+
+
 def test_pbt_needs_mutations_and_an_interval():
     message = _problems(f"""\
         name: p
@@ -164,8 +187,14 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+# PB2 picks the new lr within the bounds from a model of the population's results
+PB2 = PBT.replace("type: pbt", "type: pb2").replace("hyperparam_mutations: {{lr: [0.0001, 0.0002, 0.0004]}}",
+                                                    "hyperparam_bounds: {{lr: [0.0001, 0.0004]}}")
+
+
+@pytest.mark.parametrize("scheduler", ["pbt", "pb2"])
 def test_a_hopeless_trial_exploits_a_learning_one_and_mlflow_and_the_results_show_its_lineage(ray_session, tmp_path, capsys,
-                                                                                              monkeypatch):
+                                                                                              monkeypatch, scheduler):
     from mlflow import MlflowClient
     from mlflow.artifacts import load_dict
 
@@ -175,7 +204,8 @@ def test_a_hopeless_trial_exploits_a_learning_one_and_mlflow_and_the_results_sho
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    loaded = parse_manifest(PBT, tmp_path / "manifest.yaml")
+    loaded = parse_manifest(PBT if scheduler == "pbt" else PB2, tmp_path / "manifest.yaml")
+    assert loaded.plans[0].search.scheduler.type == scheduler
     code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
                           results_dir=tmp_path / "results")
     out = capsys.readouterr().out
@@ -188,7 +218,11 @@ def test_a_hopeless_trial_exploits_a_learning_one_and_mlflow_and_the_results_sho
     # the hopeless trial's first exploit: the learner's checkpoint, with a value from the mutation list
     first = hopeless.lineage["exploits"][0]
     assert first["donor"] == learner.trial_id and first["old"] == {"lr": 1e-9}
-    assert first["new"]["lr"] in (0.0001, 0.0002, 0.0004) and first["epoch"] == first["donor_epoch"] + 1
+    if scheduler == "pbt":  # a neighbour in the list (or, at resample_probability, any value of it)
+        assert first["new"]["lr"] in (0.0001, 0.0002, 0.0004)
+    else:  # within the bounds (PB2 computes in single precision)
+        assert 0.0001 * (1 - 1e-6) <= first["new"]["lr"] <= 0.0004 * (1 + 1e-6)
+    assert first["epoch"] == first["donor_epoch"] + 1
     assert first["checkpoint"].endswith(f"pbt-{learner.trial_id}/checkpoint_epoch_{first['donor_epoch']:04d}")
     assert hopeless.params["lr"] != 1e-9  # its config now is the mutated one
     # its weights' schedule: the learner's values up to the donor epoch, then its own
