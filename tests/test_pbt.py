@@ -188,8 +188,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 # PB2 picks the new lr within the bounds from a model of the population's results
-PB2 = PBT.replace("type: pbt", "type: pb2").replace("hyperparam_mutations: {{lr: [0.0001, 0.0002, 0.0004]}}",
-                                                    "hyperparam_bounds: {{lr: [0.0001, 0.0004]}}")
+PB2 = PBT.replace("type: pbt", "type: pb2").replace("hyperparam_mutations: {lr: [0.0001, 0.0002, 0.0004]}",
+                                                    "hyperparam_bounds: {lr: [0.0001, 0.0004]}")
 
 
 @pytest.mark.parametrize("scheduler", ["pbt", "pb2"])
