@@ -305,8 +305,34 @@ class CycleGAN:
             self.scaler_D.load_state_dict(state["scaler_D"])
         self.pool_A.load_state_dict(state["pool_A"], self.device)
         self.pool_B.load_state_dict(state["pool_B"], self.device)
+        self._config_wins()
         if self.graphed_step is not None:
             self.graphed_step.reset()  # the optimizer state tensors are new: capture again
+
+    def _config_wins(self) -> None:
+        """Train on with this model's own hyperparameters whatever the loaded state was trained with: a
+        population-based-training trial continues from another trial's state with mutated values. The loss
+        weights are read from the config at each step; the learning rate keeps the schedule's position (it is
+        scaled by the ratio of the initial rates) and each pool keeps at most pool_size of its images.
+        With the same config (an ordinary resume) nothing changes."""
+        for opt, scheduler in zip((self.opt_G, self.opt_D), self.schedulers):
+            for group in opt.param_groups:
+                initial = float(group.get("initial_lr", self.cfg.lr))
+                if initial <= 0 or initial == self.cfg.lr:
+                    continue
+                ratio = self.cfg.lr / initial
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].mul_(ratio)
+                else:
+                    group["lr"] *= ratio
+                group["initial_lr"] = self.cfg.lr
+            if hasattr(scheduler, "base_lrs"):  # the closed forms and the lambda schedules start from these
+                scheduler.base_lrs = [self.cfg.lr] * len(scheduler.base_lrs)
+                scheduler._last_lr = [float(group["lr"]) for group in opt.param_groups]
+        for pool in (self.pool_A, self.pool_B):
+            if pool.pool_size != self.cfg.pool_size:
+                pool.pool_size = self.cfg.pool_size
+                del pool.images[:max(0, len(pool.images) - self.cfg.pool_size)]
 
 
 def error_summary(err: BaseException) -> str:

@@ -32,7 +32,7 @@ from cyclegan.sources import DatasetRef, parse_reference
 from .aliases import ALIASES, expand_aliases, fields_of
 from .baseline import in_values
 from .run_options import Resources
-from .strategies import ALGORITHMS, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
+from .strategies import ALGORITHMS, EXPLOITS_ONE_WORKER, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
 
 TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 # Set by the orchestrator itself, never by a manifest.
@@ -480,7 +480,7 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
         where = f"{prefix}.search.space" if task.search.get("space") else "search.space"
         for key, spec in search.space.items():
             problems += _space_problems(where, key, spec)
-        problems += _strategy_problems(prefix, task, search, train)
+        problems += _strategy_problems(prefix, task, search, train, resources)
         if base_metric(search.metric) in EVAL_METRICS and train.get("eval_freq", 1) != 1:
             problems.append(Problem(f"{prefix}.train.eval_freq" if "eval_freq" in task.train else "defaults.train.eval_freq",
                                     f"search.metric {search.metric} needs an evaluation every epoch: set eval_freq to 1 or leave it out"))
@@ -494,6 +494,8 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
     train.update(expand_aliases({k: v for k, v in search.space.items() if not isinstance(v, dict)}))  # constants are just options
     if ALGORITHMS[search.algorithm.type].exhaustive:  # a choice in a grid search is a grid axis
         space = {k: ({"grid": v["choice"]} if "choice" in v else v) for k, v in space.items()}
+    for key, (_, spec) in search.scheduler.searched().items():  # a trial's first value of a PBT mutation, as Tune samples it
+        space.setdefault(key, {"choice": spec} if isinstance(spec, list) else spec)
     baseline = baseline_point(train, space) if search.baseline else None
     if baseline is not None and (problem := _baseline_problem(baseline, train, space, search)):
         problems.append(Problem(_search_field(prefix, task, "baseline"), problem))
@@ -509,10 +511,18 @@ def _search_field(prefix: str, task: Task, name: str) -> str:
     return f"{prefix}.search.{name}" if name in task.search else f"search.{name}"
 
 
-def _strategy_problems(prefix: str, task: Task, search: Search, train: dict[str, Any]) -> list[Problem]:
-    """What the chosen algorithm and scheduler say of the space, the trial length and this Python."""
+def _strategy_problems(prefix: str, task: Task, search: Search, train: dict[str, Any], resources: Resources | None) -> list[Problem]:
+    """What the chosen algorithm and scheduler say of the space, the trial length, the workers and this Python."""
     out = []
-    algorithm = ALGORITHMS[search.algorithm.type]
+    algorithm, scheduler = ALGORITHMS[search.algorithm.type], SCHEDULERS[search.scheduler.type]
+    if algorithm.searcher and not scheduler.takes_searcher:
+        out.append(Problem(_search_field(prefix, task, "algorithm"), f"scheduler {scheduler.name} cannot follow the suggestions of "
+                           f"algorithm {algorithm.name}: use algorithm random or grid ({scheduler.name} explores by itself)"))
+    if scheduler.exploits and resources is not None and resources.workers > 1:
+        where = f"{prefix}.resources.workers" if "workers" in task.resources else "defaults.resources.workers"
+        out.append(Problem(where, f"{resources.workers} workers with scheduler {scheduler.name} ({_search_field(prefix, task, 'scheduler')}): "
+                                  f"{scheduler.name} runs trials of one worker only ({EXPLOITS_ONE_WORKER}); "
+                                  "set workers: 1, or choose another scheduler"))
     ranges = [k for k, s in search.space.items() if isinstance(s, dict) and next(iter(s), None) not in ("choice", "grid")]
     if algorithm.exhaustive and ranges:
         out.append(Problem(_search_field(prefix, task, "algorithm"),
@@ -527,7 +537,22 @@ def _strategy_problems(prefix: str, task: Task, search: Search, train: dict[str,
             out.append(Problem(field_path, f"{strategy.name} needs the Python package '{missing}', which is not installed here: "
                                            f"pip install {missing} (make setup installs it), or choose another {name}"))
         out += [Problem(f"{field_path}.{option}", message) for option, message in options.problems(epochs)]
+        for key, (option, spec) in options.searched().items():
+            out += _searched_problems(f"{field_path}.{option}", key, spec)
     return out
+
+
+def _searched_problems(where: str, key: str, spec: Any) -> list[Problem]:
+    """A scheduler's own search entry (e.g. a PBT mutation): a list of values, or a distribution other than grid."""
+    if isinstance(spec, dict) and "grid" in spec:
+        return [Problem(f"{where}.{key}.grid", "a scheduler's entries are not grid axes; use a list or choice")]
+    if not isinstance(spec, (list, dict)):
+        return [Problem(f"{where}.{key}", f"must be a list of values or a distribution ({', '.join(d for d in DISTRIBUTIONS if d != 'grid')}), "
+                                          f"got {_short(spec)}")]
+    if isinstance(spec, list):  # checked as a choice, reported at the list's own path
+        return [Problem(p.path.replace(f"{where}.{key}.choice", f"{where}.{key}"), p.message)
+                for p in _space_problems(where, key, {"choice": spec})]
+    return _space_problems(where, key, spec)
 
 
 def baseline_point(train: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:

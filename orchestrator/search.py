@@ -10,31 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray import tune
-
 from cyclegan.metric_names import EVAL_METRICS, base_metric
 
 from . import strategies
 from .best import best_key
+from .distributions import tune_distribution
 from .guards import SweepGuard
 from .manifest import TaskPlan
-
-
-def tune_distribution(spec: dict[str, Any]):
-    kind, args = next(iter(spec.items()))
-    if kind == "choice":
-        return tune.choice(args)
-    if kind == "grid":
-        return tune.grid_search(args)
-    if kind == "uniform":
-        return tune.uniform(*args)
-    if kind == "loguniform":
-        return tune.loguniform(*args)
-    if kind == "randint":
-        return tune.randint(args[0], args[1] + 1)  # the manifest's upper bound is inclusive
-    if kind == "quniform":
-        return tune.quniform(*args)
-    raise ValueError(f"unknown distribution {kind!r}")
 
 
 def param_space(plan: TaskPlan) -> dict[str, Any]:
@@ -54,7 +36,7 @@ def tune_num_samples(plan: TaskPlan) -> int:
 def settings(plan: TaskPlan, total_epochs: int) -> strategies.TuneSettings:
     return strategies.TuneSettings(metric=tune_metric(plan), mode=plan.search.resolved_mode, epochs=total_epochs,
                                    seed=plan.search.seed, points=[dict(plan.baseline)] if plan.baseline_added else [],
-                                   max_concurrent=plan.search.max_concurrent_trials)
+                                   max_concurrent=plan.search.max_concurrent_trials, score=plan.search.metric)
 
 
 def search_algorithm(plan: TaskPlan, total_epochs: int):

@@ -32,6 +32,12 @@ class Options(BaseModel):
         """(option, message) for values that do not fit a trial of `epochs` epochs."""
         return []
 
+    def searched(self) -> dict[str, tuple[str, Any]]:
+        """Search-space entries of its own: name -> (the option holding it, a list of values or a distribution as in `search.space`).
+        The manifest checks them like `search.space`'s, and a trial samples its first value from them when the
+        space lacks the name."""
+        return {}
+
 
 @dataclass(frozen=True)
 class TuneSettings:
@@ -43,6 +49,7 @@ class TuneSettings:
     seed: int | None = None
     points: list[dict[str, Any]] = field(default_factory=list)  # points_to_evaluate: the baseline, first
     max_concurrent: int | None = None  # Tune applies its own limit to Searchers only, not to a variant generator passed in
+    score: str | None = None         # the epoch's own value of the metric (PBT compares the trials' current state)
 
 
 @dataclass(frozen=True)
@@ -51,14 +58,19 @@ class Strategy:
     summary: str                                  # one line, for the docs
     options: type[Options]
     build: Callable[[Any, TuneSettings], Any]     # (options, settings) -> the Ray Tune object
-    requires: str | None = None                   # the importable module it needs, also its pip package
+    requires: str | None = None                   # the pip package it needs
+    module: str | None = None                     # ... imported as (default: the package's name)
     exhaustive: bool = False                      # every combination: only finite sets, `choice` becomes a grid axis
     takes_grid: bool = True                       # False: `grid` entries are refused
     baseline_in_space: bool = False               # True: the baseline point must lie inside the search space
+    searcher: bool = False                        # an algorithm that Tune runs as a Searcher (it learns from results)
+    takes_searcher: bool = True                   # a scheduler that can follow a Searcher's suggestions
+    exploits: bool = False                        # trials continue from other trials' checkpoints (PBT: orchestrator.pbt),
+                                                  # which only one-worker trials can (EXPLOITS_ONE_WORKER says why)
 
     def missing_dependency(self) -> str | None:
         """The package this entry needs and this Python lacks, or None."""
-        if self.requires and importlib.util.find_spec(self.requires) is None:
+        if self.requires and importlib.util.find_spec(self.module or self.requires) is None:
             return self.requires
         return None
 
@@ -105,7 +117,7 @@ ALGORITHMS: dict[str, Strategy] = {s.name: s for s in (
     Strategy("grid", "every combination of `grid`/`choice` entries (no ranges)", GridOptions, _variant_generator, exhaustive=True),
     Strategy("optuna", "Optuna's TPE (Tree-structured Parzen Estimator): later trials follow the best results so far; "
              "no `grid` entries; the baseline must lie inside the space", OptunaOptions, _optuna, requires="optuna",
-             takes_grid=False, baseline_in_space=True),
+             takes_grid=False, baseline_in_space=True, searcher=True),
 )}
 
 
@@ -143,10 +155,92 @@ def _asha(options: AshaOptions, settings: TuneSettings):
                          reduction_factor=options.reduction_factor)
 
 
+def _interval_problems(interval: int, epochs: int) -> list[tuple[str, str]]:
+    if interval > epochs:
+        return [("perturbation_interval", f"{interval} epochs is longer than the {epochs} epochs a trial runs: no trial "
+                                          "would ever exploit another")]
+    return []
+
+
+class PbtOptions(Options):
+    type: Literal["pbt"]
+    perturbation_interval: int = Field(ge=1, description="epochs between two looks at the population: a trial in the "
+                                                          "bottom quantile then continues from a top trial's checkpoint "
+                                                          "with mutated values")
+    hyperparam_mutations: dict[str, Any] = Field(min_length=1, description="training option (or lambda_cyc, lambda_idt) -> "
+                                                 "a list of values or `{choice: [...]}` (a mutation moves to a neighbour "
+                                                 "in the list), or a range as in `space` (uniform, loguniform, randint, "
+                                                 "quniform: a mutation multiplies by 0.8 or 1.2, which may leave the range); "
+                                                 "a trial starts from the space's value, else from one sampled here")
+    quantile_fraction: float = Field(0.25, ge=0, le=0.5, description="the bottom fraction of the population exploits the "
+                                                                     "top fraction")
+    resample_probability: float = Field(0.25, ge=0, le=1, description="chance that a mutation draws a new value instead of "
+                                                                      "perturbing the donor's")
+    synch: bool = Field(False, description="wait at each look until the whole population has reached it (Tune's synchronous "
+                                           "PBT: every trial is paused and restarted from its checkpoint there); the default "
+                                           "looks at each trial as it arrives")
+
+    def problems(self, epochs: int) -> list[tuple[str, str]]:
+        return _interval_problems(self.perturbation_interval, epochs)
+
+    def searched(self) -> dict[str, tuple[str, Any]]:
+        return {name: ("hyperparam_mutations", spec) for name, spec in self.hyperparam_mutations.items()}
+
+
+def _pbt(options: PbtOptions, settings: TuneSettings):
+    from .distributions import tune_distribution
+    from .population import TaskPopulation
+
+    # A list (or a choice) is a list for Tune: a mutation moves to a neighbour; a range becomes Tune's domain.
+    mutations = {name: list(spec) if isinstance(spec, list) else list(spec["choice"]) if "choice" in spec else tune_distribution(spec)
+                 for name, spec in options.hyperparam_mutations.items()}
+    # The epoch's own value, not the best so far: PBT compares where the trials are now. Checkpoints every
+    # perturbation_interval epochs (orchestrator.pbt) give the exploiting trial its donor's state.
+    return TaskPopulation(time_attr="epoch", metric=settings.score or settings.metric, mode=settings.mode,
+                                   perturbation_interval=options.perturbation_interval, hyperparam_mutations=mutations,
+                                   quantile_fraction=options.quantile_fraction,
+                                   resample_probability=options.resample_probability, synch=options.synch, log_config=False)
+
+
+class Pb2Options(Options):
+    type: Literal["pb2"]
+    perturbation_interval: int = Field(ge=1, description="epochs between two looks at the population (as with pbt)")
+    hyperparam_bounds: dict[str, list[float]] = Field(min_length=1, description="training option (or lambda_cyc, lambda_idt) "
+                                                      "-> [low, high]: a Gaussian-process bandit picks the exploiting "
+                                                      "trial's new value in that range from the population's results; "
+                                                      "a trial starts from the space's value, else a uniform draw")
+    quantile_fraction: float = Field(0.25, ge=0, le=0.5, description="the bottom fraction of the population exploits the "
+                                                                     "top fraction")
+    synch: bool = Field(False, description="wait at each look for the whole population (as with pbt)")
+
+    def problems(self, epochs: int) -> list[tuple[str, str]]:
+        return _interval_problems(self.perturbation_interval, epochs)
+
+    def searched(self) -> dict[str, tuple[str, Any]]:
+        return {name: ("hyperparam_bounds", {"uniform": bounds}) for name, bounds in self.hyperparam_bounds.items()}
+
+
+def _pb2(options: Pb2Options, settings: TuneSettings):
+    from .pb2 import TaskPB2
+
+    return TaskPB2(time_attr="epoch", metric=settings.score or settings.metric, mode=settings.mode,
+                   perturbation_interval=options.perturbation_interval, hyperparam_bounds=options.hyperparam_bounds,
+                   quantile_fraction=options.quantile_fraction, synch=options.synch, log_config=False)
+
+
+EXPLOITS_ONE_WORKER = ("an exploiting trial continues from its donor's checkpoint, and a trial of several workers is a Ray "
+                       "Train run, which always continues from its own")
+
 SCHEDULERS: dict[str, Strategy] = {s.name: s for s in (
     Strategy("none", "every trial runs to its last epoch", NoScheduler, _fifo),
     Strategy("asha", "ASHA (asynchronous successive halving) stops the trials whose best so far is poor at each rung; "
              "it compares only trials of the same task", AshaOptions, _asha),
+    Strategy("pbt", "population-based training: every `perturbation_interval` epochs the task's worst trials continue "
+             "from a best trial's checkpoint with mutated hyperparameters (lineage and per-epoch values in MLflow); "
+             "one-worker trials, algorithm random or grid", PbtOptions, _pbt, takes_searcher=False, exploits=True),
+    Strategy("pb2", "population-based bandits (PB2): PBT whose new values come from a Gaussian-process model of the "
+             "population's results instead of random mutations; ranges only", Pb2Options, _pb2, requires="scikit-learn", module="sklearn",
+             takes_searcher=False, exploits=True),
 )}
 
 
@@ -183,7 +277,7 @@ def markdown() -> str:
     for title, field_name, table in (("Search algorithms", "algorithm", ALGORITHMS), ("Schedulers", "scheduler", SCHEDULERS)):
         lines += [f"**{title}** (`search.{field_name}`):", "", "| name | what it does | options | needs |", "| --- | --- | --- | --- |"]
         for strategy in table.values():
-            options = [f"`{name}` ({_default(info.default)}): {info.description}"
+            options = [f"`{name}` ({'required' if info.is_required() else _default(info.default)}): {info.description}"
                        for name, info in strategy.options.model_fields.items() if name != "type"]
             needs = f"`{strategy.requires}` (installed by `make setup`)" if strategy.requires else "-"
             lines.append(f"| `{strategy.name}` | {strategy.summary} | {'<br>'.join(options) or '-'} | {needs} |")

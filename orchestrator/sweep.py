@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
 
+from . import pbt
 from . import search as tune_search
 from .baseline import baseline_trial
 from .best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
@@ -39,6 +39,7 @@ from .manifest import LoadedManifest, TaskPlan
 from .progress import ProgressBoard, ProgressCallback, follow
 from .redact import is_secret_name
 from .resources import concurrency_limit, trains_in_trial, trial_placement
+from .result_logs import result_loggers
 from .results import TaskResult, TrialRecord, pick_best
 from .storage import Storage, parse_storage
 
@@ -64,6 +65,7 @@ def trial_train_config(plan: TaskPlan, sampled: dict[str, Any], trial_id: str) -
     """The full set of training options of one trial (TrainConfig fields)."""
     values = plan.trial_config(sampled)
     values.update(tune_search.evaluation_options(plan))
+    values.update(pbt.train_options(plan, values))
     values.update(dataroot=plan.data, name=trial_run_name(plan, trial_id))
     return values
 
@@ -90,9 +92,15 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
     if trains_in_trial(plan.resources):
         from cyclegan.config import TrainConfig
 
-        from .worker import train_in_trial
+        from .worker import TrialSession, train_in_trial
 
-        train_in_trial(TrainConfig.from_dict(train_config), plan.resources, trials_storage(ctx), tracking=tracking, ranking=ranking)
+        session = TrialSession
+        if pbt.exploits(plan):
+            from .pbt_trial import session_factory
+
+            session = session_factory(trial_id, without_task(config), pbt.searched_fields(plan), tracking)
+        train_in_trial(TrainConfig.from_dict(train_config), plan.resources, trials_storage(ctx), tracking=tracking, ranking=ranking,
+                       session=session)
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -107,8 +115,9 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
                  callbacks=[TuneReportCallback()], max_failures=0, ranking=ranking, tracking=tracking)
 
 
-# What a trial's history (results file) keeps of each epoch: losses, the metrics that can rank trials, speed, the best so far.
-HISTORY_PREFIXES = ("loss_", *EPOCH_METRICS, *EVAL_METRICS, "pairs_per_s", "best_")
+# What a trial's history (results file) keeps of each epoch: losses, the metrics that can rank trials, speed, the best
+# so far, and the searched hyperparameters' values that epoch trained with (PBT changes them).
+HISTORY_PREFIXES = ("loss_", *EPOCH_METRICS, *EVAL_METRICS, "pairs_per_s", "best_", pbt.HP_PREFIX)
 
 
 def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard: SweepGuard, trials: Storage) -> TrialRecord:
@@ -134,7 +143,7 @@ def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard:
                        metric=float(value) if value is not None and not math.isnan(value) else None, epochs=done, history=history,
                        checkpoint=last.get("checkpoint_path"), error=_tail(result.error), best_epoch=best_epoch,
                        best_checkpoint=trials.run_uri(run_name, BEST_DIR) if kept else None, baseline=trial_id == baseline_id,
-                       note=note)
+                       note=note, lineage=pbt.lineage_of(last))
 
 
 def _ending(error, last: dict, done: int, epochs: int, trial_id: str, guard: SweepGuard, trained: int) -> tuple[str, str | None]:
@@ -223,7 +232,7 @@ def _tuner(plans: list[TaskPlan], ctx: SweepContext, limit: int, guards: TaskGua
     storage = parse_storage(ctx.storage)
     tune_root = f"{storage.path.rstrip('/')}/{ctx.experiment}/tune"
     name = run_name(plans)
-    loggers = [CSVLoggerCallback(), JsonLoggerCallback()]  # what the results' metrics and a resume read
+    loggers = result_loggers()  # what the results' metrics and a resume read
     if ctx.resume and tune.Tuner.can_restore(f"{tune_root}/{name}", storage_filesystem=storage.filesystem):
         tuner = tune.Tuner.restore(f"{tune_root}/{name}", trainable, resume_errored=True, storage_filesystem=storage.filesystem)
         # The saved run holds the previous driver's callbacks (and its dead progress actor) and guards.

@@ -151,12 +151,14 @@ def train_loop_per_worker(config: dict) -> dict:
 
 
 def train_in_trial(cfg: TrainConfig, resources: Resources, storage: str, *, tracking: dict | None = None,
-                   ranking: Ranking | None = None, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS) -> dict:
-    """Train a one-worker sweep trial in this process (a Tune function trial): the run `cfg.name` in `storage`."""
+                   ranking: Ranking | None = None, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
+                   session: Callable[[WorkerPlan], TrialSession] = TrialSession) -> dict:
+    """Train a one-worker sweep trial in this process (a Tune function trial): the run `cfg.name` in `storage`.
+    `session`: builds the trial's session from its plan (a PBT trial's: orchestrator.pbt_trial)."""
     cfg = prepare_config(cfg, resources)
     plan = WorkerPlan(cfg=cfg, resources=resources, storage=parse_storage(storage), output_dir=Path(cfg.checkpoints_dir) / cfg.name,
                       tracking=tracking, ranking=ranking, keep_checkpoints=keep_checkpoints)
-    return run_worker(plan, TrialSession(plan))
+    return run_worker(plan, session(plan))
 
 
 def run_worker(plan: WorkerPlan, session: Session) -> dict:

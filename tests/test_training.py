@@ -169,3 +169,34 @@ def test_help_explains_every_flag():
                  "--num_threads", "--seed", "--device", "--no_dropout"):
         assert flag in result.stdout
     assert "(default: 0.5)" in result.stdout  # lambda_identity, the paper's value
+
+
+def test_a_state_trained_under_other_hyperparameters_continues_under_the_new_config(tiny_dataset, tmp_path):
+    """What a PBT trial does when it exploits another: the donor's networks, optimizer moments and epoch, the
+    new config's learning rate (at the schedule's position), pool size and loss weights."""
+    small = dict(n_epochs=1, max_dataset_size=3)
+    donor = Trainer(tiny_config(tiny_dataset, tmp_path / "donor", n_epochs_decay=3, pool_size=6, lr=2e-4, **small),
+                    on_epoch_end=[StopAfter(2)])
+    with pytest.raises(KeyboardInterrupt):
+        donor.fit()
+    state = load_training_state(tmp_path / "donor" / "tiny" / STATE_FILE)
+    assert state["epoch"] == 2 and len(donor.model.pool_A.images) == 6
+    assert donor.model.learning_rate == pytest.approx(2e-4 * 0.5)  # the linear decay's position after 2 epochs
+
+    cfg = tiny_config(tiny_dataset, tmp_path / "recipient", n_epochs_decay=4, pool_size=2, lr=1e-3, lambda_A=0.5, **small)
+    recipient = Trainer(cfg, resume_state=state)
+    model = recipient.model
+    assert recipient.start_epoch == 3
+    for name, net in model.nets.items():
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, donor.model.nets[name].state_dict()[key]), f"{name}.{key}"
+    assert torch.equal(model.opt_G.state_dict()["state"][0]["exp_avg"], donor.model.opt_G.state_dict()["state"][0]["exp_avg"])
+    for opt in (model.opt_G, model.opt_D):
+        assert opt.param_groups[0]["initial_lr"] == 1e-3
+        assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)
+    assert model.pool_A.pool_size == model.pool_B.pool_size == 2 and len(model.pool_A.images) == 2
+    assert model.cfg.lambda_A == 0.5
+    recipient.train_epoch(3)  # it trains, and its schedule goes on from the new rate under the new decay length
+    for scheduler in model.schedulers:
+        scheduler.step()
+    assert model.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 3 / 5))
