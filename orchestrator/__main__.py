@@ -1,3 +1,3 @@
-from .commands import entry_point
+from orchestrator.commands import entry_point
 
 raise SystemExit(entry_point())

@@ -69,8 +69,8 @@ def plain_timing(cfg: TrainConfig, threads: int, first: int, last: int) -> Timin
 
 def ray_timing(cfg: TrainConfig, threads: int, storage: Path, name: str, first: int, last: int) -> Timing:
     """Walls from the checkpoints' `train_wall_s`; loop times from rank 0's metrics.jsonl."""
-    from orchestrator.run_options import Resources
-    from orchestrator.train import train_on_ray
+    from orchestrator.config.resources import Resources
+    from orchestrator.trial.ray_train import train_on_ray
 
     result = train_on_ray(cfg, Resources(workers=1, cpus_per_worker=threads), str(storage), name=name, keep_checkpoints=1000)
     walls = {int(m["epoch"]): float(m["train_wall_s"]) for _, m in result.ray_result.best_checkpoints}
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
 
-    from orchestrator.cluster import connect
+    from orchestrator.runtime import connect
 
     with tempfile.TemporaryDirectory(prefix="ray-overhead-") as tmp:
         root = Path(tmp)

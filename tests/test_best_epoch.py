@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.best import BEST_CHECKPOINT, BEST_EPOCH, BestKeeper, Ranking, best_key, fetch_best, read_best
-from orchestrator.storage import parse_storage
+from orchestrator.storage.best import BEST_CHECKPOINT, BEST_EPOCH, BestKeeper, Ranking, best_key, fetch_best, read_best
+from orchestrator.storage.location import parse_storage
 
 
 def _trainer_output(folder: Path, epoch: int) -> Path:

@@ -1,4 +1,4 @@
-"""The main job's terminal (orchestrator.console): the user's lines there; library prints, C-level
+"""The main job's terminal (orchestrator.sweep.console): the user's lines there; library prints, C-level
 writes and other loggers' records in the run's log; this project's own warnings in both."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""\
     import logging, os, sys
-    from orchestrator.console import RunConsole
+    from orchestrator.sweep.console import RunConsole
     logging.basicConfig(level=logging.INFO)
     console = RunConsole(sys.argv[1], verbose=sys.argv[2] == "verbose")
     with console.captured():
         print("a library's print")
         os.write(2, b"a C++ log line\\n")
         logging.getLogger("ray.tune").warning("Ray's warning")
-        logging.getLogger("orchestrator.sweep").warning("our warning")
+        logging.getLogger("orchestrator.sweep.tuner").warning("our warning")
         console.echo("what the user reads")
     print("after the run")
 """)
@@ -36,7 +36,7 @@ def _run(tmp_path: Path, mode: str) -> tuple[subprocess.CompletedProcess, Path]:
 def test_only_the_users_lines_and_our_warnings_reach_the_terminal_the_rest_goes_to_the_log(tmp_path):
     out, log = _run(tmp_path, "quiet")
     assert out.stdout == "what the user reads\nafter the run\n"
-    assert out.stderr == "WARNING orchestrator.sweep: our warning\n"
+    assert out.stderr == "WARNING orchestrator.sweep.tuner: our warning\n"
     written = log.read_text()
     for line in ("a library's print", "a C++ log line", "Ray's warning", "our warning", "what the user reads"):
         assert line in written, written

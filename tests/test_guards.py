@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from orchestrator.baseline import baseline_trial, matches
-from orchestrator.guards import DIVERGED, SweepGuard, far_worse, nonfinite
+from orchestrator.config.baseline import baseline_trial, matches
+from orchestrator.search.guards import DIVERGED, SweepGuard, far_worse, nonfinite
 
 
 class _Trial:
@@ -64,7 +64,7 @@ def test_a_resumed_sweep_compares_with_the_baselines_last_result():
 
 
 def test_the_time_budget_and_the_failed_trials_stop_the_whole_sweep(monkeypatch):
-    import orchestrator.guards as guards
+    import orchestrator.search.guards as guards
 
     now = [1000.0]
     monkeypatch.setattr(guards.time, "monotonic", lambda: now[0])

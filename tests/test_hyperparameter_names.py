@@ -11,12 +11,12 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+import orchestrator.sweep.experiment as runner
 from cyclegan.config import TrainConfig
-from orchestrator import runner
-from orchestrator.manifest import load_manifest
-from orchestrator.results import TaskResult, TrialRecord, summary_table
-from orchestrator.storage import parse_storage
-from orchestrator.tracking import TrialLogger, trial_runs
+from orchestrator.config.manifest import load_manifest
+from orchestrator.storage.location import parse_storage
+from orchestrator.sweep.results import TaskResult, TrialRecord, summary_table
+from orchestrator.tracking.runs import TrialLogger, trial_runs
 
 SEARCHED = {"a1": {"lambda_cyc": 5, "lambda_idt": 0.0}, "b2": {"lambda_cyc": 20, "lambda_idt": 0.3}}  # b2 scores better
 ALIASES = ("lambda_cyc", "lambda_idt")

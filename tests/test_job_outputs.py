@@ -11,7 +11,7 @@ import pytest
 
 from cyclegan.commands.runner import run_cli
 from orchestrator.commands import main
-from orchestrator.job_dir import JOB_ENV_VAR
+from orchestrator.sweep.job_dir import JOB_ENV_VAR
 
 MANIFEST = """\
 name: in-a-job
@@ -52,7 +52,7 @@ def test_a_job_with_the_default_storage_and_tracking_is_refused_before_anything_
 
 
 def test_a_job_with_lasting_outputs_is_not_refused_and_a_driver_run_by_hand_never_is(job_dir, tmp_path, capsys, monkeypatch):
-    from orchestrator.job_dir import check_outputs_outlast_the_job
+    from orchestrator.sweep.job_dir import check_outputs_outlast_the_job
 
     manifest = Path("experiments/in-a-job.yaml")
     check_outputs_outlast_the_job("s3://bucket/runs", "http://mlflow:5000", manifest)

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from orchestrator.manifest import ManifestError, grid_points, load_manifest, parse_manifest
+from orchestrator.config.manifest import ManifestError, grid_points, load_manifest, parse_manifest
 
 GOOD = """\
 name: seasons-and-animals
@@ -286,7 +286,7 @@ def test_algorithm_and_scheduler_take_a_name_or_options_and_a_task_may_switch_th
 def test_a_missing_package_is_named_with_the_field_that_needs_it(monkeypatch):
     from dataclasses import replace
 
-    from orchestrator import strategies
+    import orchestrator.search.strategies as strategies
 
     monkeypatch.setitem(strategies.ALGORITHMS, "optuna", replace(strategies.ALGORITHMS["optuna"], requires="optuna_not_installed"))
     message = _problems("name: x\ntasks: [{name: t, data: /d, search: {algorithm: optuna}}]")
@@ -298,7 +298,7 @@ def test_a_missing_package_is_named_with_the_field_that_needs_it(monkeypatch):
 def test_the_docs_list_every_algorithm_and_scheduler_with_their_options():
     from pathlib import Path
 
-    from orchestrator import strategies
+    import orchestrator.search.strategies as strategies
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "manifest.md").read_text()
-    assert strategies.markdown() in docs, "docs/manifest.md: paste the output of `python -m orchestrator.strategies`"
+    assert strategies.markdown() in docs, "docs/manifest.md: paste the output of `python -m orchestrator.search.strategies`"

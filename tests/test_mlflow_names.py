@@ -7,7 +7,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import _validate_experiment_name, _validate_model_name
 
-from orchestrator.manifest import ManifestError, load_manifest
+from orchestrator.config.manifest import ManifestError, load_manifest
 
 TASK = '{name: horse2zebra, data: "synthetic://colorshift?size=32&n_train=4&n_test=1&seed=0"}'
 

@@ -16,10 +16,10 @@ from conftest import free_port
 from cyclegan.commands.runner import run_cli
 from cyclegan.errors import UserError
 from orchestrator.commands import main as orchestrator_main
-from orchestrator.lineage import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, content_digest, git_commit, log_task_lineage
 from orchestrator.redact import mask_text, safe_params
-from orchestrator.registry import champion_version, register_best
-from orchestrator.tracking import (
+from orchestrator.tracking.lineage import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, content_digest, git_commit, log_task_lineage
+from orchestrator.tracking.registry import champion_version, register_best
+from orchestrator.tracking.runs import (
     SAMPLES_IMAGE_KEY,
     TrialLogger,
     check_tracking,

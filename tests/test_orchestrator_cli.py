@@ -18,12 +18,20 @@ from cyclegan.commands.runner import run_cli
 from cyclegan.errors import UserError
 from cyclegan.model import CycleGAN
 from cyclegan.trainer import Trainer
-from orchestrator.checkpoints import WORKER_STATES, load_reported_metrics, load_resume_state, stage
 from orchestrator.commands import main
-from orchestrator.ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, synchronize_norms, worker_state
-from orchestrator.run_options import Resources
-from orchestrator.storage import StorageError, parse_storage, validate_storage
-from orchestrator.train import _failure, prepare_config
+from orchestrator.config.resources import Resources
+from orchestrator.storage.checkpoints import WORKER_STATES, load_reported_metrics, load_resume_state, stage
+from orchestrator.storage.location import StorageError, parse_storage, validate_storage
+from orchestrator.trial.ddp import (
+    Collectives,
+    consistency,
+    decorrelate_pools,
+    load_worker_state,
+    make_wrap,
+    synchronize_norms,
+    worker_state,
+)
+from orchestrator.trial.ray_train import _failure, prepare_config
 
 REPO = Path(__file__).resolve().parents[1]
 

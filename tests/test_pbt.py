@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.manifest import ManifestError, parse_manifest
+from orchestrator.config.manifest import ManifestError, parse_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = "synthetic://colorshift?size=32&n_train=10&n_test=2&seed=0"
@@ -58,7 +58,7 @@ def test_pbt_options_and_mutations_are_checked_with_their_field_paths():
 def test_pb2_takes_ranges_of_numbers_and_needs_scikit_learn(monkeypatch):
     from dataclasses import replace
 
-    from orchestrator import strategies
+    import orchestrator.search.strategies as strategies
 
     message = _problems(f"""\
         name: p
@@ -110,7 +110,7 @@ def test_pbt_refuses_trials_of_several_workers_and_a_searcher():
 
 
 def test_a_mutated_option_outside_the_space_starts_from_a_sampled_value_and_the_baseline_from_the_papers():
-    from orchestrator import pbt
+    import orchestrator.search.pbt as pbt
 
     loaded = parse_manifest(textwrap.dedent(f"""\
         name: p
@@ -135,7 +135,7 @@ def test_synchronous_pbt_moves_its_next_look_on_when_every_paused_trial_is_past_
 
     from ray.tune.experiment import Trial
 
-    from orchestrator.population import TaskPopulation
+    from orchestrator.search.population import TaskPopulation
 
     class Stub:  # what PBT reads of a trial here; hashable, as Tune's trials are
         def __init__(self, status: str):
@@ -198,9 +198,9 @@ def test_a_hopeless_trial_exploits_a_learning_one_and_mlflow_and_the_results_sho
     from mlflow import MlflowClient
     from mlflow.artifacts import load_dict
 
-    from orchestrator.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT
-    from orchestrator.results import load_results
-    from orchestrator.runner import run_experiment
+    from orchestrator.search.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT
+    from orchestrator.sweep.experiment import run_experiment
+    from orchestrator.sweep.results import load_results
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -3,7 +3,7 @@ retried), printed once, beside the per-task progress: with its best epoch, and t
 
 from __future__ import annotations
 
-from orchestrator.progress import ProgressCallback
+from orchestrator.sweep.progress import ProgressCallback
 
 
 class _Trial:
@@ -13,7 +13,7 @@ class _Trial:
 
 
 def test_each_ended_trial_gets_one_line_naming_how_it_ended_its_metric_and_hyperparameters(monkeypatch):
-    import orchestrator.progress as progress
+    import orchestrator.sweep.progress as progress
 
     sent = []
     callback = ProgressCallback("no-board", "colorshift", "psnr", 3, baseline={"lambda_cyc": 10.0, "lambda_idt": 0.5})

@@ -33,11 +33,11 @@ from cyclegan.networks import size_multiple
 from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 from cyclegan.translate import translate_folder
-from orchestrator.checkpoints import WORKER_STATES
 from orchestrator.commands import main
-from orchestrator.ddp import fingerprint
-from orchestrator.run_options import Resources
-from orchestrator.train import train_on_ray
+from orchestrator.config.resources import Resources
+from orchestrator.storage.checkpoints import WORKER_STATES
+from orchestrator.trial.ddp import fingerprint
+from orchestrator.trial.ray_train import train_on_ray
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,8 @@ from cyclegan.data import load_image
 from cyclegan.networks import define_networks
 from cyclegan.translate import translate_image
 from orchestrator.commands import main as orchestrator_main
-from orchestrator.registry import register_best, show_model
-from orchestrator.tracking import TrialLogger, get_or_create_experiment, start_task_run
+from orchestrator.tracking.registry import register_best, show_model
+from orchestrator.tracking.runs import TrialLogger, get_or_create_experiment, start_task_run
 
 DATASET = "synthetic://colorshift"
 

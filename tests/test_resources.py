@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from cyclegan.errors import UserError
-from orchestrator.manifest import Resources, Search, TaskPlan
-from orchestrator.resources import check_cluster_fits, has_autoscaler, shortfalls
+from orchestrator.config.manifest import Resources, Search, TaskPlan
+from orchestrator.sweep.placement import check_cluster_fits, has_autoscaler, shortfalls
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cyclegan.errors import UserError
-from orchestrator.results import TaskResult, TrialRecord, load_results, pick_best, summary_table, write_results
+from orchestrator.sweep.results import TaskResult, TrialRecord, load_results, pick_best, summary_table, write_results
 
 
 def _trial(trial_id: str, metric: float | None, status: str = "finished", baseline: bool = False, best_epoch: int = 2) -> TrialRecord:

@@ -96,7 +96,7 @@ def test_masking_survives_another_thread_changing_the_environment():
 
 
 def test_runtime_env_forwards_settings_but_no_secret():
-    from orchestrator.runner import worker_env
+    from orchestrator.sweep.experiment import worker_env
 
     environ = {"AWS_ACCESS_KEY_ID": "AKIAABCDEFGHIJKLMNOP", "AWS_SECRET_ACCESS_KEY": "canary-1", "AWS_SESSION_TOKEN": "canary-2",
                "MLFLOW_TRACKING_PASSWORD": "canary-3", "MLFLOW_TRACKING_TOKEN": "canary-4",
@@ -166,7 +166,7 @@ def test_s3_errors_show_the_endpoint_without_its_user_info(monkeypatch):
 
 
 def test_storage_handed_to_ray_keeps_no_user_info():
-    from orchestrator.storage import without_userinfo
+    from orchestrator.storage.location import without_userinfo
 
     assert without_userinfo(f"s3://KEY:{CANARY}@bucket/p?endpoint_override=h:9000") == "s3://bucket/p?endpoint_override=h:9000"
     assert without_userinfo("s3://bucket/p") == "s3://bucket/p"

@@ -16,9 +16,9 @@ from pathlib import Path
 import ray
 
 from conftest import tune_failures
-from orchestrator.manifest import load_manifest
-from orchestrator.progress import ProgressBoard, ProgressCallback
-from orchestrator.runner import run_experiment
+from orchestrator.config.manifest import load_manifest
+from orchestrator.sweep.experiment import run_experiment
+from orchestrator.sweep.progress import ProgressBoard, ProgressCallback
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, n_epochs: 2, n_epochs_decay: 1}"
@@ -58,7 +58,7 @@ def test_asha_stops_trials_and_a_stopped_trials_best_epoch_registers_from_s3_sto
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
 
-    from orchestrator.results import load_results
+    from orchestrator.sweep.results import load_results
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -148,7 +148,7 @@ tasks:
 def test_tpe_starts_from_the_papers_baseline_and_learns_from_each_trials_best_epoch(ray_session, tmp_path, capsys, monkeypatch):
     import optuna
 
-    from orchestrator.results import load_results
+    from orchestrator.sweep.results import load_results
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     loaded = load_manifest(_write(tmp_path, TPE))
@@ -210,7 +210,7 @@ tasks:
 def test_guard_rails_stop_diverged_trials_unretried_and_sweeps_over_budget_or_failing(ray_session, tmp_path, capsys, monkeypatch):
     from mlflow import MlflowClient
 
-    from orchestrator.results import load_results
+    from orchestrator.sweep.results import load_results
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -391,7 +391,7 @@ class _Board:
 
 
 def test_progress_ends_as_soon_as_the_sweep_does_and_prints_its_last_state(monkeypatch):
-    import orchestrator.progress as progress
+    import orchestrator.sweep.progress as progress
 
     monkeypatch.setattr(progress.ray, "get", lambda value: value)
     board, printed, waits = _Board(), [], []

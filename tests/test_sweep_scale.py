@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.manifest import load_manifest
-from orchestrator.runner import run_experiment
+from orchestrator.config.manifest import load_manifest
+from orchestrator.sweep.experiment import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_BUDGET_MB = 150   # driver side, per task of the manifest
@@ -67,7 +67,7 @@ def test_a_manifest_asking_for_more_trials_at_once_than_the_cluster_holds_queues
     the others wait for room (none fails for lack of it), and every trial finishes."""
     from mlflow import MlflowClient
 
-    from orchestrator.results import load_results
+    from orchestrator.sweep.results import load_results
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -106,7 +106,7 @@ tasks:
 
 
 def test_a_trial_with_two_workers_is_a_ray_train_ddp_run_inside_the_sweep(ray_session, tmp_path, capsys, monkeypatch):
-    from orchestrator.results import load_results
+    from orchestrator.sweep.results import load_results
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     (tmp_path / "ddp.yaml").write_text(TWO_WORKERS)
@@ -127,14 +127,14 @@ def test_a_trial_with_two_workers_is_a_ray_train_ddp_run_inside_the_sweep(ray_se
 
 
 def _plan(name: str, trials: int = 4, concurrent: int | None = None, **resources):
-    from orchestrator.manifest import Resources, Search, TaskPlan
+    from orchestrator.config.manifest import Resources, Search, TaskPlan
 
     return TaskPlan(name=name, data="synthetic://colorshift", train={}, space={}, resources=Resources(**resources),
                     search=Search(max_concurrent_trials=concurrent), trial_count=trials)
 
 
 def test_the_cluster_holds_as_many_trials_as_their_cpus_gpus_and_memory_allow_the_tasks_taking_turns():
-    from orchestrator.resources import GIB, concurrency_limit, trials_at_once
+    from orchestrator.sweep.placement import GIB, concurrency_limit, trials_at_once
 
     node = {"CPU": 4.0, "memory": 10 * GIB}
     assert trials_at_once([_plan("a", cpus_per_worker=1)], [node]) == 4
@@ -149,7 +149,7 @@ def test_the_cluster_holds_as_many_trials_as_their_cpus_gpus_and_memory_allow_th
 
 
 def test_the_tune_run_is_named_after_the_task_selection():
-    from orchestrator.sweep import run_name
+    from orchestrator.sweep.tuner import run_name
 
     assert run_name([_plan("only")]) == "only"
     assert run_name([_plan("a"), _plan("b")]) == "a+b"
@@ -158,8 +158,8 @@ def test_the_tune_run_is_named_after_the_task_selection():
 
 
 def test_a_one_worker_trials_checkpoints_rotate_and_an_incomplete_one_is_never_resumed_from(tmp_path):
-    from orchestrator.checkpoints import METRICS_FILE, StoredCheckpoints
-    from orchestrator.storage import parse_storage
+    from orchestrator.storage.checkpoints import METRICS_FILE, StoredCheckpoints
+    from orchestrator.storage.location import parse_storage
 
     stored = StoredCheckpoints(parse_storage(str(tmp_path / "runs")), "task-trial", keep=2)
     for epoch in (1, 2, 3):
@@ -184,7 +184,7 @@ class _Trial:
 def test_each_tasks_callback_hears_only_of_its_own_trials():
     from ray.tune import Callback
 
-    from orchestrator.dispatch import TaskCallbacks
+    from orchestrator.sweep.router import TaskCallbacks
 
     class Recorder(Callback):
         def __init__(self):

@@ -1,8 +1,8 @@
 """`python -m orchestrator COMMAND ...` (the `cyclegan-orchestrator` console command): one module per command group.
 
-    experiment.py   validate, run        a manifest: check it, sweep its tasks (orchestrator.runner)
-    train.py        train                one CycleGAN on Ray Train (orchestrator.train)
-    models.py       models list|show     the registry's versions and champions (orchestrator.registry)
+    experiment.py   validate, run        a manifest: check it, sweep its tasks (orchestrator.sweep.experiment)
+    train.py        train                one CycleGAN on Ray Train (orchestrator.trial.ray_train)
+    models.py       models list|show     the registry's versions and champions (orchestrator.tracking.registry)
     translate.py    translate            images through a registered generator
 
 Each module has `register(subparsers)` and the functions it registers as `run(args) -> exit code`,
@@ -28,7 +28,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    from ..redact import mask_text
+    from orchestrator.redact import mask_text
 
     try:
         return dispatch(build_parser(prog), argv)
@@ -41,7 +41,7 @@ def entry_point() -> int:
     from cyclegan.threads import configure_cpu_threads
 
     # Before torch is imported; a private local Ray's workers inherit the wait policy (their thread
-    # counts follow their CPUs: orchestrator.worker).
+    # counts follow their CPUs: orchestrator.trial.session).
     configure_cpu_threads(threads=False)
     prog = program_name("orchestrator")
     return run_cli(lambda argv: main(argv, prog))

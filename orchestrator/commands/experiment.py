@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 from cyclegan.errors import UserError
-
-from ..manifest import LoadedManifest, ManifestError, TaskPlan, grid_points, load_manifest
-from ..resources import DEFAULT_RESOURCE_WAIT_S
-from ..run_options import DEFAULT_STORAGE
+from orchestrator.config.manifest import LoadedManifest, ManifestError, TaskPlan, grid_points, load_manifest
+from orchestrator.config.resources import DEFAULT_STORAGE
+from orchestrator.sweep.placement import DEFAULT_RESOURCE_WAIT_S
 
 
 def _select(loaded: LoadedManifest, only: str | None) -> list[TaskPlan]:
@@ -52,14 +51,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 def describe_plan(plans: list[TaskPlan], storage: str) -> str:
     """What `run --dry-run` prints, credentials masked (storage and data references may hold some)."""
-    from ..redact import mask_text
-    from ..sweep import total_epochs
+    from orchestrator.redact import mask_text
 
     lines = [f"storage: {storage}"]
     for plan in plans:
         r = plan.resources
         per_trial = f"{r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU)"
-        lines.append(f"task {plan.name}: {plan.trial_count} trial(s) of {total_epochs(plan)} epochs, {per_trial} each, "
+        lines.append(f"task {plan.name}: {plan.trial_count} trial(s) of {plan.total_epochs} epochs, {per_trial} each, "
                      f"{plan.search.algorithm.type} search on {plan.search.metric} ({plan.search.resolved_mode}, best epoch), "
                      f"scheduler {plan.search.scheduler.type}, at most {plan.search.max_concurrent_trials or 'as many as fit'} at once")
         lines.append(f"  data: {plan.data}")
@@ -85,14 +83,14 @@ def _run(args: argparse.Namespace) -> int:
         print(describe_plan(plans, storage))
         print("dry run: nothing started")
         return 0
-    from ..job_dir import check_outputs_outlast_the_job
-    from ..tracking import resolve_tracking_uri
+    from orchestrator.sweep.job_dir import check_outputs_outlast_the_job
+    from orchestrator.tracking.runs import resolve_tracking_uri
 
     check_outputs_outlast_the_job(storage, resolve_tracking_uri(loaded.manifest.tracking.uri), loaded.path)
     if not args.offline:
         check_data(plans)
-    from ..console import RunConsole
-    from ..runner import run_experiment
+    from orchestrator.sweep.console import RunConsole
+    from orchestrator.sweep.experiment import run_experiment
 
     results_dir = Path(args.results_dir)
     console = RunConsole(results_dir / f"{loaded.manifest.name}.log", verbose=args.verbose)

@@ -23,8 +23,8 @@ def register(subparsers) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..redact import mask_text
-    from ..registry import list_models
+    from orchestrator.redact import mask_text
+    from orchestrator.tracking.registry import list_models
 
     uri = tracking_uri(args)
     models = list_models(uri, args.prefix)
@@ -41,7 +41,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from ..registry import show_model
+    from orchestrator.tracking.registry import show_model
 
     info = show_model(tracking_uri(args), args.task, args.prefix)
     c = info.champion

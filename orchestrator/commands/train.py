@@ -6,12 +6,11 @@ import argparse
 import os
 
 from cyclegan.config import add_config_arguments, config_from_args
-
-from ..run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_MEMORY_PER_WORKER_GIB, DEFAULT_STORAGE, Resources
+from orchestrator.config.resources import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_MEMORY_PER_WORKER_GIB, DEFAULT_STORAGE, Resources
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..train import prepare_config, train_on_ray
+    from orchestrator.trial.ray_train import prepare_config, train_on_ray
 
     scaling = Resources.from_flags(args.workers, args.gpus_per_worker, args.cpus_per_worker, args.memory_per_worker)
     cfg = prepare_config(config_from_args(args), scaling)

@@ -43,9 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
     from cyclegan.translate import translate_folder
-
-    from ..redact import mask_text
-    from ..registry import using_uri
+    from orchestrator.redact import mask_text
+    from orchestrator.tracking.registry import using_uri
 
     # The input first: a bad one fails in seconds, before the model is loaded.
     source = fetch_input(args.input, args.cache_dir, args.s3_endpoint_url) if "://" in args.input else Path(args.input)

@@ -1,6 +1,6 @@
 """What a sweep found, per task: written as `results/<experiment>.json`, read back as Python objects.
 
-    from orchestrator.results import load_results
+    from orchestrator.sweep.results import load_results
     results = load_results("results/quickstart.json")
     task = results["colorshift"]
     task.best.trial_id, task.best.best_epoch, task.best.metric   # the winner, its best epoch and value there
@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.errors import UserError
-
-from .aliases import alias_note
-from .redact import mask_text
+from orchestrator.config.aliases import alias_note
+from orchestrator.redact import mask_text
 
 # How a trial ended. Only finished and stopped trials are ranked: a failed or diverged trial keeps its
 # best epoch in storage and in the results file, but an unhealthy run does not become the champion.
@@ -43,10 +42,10 @@ class TrialRecord:
     error: str | None = None
     best_epoch: int | None = None     # the epoch of `metric` (ties: the later one); a stopped trial's may be one
                                       # its workers finished while the stop reached them (> epochs)
-    best_checkpoint: str | None = None  # its generators, in storage (orchestrator.best)
-    baseline: bool = False            # the paper's setting (orchestrator.baseline)
+    best_checkpoint: str | None = None  # its generators, in storage (orchestrator.storage.best)
+    baseline: bool = False            # the paper's setting (orchestrator.config.baseline)
     note: str | None = None           # how it ended, when not finished: the scheduler, the budget, the divergence
-    lineage: dict | None = None       # PBT: its exploits and the values its weights were trained with (orchestrator.pbt)
+    lineage: dict | None = None       # PBT: its exploits and the values its weights were trained with (orchestrator.search.pbt)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrialRecord:

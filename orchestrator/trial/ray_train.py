@@ -1,13 +1,13 @@
 """One CycleGAN training on Ray Train: DDP over N workers, checkpoints in shared storage, retries.
 
-    from orchestrator.train import Resources, train_on_ray
+    from orchestrator.trial.ray_train import Resources, train_on_ray
     result = train_on_ray(TrainConfig(dataroot="s3://data/horse2zebra", name="h2z"), Resources(workers=8, gpus_per_worker=1),
                           "s3://runs/cyclegan", max_failures=3)
 
 The driver side only: check the options and the storage before anything starts, start (or
 join) Ray, build the `TorchTrainer` (`prepare_run`), run it, and turn worker failures into one
-clear error. `python -m orchestrator train` and each trial of a sweep (orchestrator.sweep) call
-`train_on_ray`; what the workers run is `orchestrator.worker`.
+clear error. `python -m orchestrator train` and each trial of a sweep (orchestrator.sweep.tuner) call
+`train_on_ray`; what the workers run is `orchestrator.trial.session`.
 
 A run is its `name` in its `storage`: launched again with the same two, it continues from
 its last checkpoint (Ray Train restores it), so an interrupted command is simply re-run.
@@ -28,13 +28,12 @@ from ray.train.torch import TorchTrainer
 from cyclegan.config import TrainConfig
 from cyclegan.errors import UserError
 from cyclegan.run_files import STATE_FILE
-
-from .best import Ranking
-from .checkpoints import CHECKPOINT_FILES, state_file
-from .cluster import connect
-from .run_options import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Resources, prepare_config
-from .storage import Storage, parse_storage, validate_storage
-from .worker import WorkerPlan, train_loop_per_worker
+from orchestrator.config.resources import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Resources, prepare_config
+from orchestrator.runtime import connect
+from orchestrator.storage.best import Ranking
+from orchestrator.storage.checkpoints import CHECKPOINT_FILES, state_file
+from orchestrator.storage.location import Storage, parse_storage, validate_storage
+from orchestrator.trial.session import WorkerPlan, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ def train_on_ray(config: TrainConfig | dict, scaling: Resources | None = None, s
     `resume_from`: a checkpoint folder to start from when the run has none of its own yet.
     `worker_env`: environment for the workers (e.g. credentials a joined cluster lacks).
     `output_dir`: rank 0's local folder for sample grids and logs (default <checkpoints_dir>/<name>).
-    `ranking`: keep the best epoch by this metric in `<storage>/<name>/best/` (orchestrator.best).
+    `ranking`: keep the best epoch by this metric in `<storage>/<name>/best/` (orchestrator.storage.best).
     """
     scaling = scaling or Resources()
     run = prepare_run(config, scaling, storage, name=name, max_failures=max_failures, keep_checkpoints=keep_checkpoints,

@@ -32,14 +32,13 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
 import cyclegan
+import orchestrator.tracking.pyfunc_model as pyfunc_model
 from cyclegan.errors import UserError
 from cyclegan.networks import size_multiple
 from cyclegan.run_files import LATEST, network_file
-
-from . import pyfunc_model
-from .pyfunc_model import IMAGE_COLUMN, encode_png, generator_config
-from .redact import MAX_TAG_VALUE, mask_text, mask_value
-from .tracking import SEARCHED_AS_TAG
+from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value
+from orchestrator.tracking.pyfunc_model import IMAGE_COLUMN, encode_png, generator_config
+from orchestrator.tracking.runs import SEARCHED_AS_TAG
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ CHAMPION = "champion"
 DEFAULT_PREFIX = "cyclegan-"
 MODEL_NAME = "generators"  # the logged model's name inside the trial's run
 GENERATOR_FILES = {name: network_file(LATEST, name) for name in ("G_A", "G_B")}
-HP_PREFIX = "hp."  # a version's hyperparameter tags: hp.<TrainConfig field> (orchestrator.aliases)
+HP_PREFIX = "hp."  # a version's hyperparameter tags: hp.<TrainConfig field> (orchestrator.config.aliases)
 
 
 @dataclass

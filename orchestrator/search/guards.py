@@ -1,7 +1,7 @@
 """Guard rails of each task's sweep: divergence, a time budget, a cap on failed trials.
 
 `SweepGuard` holds one task's rules and state; `TaskGuards`, the Tune stopper and a Tune callback
-of the manifest's one Tune run, routes each trial to its task's guard (orchestrator.dispatch stops
+of the manifest's one Tune run, routes each trial to its task's guard (orchestrator.sweep.router stops
 the trials of a task whose guard says so):
 
 - **Divergence.** A trial has diverged when an epoch reports a non-finite loss or metric, or a
@@ -27,9 +27,8 @@ from typing import Any
 from ray.tune import Callback, Stopper
 
 from cyclegan.metric_names import EPOCH_METRICS, LOSS_NAMES
-
-from .baseline import baseline_trial
-from .dispatch import task_of
+from orchestrator.config.baseline import baseline_trial
+from orchestrator.sweep.router import task_of
 
 DIVERGED = "diverged"  # the result key holding why a trial diverged
 WATCHED = frozenset({f"loss_{name}" for name in LOSS_NAMES} | set(EPOCH_METRICS))  # the losses, loss_G, cycle_l1
@@ -140,7 +139,7 @@ class TaskGuards(Callback, Stopper):
     """Every task's `SweepGuard` behind the one Tune run: each trial's events and results go to its
     task's guard (by `config["task"]`), each guard sees only its task's trials. The run itself never
     stops all at once: `stopping()` names the tasks whose guard says stop, which the dispatching
-    scheduler then ends (orchestrator.dispatch.TaskScheduler)."""
+    scheduler then ends (orchestrator.sweep.router.TaskScheduler)."""
 
     def __init__(self, guards: dict[str, SweepGuard]):
         self.guards = guards

@@ -3,8 +3,8 @@
 An entry says what the name does, which options it takes (a pydantic model: what `validate`
 checks, with field paths), which optional package it needs (checked by `validate`, naming the
 field and the package), the search-space rules it imposes, and how to build its Ray Tune object.
-Validation (orchestrator.manifest), the sweep (orchestrator.search) and docs/manifest.md (the
-tables between the `strategies` markers, printed by `python -m orchestrator.strategies`) all read
+Validation (orchestrator.config.manifest), the sweep (orchestrator.search.build) and docs/manifest.md (the
+tables between the `strategies` markers, printed by `python -m orchestrator.search.strategies`) all read
 these tables: adding an algorithm or a scheduler is one entry here.
 
 Nothing here imports Ray at module level: `validate` runs without it.
@@ -43,7 +43,7 @@ class Options(BaseModel):
 class TuneSettings:
     """What building a Tune object needs besides its options."""
 
-    metric: str                      # the key Tune ranks by (the trial's best so far: orchestrator.best)
+    metric: str                      # the key Tune ranks by (the trial's best so far: orchestrator.storage.best)
     mode: str                        # min or max
     epochs: int                      # a trial's total epochs
     seed: int | None = None
@@ -65,7 +65,7 @@ class Strategy:
     baseline_in_space: bool = False               # True: the baseline point must lie inside the search space
     searcher: bool = False                        # an algorithm that Tune runs as a Searcher (it learns from results)
     takes_searcher: bool = True                   # a scheduler that can follow a Searcher's suggestions
-    exploits: bool = False                        # trials continue from other trials' checkpoints (PBT: orchestrator.pbt),
+    exploits: bool = False                        # trials continue from other trials' checkpoints (PBT: orchestrator.search.pbt),
                                                   # which only one-worker trials can (EXPLOITS_ONE_WORKER says why)
 
     def missing_dependency(self) -> str | None:
@@ -188,14 +188,14 @@ class PbtOptions(Options):
 
 
 def _pbt(options: PbtOptions, settings: TuneSettings):
-    from .distributions import tune_distribution
-    from .population import TaskPopulation
+    from orchestrator.search.distributions import tune_distribution
+    from orchestrator.search.population import TaskPopulation
 
     # A list (or a choice) is a list for Tune: a mutation moves to a neighbour; a range becomes Tune's domain.
     mutations = {name: list(spec) if isinstance(spec, list) else list(spec["choice"]) if "choice" in spec else tune_distribution(spec)
                  for name, spec in options.hyperparam_mutations.items()}
     # The epoch's own value, not the best so far: PBT compares where the trials are now. Checkpoints every
-    # perturbation_interval epochs (orchestrator.pbt) give the exploiting trial its donor's state.
+    # perturbation_interval epochs (orchestrator.search.pbt) give the exploiting trial its donor's state.
     return TaskPopulation(time_attr="epoch", metric=settings.score or settings.metric, mode=settings.mode,
                                    perturbation_interval=options.perturbation_interval, hyperparam_mutations=mutations,
                                    quantile_fraction=options.quantile_fraction,
@@ -221,7 +221,7 @@ class Pb2Options(Options):
 
 
 def _pb2(options: Pb2Options, settings: TuneSettings):
-    from .pb2 import TaskPB2
+    from orchestrator.search.pb2 import TaskPB2
 
     return TaskPB2(time_attr="epoch", metric=settings.score or settings.metric, mode=settings.mode,
                    perturbation_interval=options.perturbation_interval, hyperparam_bounds=options.hyperparam_bounds,

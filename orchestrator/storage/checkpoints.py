@@ -32,8 +32,7 @@ import pyarrow.fs as pafs
 from cyclegan import checkpoint as ckpt
 from cyclegan.errors import UserError
 from cyclegan.run_files import CHECKPOINT_FILES, STATE_FILE
-
-from .storage import Storage
+from orchestrator.storage.location import Storage
 
 log = logging.getLogger(__name__)
 

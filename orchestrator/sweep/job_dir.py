@@ -31,8 +31,8 @@ def check_outputs_outlast_the_job(storage: str, tracking_uri: str, manifest: Pat
     job_dir = job_working_dir()
     if job_dir is None:
         return
-    from .storage import parse_storage
-    from .tracking import sqlite_path
+    from orchestrator.storage.location import parse_storage
+    from orchestrator.tracking.runs import sqlite_path
 
     problems = []
     target = parse_storage(storage)

@@ -10,7 +10,7 @@ trial's config carries its task (`config["task"]`), and two dispatchers route by
 - `TaskScheduler` (a `TrialScheduler`) holds one scheduler per task (ASHA, FIFO, and PBT the same
   way) and shows each the run through `TaskView`: only its task's trials, and its task's search
   algorithm. ASHA therefore compares only trials of the same task. It also ends the tasks whose
-  guard says stop (`stops`, orchestrator.guards.TaskGuards), as Tune's own stopper ends a run.
+  guard says stop (`stops`, orchestrator.search.guards.TaskGuards), as Tune's own stopper ends a run.
 
 Tune pickles both into the run's `tuner.pkl` and restores them on `Tuner.restore`, then loads the
 search state from the experiment folder: each task's algorithm saves its own files there, named

@@ -1,6 +1,6 @@
 """Turn a task's search settings into Ray Tune objects: param space, search algorithm, scheduler, guard.
 
-Tune ranks trials by `best_<metric>`, each trial's best value so far (orchestrator.best): the
+Tune ranks trials by `best_<metric>`, each trial's best value so far (orchestrator.storage.best): the
 search algorithm learns from a trial's best epoch, ASHA compares trials by their best at each rung.
 The baseline is Tune's `points_to_evaluate` (the first trial) when it is a trial of its own; Tune
 counts such a point as one of `num_samples`, so the sweep asks for one sample more.
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orchestrator.search.strategies as strategies
 from cyclegan.metric_names import EVAL_METRICS, base_metric
-
-from . import strategies
-from .best import best_key
-from .distributions import tune_distribution
-from .guards import SweepGuard
-from .manifest import TaskPlan
+from orchestrator.config.manifest import TaskPlan
+from orchestrator.search.distributions import tune_distribution
+from orchestrator.search.guards import SweepGuard
+from orchestrator.storage.best import best_key
 
 
 def param_space(plan: TaskPlan) -> dict[str, Any]:

@@ -22,9 +22,8 @@ import json
 import time
 
 from cyclegan.errors import UserError
-
-from .manifest import TaskPlan
-from .run_options import GIB, Resources
+from orchestrator.config.manifest import TaskPlan
+from orchestrator.config.resources import GIB, Resources
 
 DEFAULT_RESOURCE_WAIT_S = 900.0
 POLL_S = 5.0
@@ -35,21 +34,16 @@ TUNE_TRIAL_CPU = 0.01  # the Tune trial process that drives a Train run (Tune re
 TRAIN_DRIVER_MEMORY_GIB = 1.2
 
 
-def trains_in_trial(resources: Resources) -> bool:
-    """A one-worker trial trains in its Tune trial process; more workers make a Ray Train run."""
-    return resources.workers == 1
-
-
 def trial_bundle(resources: Resources) -> dict[str, float]:
     """The Tune trial process's own reservation (Ray resource names, memory in bytes)."""
-    if trains_in_trial(resources):
+    if resources.trains_in_trial:
         return resources.worker_bundle()
     return {"CPU": TUNE_TRIAL_CPU, "memory": TRAIN_DRIVER_MEMORY_GIB * GIB}
 
 
 def trial_bundles(resources: Resources) -> list[dict[str, float]]:
     """Everything one trial reserves: its own bundle, and a Train run's workers' bundles."""
-    if trains_in_trial(resources):
+    if resources.trains_in_trial:
         return [trial_bundle(resources)]
     return [trial_bundle(resources)] + [resources.worker_bundle()] * resources.workers
 
@@ -96,7 +90,7 @@ def shortfalls(plans: list[TaskPlan], nodes: list[dict[str, float]]) -> list[str
             continue
         if not all(any(_fits(b, n) for n in nodes) for b in bundles):
             most = max((n.get("memory", 0) for n in nodes), default=0)
-            what = (f"its worker reserves {r.memory_per_worker:g} GiB of memory" if trains_in_trial(r) else
+            what = (f"its worker reserves {r.memory_per_worker:g} GiB of memory" if r.trains_in_trial else
                     f"it reserves {TRAIN_DRIVER_MEMORY_GIB:g} GiB for its Train driver side and {r.memory_per_worker:g} GiB per worker")
             problems.append(f"task {plan.name}: {what} (resources.memory_per_worker), and no node has that much with its "
                             f"CPUs and GPUs (the most memory a node has for Ray: {most / GIB:.1f} GiB)")
@@ -165,7 +159,7 @@ def has_autoscaler() -> bool:
 def check_cluster_fits(plans: list[TaskPlan], *, can_grow: bool, wait_s: float = DEFAULT_RESOURCE_WAIT_S, echo=print) -> None:
     """Raise a UserError naming what each task asks and what the cluster has, unless one trial of
     every task fits; with `can_grow`, first ask the autoscaler and wait up to `wait_s` seconds."""
-    from .cluster import alive_nodes
+    from orchestrator.runtime import alive_nodes
 
     problems = shortfalls(plans, alive_nodes())
     if not problems:

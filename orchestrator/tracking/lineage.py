@@ -23,7 +23,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT
 
-from .redact import mask_text
+from orchestrator.redact import mask_text
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """Sweep every task of a manifest in one Ray Tune run, in the driver's process.
 
 Every trial's config names its task (`config["task"]`); the run's search algorithm and scheduler
-dispatch by it (orchestrator.dispatch), so each task keeps its own search, sample count, metric and
+dispatch by it (orchestrator.sweep.router), so each task keeps its own search, sample count, metric and
 scheduler, and ASHA only ever compares trials of the same task. A one-worker trial trains in its
-own Tune trial process; a trial with several workers drives a Ray Train DDP run (orchestrator.worker).
+own Tune trial process; a trial with several workers drives a Ray Train DDP run (orchestrator.trial.session).
 Either way a trial is named after its task and its trial id, so a retried or resumed trial continues
 from its last checkpoint instead of starting over. Trials count by their best epoch
-(orchestrator.best), the paper's baseline runs first (orchestrator.baseline), and the guard rails
-(orchestrator.guards) stop diverged trials and tasks over their budget.
+(orchestrator.storage.best), the paper's baseline runs first (orchestrator.config.baseline), and the guard rails
+(orchestrator.search.guards) stop diverged trials and tasks over their budget.
 
 Nothing here imports torch: the driver stays small whatever the number of tasks (docs/PERFORMANCE.md).
 """
@@ -21,99 +21,26 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
+import orchestrator.search.build as tune_search
+import orchestrator.search.pbt as pbt
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
-
-from . import pbt
-from . import search as tune_search
-from .baseline import baseline_trial
-from .best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, Ranking, best_key, read_best
-from .dispatch import TASK_KEY, TaskCallbacks, TaskScheduler, TaskSearch, TaskSearchSpec, without_task
-from .guards import DIVERGED, SweepGuard, TaskGuards
-from .manifest import LoadedManifest, TaskPlan
-from .progress import ProgressBoard, ProgressCallback, follow
-from .redact import is_secret_name
-from .resources import concurrency_limit, trains_in_trial, trial_placement
-from .result_logs import result_loggers
-from .results import TaskResult, TrialRecord, pick_best
-from .storage import Storage, parse_storage
-
-PREEMPTION_WATCHER_VAR = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
-
-
-@dataclass
-class SweepContext:
-    """What every trial of a run needs to know, beyond its own task."""
-    experiment: str
-    storage: str
-    resume: bool = False
-    tracking: dict = field(default_factory=dict)   # filled by the tracking layer (MLflow ids)
-
-
-def total_epochs(plan: TaskPlan) -> int:
-    from cyclegan.config import TrainConfig
-
-    return plan.train.get("n_epochs", TrainConfig.n_epochs) + plan.train.get("n_epochs_decay", TrainConfig.n_epochs_decay)
-
-
-def trial_train_config(plan: TaskPlan, sampled: dict[str, Any], trial_id: str) -> dict[str, Any]:
-    """The full set of training options of one trial (TrainConfig fields)."""
-    values = plan.trial_config(sampled)
-    values.update(tune_search.evaluation_options(plan))
-    values.update(pbt.train_options(plan, values))
-    values.update(dataroot=plan.data, name=trial_run_name(plan, trial_id))
-    return values
-
-
-def trials_storage(ctx: SweepContext) -> str:
-    """Where the trials' Ray Train runs live: one folder per trial, named by `trial_run_name`."""
-    return f"{ctx.storage.rstrip('/')}/{ctx.experiment}/trials"
-
-
-def trial_run_name(plan: TaskPlan, trial_id: str) -> str:
-    return f"{plan.name}-{trial_id}"
-
-
-def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepContext) -> None:
-    """The Tune function trainable of every task: the trial's task is `config["task"]`. A one-worker trial
-    trains here, in this process; a trial with several workers drives a Ray Train DDP run. Either reports
-    every epoch to Tune and keeps its checkpoints in `<trials storage>/<task>-<trial id>/`, so a retried or
-    resumed trial continues from its last checkpoint instead of starting over."""
-    plan = plans[config[TASK_KEY]]
-    trial_id = tune.get_context().get_trial_id()
-    train_config = trial_train_config(plan, without_task(config), trial_id)
-    ranking = Ranking(plan.search.metric, plan.search.resolved_mode)
-    tracking = {**ctx.tracking[plan.name], "trial": trial_id} if plan.name in ctx.tracking else None
-    if trains_in_trial(plan.resources):
-        from cyclegan.config import TrainConfig
-
-        from .worker import TrialSession, train_in_trial
-
-        session = TrialSession
-        if pbt.exploits(plan):
-            from .pbt_trial import session_factory
-
-            session = session_factory(trial_id, without_task(config), pbt.searched_fields(plan), tracking)
-        train_in_trial(TrainConfig.from_dict(train_config), plan.resources, trials_storage(ctx), tracking=tracking, ranking=ranking,
-                       session=session)
-        return
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from .train import train_on_ray
-
-    # Ray Train hands this process's setting to the run's controller: no PreemptionWatcher actor per trial (it
-    # tells workers of draining nodes, which nothing here uses), unless the user asked for one.
-    os.environ.setdefault(PREEMPTION_WATCHER_VAR, "0")
-    # Worker failures fail the trial; Tune retries it (FailureConfig) and the TorchTrainer, relaunched
-    # under the same name and storage, continues from the trial's last checkpoint.
-    train_on_ray(train_config, plan.resources, storage=trials_storage(ctx), name=trial_run_name(plan, trial_id),
-                 callbacks=[TuneReportCallback()], max_failures=0, ranking=ranking, tracking=tracking)
-
+from orchestrator.config.baseline import baseline_trial
+from orchestrator.config.manifest import LoadedManifest, TaskPlan
+from orchestrator.redact import is_secret_name
+from orchestrator.search.guards import DIVERGED, SweepGuard, TaskGuards
+from orchestrator.storage.best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, best_key, read_best
+from orchestrator.storage.location import Storage, parse_storage, trial_run_name
+from orchestrator.sweep.placement import concurrency_limit, trial_placement
+from orchestrator.sweep.progress import ProgressBoard, ProgressCallback, follow
+from orchestrator.sweep.result_logs import result_loggers
+from orchestrator.sweep.results import TaskResult, TrialRecord, pick_best
+from orchestrator.sweep.router import TASK_KEY, TaskCallbacks, TaskScheduler, TaskSearch, TaskSearchSpec, without_task
+from orchestrator.trial.trainable import SweepContext, run_trial
 
 # What a trial's history (results file) keeps of each epoch: losses, the metrics that can rank trials, speed, the best
 # so far, and the searched hyperparameters' values that epoch trained with (PBT changes them).
@@ -135,7 +62,7 @@ def _record(result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard:
     # The best kept in storage is what gets registered, so it is what the trial counts by. It is the best
     # of Tune's last result, or of an epoch a stopped trial's workers finished while the stop reached them
     # (a worker reports into a queue of one and goes on: it can be an epoch or two ahead of Tune).
-    run_name = trial_run_name(plan, trial_id)
+    run_name = trial_run_name(plan.name, trial_id)
     kept = read_best(trials, run_name)
     status, note = _ending(result.error, last, done, epochs, trial_id, guard, trained=max(done, kept.epoch if kept else 0))
     value, best_epoch = (kept.value, kept.epoch) if kept else (last.get(best_key(plan.search.metric)), last.get(BEST_EPOCH))
@@ -207,7 +134,7 @@ def _task_search(plans: list[TaskPlan], limit: int, guards: TaskGuards) -> tuple
     """The dispatching search algorithm and scheduler of the run: each task its own, as a Tuner of the task alone had."""
     specs, schedulers, metrics = {}, {}, {}
     for plan in plans:
-        epochs = total_epochs(plan)
+        epochs = plan.total_epochs
         specs[plan.name] = TaskSearchSpec(tune_search.search_algorithm(plan, epochs), tune_search.param_space(plan),
                                           tune_search.tune_num_samples(plan), tune_search.tune_metric(plan),
                                           plan.search.resolved_mode, max_concurrent=plan.search.max_concurrent_trials,
@@ -227,7 +154,7 @@ def _tuner(plans: list[TaskPlan], ctx: SweepContext, limit: int, guards: TaskGua
 
     # Tune registers trainables cluster-wide by name.
     trial.__name__ = trial.__qualname__ = f"cyclegan_{ctx.experiment}"
-    # What each trial reserves depends on its task (orchestrator.resources).
+    # What each trial reserves depends on its task (orchestrator.sweep.placement).
     trainable = tune.with_resources(trial, lambda config: trial_placement(by_name[config[TASK_KEY]].resources))
     storage = parse_storage(ctx.storage)
     tune_root = f"{storage.path.rstrip('/')}/{ctx.experiment}/tune"
@@ -258,10 +185,10 @@ def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext,
     """Sweep the tasks in one Tune run in this process, printing progress; one TaskResult per plan.
 
     At most the manifest's `max_concurrent_trials` trials run at once across the tasks (default: as
-    many as the cluster holds now, orchestrator.resources), each task within its own limit; the rest
+    many as the cluster holds now, orchestrator.sweep.placement), each task within its own limit; the rest
     wait their turn."""
     keep_credentials_out_of_trial_envs()
-    from .cluster import alive_nodes
+    from orchestrator.runtime import alive_nodes
 
     limit = concurrency_limit(plans, loaded.manifest.max_concurrent_trials, alive_nodes(), can_grow)
     board_name = f"cyclegan-progress-{uuid.uuid4().hex[:12]}"
@@ -269,7 +196,7 @@ def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext,
     for plan in plans:
         board.register.remote(plan.name, plan.search.metric, plan.search.resolved_mode, plan.trial_count)
     guards = TaskGuards({plan.name: tune_search.guard(plan) for plan in plans})
-    progress = TaskCallbacks({plan.name: ProgressCallback(board_name, plan.name, plan.search.metric, total_epochs(plan), plan.baseline)
+    progress = TaskCallbacks({plan.name: ProgressCallback(board_name, plan.name, plan.search.metric, plan.total_epochs, plan.baseline)
                               for plan in plans})
     tuner = _tuner(plans, ctx, limit, guards, [progress, guards])
     outcome: dict[str, Any] = {}
@@ -288,7 +215,7 @@ def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext,
             outcome["error"] = err
 
     with _tune_environment(limit):
-        # Tune runs in a thread; this one prints the progress and takes the signals (orchestrator.runner).
+        # Tune runs in a thread; this one prints the progress and takes the signals (orchestrator.sweep.experiment).
         runner = threading.Thread(target=sweep, name="tune-run", daemon=True)
         runner.start()
         follow(board, lambda timeout: (runner.join(timeout), not runner.is_alive())[1], echo=echo)
@@ -304,12 +231,12 @@ def _results(grid, plans: list[TaskPlan], ctx: SweepContext, guards: TaskGuards,
         task = (result.config or {}).get(TASK_KEY) or guards.tasks.get(_trial_id(result))
         if task in by_task:
             by_task[task].append(result)
-    trials = parse_storage(trials_storage(ctx))
+    trials = parse_storage(ctx.trials_storage)
     return [_task_result(plan, by_task[plan.name], guards.guards[plan.name], board, trials) for plan in plans]
 
 
 def _task_result(plan: TaskPlan, results: list, guard: SweepGuard, board, trials: Storage) -> TaskResult:
-    epochs = total_epochs(plan)
+    epochs = plan.total_epochs
     # Tune's results hold a trial's config only once it reported: the guard saw every trial's, in order.
     baseline_id = baseline_trial(guard.configs.items(), plan.baseline)
     records = [_record(result, plan, epochs, baseline_id, guard, trials) for result in results]

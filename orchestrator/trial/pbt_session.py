@@ -1,7 +1,7 @@
 """A PBT trial's process: continue from a donor's checkpoint when PBT says so, and say where each state came from.
 
-`PbtSession` is the one-worker trial session (orchestrator.worker.TrialSession) of a task swept with
-`scheduler: pbt` (orchestrator.pbt explains the scheme). It differs in three ways:
+`PbtSession` is the one-worker trial session (orchestrator.trial.session.TrialSession) of a task swept with
+`scheduler: pbt` (orchestrator.search.pbt explains the scheme). It differs in three ways:
 
 - what it continues from: the Tune checkpoint it is given is a pointer (`pbt.json`). A pointer of its
   own trial (a retry, a resumed sweep) means its own newest stored checkpoint, as for any trial; a
@@ -26,9 +26,9 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from .checkpoints import METRICS_FILE, StoredCheckpoints
-from .pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT, LINEAGE_KEY, POINTER_FILE, hyperparameters, new_lineage
-from .worker import TrialSession, WorkerPlan
+from orchestrator.search.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT, LINEAGE_KEY, POINTER_FILE, hyperparameters, new_lineage
+from orchestrator.storage.checkpoints import METRICS_FILE, StoredCheckpoints
+from orchestrator.trial.session import TrialSession, WorkerPlan
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class LineageRecorder:
         from mlflow import MlflowClient
         from mlflow.entities import Metric, RunTag
 
-        from .tracking import find_trial_run
+        from orchestrator.tracking.runs import find_trial_run
 
         client = MlflowClient(self.uri)
         self.run_id = self.run_id or find_trial_run(self.uri, self.parent_run_id, self.trial)
@@ -195,5 +195,5 @@ class LineageRecorder:
 
 
 def session_factory(trial_id: str, values: dict[str, Any], fields: list[str], tracking: dict | None) -> Callable[[WorkerPlan], PbtSession]:
-    """What `orchestrator.worker.train_in_trial` builds its session with, for a PBT trial."""
+    """What `orchestrator.trial.session.train_in_trial` builds its session with, for a PBT trial."""
     return lambda plan: PbtSession(plan, trial_id, values, fields, tracking)

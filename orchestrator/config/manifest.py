@@ -28,11 +28,10 @@ from cyclegan.errors import UserError
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS, base_metric
 from cyclegan.metric_names import mode as metric_mode
 from cyclegan.sources import DatasetRef, parse_reference
-
-from .aliases import ALIASES, expand_aliases, fields_of
-from .baseline import in_values
-from .run_options import Resources
-from .strategies import ALGORITHMS, EXPLOITS_ONE_WORKER, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
+from orchestrator.config.aliases import ALIASES, expand_aliases, fields_of
+from orchestrator.config.baseline import in_values
+from orchestrator.config.resources import Resources
+from orchestrator.search.strategies import ALGORITHMS, EXPLOITS_ONE_WORKER, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
 
 TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 # Set by the orchestrator itself, never by a manifest.
@@ -53,9 +52,9 @@ class Search(_Strict):
     space: dict[str, Any] = Field(default_factory=dict, description="training option -> constant or distribution")
     num_samples: int = Field(1, ge=1, description="trials to sample (with grid: repeats of the whole grid); the baseline comes on top")
     algorithm: AlgorithmField = Field(default_factory=lambda: ALGORITHMS["random"].options(),
-                                      description="a name, or {type: name, options...}: orchestrator.strategies")
+                                      description="a name, or {type: name, options...}: orchestrator.search.strategies")
     scheduler: SchedulerField = Field(default_factory=lambda: SCHEDULERS["none"].options(),
-                                      description="a name, or {type: name, options...}: orchestrator.strategies")
+                                      description="a name, or {type: name, options...}: orchestrator.search.strategies")
     metric: str = Field("fid", description="the number that ranks trials (by their best epoch): fid, kid, psnr, ssim, l1, cycle_l1, loss_G ...")
     mode: Literal["min", "max"] | None = Field(None, description="min or max; implied by the metric when absent")
     max_concurrent_trials: int | None = Field(None, ge=1, description="trials of this task running at once (default: what fits)")
@@ -199,9 +198,19 @@ class TaskPlan:
     # `data` parsed, once, where the manifest is loaded: the dataset checks take it as it is.
     dataset: DatasetRef | None = None
 
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of each trial: the constant lr ones and the decay ones."""
+        return total_epochs(self.train)
+
     def trial_config(self, sampled: dict[str, Any]) -> dict[str, Any]:
         """Constant options + one sample of the space, aliases expanded: TrainConfig fields only."""
         return {**self.train, **train_options(sampled)}
+
+
+def total_epochs(train: Mapping[str, Any]) -> int:
+    """Epochs of a training with the options `train` (TrainConfig's defaults for those unset)."""
+    return train.get("n_epochs", TrainConfig.n_epochs) + train.get("n_epochs_decay", TrainConfig.n_epochs_decay)
 
 
 def train_options(sampled: Mapping[str, Any]) -> dict[str, Any]:
@@ -529,7 +538,7 @@ def _strategy_problems(prefix: str, task: Task, search: Search, train: dict[str,
                            f"{algorithm.name} search cannot sample ranges ({', '.join(ranges)}); use grid/choice lists or algorithm random"))
     if not algorithm.takes_grid and any(isinstance(s, dict) and "grid" in s for s in search.space.values()):
         out.append(Problem(_search_field(prefix, task, "algorithm"), f"{algorithm.name} cannot take grid entries; use choice instead"))
-    epochs = train.get("n_epochs", TrainConfig.n_epochs) + train.get("n_epochs_decay", TrainConfig.n_epochs_decay)
+    epochs = total_epochs(train)
     for name, options in (("algorithm", search.algorithm), ("scheduler", search.scheduler)):
         strategy = TABLES[name][options.type]
         field_path = _search_field(prefix, task, name)

@@ -1,7 +1,7 @@
 """Live progress of a sweep: per task, trials running / finished / stopped / diverged / failed and the best so far.
 
 The sweep's Tune run feeds a small Ray actor through one Tune callback per task
-(orchestrator.dispatch.TaskCallbacks); the driver polls it and prints one line per task whenever
+(orchestrator.sweep.router.TaskCallbacks); the driver polls it and prints one line per task whenever
 something changed.
 """
 
@@ -14,11 +14,11 @@ from typing import Any
 import ray
 from ray.tune import Callback
 
-from .baseline import baseline_trial
-from .best import BEST_EPOCH, best_key
-from .dispatch import without_task
-from .guards import DIVERGED
-from .results import STATUSES
+from orchestrator.config.baseline import baseline_trial
+from orchestrator.search.guards import DIVERGED
+from orchestrator.storage.best import BEST_EPOCH, best_key
+from orchestrator.sweep.results import STATUSES
+from orchestrator.sweep.router import without_task
 
 
 @ray.remote(num_cpus=0)
@@ -42,7 +42,7 @@ class ProgressBoard:
             state["best"], state["best_trial"] = value, trial
 
     def stop(self, task: str, reason: str) -> None:
-        """The task's sweep ended early (orchestrator.guards): the trials it did not create never will be."""
+        """The task's sweep ended early (orchestrator.search.guards): the trials it did not create never will be."""
         self.tasks[task]["stopped"] = reason
 
     def snapshot(self) -> dict:

@@ -35,9 +35,8 @@ from PIL import Image
 from cyclegan.errors import UserError
 from cyclegan.metric_names import FALLBACK_REASON
 from cyclegan.run_files import NETWORK_FILES
-
-from .lineage import log_dataset_input, mark_training_experiment, start_system_metrics
-from .redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params
+from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params
+from orchestrator.tracking.lineage import log_dataset_input, mark_training_experiment, start_system_metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +45,11 @@ DEFAULT_ARTIFACTS = "mlartifacts"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 ROLE_TAG = "cyclegan.role"  # "task" on parent runs, "trial" on child runs
 LAST_EPOCH_TAG = "cyclegan.last_epoch"
-BEST_EPOCH_TAG = "cyclegan.best_epoch"  # on a trial's run: its best epoch so far (orchestrator.best)
-STATUS_TAG = "cyclegan.status"          # on a trial's run: finished, stopped, diverged or failed (orchestrator.results)
+BEST_EPOCH_TAG = "cyclegan.best_epoch"  # on a trial's run: its best epoch so far (orchestrator.storage.best)
+STATUS_TAG = "cyclegan.status"          # on a trial's run: finished, stopped, diverged or failed (orchestrator.sweep.results)
 BASELINE_TAG = "cyclegan.baseline"      # on a trial's run: "true" for the task's baseline trial
 NOTE_TAG = "cyclegan.note"              # on a trial's run: how it ended when it did not finish
-# Hyperparameters carry their TrainConfig names everywhere (orchestrator.aliases): a trial run's params,
+# Hyperparameters carry their TrainConfig names everywhere (orchestrator.config.aliases): a trial run's params,
 # `space.<name>.<distribution>` params and `best.<name>` tags on its task's run, `hp.<name>` registry tags.
 BEST_PREFIX = "best."                   # on a task's run: the best trial's hyperparameters, one tag each
 SEARCHED_AS_TAG = "cyclegan.searched_as"  # on a task's run and a registered version: which manifest alias set which fields
@@ -361,7 +360,7 @@ class TrialLogger:
         return True
 
     def mark_best_epoch(self, epoch: int) -> None:
-        """The trial's best epoch so far (its generators are kept in storage: orchestrator.best)."""
+        """The trial's best epoch so far (its generators are kept in storage: orchestrator.storage.best)."""
         self.client.set_tag(self.run_id, BEST_EPOCH_TAG, str(epoch))
 
     def log_sample_grid(self, epoch: int, image: str | Path) -> str:

@@ -13,18 +13,18 @@ from pathlib import Path
 
 import ray
 
+import orchestrator.tracking.runs as tracking
 from cyclegan.errors import UserError
-
-from . import tracking
-from .aliases import alias_note, expand_aliases
-from .cluster import connect
-from .lineage import git_commit, log_task_lineage
-from .manifest import LoadedManifest, TaskPlan, train_options
-from .redact import environ_snapshot, is_secret_name, mask_text
-from .resources import DEFAULT_RESOURCE_WAIT_S, check_cluster_fits, has_autoscaler
-from .results import TaskResult, summary_table, write_results
-from .storage import Storage, parse_storage, validate_storage, without_userinfo
-from .sweep import SweepContext, run_sweeps, trial_run_name, trials_storage
+from orchestrator.config.aliases import alias_note, expand_aliases
+from orchestrator.config.manifest import LoadedManifest, TaskPlan, train_options
+from orchestrator.redact import environ_snapshot, is_secret_name, mask_text
+from orchestrator.runtime import connect
+from orchestrator.storage.location import Storage, parse_storage, trial_run_name, validate_storage, without_userinfo
+from orchestrator.sweep.placement import DEFAULT_RESOURCE_WAIT_S, check_cluster_fits, has_autoscaler
+from orchestrator.sweep.results import TaskResult, summary_table, write_results
+from orchestrator.sweep.tuner import run_sweeps
+from orchestrator.tracking.lineage import git_commit, log_task_lineage
+from orchestrator.trial.trainable import SweepContext
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str, tr
     """Close the trial runs, register the best trial's best epoch, record the outcome and close the parent run."""
     from mlflow.exceptions import MlflowException
 
-    from .best import best_key, fetch_best
-    from .registry import register_best
+    from orchestrator.storage.best import best_key, fetch_best
+    from orchestrator.tracking.registry import register_best
 
     uri, parent = spec["uri"], spec["parent_run_id"]
     for trial in result.trials:
@@ -124,7 +124,7 @@ def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str, tr
         try:
             with tempfile.TemporaryDirectory(prefix="cyclegan-best-") as tmp:
                 # The best epoch's generators from storage (S3 too), else the ones logged to the trial's run.
-                fetched = fetch_best(trials, trial_run_name(plan, best.trial_id), Path(tmp))
+                fetched = fetch_best(trials, trial_run_name(plan.name, best.trial_id), Path(tmp))
                 folder, kept = fetched if fetched else (None, None)
                 value, epoch = (kept.value, kept.epoch) if kept else (best.metric, best.best_epoch)  # the files' own epoch
                 registration = register_best(uri, result.task, run_id, metric=result.metric, value=value, mode=result.mode,
@@ -179,7 +179,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
                    results_dir: Path, echo=print, verbose: bool = True, log_path: Path | None = None,
                    resource_wait_s: float = DEFAULT_RESOURCE_WAIT_S) -> int:
     """Sweep `plans`, register each task's best, print the summary. `verbose=False`: the Ray workers'
-    output stays in Ray's logs (the caller captures this process's own, see orchestrator.console)."""
+    output stays in Ray's logs (the caller captures this process's own, see orchestrator.sweep.console)."""
     experiment = loaded.manifest.name
     target = validate_storage(storage)
     token = _sweep_token(target, experiment, resume)
@@ -206,7 +206,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
         if logs:
             echo(logs)
         results = run_sweeps(loaded, plans, ctx, echo=echo, can_grow=can_grow)
-        trials = parse_storage(trials_storage(ctx))
+        trials = parse_storage(ctx.trials_storage)
         for result, plan in zip(results, plans):
             _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix, trials)
         if started_here:

@@ -1,5 +1,5 @@
-"""Tune's population-based schedulers as the sweep builds them (orchestrator.strategies): PBT here, PB2 in
-orchestrator.pb2; what a PBT trial does is orchestrator.pbt and orchestrator.pbt_trial."""
+"""Tune's population-based schedulers as the sweep builds them (orchestrator.search.strategies): PBT here, PB2 in
+orchestrator.search.pb2; what a PBT trial does is orchestrator.search.pbt and orchestrator.trial.pbt_session."""
 
 from __future__ import annotations
 

@@ -26,8 +26,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from cyclegan.run_files import CONFIG_FILE, LATEST, network_file
-
-from .storage import Storage
+from orchestrator.storage.location import Storage
 
 log = logging.getLogger(__name__)
 

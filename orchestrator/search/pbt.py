@@ -1,10 +1,10 @@
 """Population-based training (`search.scheduler: pbt`): what the driver and the results need of it.
 
 Tune's `PopulationBasedTraining` (or PB2: `scheduler: pb2`), one per task behind the run's dispatching scheduler
-(orchestrator.dispatch), looks at a task's population every `perturbation_interval` epochs: a trial
+(orchestrator.sweep.router), looks at a task's population every `perturbation_interval` epochs: a trial
 in the bottom quantile is paused and restarted from a top trial's (the donor's) last Tune checkpoint,
 with the donor's values mutated. A PBT trial trains in its own Tune trial process (one worker,
-orchestrator.pbt_trial) and keeps its checkpoints in its own storage folder, as every one-worker
+orchestrator.trial.pbt_session) and keeps its checkpoints in its own storage folder, as every one-worker
 trial does; what it reports to Tune with a checkpoint epoch is a *pointer*, a small `pbt.json`
 naming that folder, the epoch and the trial's lineage. A trial restarted with a pointer of another
 trial continues from that trial's stored checkpoint (its newest, if that one has been rotated away
@@ -30,9 +30,8 @@ import math
 from typing import Any
 
 from cyclegan.config import TrainConfig
-
-from .manifest import ALIASES, TaskPlan
-from .strategies import SCHEDULERS
+from orchestrator.config.manifest import ALIASES, TaskPlan
+from orchestrator.search.strategies import SCHEDULERS
 
 HP_PREFIX = "hp/"                  # hp/<TrainConfig field>: a searched option's value at an epoch
 LINEAGE_KEY = "pbt_lineage"        # in each report: the trial's lineage, as JSON

@@ -24,8 +24,7 @@ import pyarrow.fs as pafs
 
 from cyclegan.errors import UserError
 from cyclegan.sources.s3 import resolve_endpoint as default_endpoint_url
-
-from .redact import mask_text
+from orchestrator.redact import mask_text
 
 # Short limits for the up-front check only: an unreachable endpoint should fail in seconds.
 CHECK_CONNECT_TIMEOUT_S = 5.0
@@ -167,3 +166,8 @@ def _s3_error(target: Storage, where: str, err: OSError, writing: bool = False) 
         return StorageError(f"storage {target.shown}: the bucket does not exist {where}; create it first")
     action = "writing a probe object" if writing else "checking the bucket"
     return StorageError(f"storage {target.shown}: S3 error {where} while {action}: {mask_text(text.splitlines()[0])[:300]}")
+
+
+def trial_run_name(task: str, trial_id: str) -> str:
+    """A trial's folder under the trials' storage, and its Ray Train run's name: stable across retries."""
+    return f"{task}-{trial_id}"

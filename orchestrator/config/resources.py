@@ -1,7 +1,7 @@
 """Options of one Ray run that the CLI, the Python API and the sweeps share (no Ray import here).
 
 `Resources` is the one resources type: a manifest's `resources` (per trial of a task), and what
-`python -m orchestrator train` and `orchestrator.train.train_on_ray` take.
+`python -m orchestrator train` and `orchestrator.trial.ray_train.train_on_ray` take.
 `prepare_config` checks a TrainConfig for a run on Ray before anything starts.
 """
 
@@ -61,6 +61,11 @@ class Resources(BaseModel):
                             "(NCCL cannot run two DDP ranks on one GPU)")
         return cls(workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
                    memory_per_worker=memory_per_worker)
+
+    @property
+    def trains_in_trial(self) -> bool:
+        """A one-worker trial trains in its Tune trial process; more workers make a Ray Train run."""
+        return self.workers == 1
 
     @property
     def threads(self) -> int:

@@ -8,7 +8,7 @@ differs between them:
   hands back the last checkpoint after a failure and keeps the checkpoint folders;
 - a **one-worker sweep trial** (`train_in_trial`, `TrialSession`): the Tune trial's own process
   trains, with no Train controller and no helper actors. It keeps the same checkpoint folders in
-  storage itself (orchestrator.checkpoints.StoredCheckpoints) and continues from the newest one
+  storage itself (orchestrator.storage.checkpoints.StoredCheckpoints) and continues from the newest one
   when Tune retries or resumes the trial; it reports with `tune.report`.
 
 Both read the rank, resolve the dataset once per node, load the checkpoint to continue from, and
@@ -32,12 +32,11 @@ import torch
 from cyclegan.config import TrainConfig
 from cyclegan.sources import resolve_dataset
 from cyclegan.trainer import Trainer
-
-from .best import BEST_EPOCH, BestKeeper, Ranking
-from .checkpoints import StoredCheckpoints, checkpoint_dir_name, load_reported_metrics, load_resume_state, stage
-from .ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, rank_record
-from .run_options import DEFAULT_KEEP_CHECKPOINTS, Resources, prepare_config
-from .storage import Storage, parse_storage
+from orchestrator.config.resources import DEFAULT_KEEP_CHECKPOINTS, Resources, prepare_config
+from orchestrator.storage.best import BEST_EPOCH, BestKeeper, Ranking
+from orchestrator.storage.checkpoints import StoredCheckpoints, checkpoint_dir_name, load_reported_metrics, load_resume_state, stage
+from orchestrator.storage.location import Storage, parse_storage
+from orchestrator.trial.ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, rank_record
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,8 @@ class WorkerPlan:
     storage: Storage                 # checkpoints in <storage>/<cfg.name>/checkpoint_epoch_NNNN/
     output_dir: Path                 # rank 0's local folder: the trainer's files, sample grids
     resume_from: Any = None          # a ray.train.Checkpoint to start from when the run has none of its own
-    tracking: dict | None = None     # the MLflow ids the driver made (orchestrator.tracking.TrialLogger)
-    ranking: Ranking | None = None   # keep the best epoch by this metric (orchestrator.best); None: not kept
+    tracking: dict | None = None     # the MLflow ids the driver made (orchestrator.tracking.runs.TrialLogger)
+    ranking: Ranking | None = None   # keep the best epoch by this metric (orchestrator.storage.best); None: not kept
     keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS  # one-worker trials rotate their own (Ray Train does it for Train runs)
 
     @property
@@ -145,7 +144,7 @@ class TrialSession:
 
 
 def train_loop_per_worker(config: dict) -> dict:
-    """The TorchTrainer's per-worker function; `config` is {"plan": WorkerPlan} (orchestrator.train)."""
+    """The TorchTrainer's per-worker function; `config` is {"plan": WorkerPlan} (orchestrator.trial.ray_train)."""
     plan: WorkerPlan = config["plan"]
     return run_worker(plan, TrainSession(plan))
 
@@ -154,7 +153,7 @@ def train_in_trial(cfg: TrainConfig, resources: Resources, storage: str, *, trac
                    ranking: Ranking | None = None, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
                    session: Callable[[WorkerPlan], TrialSession] = TrialSession) -> dict:
     """Train a one-worker sweep trial in this process (a Tune function trial): the run `cfg.name` in `storage`.
-    `session`: builds the trial's session from its plan (a PBT trial's: orchestrator.pbt_trial)."""
+    `session`: builds the trial's session from its plan (a PBT trial's: orchestrator.trial.pbt_session)."""
     cfg = prepare_config(cfg, resources)
     plan = WorkerPlan(cfg=cfg, resources=resources, storage=parse_storage(storage), output_dir=Path(cfg.checkpoints_dir) / cfg.name,
                       tracking=tracking, ranking=ranking, keep_checkpoints=keep_checkpoints)
@@ -225,7 +224,7 @@ class EpochReporter:
     """The Trainer's end-of-epoch hook: one report per epoch on every rank (under Ray Train it is a
     barrier), with the metrics averaged over ranks; every `save_epoch_freq` epochs and at the end,
     rank 0 attaches the checkpoint. With a `keeper` (rank 0), each report also carries the best
-    epoch so far, whose generators the keeper holds in storage (orchestrator.best)."""
+    epoch so far, whose generators the keeper holds in storage (orchestrator.storage.best)."""
 
     def __init__(self, cfg: TrainConfig, comm: Collectives, session: Session, out_dir: Path, run_uri: str, resumed_from: int = 0,
                  listeners: list[Listener] | None = None, keeper: BestKeeper | None = None):
@@ -292,8 +291,8 @@ def _setup_logging() -> None:
 
 def _tracking_listener(tracking: dict, cfg: TrainConfig, run_name: str, output_dir: Path, data_root: Path) -> Listener:
     """MLflow, from rank 0: the dataset as input, each epoch's metrics and sample grid, and the final
-    networks. `tracking` holds the plain ids the driver made (see orchestrator.tracking.TrialLogger)."""
-    from .tracking import TrialLogger
+    networks. `tracking` holds the plain ids the driver made (see orchestrator.tracking.runs.TrialLogger)."""
+    from orchestrator.tracking.runs import TrialLogger
 
     options = dict(tracking)
     trial = str(options.pop("trial", run_name))

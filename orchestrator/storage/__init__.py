@@ -1,0 +1,1 @@
+"""Where trials keep their checkpoints and best epochs: a folder or S3."""

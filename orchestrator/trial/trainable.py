@@ -1,0 +1,83 @@
+"""The Tune function trainable of every task: what runs in a Tune trial process.
+
+A one-worker trial trains here, in this process (orchestrator.trial.session); a trial with several
+workers drives a Ray Train DDP run (orchestrator.trial.ray_train). Either way the trial is named after
+its task and its trial id, so a retried or resumed trial continues from its last checkpoint instead
+of starting over. Torch is imported only once a trial starts: the driver imports this module to build
+the trainable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray import tune
+
+import orchestrator.search.build as tune_search
+import orchestrator.search.pbt as pbt
+from orchestrator.config.manifest import TaskPlan
+from orchestrator.storage.best import Ranking
+from orchestrator.storage.location import trial_run_name
+from orchestrator.sweep.router import TASK_KEY, without_task
+
+PREEMPTION_WATCHER_VAR = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
+@dataclass
+class SweepContext:
+    """What every trial of a run needs to know, beyond its own task."""
+    experiment: str
+    storage: str
+    resume: bool = False
+    tracking: dict = field(default_factory=dict)   # filled by the tracking layer (MLflow ids)
+
+    @property
+    def trials_storage(self) -> str:
+        """Where the trials' runs live: one folder per trial, named by `trial_run_name`."""
+        return f"{self.storage.rstrip('/')}/{self.experiment}/trials"
+
+
+def trial_train_config(plan: TaskPlan, sampled: dict[str, Any], trial_id: str) -> dict[str, Any]:
+    """The full set of training options of one trial (TrainConfig fields)."""
+    values = plan.trial_config(sampled)
+    values.update(tune_search.evaluation_options(plan))
+    values.update(pbt.train_options(plan, values))
+    values.update(dataroot=plan.data, name=trial_run_name(plan.name, trial_id))
+    return values
+
+
+def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepContext) -> None:
+    """The Tune function trainable of every task: the trial's task is `config["task"]`. A one-worker trial
+    trains here, in this process; a trial with several workers drives a Ray Train DDP run. Either reports
+    every epoch to Tune and keeps its checkpoints in `<trials storage>/<task>-<trial id>/`, so a retried or
+    resumed trial continues from its last checkpoint instead of starting over."""
+    plan = plans[config[TASK_KEY]]
+    trial_id = tune.get_context().get_trial_id()
+    train_config = trial_train_config(plan, without_task(config), trial_id)
+    ranking = Ranking(plan.search.metric, plan.search.resolved_mode)
+    tracking = {**ctx.tracking[plan.name], "trial": trial_id} if plan.name in ctx.tracking else None
+    if plan.resources.trains_in_trial:
+        from cyclegan.config import TrainConfig
+        from orchestrator.trial.session import TrialSession, train_in_trial
+
+        session = TrialSession
+        if pbt.exploits(plan):
+            from orchestrator.trial.pbt_session import session_factory
+
+            session = session_factory(trial_id, without_task(config), pbt.searched_fields(plan), tracking)
+        train_in_trial(TrainConfig.from_dict(train_config), plan.resources, ctx.trials_storage, tracking=tracking, ranking=ranking,
+                       session=session)
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from orchestrator.trial.ray_train import train_on_ray
+
+    # Ray Train hands this process's setting to the run's controller: no PreemptionWatcher actor per trial (it
+    # tells workers of draining nodes, which nothing here uses), unless the user asked for one.
+    os.environ.setdefault(PREEMPTION_WATCHER_VAR, "0")
+    # Worker failures fail the trial; Tune retries it (FailureConfig) and the TorchTrainer, relaunched
+    # under the same name and storage, continues from the trial's last checkpoint.
+    train_on_ray(train_config, plan.resources, storage=ctx.trials_storage, name=trial_run_name(plan.name, trial_id),
+                 callbacks=[TuneReportCallback()], max_failures=0, ranking=ranking, tracking=tracking)
