@@ -48,13 +48,13 @@ def test_parent_run_trial_runs_and_registered_version_name_each_hyperparameter_a
     loaded = load_manifest(_manifest(tmp_path, tiny_dataset))
     plan = loaded.plans[0]
     spec = runner._start_tracking(loaded, loaded.plans, "token")[plan.name]
-    uri, parent_id = spec["uri"], spec["parent_run_id"]
+    uri, parent_id = spec.uri, spec.parent_run_id
     trained_config = json.loads((tiny_trained / "config.json").read_text())
     trials = []
     for trial_id, sampled in SEARCHED.items():
         cfg = TrainConfig(**plan.trial_config(sampled), dataroot=str(tiny_dataset), name=f"{plan.name}-{trial_id}")
         psnr = 10.0 + sampled["lambda_cyc"]
-        with TrialLogger(uri, spec["experiment_id"], parent_id, trial_id, params=cfg.to_record()) as logger:  # as a worker does
+        with TrialLogger(spec.for_trial(trial_id), params=cfg.to_record()) as logger:  # as a worker does
             logger.log_epoch(2, {"psnr": psnr})
             logger.log_checkpoint(tiny_trained, "best", epoch=2, config=trained_config)
         trials.append(TrialRecord(trial_id, sampled, "finished", psnr, 2, [], None, best_epoch=2))

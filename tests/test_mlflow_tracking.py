@@ -17,6 +17,7 @@ from cyclegan.commands.runner import run_cli
 from cyclegan.errors import UserError
 from orchestrator.commands import main as orchestrator_main
 from orchestrator.redact import mask_text, safe_params
+from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, content_digest, git_commit, log_task_lineage
 from orchestrator.tracking.registry import champion_version, register_best
 from orchestrator.tracking.runs import (
@@ -64,7 +65,7 @@ def _sweep(uri: str, trained: Path, experiment: str, tasks: tuple[str, ...]) -> 
             trial = f"trial_{i}"
             params = {**config, "lr": 1e-4 * (i + 1), "storage": {"aws_secret_access_key": SECRET, "uri": DATASET},
                       "note": "key AWSSECRETVALUE1234"}
-            with TrialLogger(uri, exp, parent, trial, params=params) as logger:
+            with TrialLogger(TrackingContext(uri, exp, parent, trial=trial), params=params) as logger:
                 trial_best = {}
                 for metrics in _epochs(trained):
                     metrics = {**metrics, "psnr": metrics["psnr"] + i}
@@ -126,14 +127,14 @@ def test_resumed_trial_continues_its_run_with_increasing_steps(mlflow_server):
     uri = mlflow_server
     exp = get_or_create_experiment(uri, "resume-test")
     parent = start_task_run(uri, exp, "resume", dataset="synthetic://colorshift", manifest_name="m", manifest_sha256="0")
-    with pytest.raises(RuntimeError), TrialLogger(uri, exp, parent, "trial_7", params={"lr": 0.001}) as first:
+    with pytest.raises(RuntimeError), TrialLogger(TrackingContext(uri, exp, parent, trial="trial_7"), params={"lr": 0.001}) as first:
         for epoch in (1, 2, 3):
             first.log_epoch(epoch, {"loss_G": 1.0 / epoch})
         raise RuntimeError("worker died")  # the retry resumes from the epoch-2 checkpoint
     client = MlflowClient(uri)
     assert client.get_run(first.run_id).info.status == "FAILED"
 
-    second = TrialLogger(uri, exp, parent, "trial_7", params={"lr": 0.001})
+    second = TrialLogger(TrackingContext(uri, exp, parent, trial="trial_7"), params={"lr": 0.001})
     assert second.run_id == first.run_id and second.resumed and second.last_step == 3
     assert client.get_run(second.run_id).info.status == "RUNNING"
     assert [second.log_epoch(e, {"loss_G": 0.5, "epoch": e, "psnr": np.float32(20)}) for e in (3, 4, 5)] == [False, True, True]
@@ -150,7 +151,7 @@ def test_stopped_driver_leaves_no_running_trials(mlflow_server):
     exp = get_or_create_experiment(uri, "stop-test")
     parent = start_task_run(uri, exp, "stopped", dataset="synthetic://colorshift", manifest_name="m", manifest_sha256="0",
                             sweep_key="run-1")
-    loggers = [TrialLogger(uri, exp, parent, f"trial_{i}") for i in range(2)]  # workers killed: never finished
+    loggers = [TrialLogger(TrackingContext(uri, exp, parent, trial=f"trial_{i}")) for i in range(2)]  # workers killed: never finished
     loggers[0].finish("FINISHED")
     ended = end_task_run(uri, parent, status="KILLED")
     client = MlflowClient(uri)
@@ -222,7 +223,7 @@ def test_runs_carry_what_mlflow_users_look_for(tmp_path, tiny_trained, tiny_data
     logged = Path(client.download_artifacts(parent, "manifest/m.yaml", str(tmp_path / "dl"))).read_text()
     assert "data: 'https://alice:***@data.example.org/colorshift'" in logged and SECRET not in logged
 
-    with TrialLogger(uri, exp, parent, "trial_0", system_metrics=True) as logger:
+    with TrialLogger(TrackingContext(uri, exp, parent, system_metrics=True, trial="trial_0")) as logger:
         logger.log_dataset(DATASET, tiny_dataset)
         for metrics in _epochs(tiny_trained):
             logger.log_epoch(metrics["epoch"], metrics)

@@ -26,6 +26,7 @@ from cyclegan.data import load_image
 from cyclegan.networks import define_networks
 from cyclegan.translate import translate_image
 from orchestrator.commands import main as orchestrator_main
+from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.registry import register_best, show_model
 from orchestrator.tracking.runs import TrialLogger, get_or_create_experiment, start_task_run
 
@@ -45,7 +46,7 @@ def registry(mlflow_server, tiny_trained, tmp_path_factory) -> dict:
     parent = start_task_run(uri, exp, "zebra", dataset=DATASET, manifest_name="m", manifest_sha256="0", metric="psnr", mode="max")
     runs = []
     for i, folder in enumerate((tiny_trained, tiny_trained, other)):
-        with TrialLogger(uri, exp, parent, f"trial_{i}", params={**config, "lr": 1e-4 * (i + 1)}) as logger:
+        with TrialLogger(TrackingContext(uri, exp, parent, trial=f"trial_{i}"), params={**config, "lr": 1e-4 * (i + 1)}) as logger:
             logger.log_checkpoint(folder, "best", epoch=2, config=config, files=("latest_net_G_A.pth", "latest_net_G_B.pth"))
         runs.append(logger.run_id)
 

@@ -23,6 +23,7 @@ from orchestrator.storage.location import Storage, parse_storage, trial_run_name
 from orchestrator.sweep.placement import DEFAULT_RESOURCE_WAIT_S, check_cluster_fits, has_autoscaler
 from orchestrator.sweep.results import TaskResult, summary_table, write_results
 from orchestrator.sweep.tuner import run_sweeps
+from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import git_commit, log_task_lineage
 from orchestrator.trial.trainable import SweepContext
 
@@ -75,7 +76,7 @@ def _sweep_token(target: Storage, experiment: str, resume: bool) -> str:
     return token
 
 
-def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -> dict:
+def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -> dict[str, TrackingContext]:
     """Check MLflow, then open one parent run per task; returns what the trials need."""
     manifest = loaded.manifest
     uri = tracking.resolve_tracking_uri(manifest.tracking.uri)
@@ -92,19 +93,18 @@ def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -
                     "resources": plan.resources.model_dump()},
             tags={tracking.SEARCHED_AS_TAG: alias_note(plan.space)})
         log_task_lineage(uri, parent, loaded.path, commit)
-        runs[plan.name] = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
-                           "system_metrics": manifest.tracking.system_metrics}
+        runs[plan.name] = TrackingContext(uri, experiment_id, parent, system_metrics=manifest.tracking.system_metrics)
     return runs
 
 
-def _finish_task(result: TaskResult, plan: TaskPlan, spec: dict, prefix: str, trials: Storage) -> None:
+def _finish_task(result: TaskResult, plan: TaskPlan, spec: TrackingContext, prefix: str, trials: Storage) -> None:
     """Close the trial runs, register the best trial's best epoch, record the outcome and close the parent run."""
     from mlflow.exceptions import MlflowException
 
     from orchestrator.storage.best import best_key, fetch_best
     from orchestrator.tracking.registry import register_best
 
-    uri, parent = spec["uri"], spec["parent_run_id"]
+    uri, parent = spec.uri, spec.parent_run_id
     for trial in result.trials:
         if trial.trial_id != "-":
             tags = {tracking.STATUS_TAG: trial.status, tracking.BASELINE_TAG: str(trial.baseline).lower(), tracking.NOTE_TAG: trial.note,
@@ -199,7 +199,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
             check_cluster_fits(plans, can_grow=can_grow, wait_s=resource_wait_s, echo=echo)
         except UserError as err:
             for spec in runs.values():
-                tracking.end_task_run(spec["uri"], spec["parent_run_id"], "FAILED", summary=mask_text(str(err))[:2000])
+                tracking.end_task_run(spec.uri, spec.parent_run_id, "FAILED", summary=mask_text(str(err))[:2000])
             raise
         echo(f"sweeping {len(plans)} task(s) of {experiment}: " + ", ".join(f"{p.name} ({p.trial_count} trials)" for p in plans))
         logs = _logs_line(log_path)
@@ -213,7 +213,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
             _shutdown_quietly()
     except KeyboardInterrupt:
         for spec in runs.values():  # no run is left RUNNING forever
-            tracking.end_task_run(spec["uri"], spec["parent_run_id"], "KILLED", summary="the driver was stopped")
+            tracking.end_task_run(spec.uri, spec.parent_run_id, "KILLED", summary="the driver was stopped")
         echo(f"stopped: continue with `python -m orchestrator run {loaded.path} --resume`")
         return 130
     finally:
@@ -223,7 +223,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
     for result in results:
         if result.registry and "summary" in result.registry:
             echo(f"registry: {result.registry['summary']}")
-    uri = next(iter(runs.values()))["uri"]
+    uri = next(iter(runs.values())).uri
     echo(f"\nresults: {path}")
     if logs:
         echo(logs)

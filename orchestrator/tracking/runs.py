@@ -36,6 +36,7 @@ from cyclegan.errors import UserError
 from cyclegan.metric_names import FALLBACK_REASON
 from cyclegan.run_files import NETWORK_FILES
 from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params
+from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import log_dataset_input, mark_training_experiment, start_system_metrics
 
 log = logging.getLogger(__name__)
@@ -313,12 +314,11 @@ def _log_params_once(client: MlflowClient, run_id: str, values: Mapping[str, Any
 class TrialLogger:
     """Logs one trial into its child run. Create it on rank 0 only.
 
-    Arguments are plain data, so a driver can pass them into a Ray worker through the
-    train loop config: `TrialLogger(**tracking, trial_name=..., params=cfg.to_dict())`.
+    `tracking` (plain ids, see orchestrator.tracking.context) names the task's run and the trial.
     """
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, trial_name: str,
-                 params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None, system_metrics: bool = False):
+    def __init__(self, tracking: TrackingContext, params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None):
+        uri, experiment_id, parent_run_id, trial_name = tracking.uri, tracking.experiment_id, tracking.parent_run_id, str(tracking.trial)
         self.uri, self.parent_run_id, self.trial_name = uri, parent_run_id, trial_name
         self.client = MlflowClient(uri)
         existing = find_trial_run(uri, parent_run_id, trial_name)
@@ -334,7 +334,7 @@ class TrialLogger:
             self.resumed = False
         _log_params_once(self.client, self.run_id, params or {})
         self.last_step = self._last_logged_step()
-        self.system_metrics = start_system_metrics(uri, self.run_id, self.resumed) if system_metrics else None
+        self.system_metrics = start_system_metrics(uri, self.run_id, self.resumed) if tracking.system_metrics else None
 
     def _last_logged_step(self) -> int:
         """The highest step of any metric the run holds (-1 for none): read once, on (re)start."""

@@ -28,6 +28,7 @@ import pyarrow.fs as pafs
 
 from orchestrator.search.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT, LINEAGE_KEY, POINTER_FILE, hyperparameters, new_lineage
 from orchestrator.storage.checkpoints import METRICS_FILE, StoredCheckpoints
+from orchestrator.tracking.context import TrackingContext
 from orchestrator.trial.session import TrialSession, WorkerPlan
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def read_pointer(folder: Path) -> dict | None:
 class PbtSession(TrialSession):
     """The only rank of a one-worker PBT trial (see the module docstring)."""
 
-    def __init__(self, plan: WorkerPlan, trial_id: str, values: dict[str, Any], fields: list[str], tracking: dict | None = None):
+    def __init__(self, plan: WorkerPlan, trial_id: str, values: dict[str, Any], fields: list[str], tracking: TrackingContext | None = None):
         super().__init__(plan)
         self.stored = LineageCheckpoints(plan.storage, plan.run_name, plan.keep_checkpoints)
         self.trial_id, self.values = trial_id, values
@@ -170,8 +171,8 @@ class PbtSession(TrialSession):
 class LineageRecorder:
     """The PBT part of a trial's MLflow run: `hp/` metrics per epoch, and the lineage at each exploit."""
 
-    def __init__(self, tracking: dict):
-        self.uri, self.parent_run_id, self.trial = tracking["uri"], tracking["parent_run_id"], str(tracking["trial"])
+    def __init__(self, tracking: TrackingContext):
+        self.uri, self.parent_run_id, self.trial = tracking.uri, tracking.parent_run_id, str(tracking.trial)
         self.run_id: str | None = None
 
     def record(self, epoch: int, hp: dict[str, float], lineage: dict | None) -> None:
@@ -194,6 +195,6 @@ class LineageRecorder:
         client.log_batch(self.run_id, metrics=[Metric(k, v, now, epoch) for k, v in hp.items()], tags=tags)
 
 
-def session_factory(trial_id: str, values: dict[str, Any], fields: list[str], tracking: dict | None) -> Callable[[WorkerPlan], PbtSession]:
+def session_factory(trial_id: str, values: dict[str, Any], fields: list[str], tracking: TrackingContext | None) -> Callable[[WorkerPlan], PbtSession]:
     """What `orchestrator.trial.session.train_in_trial` builds its session with, for a PBT trial."""
     return lambda plan: PbtSession(plan, trial_id, values, fields, tracking)

@@ -33,6 +33,7 @@ from orchestrator.runtime import connect
 from orchestrator.storage.best import Ranking
 from orchestrator.storage.checkpoints import CHECKPOINT_FILES, state_file
 from orchestrator.storage.location import Storage, parse_storage, validate_storage
+from orchestrator.tracking.context import TrackingContext
 from orchestrator.trial.session import WorkerPlan, train_loop_per_worker
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class PreparedRun:
 def prepare_run(config: TrainConfig | dict, scaling: Resources | None = None, storage: str | Storage = DEFAULT_STORAGE, *,
                 name: str | None = None, max_failures: int = 0, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
                 resume_from: str | None = None, callbacks: list | None = None, worker_env: dict[str, str] | None = None,
-                tracking: dict | None = None, output_dir: str | Path | None = None, check_storage: bool = True,
+                tracking: TrackingContext | None = None, output_dir: str | Path | None = None, check_storage: bool = True,
                 ranking: Ranking | None = None) -> PreparedRun:
     """Everything `train_on_ray` does before `TorchTrainer.fit()`: the checks, then the trainer."""
     scaling = scaling or Resources()
@@ -122,7 +123,7 @@ def prepare_run(config: TrainConfig | dict, scaling: Resources | None = None, st
 def train_on_ray(config: TrainConfig | dict, scaling: Resources | None = None, storage: str | Storage = DEFAULT_STORAGE, *,
                  name: str | None = None, max_failures: int = 0, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
                  resume_from: str | None = None, callbacks: list | None = None, worker_env: dict[str, str] | None = None,
-                 tracking: dict | None = None, output_dir: str | Path | None = None, address: str | None = None,
+                 tracking: TrackingContext | None = None, output_dir: str | Path | None = None, address: str | None = None,
                  ranking: Ranking | None = None) -> TrainResult:
     """Train `config` on `scaling` workers with checkpoints in `storage` (see the module docstring).
 

@@ -36,6 +36,7 @@ from orchestrator.config.resources import DEFAULT_KEEP_CHECKPOINTS, Resources, p
 from orchestrator.storage.best import BEST_EPOCH, BestKeeper, Ranking
 from orchestrator.storage.checkpoints import StoredCheckpoints, checkpoint_dir_name, load_reported_metrics, load_resume_state, stage
 from orchestrator.storage.location import Storage, parse_storage
+from orchestrator.tracking.context import TrackingContext
 from orchestrator.trial.ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, rank_record
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class WorkerPlan:
     storage: Storage                 # checkpoints in <storage>/<cfg.name>/checkpoint_epoch_NNNN/
     output_dir: Path                 # rank 0's local folder: the trainer's files, sample grids
     resume_from: Any = None          # a ray.train.Checkpoint to start from when the run has none of its own
-    tracking: dict | None = None     # the MLflow ids the driver made (orchestrator.tracking.runs.TrialLogger)
+    tracking: TrackingContext | None = None  # the MLflow ids the driver made
     ranking: Ranking | None = None   # keep the best epoch by this metric (orchestrator.storage.best); None: not kept
     keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS  # one-worker trials rotate their own (Ray Train does it for Train runs)
 
@@ -149,7 +150,7 @@ def train_loop_per_worker(config: dict) -> dict:
     return run_worker(plan, TrainSession(plan))
 
 
-def train_in_trial(cfg: TrainConfig, resources: Resources, storage: str, *, tracking: dict | None = None,
+def train_in_trial(cfg: TrainConfig, resources: Resources, storage: str, *, tracking: TrackingContext | None = None,
                    ranking: Ranking | None = None, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
                    session: Callable[[WorkerPlan], TrialSession] = TrialSession) -> dict:
     """Train a one-worker sweep trial in this process (a Tune function trial): the run `cfg.name` in `storage`.
@@ -289,14 +290,11 @@ def _setup_logging() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
-def _tracking_listener(tracking: dict, cfg: TrainConfig, run_name: str, output_dir: Path, data_root: Path) -> Listener:
-    """MLflow, from rank 0: the dataset as input, each epoch's metrics and sample grid, and the final
-    networks. `tracking` holds the plain ids the driver made (see orchestrator.tracking.runs.TrialLogger)."""
+def _tracking_listener(tracking: TrackingContext, cfg: TrainConfig, run_name: str, output_dir: Path, data_root: Path) -> Listener:
+    """MLflow, from rank 0: the dataset as input, each epoch's metrics and sample grid, and the final networks."""
     from orchestrator.tracking.runs import TrialLogger
 
-    options = dict(tracking)
-    trial = str(options.pop("trial", run_name))
-    logger = TrialLogger(trial_name=trial, params=cfg.to_record(), **options)
+    logger = TrialLogger(tracking if tracking.trial else tracking.for_trial(run_name), params=cfg.to_record())
     logger.log_dataset(cfg.dataroot, data_root)
 
     def listener(epoch: int, metrics: dict) -> None:

@@ -21,6 +21,7 @@ from orchestrator.config.manifest import TaskPlan
 from orchestrator.storage.best import Ranking
 from orchestrator.storage.location import trial_run_name
 from orchestrator.sweep.router import TASK_KEY, without_task
+from orchestrator.tracking.context import TrackingContext
 
 PREEMPTION_WATCHER_VAR = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
@@ -31,7 +32,7 @@ class SweepContext:
     experiment: str
     storage: str
     resume: bool = False
-    tracking: dict = field(default_factory=dict)   # filled by the tracking layer (MLflow ids)
+    tracking: dict[str, TrackingContext] = field(default_factory=dict)  # per task, made by the tracking layer
 
     @property
     def trials_storage(self) -> str:
@@ -57,7 +58,7 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
     trial_id = tune.get_context().get_trial_id()
     train_config = trial_train_config(plan, without_task(config), trial_id)
     ranking = Ranking(plan.search.metric, plan.search.resolved_mode)
-    tracking = {**ctx.tracking[plan.name], "trial": trial_id} if plan.name in ctx.tracking else None
+    tracking = ctx.tracking[plan.name].for_trial(trial_id) if plan.name in ctx.tracking else None
     if plan.resources.trains_in_trial:
         from cyclegan.config import TrainConfig
         from orchestrator.trial.session import TrialSession, train_in_trial
