@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-fast test-integration lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,8 +25,11 @@ demo: setup  ## the main job on the embedded default: sweep experiments/quicksta
 test: setup  ## the whole test suite
 	$(PY) -m pytest -q
 
-test-fast: setup  ## everything but the tests marked slow (real Ray, MLflow servers, end to end): a few minutes
-	$(PY) -m pytest -q -m "not slow"
+test-fast: setup  ## the unit tests (tests/unit/: no Ray, no servers, no subprocess CLIs): under 3 minutes
+	$(PY) -m pytest -q tests/unit
+
+test-integration: setup  ## the unit and integration tests (CLIs, moto S3, sqlite MLflow), no Ray cluster: about 4 minutes
+	$(PY) -m pytest -q -m "not slow" tests/unit tests/integration
 
 lint: setup
 	$(PY) -m ruff check cyclegan orchestrator tests

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# The networks' spatial structure (tests/test_networks.py checks the size rules below against the built
+# The networks' spatial structure (tests/unit/test_networks.py checks the size rules below against the built
 # networks): stride-2 halvings in the ResNet generator, the depth of the paper's PatchGAN.
 RESNET_DOWNSAMPLINGS = 2
 BASIC_D_LAYERS = 3

@@ -216,7 +216,7 @@ def ssim_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     window with sigma 1.5 truncated at 3.5 sigma (narrower for images under 11 pixels), K1 0.01,
     K2 0.03, population (co)variances, the map averaged without the window's border. The same
     figures as scikit-image's `structural_similarity(..., gaussian_weights=True,
-    use_sample_covariance=False)` (tests/test_metrics.py compares them)."""
+    use_sample_covariance=False)` (tests/unit/test_metrics.py compares them)."""
     x, y = to_unit(pred), to_unit(target)
     n, c, h, w = x.shape
     sigma = min(1.5, ((min(h, w) - 1) // 2) / 3.5)

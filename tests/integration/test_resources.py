@@ -15,7 +15,7 @@ from cyclegan.errors import UserError
 from orchestrator.config.manifest import Resources, Search, TaskPlan
 from orchestrator.sweep.placement import check_cluster_fits, has_autoscaler, shortfalls
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _plan(name: str = "t", **resources) -> TaskPlan:

@@ -24,7 +24,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: pytest brings tomli there
     import tomli as tomllib
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 AWS = CLUSTER / "aws.yaml"
 RAYCLUSTER = CLUSTER / "kuberay" / "raycluster.yaml"

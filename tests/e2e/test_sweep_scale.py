@@ -15,7 +15,7 @@ import pytest
 from orchestrator.config.manifest import load_manifest
 from orchestrator.sweep.experiment import run_experiment
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TASK_BUDGET_MB = 150   # driver side, per task of the manifest
 TRIAL_BUDGET_MB = 400  # driver side, per running trial
 

@@ -33,7 +33,7 @@ from orchestrator.trial.ddp import (
 )
 from orchestrator.trial.ray_train import _failure, prepare_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def orchestrator_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

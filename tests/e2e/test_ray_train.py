@@ -41,7 +41,7 @@ from orchestrator.trial.ray_train import train_on_ray
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NETS = ("G_A", "G_B", "D_A", "D_B")
 # 6 epochs, a checkpoint every 2: the kill tests need epochs left to interrupt after the first one.
 RUN = dict(n_epochs=3, n_epochs_decay=3, save_epoch_freq=2, pool_size=4, load_size=64, crop_size=64)

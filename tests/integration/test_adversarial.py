@@ -28,7 +28,7 @@ from PIL import Image
 
 from cyclegan.commands.runner import run_cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECONDS = 120  # per case: a hang fails it; one tiny epoch can take a minute on a loaded 2-core machine
 MAX_RSS_MB = 1500  # for the subprocess cases: torch alone takes ~400 MB; a bomb expanded takes gigabytes
 

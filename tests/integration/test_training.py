@@ -21,7 +21,7 @@ from cyclegan.run_files import STATE_FILE
 from cyclegan.trainer import Trainer
 from cyclegan.visualize import tile
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CANARIES = {name: f"canary{i}{uuid.uuid4().hex[:10]}" for i, name in enumerate(
     ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "uri_password"))}
 

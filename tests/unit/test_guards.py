@@ -1,5 +1,5 @@
 """The sweep's guard rails as rules: what makes a trial diverged, when a task's sweep stops early,
-and which trial is the baseline. (On a real Ray, end to end: tests/test_sweep.py.)"""
+and which trial is the baseline. (On a real Ray, end to end: tests/e2e/test_sweep.py.)"""
 
 from __future__ import annotations
 

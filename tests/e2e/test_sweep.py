@@ -20,7 +20,7 @@ from orchestrator.config.manifest import load_manifest
 from orchestrator.sweep.experiment import run_experiment
 from orchestrator.sweep.progress import ProgressBoard, ProgressCallback
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = "{netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 32, crop_size: 32, num_threads: 0, n_epochs: 2, n_epochs_decay: 1}"
 
 ASHA = f"""\

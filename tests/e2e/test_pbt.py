@@ -17,7 +17,7 @@ import pytest
 
 from orchestrator.config.manifest import ManifestError, parse_manifest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = "synthetic://colorshift?size=32&n_train=10&n_test=2&seed=0"
 
 

@@ -22,7 +22,7 @@ import pytest
 from conftest import tune_failures
 from orchestrator.config.manifest import load_manifest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # What a user reads: the start, the progress blocks (one line per task each), one line per ended
 # trial, the summary table, the champions, where the results and logs are. About 40-70 lines for
 # the quickstart's tasks; Ray's and Tune's own output used to make it 250-700.

@@ -34,7 +34,7 @@ from PIL import Image
 from conftest import RAY_TEST_TUNING, free_port
 from cyclegan.commands.runner import run_cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent            # the venv's bin/: python, ray
 KINDS = ("colorshift", "stripes")
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

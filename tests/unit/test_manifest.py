@@ -300,5 +300,5 @@ def test_the_docs_list_every_algorithm_and_scheduler_with_their_options():
 
     import orchestrator.search.strategies as strategies
 
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "manifest.md").read_text()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "manifest.md").read_text()
     assert strategies.markdown() in docs, "docs/manifest.md: paste the output of `python -m orchestrator.search.strategies`"
