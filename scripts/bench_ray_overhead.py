@@ -71,8 +71,9 @@ def ray_timing(cfg: TrainConfig, threads: int, storage: Path, name: str, first: 
     """Walls from the checkpoints' `train_wall_s`; loop times from rank 0's metrics.jsonl."""
     from orchestrator.config.resources import Resources
     from orchestrator.trial.ray_train import train_on_ray
+    from orchestrator.trial.spec import TrialSpec
 
-    result = train_on_ray(cfg, Resources(workers=1, cpus_per_worker=threads), str(storage), name=name, keep_checkpoints=1000)
+    result = train_on_ray(TrialSpec(cfg, Resources(workers=1, cpus_per_worker=threads), str(storage), name=name, keep_checkpoints=1000))
     walls = {int(m["epoch"]): float(m["train_wall_s"]) for _, m in result.ray_result.best_checkpoints}
     lines = (result.output_dir / METRICS_LOG).read_text().splitlines()
     loops = {int(m["epoch"]): float(m["epoch_time_s"]) for m in map(json.loads, lines)}

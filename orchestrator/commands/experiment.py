@@ -91,13 +91,14 @@ def _run(args: argparse.Namespace) -> int:
         check_data(plans)
     from orchestrator.sweep.console import RunConsole
     from orchestrator.sweep.experiment import run_experiment
+    from orchestrator.sweep.options import RunOptions
 
     results_dir = Path(args.results_dir)
     console = RunConsole(results_dir / f"{loaded.manifest.name}.log", verbose=args.verbose)
+    options = RunOptions(storage=storage, address=args.address, resume=args.resume, results_dir=results_dir, verbose=args.verbose,
+                         log_path=None if args.verbose else console.log_path, resource_wait_s=args.resource_wait)
     with console.captured():
-        return run_experiment(loaded, plans, storage=storage, address=args.address, resume=args.resume, results_dir=results_dir,
-                              echo=console.echo, verbose=args.verbose, log_path=None if args.verbose else console.log_path,
-                              resource_wait_s=args.resource_wait)
+        return run_experiment(loaded, plans, options, echo=console.echo)
 
 
 def register(subparsers) -> None:

@@ -10,13 +10,15 @@ from orchestrator.config.resources import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_MEMO
 
 
 def _train(args: argparse.Namespace) -> int:
-    from orchestrator.trial.ray_train import prepare_config, train_on_ray
+    from orchestrator.trial.ray_train import train_on_ray
+    from orchestrator.trial.spec import TrialSpec
 
     scaling = Resources.from_flags(args.workers, args.gpus_per_worker, args.cpus_per_worker, args.memory_per_worker)
-    cfg = prepare_config(config_from_args(args), scaling)
+    spec = TrialSpec(config_from_args(args), scaling, args.storage, max_failures=args.max_failures,
+                     keep_checkpoints=args.keep_checkpoints, resume_from=args.resume_from)
+    cfg = spec.config
     # train_on_ray checks the storage, then logs the effective batch (workers x --batch_size) before training starts.
-    result = train_on_ray(cfg, scaling, args.storage, max_failures=args.max_failures, keep_checkpoints=args.keep_checkpoints,
-                          resume_from=args.resume_from, address=args.address)
+    result = train_on_ray(spec, address=args.address)
     epochs = result.metrics.get("epoch", cfg.total_epochs)
     if result.already_complete:
         print(f"{cfg.name} had already finished its {cfg.total_epochs} epochs in {result.path}; nothing to do "

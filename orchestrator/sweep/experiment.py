@@ -9,6 +9,7 @@ import signal
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
@@ -20,7 +21,8 @@ from orchestrator.config.manifest import LoadedManifest, TaskPlan, train_options
 from orchestrator.redact import environ_snapshot, is_secret_name, mask_text
 from orchestrator.runtime import connect
 from orchestrator.storage.location import Storage, parse_storage, trial_run_name, validate_storage, without_userinfo
-from orchestrator.sweep.placement import DEFAULT_RESOURCE_WAIT_S, check_cluster_fits, has_autoscaler
+from orchestrator.sweep.options import RunOptions
+from orchestrator.sweep.placement import check_cluster_fits, has_autoscaler
 from orchestrator.sweep.results import TaskResult, summary_table, write_results
 from orchestrator.sweep.tuner import run_sweeps
 from orchestrator.tracking.context import TrackingContext
@@ -175,16 +177,17 @@ def _logs_line(log_path: Path | None) -> str | None:
     return "logs: " + "; ".join(parts) if parts else None
 
 
-def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: str, address: str | None, resume: bool,
-                   results_dir: Path, echo=print, verbose: bool = True, log_path: Path | None = None,
-                   resource_wait_s: float = DEFAULT_RESOURCE_WAIT_S) -> int:
-    """Sweep `plans`, register each task's best, print the summary. `verbose=False`: the Ray workers'
-    output stays in Ray's logs (the caller captures this process's own, see orchestrator.sweep.console)."""
+def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], options: RunOptions,
+                   echo: Callable[[str], None] = print) -> int:
+    """Sweep `plans` of the manifest `loaded` as `options` say, register each task's best, print the summary
+    through `echo`; returns the exit code. With `options.verbose` off, the Ray workers' output stays in Ray's
+    logs (the caller captures this process's own, see orchestrator.sweep.console)."""
     experiment = loaded.manifest.name
-    target = validate_storage(storage)
-    token = _sweep_token(target, experiment, resume)
+    target = validate_storage(options.storage)
+    token = _sweep_token(target, experiment, options.resume)
     runs = _start_tracking(loaded, plans, token)  # before anything trains: an unreachable MLflow fails here
-    ctx = SweepContext(experiment=experiment, storage=target.path if target.is_local else without_userinfo(storage), resume=resume, tracking=runs)
+    ctx = SweepContext(experiment=experiment, storage=target.path if target.is_local else without_userinfo(options.storage),
+                       resume=options.resume, tracking=runs)
     # Under `ray job submit` the job's runtime env already carries the environment (and Ray refuses
     # a second one with the same keys); a driver started by hand forwards its settings (no secrets).
     in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
@@ -192,17 +195,17 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
     previous = signal.signal(signal.SIGTERM, _stop)
     started_here = False
     try:
-        started_here = connect(address, runtime_env={"env_vars": env} if env else None, log_to_driver=verbose)
+        started_here = connect(options.address, runtime_env={"env_vars": env} if env else None, log_to_driver=options.verbose)
         signal.signal(signal.SIGTERM, _stop)  # ray.init installs its own SIGTERM handler (sys.exit)
         can_grow = not started_here and has_autoscaler()
         try:
-            check_cluster_fits(plans, can_grow=can_grow, wait_s=resource_wait_s, echo=echo)
+            check_cluster_fits(plans, can_grow=can_grow, wait_s=options.resource_wait_s, echo=echo)
         except UserError as err:
             for spec in runs.values():
                 tracking.end_task_run(spec.uri, spec.parent_run_id, "FAILED", summary=mask_text(str(err))[:2000])
             raise
         echo(f"sweeping {len(plans)} task(s) of {experiment}: " + ", ".join(f"{p.name} ({p.trial_count} trials)" for p in plans))
-        logs = _logs_line(log_path)
+        logs = _logs_line(options.log_path)
         if logs:
             echo(logs)
         results = run_sweeps(loaded, plans, ctx, echo=echo, can_grow=can_grow)
@@ -218,7 +221,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], *, storage: st
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    path = write_results(results, experiment, loaded.path, loaded.sha256, ctx.storage, results_dir / f"{experiment}.json")
+    path = write_results(results, experiment, loaded.path, loaded.sha256, ctx.storage, options.results_dir / f"{experiment}.json")
     echo("\n" + summary_table(results))
     for result in results:
         if result.registry and "summary" in result.registry:

@@ -31,6 +31,15 @@ class ProgressBoard:
                             "ended": [], "stopped": None}
 
     def update(self, task: str, trial: str, status: str, value: float | None = None, note: str | None = None) -> None:
+        """Record a trial's news.
+
+        Args:
+            task: the trial's task.
+            trial: the trial's id.
+            status: what the trial is doing now ("running", "finished", ...).
+            value: its latest value of the task's metric, if it reported one.
+            note: a line for the summary when the trial ended (or failed and is retried).
+        """
         state = self.tasks[task]
         state["trials"][trial] = status
         if note is not None:  # one line per trial that ended (or failed and is retried)
@@ -87,6 +96,13 @@ class ProgressCallback(Callback):
         self._send(trial.trial_id, "running")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        """Tune's hook after each report.
+
+        Args:
+            iteration: Tune's loop count; trials: every trial of the run.
+            trial: the trial that reported; result: its report.
+            **info: Tune's other keyword arguments.
+        """
         self._send(trial.trial_id, "running", result.get(best_key(self.metric)))
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -153,6 +153,15 @@ class ExperimentResults:
 
 def write_results(results: list[TaskResult], experiment: str, manifest: Path | str, manifest_sha256: str, storage: str,
                   path: Path) -> Path:
+    """Write the experiment's results file (what `load_results` reads); returns its path.
+
+    Args:
+        results: one per task.
+        experiment: the manifest's name.
+        manifest: the manifest's path; manifest_sha256: its content's hash.
+        storage: where the trials' checkpoints are (credentials left out).
+        path: the file to write (its folder is created).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"experiment": experiment, "manifest": str(manifest), "manifest_sha256": manifest_sha256, "storage": storage,
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "tasks": [r.to_dict() for r in results]}

@@ -319,6 +319,13 @@ class TaskCallbacks(Callback):
         self._route("on_trial_start", iteration, trials, trial, **info)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        """Tune's hook after each report, handed to the trial's task's callback.
+
+        Args:
+            iteration: Tune's loop count; trials: every trial of the run (the task sees its own).
+            trial: the trial that reported; result: its report.
+            **info: Tune's other keyword arguments.
+        """
         self._route("on_trial_result", iteration, trials, trial, result=result, **info)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:

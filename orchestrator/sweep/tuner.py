@@ -186,7 +186,14 @@ def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext,
 
     At most the manifest's `max_concurrent_trials` trials run at once across the tasks (default: as
     many as the cluster holds now, orchestrator.sweep.placement), each task within its own limit; the rest
-    wait their turn."""
+    wait their turn.
+
+    Args:
+        loaded: the manifest; plans: its tasks to sweep.
+        ctx: what every trial needs beyond its task (storage, tracking).
+        echo: prints a line for the user.
+        can_grow: the cluster has an autoscaler (more trials may fit later).
+    """
     keep_credentials_out_of_trial_envs()
     from orchestrator.runtime import alive_nodes
 

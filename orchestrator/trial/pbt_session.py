@@ -29,7 +29,8 @@ import pyarrow.fs as pafs
 from orchestrator.search.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT, LINEAGE_KEY, POINTER_FILE, hyperparameters, new_lineage
 from orchestrator.storage.checkpoints import METRICS_FILE, StoredCheckpoints
 from orchestrator.tracking.context import TrackingContext
-from orchestrator.trial.session import TrialSession, WorkerPlan
+from orchestrator.trial.session import TrialSession
+from orchestrator.trial.spec import TrialSpec
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,11 @@ def read_pointer(folder: Path) -> dict | None:
 class PbtSession(TrialSession):
     """The only rank of a one-worker PBT trial (see the module docstring)."""
 
-    def __init__(self, plan: WorkerPlan, trial_id: str, values: dict[str, Any], fields: list[str], tracking: TrackingContext | None = None):
-        super().__init__(plan)
-        self.stored = LineageCheckpoints(plan.storage, plan.run_name, plan.keep_checkpoints)
+    def __init__(self, spec: TrialSpec, trial_id: str, values: dict[str, Any], fields: list[str], tracking: TrackingContext | None = None):
+        super().__init__(spec)
+        self.stored = LineageCheckpoints(spec.storage, spec.name, spec.keep_checkpoints)
         self.trial_id, self.values = trial_id, values
-        self.hp = hyperparameters(plan.cfg, fields)
+        self.hp = hyperparameters(spec.config, fields)
         self.lineage = new_lineage(trial_id, values)
         self.recorder = LineageRecorder(tracking) if tracking else None
         self.exploited = False  # this start continues from another trial's checkpoint: MLflow hears of it at the first report
@@ -110,11 +111,11 @@ class PbtSession(TrialSession):
 
     @contextlib.contextmanager
     def _exploit(self, pointer: dict) -> Iterator[tuple[Path, str]]:
-        donor = LineageCheckpoints(self.plan.storage, pointer["run"], self.plan.keep_checkpoints)
+        donor = LineageCheckpoints(self.spec.storage, pointer["run"], self.spec.keep_checkpoints)
         own = self.stored.newest_pointer()  # where this trial was: its old values and its earlier exploits
         with donor.opened(pointer["folder"]) as found:
             if found is None:
-                raise RuntimeError(f"PBT: trial {pointer['trial']} has no stored checkpoint in {self.plan.storage.run_uri(pointer['run'])} "
+                raise RuntimeError(f"PBT: trial {pointer['trial']} has no stored checkpoint in {self.spec.storage.run_uri(pointer['run'])} "
                                    "to continue from")
             folder, uri = found
             kept = read_pointer(folder) or pointer
@@ -159,7 +160,7 @@ class PbtSession(TrialSession):
         if folder is None or name is None:
             tune.report(metrics)
             return
-        pointer = {"trial": self.trial_id, "run": self.plan.run_name, "folder": name, "epoch": metrics.get("epoch"),
+        pointer = {"trial": self.trial_id, "run": self.spec.name, "folder": name, "epoch": metrics.get("epoch"),
                    "lineage": self.lineage}
         (folder / POINTER_FILE).write_text(json.dumps(pointer))
         self.stored.save(folder, name)
@@ -195,6 +196,6 @@ class LineageRecorder:
         client.log_batch(self.run_id, metrics=[Metric(k, v, now, epoch) for k, v in hp.items()], tags=tags)
 
 
-def session_factory(trial_id: str, values: dict[str, Any], fields: list[str], tracking: TrackingContext | None) -> Callable[[WorkerPlan], PbtSession]:
+def session_factory(trial_id: str, values: dict[str, Any], fields: list[str], tracking: TrackingContext | None) -> Callable[[TrialSpec], PbtSession]:
     """What `orchestrator.trial.session.train_in_trial` builds its session with, for a PBT trial."""
-    return lambda plan: PbtSession(plan, trial_id, values, fields, tracking)
+    return lambda spec: PbtSession(spec, trial_id, values, fields, tracking)

@@ -22,9 +22,8 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import ray.train
 import torch
@@ -32,38 +31,15 @@ import torch
 from cyclegan.config import TrainConfig
 from cyclegan.sources import resolve_dataset
 from cyclegan.trainer import Trainer
-from orchestrator.config.resources import DEFAULT_KEEP_CHECKPOINTS, Resources, prepare_config
-from orchestrator.storage.best import BEST_EPOCH, BestKeeper, Ranking
+from orchestrator.storage.best import BEST_EPOCH, BestKeeper
 from orchestrator.storage.checkpoints import StoredCheckpoints, checkpoint_dir_name, load_reported_metrics, load_resume_state, stage
-from orchestrator.storage.location import Storage, parse_storage
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.trial.ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, rank_record
+from orchestrator.trial.spec import TrialSpec
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[int, dict], None]  # (epoch, reported metrics), on rank 0
-
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """What every training process of a run gets, as one object."""
-
-    cfg: TrainConfig                 # checked for Ray (prepare_config): paths absolute, name = the run's name
-    resources: Resources
-    storage: Storage                 # checkpoints in <storage>/<cfg.name>/checkpoint_epoch_NNNN/
-    output_dir: Path                 # rank 0's local folder: the trainer's files, sample grids
-    resume_from: Any = None          # a ray.train.Checkpoint to start from when the run has none of its own
-    tracking: TrackingContext | None = None  # the MLflow ids the driver made
-    ranking: Ranking | None = None   # keep the best epoch by this metric (orchestrator.storage.best); None: not kept
-    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS  # one-worker trials rotate their own (Ray Train does it for Train runs)
-
-    @property
-    def run_name(self) -> str:
-        return self.cfg.name
-
-    @property
-    def run_uri(self) -> str:
-        return self.storage.run_uri(self.cfg.name)
 
 
 class Session(Protocol):
@@ -85,20 +61,20 @@ class Session(Protocol):
 class TrainSession:
     """A rank of a Ray Train worker group."""
 
-    def __init__(self, plan: WorkerPlan):
+    def __init__(self, spec: TrialSpec, resume_from: ray.train.Checkpoint | None = None):
         ctx = ray.train.get_context()
-        self.plan = plan
+        self.spec, self.resume_from = spec, resume_from  # resume_from: checked by the driver (ray_train.prepare_run)
         self.rank, self.world_size, self.local_rank = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
 
     def device(self) -> torch.device:
         from ray.train.torch import get_device
 
-        return get_device() if self.plan.resources.gpus_per_worker else torch.device("cpu")
+        return get_device() if self.spec.resources.gpus_per_worker else torch.device("cpu")
 
     @contextlib.contextmanager
     def checkpoint(self) -> Iterator[tuple[Path, str] | None]:
         # After a failure (or a relaunch with the same name), Ray hands back the last checkpoint.
-        checkpoint = ray.train.get_checkpoint() or self.plan.resume_from
+        checkpoint = ray.train.get_checkpoint() or self.resume_from
         if checkpoint is None:
             yield None
             return
@@ -115,13 +91,13 @@ class TrialSession:
 
     rank, world_size, local_rank = 0, 1, 0
 
-    def __init__(self, plan: WorkerPlan):
-        self.plan = plan
-        self.stored = StoredCheckpoints(plan.storage, plan.run_name, plan.keep_checkpoints)
+    def __init__(self, spec: TrialSpec):
+        self.spec = spec
+        self.stored = StoredCheckpoints(spec.storage, spec.name, spec.keep_checkpoints)
 
     def device(self) -> torch.device:
         # Ray gives the trial's process its GPU (CUDA_VISIBLE_DEVICES): the first visible one.
-        return torch.device("cuda", 0) if self.plan.resources.gpus_per_worker else torch.device("cpu")
+        return torch.device("cuda", 0) if self.spec.resources.gpus_per_worker else torch.device("cpu")
 
     @contextlib.contextmanager
     def checkpoint(self) -> Iterator[tuple[Path, str] | None]:
@@ -130,11 +106,12 @@ class TrialSession:
             if found is not None:
                 yield found
                 return
-        if self.plan.resume_from is None:
+        start = self.spec.resume_checkpoint()
+        if start is None:
             yield None
             return
-        with self.plan.resume_from.as_directory() as folder:
-            yield Path(folder), self.plan.resume_from.path
+        with start.as_directory() as folder:
+            yield Path(folder), start.path
 
     def report(self, metrics: dict, folder: Path | None = None, name: str | None = None) -> None:
         from ray import tune
@@ -145,32 +122,28 @@ class TrialSession:
 
 
 def train_loop_per_worker(config: dict) -> dict:
-    """The TorchTrainer's per-worker function; `config` is {"plan": WorkerPlan} (orchestrator.trial.ray_train)."""
-    plan: WorkerPlan = config["plan"]
-    return run_worker(plan, TrainSession(plan))
+    """The TorchTrainer's per-worker function; `config` is {"spec": TrialSpec, "resume_from": its checkpoint}
+    (orchestrator.trial.ray_train.prepare_run)."""
+    spec: TrialSpec = config["spec"]
+    return run_worker(spec, TrainSession(spec, config["resume_from"]))
 
 
-def train_in_trial(cfg: TrainConfig, resources: Resources, storage: str, *, tracking: TrackingContext | None = None,
-                   ranking: Ranking | None = None, keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
-                   session: Callable[[WorkerPlan], TrialSession] = TrialSession) -> dict:
-    """Train a one-worker sweep trial in this process (a Tune function trial): the run `cfg.name` in `storage`.
-    `session`: builds the trial's session from its plan (a PBT trial's: orchestrator.trial.pbt_session)."""
-    cfg = prepare_config(cfg, resources)
-    plan = WorkerPlan(cfg=cfg, resources=resources, storage=parse_storage(storage), output_dir=Path(cfg.checkpoints_dir) / cfg.name,
-                      tracking=tracking, ranking=ranking, keep_checkpoints=keep_checkpoints)
-    return run_worker(plan, session(plan))
+def train_in_trial(spec: TrialSpec, session: Callable[[TrialSpec], TrialSession] = TrialSession) -> dict:
+    """Train a one-worker sweep trial in this process (a Tune function trial): the run `spec.name` in `spec.storage`.
+    `session`: builds the trial's session from its spec (a PBT trial's: orchestrator.trial.pbt_session)."""
+    return run_worker(spec, session(spec))
 
 
-def run_worker(plan: WorkerPlan, session: Session) -> dict:
+def run_worker(spec: TrialSpec, session: Session) -> dict:
     """One training process's whole run; returns the last metrics and where it started."""
     rank, world_size = session.rank, session.world_size
     _setup_logging()
-    cfg = plan.cfg
+    cfg = spec.config
     device = session.device()
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL and the object collectives use the current device
     else:
-        torch.set_num_threads(plan.resources.threads)  # as many threads as the worker has CPUs
+        torch.set_num_threads(spec.resources.threads)  # as many threads as the worker has CPUs
     comm = Collectives(rank, world_size)
     data_root = resolve_once_per_node(cfg, session.local_rank, comm)
 
@@ -185,13 +158,13 @@ def run_worker(plan: WorkerPlan, session: Session) -> dict:
                 log.info("resuming after epoch %d from %s", state["epoch"], origin)
 
     listeners = []
-    if plan.tracking and rank == 0:
-        listeners.append(_tracking_listener(plan.tracking, cfg, plan.run_name, plan.output_dir, data_root))
-    keeper = BestKeeper(plan.ranking, plan.storage, plan.run_name) if plan.ranking and rank == 0 else None
-    reporter = EpochReporter(cfg, comm, session, plan.output_dir, plan.run_uri,
+    if spec.tracking and rank == 0:
+        listeners.append(_tracking_listener(spec.tracking, cfg, spec.name, spec.output_dir, data_root))
+    keeper = BestKeeper(spec.ranking, spec.storage, spec.name) if spec.ranking and rank == 0 else None
+    reporter = EpochReporter(cfg, comm, session, spec.output_dir, spec.run_uri,
                              resumed_from=state["epoch"] if state else 0, listeners=listeners, keeper=keeper)
     trainer = Trainer(cfg, rank=rank, world_size=world_size, device=device, wrap=make_wrap(cfg, device, world_size),
-                      on_epoch_end=[reporter], resume_state=state, output_dir=plan.output_dir,
+                      on_epoch_end=[reporter], resume_state=state, output_dir=spec.output_dir,
                       data_root=data_root, show_progress=False)
     if state is None:
         decorrelate_pools(trainer.model, rank)
@@ -199,7 +172,7 @@ def run_worker(plan: WorkerPlan, session: Session) -> dict:
         load_worker_state(trainer.model, own)  # this rank's own pools and RNG, as they were
     if trainer.start_epoch > cfg.total_epochs:
         if rank == 0:
-            log.info("%s is already complete (%d epochs); nothing to train", plan.run_name, cfg.total_epochs)
+            log.info("%s is already complete (%d epochs); nothing to train", spec.name, cfg.total_epochs)
         # Report the final epoch again: a relaunched Tune trial whose driver died before it recorded
         # that result would otherwise keep an earlier epoch as the trial's last.
         session.report(reported if rank == 0 else {})

@@ -57,10 +57,16 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
     plan = plans[config[TASK_KEY]]
     trial_id = tune.get_context().get_trial_id()
     train_config = trial_train_config(plan, without_task(config), trial_id)
-    ranking = Ranking(plan.search.metric, plan.search.resolved_mode)
     tracking = ctx.tracking[plan.name].for_trial(trial_id) if plan.name in ctx.tracking else None
+    from cyclegan.config import TrainConfig
+    from orchestrator.trial.spec import TrialSpec
+
+    # Worker failures fail a Ray Train trial (max_failures 0); Tune retries it (FailureConfig) and the TorchTrainer,
+    # relaunched under the same name and storage, continues from the trial's last checkpoint.
+    spec = TrialSpec(TrainConfig.from_dict(train_config), plan.resources, ctx.trials_storage,
+                     ranking=Ranking(plan.search.metric, plan.search.resolved_mode), tracking=tracking, max_failures=0,
+                     callbacks=() if plan.resources.trains_in_trial else _report_to_tune())
     if plan.resources.trains_in_trial:
-        from cyclegan.config import TrainConfig
         from orchestrator.trial.session import TrialSession, train_in_trial
 
         session = TrialSession
@@ -68,17 +74,18 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
             from orchestrator.trial.pbt_session import session_factory
 
             session = session_factory(trial_id, without_task(config), pbt.searched_fields(plan), tracking)
-        train_in_trial(TrainConfig.from_dict(train_config), plan.resources, ctx.trials_storage, tracking=tracking, ranking=ranking,
-                       session=session)
+        train_in_trial(spec, session)
         return
-    from ray.tune.integration.ray_train import TuneReportCallback
-
     from orchestrator.trial.ray_train import train_on_ray
 
     # Ray Train hands this process's setting to the run's controller: no PreemptionWatcher actor per trial (it
     # tells workers of draining nodes, which nothing here uses), unless the user asked for one.
     os.environ.setdefault(PREEMPTION_WATCHER_VAR, "0")
-    # Worker failures fail the trial; Tune retries it (FailureConfig) and the TorchTrainer, relaunched
-    # under the same name and storage, continues from the trial's last checkpoint.
-    train_on_ray(train_config, plan.resources, storage=ctx.trials_storage, name=trial_run_name(plan.name, trial_id),
-                 callbacks=[TuneReportCallback()], max_failures=0, ranking=ranking, tracking=tracking)
+    train_on_ray(spec)
+
+
+def _report_to_tune() -> tuple:
+    """The Ray Train run's report callback: each epoch's report becomes the Tune trial's."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    return (TuneReportCallback(),)

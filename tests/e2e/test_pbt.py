@@ -200,14 +200,14 @@ def test_a_hopeless_trial_exploits_a_learning_one_and_mlflow_and_the_results_sho
 
     from orchestrator.search.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT
     from orchestrator.sweep.experiment import run_experiment
+    from orchestrator.sweep.options import RunOptions
     from orchestrator.sweep.results import load_results
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     loaded = parse_manifest(PBT if scheduler == "pbt" else PB2, tmp_path / "manifest.yaml")
     assert loaded.plans[0].search.scheduler.type == scheduler
-    code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
-                          results_dir=tmp_path / "results")
+    code = run_experiment(loaded, loaded.plans, RunOptions(storage=str(tmp_path / "runs"), results_dir=tmp_path / "results"))
     out = capsys.readouterr().out
     assert code == 0, out
     task = load_results(tmp_path / "results" / "pbt-sweep.json")["pbt"]

@@ -38,6 +38,7 @@ from orchestrator.config.resources import Resources
 from orchestrator.storage.checkpoints import WORKER_STATES
 from orchestrator.trial.ddp import fingerprint
 from orchestrator.trial.ray_train import train_on_ray
+from orchestrator.trial.spec import TrialSpec
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +58,8 @@ def data64(tmp_path_factory) -> Path:
 def ddp_run(ray_session, data64, tmp_path_factory):
     """The uninterrupted 2-worker run, in local storage: the reference the other runs are compared with."""
     root = tmp_path_factory.mktemp("ddp")
-    result = train_on_ray(tiny_config(data64, root / "outputs", **RUN), Resources(workers=2), str(root / "storage"), name="ddp",
-                 keep_checkpoints=2)
+    result = train_on_ray(TrialSpec(tiny_config(data64, root / "outputs", **RUN), Resources(workers=2), str(root / "storage"),
+                                    name="ddp", keep_checkpoints=2))
     return result, root
 
 
@@ -105,8 +106,8 @@ def test_two_workers_average_gradients_on_disjoint_shards(ddp_run, data64, tmp_p
 def test_relaunching_a_complete_run_trains_nothing_and_reports_its_final_metrics(ddp_run, data64):
     """What a resumed Tune trial relies on when its driver died before it recorded the last epoch."""
     result, root = ddp_run
-    again = train_on_ray(tiny_config(data64, root / "outputs", **RUN), Resources(workers=2), str(root / "storage"), name="ddp",
-                keep_checkpoints=2)
+    again = train_on_ray(TrialSpec(tiny_config(data64, root / "outputs", **RUN), Resources(workers=2), str(root / "storage"),
+                                   name="ddp", keep_checkpoints=2))
     assert again.already_complete and again.metrics["epoch"] == 6
     assert again.metrics["loss_G"] == result.metrics["loss_G"] and again.checkpoint_path == result.checkpoint_path
     assert again.ray_result.metrics["epoch"] == 6  # reported to Ray again, so a Tune callback sees it
@@ -163,8 +164,8 @@ def test_a_killed_worker_is_replaced_and_the_run_resumes_from_its_last_checkpoin
 
     def run() -> None:
         try:
-            outcome["result"] = train_on_ray(tiny_config(data64, tmp_path / "outputs", **RUN), Resources(workers=2), "s3://ray-runs/ft",
-                                    name="killed", max_failures=1, keep_checkpoints=2)
+            outcome["result"] = train_on_ray(TrialSpec(tiny_config(data64, tmp_path / "outputs", **RUN), Resources(workers=2),
+                                                       "s3://ray-runs/ft", name="killed", max_failures=1, keep_checkpoints=2))
         except BaseException as err:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = err
 

@@ -18,6 +18,7 @@ import ray
 from conftest import tune_failures
 from orchestrator.config.manifest import load_manifest
 from orchestrator.sweep.experiment import run_experiment
+from orchestrator.sweep.options import RunOptions
 from orchestrator.sweep.progress import ProgressBoard, ProgressCallback
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,8 +66,7 @@ def test_asha_stops_trials_and_a_stopped_trials_best_epoch_registers_from_s3_sto
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="sweep-runs")
     loaded = load_manifest(_write(tmp_path, ASHA))
-    code = run_experiment(loaded, loaded.plans, storage=f"s3://sweep-runs/{tmp_path.name}", address=None, resume=False,
-                          results_dir=tmp_path / "results")
+    code = run_experiment(loaded, loaded.plans, RunOptions(storage=f"s3://sweep-runs/{tmp_path.name}", results_dir=tmp_path / "results"))
     out = capsys.readouterr().out
     assert code == 0, out
     task = load_results(tmp_path / "results" / "asha-sweep.json")["asha"]
@@ -153,8 +153,7 @@ def test_tpe_starts_from_the_papers_baseline_and_learns_from_each_trials_best_ep
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     loaded = load_manifest(_write(tmp_path, TPE))
     assert loaded.plans[0].trial_count == 3  # 2 samples + the baseline
-    code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
-                          results_dir=tmp_path / "results")
+    code = run_experiment(loaded, loaded.plans, RunOptions(storage=str(tmp_path / "runs"), results_dir=tmp_path / "results"))
     out = capsys.readouterr().out
     assert code == 0, out
     task = load_results(tmp_path / "results" / "tpe-sweep.json")["tpe"]
@@ -216,8 +215,7 @@ def test_guard_rails_stop_diverged_trials_unretried_and_sweeps_over_budget_or_fa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     loaded = load_manifest(_write(tmp_path, GUARDED.replace("{missing}", str(tmp_path / "no-such-dataset"))))
     started = time.monotonic()
-    code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
-                          results_dir=tmp_path / "results")
+    code = run_experiment(loaded, loaded.plans, RunOptions(storage=str(tmp_path / "runs"), results_dir=tmp_path / "results"))
     out = capsys.readouterr().out
     assert code == 1, out  # two tasks have no successful trial
     results = load_results(tmp_path / "results" / "guarded.json")

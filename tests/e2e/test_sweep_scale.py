@@ -14,6 +14,7 @@ import pytest
 
 from orchestrator.config.manifest import load_manifest
 from orchestrator.sweep.experiment import run_experiment
+from orchestrator.sweep.options import RunOptions
 
 REPO = Path(__file__).resolve().parents[2]
 TASK_BUDGET_MB = 150   # driver side, per task of the manifest
@@ -73,8 +74,7 @@ def test_a_manifest_asking_for_more_trials_at_once_than_the_cluster_holds_queues
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     (tmp_path / "queued.yaml").write_text(textwrap.dedent(QUEUED))
     loaded = load_manifest(tmp_path / "queued.yaml")
-    code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
-                          results_dir=tmp_path / "results")
+    code = run_experiment(loaded, loaded.plans, RunOptions(storage=str(tmp_path / "runs"), results_dir=tmp_path / "results"))
     out = capsys.readouterr().out
     assert code == 0, out
     results = load_results(tmp_path / "results" / "queued.json")
@@ -111,8 +111,7 @@ def test_a_trial_with_two_workers_is_a_ray_train_ddp_run_inside_the_sweep(ray_se
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     (tmp_path / "ddp.yaml").write_text(TWO_WORKERS)
     loaded = load_manifest(tmp_path / "ddp.yaml")
-    code = run_experiment(loaded, loaded.plans, storage=str(tmp_path / "runs"), address=None, resume=False,
-                          results_dir=tmp_path / "results")
+    code = run_experiment(loaded, loaded.plans, RunOptions(storage=str(tmp_path / "runs"), results_dir=tmp_path / "results"))
     out = capsys.readouterr().out
     assert code == 0, out
     (trial,) = load_results(tmp_path / "results" / "ddp-sweep.json")["pair"].trials

@@ -19,7 +19,7 @@ from cyclegan.errors import UserError
 from cyclegan.model import CycleGAN
 from cyclegan.trainer import Trainer
 from orchestrator.commands import main
-from orchestrator.config.resources import Resources
+from orchestrator.config.resources import Resources, prepare_config
 from orchestrator.storage.checkpoints import WORKER_STATES, load_reported_metrics, load_resume_state, stage
 from orchestrator.storage.location import StorageError, parse_storage, validate_storage
 from orchestrator.trial.ddp import (
@@ -31,7 +31,7 @@ from orchestrator.trial.ddp import (
     synchronize_norms,
     worker_state,
 )
-from orchestrator.trial.ray_train import _failure, prepare_config
+from orchestrator.trial.ray_train import _failure
 
 REPO = Path(__file__).resolve().parents[2]
 
