@@ -29,6 +29,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.errors import UserError
 from cyclegan.run_files import STATE_FILE
 from orchestrator.config.resources import DEFAULT_KEEP_CHECKPOINTS, DEFAULT_STORAGE, Resources, prepare_config
+from orchestrator.ray_internals import wrapped_error
 from orchestrator.runtime import connect
 from orchestrator.storage.best import Ranking
 from orchestrator.storage.checkpoints import CHECKPOINT_FILES, state_file
@@ -188,8 +189,7 @@ def _user_error_in(error: BaseException | None, depth: int = 0) -> UserError | N
     while error is not None and depth < 8:
         if isinstance(error, UserError):
             return error
-        # Ray wraps a worker's exception (UserExceptionWithTraceback._base_exc, RayTaskError.cause).
-        error = getattr(error, "_base_exc", None) or getattr(error, "cause", None) or error.__cause__
+        error = wrapped_error(error) or error.__cause__
         depth += 1
     return None
 
