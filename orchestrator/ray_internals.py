@@ -33,7 +33,8 @@ class Fenced:
 
 
 FENCED: tuple[Fenced, ...] = (
-    Fenced("ray.tune.tuner", "Tuner._local_tuner", "a restored Tuner's run and tune configs (no public getter)"),
+    Fenced("ray.tune.tuner", "Tuner._local_tuner", "a restored Tuner's run and tune configs (no public getter)",
+           instance=True),
     Fenced("ray.tune.impl.tuner_internal", "TunerInternal.get_run_config", "a restored run's RunConfig", params=("self",)),
     Fenced("ray.tune.impl.tuner_internal", "TunerInternal._tune_config", "a restored run's TuneConfig (no getter at all)",
            instance=True),
