@@ -8,9 +8,12 @@ trial's config carries its task (`config["task"]`), and two dispatchers route by
   for random and grid search, a `SearchGenerator` around a `Searcher` such as Optuna's. The tasks
   take turns creating trials, and at most `max_concurrent` trials of the whole manifest are live.
 - `TaskScheduler` (a `TrialScheduler`) holds one scheduler per task (ASHA, FIFO, and PBT the same
-  way) and shows each the run through `TaskView`: only its task's trials, and its task's search
-  algorithm. ASHA therefore compares only trials of the same task. It also ends the tasks whose
-  guard says stop (`stops`, orchestrator.search.guards.TaskGuards), as Tune's own stopper ends a run.
+  way) and shows each the run through `TaskView`: only its task's trials, its task's search
+  algorithm, and the run's pausing and saving of trials (nothing else of the controller). ASHA
+  therefore compares only trials of the same task. It also ends the tasks whose guard says stop
+  (`stops`, orchestrator.search.guards.TaskGuards), as Tune's own stopper ends a run.
+
+Private Tune names the routing needs are reached through orchestrator.ray_internals.
 
 Tune pickles both into the run's `tuner.pkl` and restores them on `Tuner.restore`, then loads the
 search state from the experiment folder: each task's algorithm saves its own files there, named
