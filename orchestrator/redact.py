@@ -8,10 +8,11 @@ variables (AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_PASSWORD, ...) wherever they a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from cyclegan.urls import MASK, mask_userinfo
@@ -45,6 +46,20 @@ def environ_snapshot() -> dict[str, str]:
         values = {key: os.environ.get(key) for key in keys}
         return {key: value for key, value in values.items() if value is not None}
     return {}
+
+
+@contextlib.contextmanager
+def restored_environ(names: Iterable[str]) -> Iterator[None]:
+    """Put back the variables `names` of os.environ as they were (set, or unset) when the block ends."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _env_secrets() -> list[str]:

@@ -27,6 +27,12 @@ DEFAULT_MEMORY_PER_WORKER_GIB = 1.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 
 
+def whole_gpus(workers: int, gpus_per_worker: float) -> bool:
+    """Whether DDP can run with these GPUs: NCCL cannot run two ranks on one GPU, so with more than one
+    worker each has none or whole GPUs."""
+    return workers == 1 or gpus_per_worker in (0, int(gpus_per_worker))
+
+
 class Resources(BaseModel):
     """How many DDP workers a run (one training, or one trial of a sweep) has and what each one gets."""
 
@@ -40,7 +46,7 @@ class Resources(BaseModel):
 
     @model_validator(mode="after")
     def _whole_gpus_for_ddp(self) -> Resources:
-        if self.workers > 1 and self.gpus_per_worker not in (0, int(self.gpus_per_worker)):
+        if not whole_gpus(self.workers, self.gpus_per_worker):
             raise ValueError("gpus_per_worker must be a whole number when workers > 1 (fractional GPUs break NCCL DDP)")
         return self
 
@@ -56,7 +62,7 @@ class Resources(BaseModel):
             raise UserError(f"--gpus-per-worker: {gpus_per_worker}; must be 0 or more")
         if memory_per_worker < 0:
             raise UserError(f"--memory-per-worker: {memory_per_worker}; must be 0 or more")
-        if workers > 1 and gpus_per_worker not in (0, int(gpus_per_worker)):
+        if not whole_gpus(workers, gpus_per_worker):
             raise UserError(f"--gpus-per-worker {gpus_per_worker}: must be a whole number with more than one worker "
                             "(NCCL cannot run two DDP ranks on one GPU)")
         return cls(workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,

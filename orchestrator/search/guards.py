@@ -28,7 +28,7 @@ from ray.tune import Callback, Stopper
 
 from cyclegan.metric_names import EPOCH_METRICS, LOSS_NAMES
 from orchestrator.config.baseline import baseline_trial
-from orchestrator.sweep.router import task_of
+from orchestrator.sweep.router import by_task, task_of
 
 DIVERGED = "diverged"  # the result key holding why a trial diverged
 WATCHED = frozenset({f"loss_{name}" for name in LOSS_NAMES} | set(EPOCH_METRICS))  # the losses, loss_G, cycle_l1
@@ -158,11 +158,9 @@ class TaskGuards(Callback, Stopper):
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         if len(trials) != len(self.tasks):
             self.tasks = {t.trial_id: task_of(t) for t in trials}
-        by_task: dict[str, list] = {task: [] for task in self.guards}
-        for trial in trials:
-            by_task.setdefault(task_of(trial), []).append(trial)
+        own = by_task(trials, self.guards)
         for task, guard in self.guards.items():
-            guard.on_step_begin(iteration, by_task[task], **info)
+            guard.on_step_begin(iteration, own[task], **info)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         if guard := self.guards.get(task_of(trial)):

@@ -6,6 +6,8 @@ from __future__ import annotations
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining
 
+from orchestrator import ray_internals
+
 
 class ResumedSynchRepair:
     """A repair of Tune's PBT (and PB2). Synchronous PBT (`synch: true`) runs a paused trial only while it is
@@ -15,16 +17,16 @@ class ResumedSynchRepair:
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         trial = super().choose_trial_to_run(tune_controller)
-        if trial is not None or not self._synch:
+        if trial is not None or not ray_internals.pbt_synch(self):
             return trial
         trials = tune_controller.get_trials()
         waiting = [t for t in trials if t.status in (Trial.PENDING, Trial.PAUSED)]
         if not waiting or any(t.status == Trial.RUNNING for t in trials):
             return None
-        times = [self._trial_state[t].last_train_time for t in waiting]
-        if min(times) < self._next_perturbation_sync:
+        times = [ray_internals.pbt_last_train_time(self, t) for t in waiting]
+        if min(times) < ray_internals.pbt_next_look(self):
             return None
-        self._next_perturbation_sync = max(times) + self._perturbation_interval
+        ray_internals.pbt_move_next_look(self, max(times))
         return super().choose_trial_to_run(tune_controller)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from cyclegan.run_files import CONFIG_FILE, LATEST, network_file
+from orchestrator.storage.checkpoints import download, upload
 from orchestrator.storage.location import Storage
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def fetch_best(storage: Storage, run_name: str, dest: Path) -> tuple[Path, BestR
         return None
     fs, root = _location(storage, run_name)
     dest.mkdir(parents=True, exist_ok=True)
-    pafs.copy_files(f"{root}/{record.folder}", str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    download(fs, f"{root}/{record.folder}", dest)
     return dest, record
 
 
@@ -124,8 +125,7 @@ class BestKeeper:
         self.fs.create_dir(target, recursive=True)
         for name in BEST_FILES:
             if (out_dir / name).is_file():
-                pafs.copy_files(str(out_dir / name), f"{target}/{name}", source_filesystem=pafs.LocalFileSystem(),
-                                destination_filesystem=self.fs)
+                upload(out_dir / name, self.fs, f"{target}/{name}")
         previous, self.record = self.record, BestRecord(epoch, self.metric, self.mode, value, folder)
         with self.fs.open_output_stream(f"{self.root}/{BEST_FILE}") as stream:
             stream.write(json.dumps(asdict(self.record)).encode())

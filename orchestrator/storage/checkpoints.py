@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from cyclegan import checkpoint as ckpt
 from cyclegan.errors import UserError
 from cyclegan.run_files import CHECKPOINT_FILES, STATE_FILE
 from orchestrator.storage.location import Storage
@@ -41,6 +40,18 @@ METRICS_FILE = "metrics.json"
 
 
 CHECKPOINT_PREFIX = "checkpoint_epoch_"
+# cyclegan.checkpoint (torch) is imported by the functions that read or write training state: the driver,
+# which loads no torch, imports this module for `download` and `upload` (orchestrator.storage.best).
+
+
+def download(fs: pafs.FileSystem, folder: str, dest: str | Path) -> None:
+    """Copy `folder` of `fs` (S3, or the local filesystem) into the local folder `dest`."""
+    pafs.copy_files(folder, str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+
+
+def upload(path: Path, fs: pafs.FileSystem, target: str) -> None:
+    """Copy the local file `path` to `target` on `fs`."""
+    pafs.copy_files(str(path), target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
 def checkpoint_dir_name(epoch: int) -> str:
@@ -62,6 +73,8 @@ def stage(out_dir: Path, dest: Path, worker_states: list[dict] | None = None, me
         except OSError:
             shutil.copy2(src, dest / name)
     if worker_states is not None:
+        from cyclegan import checkpoint as ckpt
+
         ckpt.atomic_save(worker_states, dest / WORKER_STATES)
     return dest
 
@@ -79,6 +92,8 @@ def state_file(path: str | Path) -> Path:
 def load_resume_state(folder: str | Path, rank: int, world_size: int) -> tuple[dict, dict | None]:
     """The full training state in `folder`, and this rank's own state when the checkpoint was
     written by a run with the same number of workers (else None: the rank starts from rank 0's pools)."""
+    from cyclegan import checkpoint as ckpt
+
     state = ckpt.load_training_state(state_file(folder))
     per_rank = Path(folder) / WORKER_STATES
     if not per_rank.is_file():
@@ -128,7 +143,7 @@ class StoredCheckpoints:
             yield Path(self.root, complete[-1]), uri
             return
         with tempfile.TemporaryDirectory(prefix="cyclegan-resume-") as tmp:
-            pafs.copy_files(f"{self.root}/{complete[-1]}", tmp, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
+            download(self.fs, f"{self.root}/{complete[-1]}", tmp)
             yield Path(tmp), uri
 
     def save(self, folder: Path, name: str) -> str:
@@ -138,8 +153,7 @@ class StoredCheckpoints:
         self.fs.create_dir(target, recursive=True)
         files = sorted(folder.iterdir(), key=lambda path: path.name == METRICS_FILE)
         for path in files:
-            pafs.copy_files(str(path), f"{target}/{path.name}", source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=self.fs)
+            upload(path, self.fs, f"{target}/{path.name}")
         complete, incomplete = self._folders()
         for old in complete[:-self.keep] + [n for n in incomplete if n < complete[-1]]:
             try:

@@ -7,19 +7,16 @@ import logging
 import os
 import signal
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-
-import ray
 
 import orchestrator.tracking.runs as tracking
 from cyclegan.errors import UserError
 from orchestrator.config.aliases import alias_note, expand_aliases
 from orchestrator.config.manifest import LoadedManifest, TaskPlan, train_options
 from orchestrator.redact import environ_snapshot, is_secret_name, mask_text
-from orchestrator.runtime import connect
+from orchestrator.runtime import connect, ray_logs_dir, shutdown_quietly
 from orchestrator.storage.location import Storage, parse_storage, trial_run_name, validate_storage, without_userinfo
 from orchestrator.sweep.options import RunOptions
 from orchestrator.sweep.placement import check_cluster_fits, has_autoscaler
@@ -142,36 +139,9 @@ def _finish_task(result: TaskResult, plan: TaskPlan, spec: TrackingContext, pref
     tracking.end_task_run(uri, parent, "FINISHED" if best else "FAILED", summary=summary)
 
 
-def _ray_logs_dir() -> str | None:
-    node = getattr(ray._private.worker, "_global_node", None)  # no public API names the session's folder
-    try:
-        return node.get_logs_dir_path() if node is not None else None
-    except Exception:
-        return None
-
-
-def _shutdown_quietly(timeout: float = 15.0) -> None:
-    """End a Ray started here in an order that lets its actors end on their own: Train's detached
-    placement-group cleaners poll the GCS every second until their controller is gone, and one still
-    polling when the GCS stops dies with a traceback in its log."""
-    from ray.util.state import list_actors
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            cleaners = list_actors(filters=[("class_name", "=", "PlacementGroupCleaner"), ("state", "=", "ALIVE")],
-                                   raise_on_missing_output=False, timeout=5)
-        except Exception:  # no state API (no dashboard): nothing to wait for
-            break
-        if not cleaners:
-            break
-        time.sleep(0.5)
-    ray.shutdown()
-
-
 def _logs_line(log_path: Path | None) -> str | None:
     parts = [f"this run's log: {log_path}"] if log_path else []
-    ray_logs = _ray_logs_dir()
+    ray_logs = ray_logs_dir()
     if ray_logs:
         parts.append(f"Ray's logs: {ray_logs}")
     return "logs: " + "; ".join(parts) if parts else None
@@ -213,7 +183,7 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], options: RunOp
         for result, plan in zip(results, plans):
             _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix, trials)
         if started_here:
-            _shutdown_quietly()
+            shutdown_quietly()
     except KeyboardInterrupt:
         for spec in runs.values():  # no run is left RUNNING forever
             tracking.end_task_run(spec.uri, spec.parent_run_id, "KILLED", summary="the driver was stopped")

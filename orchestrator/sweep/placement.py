@@ -144,11 +144,9 @@ def has_autoscaler() -> bool:
     """Whether the cluster's autoscaler can launch nodes. `ray start --head` without a cluster config
     (and the private local Ray) runs it read-only: its node types are the running nodes, named
     node_<id>. No status at all (e.g. a KubeRay autoscaler of its own): assume it can grow."""
-    from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_initialized
+    from orchestrator.ray_internals import autoscaling_status
 
-    if not _internal_kv_initialized():
-        return True
-    raw = _internal_kv_get("__autoscaling_status")
+    raw = autoscaling_status()
     if not raw:
         return True
     report = json.loads(raw).get("autoscaler_report") or {}

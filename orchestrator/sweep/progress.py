@@ -21,6 +21,16 @@ from orchestrator.sweep.results import STATUSES
 from orchestrator.sweep.router import without_task
 
 
+def ending(last: dict, epoch: int, total_epochs: int) -> tuple[str, str]:
+    """How a trial that Tune saw end without an error ended, after `epoch` of its `total_epochs`
+    epochs (`last`: its last result): its status and the words for it."""
+    if last.get(DIVERGED):
+        return "diverged", f"diverged {last[DIVERGED]}"
+    if epoch < total_epochs:
+        return "stopped", f"stopped early by the scheduler after {epoch} epoch(s)"
+    return "finished", f"finished after {epoch} epoch(s)"
+
+
 @ray.remote(num_cpus=0)
 class ProgressBoard:
     def __init__(self):
@@ -111,12 +121,7 @@ class ProgressCallback(Callback):
         value = last.get(best_key(self.metric))
         scored = isinstance(value, (int, float)) and not math.isnan(value)
         best = f", best {self.metric} {value:.4g} at epoch {last.get(BEST_EPOCH)}" if scored else ""
-        if last.get(DIVERGED):
-            status, how = "diverged", f"diverged {last[DIVERGED]}"
-        elif epoch < self.total_epochs:
-            status, how = "stopped", f"stopped early by the scheduler after {epoch} epoch(s)"
-        else:
-            status, how = "finished", f"finished after {epoch} epoch(s)"
+        status, how = ending(last, epoch, self.total_epochs)
         self._send(trial.trial_id, status, value if scored else None, f"{how}{best}{self._label(trials, trial)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+from orchestrator.ray_internals import RestoreFromRemoteHook
 
-class _KeepDriversCopy:
-    def _restore_from_remote(self, file_name: str, trial) -> None:
+
+class _KeepDriversCopy(RestoreFromRemoteHook):
+    def restores_from_remote(self, file_name: str, trial) -> bool:
         local = Path(trial.local_path, file_name)
-        if local.is_file() and local.stat().st_size > 0:
-            return
-        super()._restore_from_remote(file_name, trial)
+        return not (local.is_file() and local.stat().st_size > 0)
 
 
 class ProgressCsvLogger(_KeepDriversCopy, CSVLoggerCallback):

@@ -8,9 +8,12 @@ trial's config carries its task (`config["task"]`), and two dispatchers route by
   for random and grid search, a `SearchGenerator` around a `Searcher` such as Optuna's. The tasks
   take turns creating trials, and at most `max_concurrent` trials of the whole manifest are live.
 - `TaskScheduler` (a `TrialScheduler`) holds one scheduler per task (ASHA, FIFO, and PBT the same
-  way) and shows each the run through `TaskView`: only its task's trials, and its task's search
-  algorithm. ASHA therefore compares only trials of the same task. It also ends the tasks whose
-  guard says stop (`stops`, orchestrator.search.guards.TaskGuards), as Tune's own stopper ends a run.
+  way) and shows each the run through `TaskView`: only its task's trials, its task's search
+  algorithm, and the run's pausing and saving of trials (nothing else of the controller). ASHA
+  therefore compares only trials of the same task. It also ends the tasks whose guard says stop
+  (`stops`, orchestrator.search.guards.TaskGuards), as Tune's own stopper ends a run.
+
+Private Tune names the routing needs are reached through orchestrator.ray_internals.
 
 Tune pickles both into the run's `tuner.pkl` and restores them on `Tuner.restore`, then loads the
 search state from the experiment folder: each task's algorithm saves its own files there, named
@@ -24,10 +27,10 @@ import copy
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ray import cloudpickle
 from ray.tune import Callback
@@ -35,6 +38,8 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher, SearchGenerator
 from ray.tune.search.concurrency_limiter import ConcurrencyLimiter
+
+from orchestrator import ray_internals
 
 TASK_KEY = "task"  # the config key naming a trial's task
 STATE_FILE = "task-search-state-{}.pkl"
@@ -48,6 +53,34 @@ def task_of(trial) -> str | None:
 def without_task(config: dict | None) -> dict:
     """A trial's hyperparameters: its config without the task."""
     return {k: v for k, v in (config or {}).items() if k != TASK_KEY}
+
+
+Item = TypeVar("Item")
+
+
+def by_task(items: Iterable[Item], tasks: Iterable[str] = (), task: Callable[[Item], str | None] = task_of) -> dict[str | None, list[Item]]:
+    """`items` (trials, by default) grouped by their task, in order; every one of `tasks` has a list, even empty."""
+    groups: dict[str | None, list[Item]] = {name: [] for name in tasks}
+    for item in items:
+        groups.setdefault(task(item), []).append(item)
+    return groups
+
+
+class RoundRobin:
+    """The tasks take turns: each call asks them in order, starting after the one that gave last time."""
+
+    def __init__(self, names: Iterable[str]):
+        self.names, self.turn = list(names), 0
+
+    def first(self, give: Callable[[str], Item | None]) -> Item | None:
+        """The first thing `give(task)` gives, asking the tasks from this turn's; the next turn starts after that task."""
+        for i in range(len(self.names)):
+            index = (self.turn + i) % len(self.names)
+            found = give(self.names[index])
+            if found is not None:
+                self.turn = (index + 1) % len(self.names)
+                return found
+        return None
 
 
 @dataclass
@@ -84,8 +117,7 @@ class TaskSearch(SearchAlgorithm):
         self.max_concurrent, self.stops = max_concurrent, stops
         self.live: dict[str, str] = {}   # live trial id -> task
         self.ended: set[str] = set()     # tasks ended early (TaskScheduler.end_task)
-        self._turn = 0
-        self._finished = False
+        self.turns = RoundRobin(self.inner)
         # BasicVariantGenerator names trials <5 hex digits of a uuid1>_<counter>, the counter from 0 in each
         # generator: generators made in the same instant would give two tasks the same trial ids.
         prefixes: set[str] = set()
@@ -94,7 +126,7 @@ class TaskSearch(SearchAlgorithm):
                 while (prefix := uuid.uuid4().hex[:5] + "_") in prefixes:
                     pass
                 prefixes.add(prefix)
-                alg._uuid_prefix = prefix
+                ray_internals.set_trial_id_prefix(alg, prefix)
 
     @property
     def metric(self) -> None:
@@ -112,9 +144,7 @@ class TaskSearch(SearchAlgorithm):
         return sum(alg.total_samples for alg in self.inner.values())
 
     def add_configurations(self, experiments) -> None:
-        from ray.tune.experiment import _convert_to_experiment_list
-
-        (experiment,) = _convert_to_experiment_list(experiments)
+        (experiment,) = ray_internals.experiment_list(experiments)
         for task, spec in self.specs.items():
             own = copy.copy(experiment)
             config = {**spec.space, TASK_KEY: task}
@@ -128,16 +158,18 @@ class TaskSearch(SearchAlgorithm):
         if self.max_concurrent and len(self.live) >= self.max_concurrent:
             return None
         stopping = self.stops.stopping() if self.stops else set()
-        names = list(self.inner)
-        for i in range(len(names)):
-            task = names[(self._turn + i) % len(names)]
+
+        def create(task: str) -> Trial | None:
             if task in self.ended or task in stopping:
-                continue
+                return None
             trial = self.inner[task].next_trial()
             if trial is not None:
-                self._turn = (self._turn + i + 1) % len(names)
                 self.live[trial.trial_id] = task
-                return trial
+            return trial
+
+        trial = self.turns.first(create)
+        if trial is not None:
+            return trial
         if all(t in self.ended or t in stopping or alg.is_finished() for t, alg in self.inner.items()):
             self.set_finished()
         return None
@@ -156,17 +188,11 @@ class TaskSearch(SearchAlgorithm):
         self.ended.add(task)
         self.live = {trial_id: t for trial_id, t in self.live.items() if t != task}
 
-    def is_finished(self) -> bool:
-        return self._finished
-
-    def set_finished(self) -> None:
-        self._finished = True
-
     # -- saved with the experiment's state ---------------------------------------------------
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> None:
         for task, alg in self.inner.items():  # Tune's own files, one set per task
             alg.save_to_dir(dirpath, session_str=f"@{task}@{session_str}")
-        state = {"live": self.live, "ended": self.ended, "turn": self._turn, "finished": self._finished}
+        state = {"live": self.live, "ended": self.ended, "turn": self.turns.turn, "finished": self.is_finished()}
         tmp = Path(dirpath, f".tmp-{STATE_FILE.format(session_str)}")
         with open(tmp, "wb") as f:
             cloudpickle.dump(state, f)
@@ -178,7 +204,9 @@ class TaskSearch(SearchAlgorithm):
     def restore_from_dir(self, dirpath: str) -> None:
         with open(max(Path(dirpath).glob(STATE_FILE.format("*"))), "rb") as f:
             state = cloudpickle.load(f)
-        self.live, self.ended, self._turn, self._finished = state["live"], state["ended"], state["turn"], state["finished"]
+        self.live, self.ended, self.turns.turn = state["live"], state["ended"], state["turn"]
+        if state["finished"]:
+            self.set_finished()
         for task, alg in self.inner.items():
             with _task_files(dirpath, task) as own:
                 if alg.has_checkpoint(own):
@@ -197,24 +225,22 @@ def _task_files(dirpath: str, task: str) -> Iterator[str]:
         yield tmp
 
 
-class TaskView:
-    """What one task's scheduler sees of the Tune run: that task's trials and search algorithm;
-    everything else (pausing, stopping, saving trials) is the run's own."""
+class TaskView(ray_internals.ControllerFacade):
+    """What one task's scheduler sees of the Tune run: that task's trials and search algorithm, and
+    the run's pausing and saving of trials (ControllerFacade); nothing else of the controller."""
 
     def __init__(self, controller, task: str, search_alg: SearchAlgorithm, trials: list | None = None):
-        self._controller, self._task, self.search_alg = controller, task, search_alg
-        self._trials = trials
+        super().__init__(controller)
+        self.task, self.search_alg = task, search_alg
+        self.trials = trials
 
     def get_trials(self) -> list:
-        if self._trials is not None:
-            return self._trials
-        return [t for t in self._controller.get_trials() if task_of(t) == self._task]
+        if self.trials is not None:
+            return self.trials
+        return [t for t in self.controller.get_trials() if task_of(t) == self.task]
 
     def get_live_trials(self) -> set:
-        return {t for t in self._controller.get_live_trials() if task_of(t) == self._task}
-
-    def __getattr__(self, name: str):
-        return getattr(self._controller, name)
+        return {t for t in self.controller.get_live_trials() if task_of(t) == self.task}
 
 
 class TaskScheduler(TrialScheduler):
@@ -224,10 +250,9 @@ class TaskScheduler(TrialScheduler):
                  stops: TaskStops | None = None):
         super().__init__()
         self.inner, self.search, self.stops = schedulers, search, stops
-        self._metric = None
         for task, (metric, mode) in (metrics or {}).items():
             schedulers[task].set_search_properties(metric, mode)
-        self._turn = 0
+        self.turns = RoundRobin(schedulers)
 
     @property
     def metric(self) -> None:
@@ -267,29 +292,19 @@ class TaskScheduler(TrialScheduler):
     def choose_trial_to_run(self, controller) -> Trial | None:
         """Called at every step of the run: first end the tasks whose guard says stop, then let the
         tasks' schedulers take turns choosing."""
-        by_task: dict[str, list] = {task: [] for task in self.inner}
-        for trial in controller.get_trials():
-            by_task.setdefault(task_of(trial), []).append(trial)
+        trials = by_task(controller.get_trials(), self.inner)
         for task in (self.stops.stopping() if self.stops else set()) - self.search.ended:
-            self.end_task(controller, task, by_task.get(task, []))
-        names = list(self.inner)
-        for i in range(len(names)):
-            task = names[(self._turn + i) % len(names)]
-            view = TaskView(controller, task, self.search.inner[task], by_task[task])
-            trial = self.inner[task].choose_trial_to_run(view)
-            if trial is not None:
-                self._turn = (self._turn + i + 1) % len(names)
-                return trial
-        return None
+            self.end_task(controller, task, trials.get(task, []))
+        return self.turns.first(
+            lambda task: self.inner[task].choose_trial_to_run(TaskView(controller, task, self.search.inner[task], trials[task])))
 
     def end_task(self, controller, task: str, trials: list) -> None:
         """Stop `task`'s trials that have not ended and create no more: what Tune does to every trial when its
         stopper's stop_all() says so (TuneController._stop_experiment_if_needed), for one task. As there, no
         scheduler, search or callback hears of these stops: the sweep gives them the guard's reason itself."""
-        run = getattr(controller, "_tune_controller", controller)  # the TuneController behind Tune's wrapper
         for trial in trials:
             if trial.status not in ENDED:
-                run._schedule_trial_stop(trial)
+                ray_internals.schedule_trial_stop(controller, trial)
         self.search.end_task(task)
 
     def debug_string(self) -> str:
@@ -303,17 +318,15 @@ class TaskCallbacks(Callback):
     def __init__(self, callbacks: dict[str, Callback]):
         self.callbacks = callbacks
 
-    def _own(self, trials: list, task: str | None) -> list:
-        return [t for t in trials if task_of(t) == task]
-
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        own = by_task(trials, self.callbacks)
         for task, callback in self.callbacks.items():
-            callback.on_step_begin(iteration, self._own(trials, task), **info)
+            callback.on_step_begin(iteration, own[task], **info)
 
     def _route(self, hook: str, iteration: int, trials: list, trial, **info) -> None:
         task = task_of(trial)
         if task in self.callbacks:
-            getattr(self.callbacks[task], hook)(iteration, self._own(trials, task), trial, **info)
+            getattr(self.callbacks[task], hook)(iteration, by_task(trials, [task])[task], trial, **info)
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self._route("on_trial_start", iteration, trials, trial, **info)

@@ -29,17 +29,18 @@ from ray import tune
 import orchestrator.search.build as tune_search
 import orchestrator.search.pbt as pbt
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
+from orchestrator import ray_internals
 from orchestrator.config.baseline import baseline_trial
 from orchestrator.config.manifest import LoadedManifest, TaskPlan
-from orchestrator.redact import is_secret_name
-from orchestrator.search.guards import DIVERGED, SweepGuard, TaskGuards
+from orchestrator.redact import is_secret_name, restored_environ
+from orchestrator.search.guards import SweepGuard, TaskGuards
 from orchestrator.storage.best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, best_key, read_best
 from orchestrator.storage.location import Storage, parse_storage, trial_run_name
 from orchestrator.sweep.placement import concurrency_limit, trial_placement
-from orchestrator.sweep.progress import ProgressBoard, ProgressCallback, follow
+from orchestrator.sweep.progress import ProgressBoard, ProgressCallback, ending, follow
 from orchestrator.sweep.result_logs import result_loggers
 from orchestrator.sweep.results import TaskResult, TrialRecord, pick_best
-from orchestrator.sweep.router import TASK_KEY, TaskCallbacks, TaskScheduler, TaskSearch, TaskSearchSpec, without_task
+from orchestrator.sweep.router import TASK_KEY, TaskCallbacks, TaskScheduler, TaskSearch, TaskSearchSpec, by_task, task_of, without_task
 from orchestrator.trial.trainable import SweepContext, run_trial
 
 # What a trial's history (results file) keeps of each epoch: losses, the metrics that can rank trials, speed, the best
@@ -78,13 +79,12 @@ def _ending(error, last: dict, done: int, epochs: int, trial_id: str, guard: Swe
     `trained`: those and any the workers finished (and kept) while a stop reached them."""
     if error:
         return "failed", None
-    if last.get(DIVERGED):
-        return "diverged", f"diverged {last[DIVERGED]}"
-    if done >= epochs:
-        return "finished", None
-    if trial_id not in guard.completed and guard.stop_reason:  # ended by the guard's stop_all, not one by one
+    status, how = ending(last, done, epochs)
+    if status == "finished":
+        return status, None
+    if status == "stopped" and trial_id not in guard.completed and guard.stop_reason:  # the guard's stop_all, not one by one
         return "stopped", (f"stopped after {trained} epoch(s): " if trained else "stopped before its first epoch: ") + guard.stop_reason
-    return "stopped", f"stopped early by the scheduler after {done} epoch(s)"
+    return status, how
 
 
 def keep_credentials_out_of_trial_envs() -> None:
@@ -92,10 +92,7 @@ def keep_credentials_out_of_trial_envs() -> None:
     (ray/tune/execution/class_cache.py), and Ray writes runtime envs in plain text to its
     runtime_env_agent.log. The trial processes do not need the copy: they inherit the node's
     environment (a private local Ray: the driver's) or use the node's own credentials."""
-    from ray.tune.execution import class_cache
-
-    class_cache.ENV_VARS_TO_PROPAGATE.difference_update(
-        {name for name in class_cache.ENV_VARS_TO_PROPAGATE if is_secret_name(name)})
+    ray_internals.stop_propagating_env_vars(is_secret_name)
 
 
 RUN_NAME_LIMIT = 80  # a run named after many tasks gets a hash of their names instead
@@ -118,16 +115,9 @@ def _tune_environment(max_pending: int) -> Iterator[None]:
     TensorBoard one imports torch; the CSV and JSON ones are passed explicitly), and as many trials
     pending placement at once as may run, not Tune's default of one for a custom search algorithm."""
     values = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_MAX_PENDING_TRIALS_PG": str(max_pending)}
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
+    with restored_environ(values):
+        os.environ.update(values)
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _task_search(plans: list[TaskPlan], limit: int, guards: TaskGuards) -> tuple[TaskSearch, TaskScheduler]:
@@ -163,9 +153,8 @@ def _tuner(plans: list[TaskPlan], ctx: SweepContext, limit: int, guards: TaskGua
     if ctx.resume and tune.Tuner.can_restore(f"{tune_root}/{name}", storage_filesystem=storage.filesystem):
         tuner = tune.Tuner.restore(f"{tune_root}/{name}", trainable, resume_errored=True, storage_filesystem=storage.filesystem)
         # The saved run holds the previous driver's callbacks (and its dead progress actor) and guards.
-        run_config = tuner._local_tuner.get_run_config()
+        run_config, tune_config = ray_internals.restored_configs(tuner)
         run_config.callbacks, run_config.stop = callbacks + loggers, guards
-        tune_config = tuner._local_tuner._tune_config
         tune_config.search_alg.stops = tune_config.scheduler.stops = guards
         tune_config.search_alg.max_concurrent = limit
         return tuner
@@ -233,13 +222,10 @@ def run_sweeps(loaded: LoadedManifest, plans: list[TaskPlan], ctx: SweepContext,
 
 def _results(grid, plans: list[TaskPlan], ctx: SweepContext, guards: TaskGuards, board) -> list[TaskResult]:
     """One TaskResult per plan from the run's results."""
-    by_task: dict[str, list] = {plan.name: [] for plan in plans}
-    for result in grid:
-        task = (result.config or {}).get(TASK_KEY) or guards.tasks.get(_trial_id(result))
-        if task in by_task:
-            by_task[task].append(result)
+    # Tune's results hold a trial's config only once it reported: the guards saw every trial's task.
+    results = by_task(grid, [plan.name for plan in plans], lambda result: task_of(result) or guards.tasks.get(_trial_id(result)))
     trials = parse_storage(ctx.trials_storage)
-    return [_task_result(plan, by_task[plan.name], guards.guards[plan.name], board, trials) for plan in plans]
+    return [_task_result(plan, results[plan.name], guards.guards[plan.name], board, trials) for plan in plans]
 
 
 def _task_result(plan: TaskPlan, results: list, guard: SweepGuard, board, trials: Storage) -> TaskResult:

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import orchestrator.tracking.pyfunc_model as pyfunc_model
 from cyclegan.errors import UserError
 from cyclegan.networks import size_multiple
 from cyclegan.run_files import LATEST, network_file
-from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value
+from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value, restored_environ
 from orchestrator.tracking.pyfunc_model import IMAGE_COLUMN, encode_png, generator_config
 from orchestrator.tracking.runs import SEARCHED_AS_TAG
 
@@ -140,21 +139,15 @@ def using_uri(uri: str):
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved_env = {name: os.environ.get(name) for name in names}
     saved = tracking_utils._tracking_uri, registry_utils._registry_uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved[0])
-        registry_utils._registry_uri = saved[1]
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with restored_environ(("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(saved[0])
+            registry_utils._registry_uri = saved[1]
 
 
 def _checkpoint_files(client: MlflowClient, run_id: str, checkpoint_dir: str | Path | None, tmp: Path) -> tuple[Path, dict | None]:

@@ -28,6 +28,7 @@ from ray.train.torch import TorchTrainer
 
 from cyclegan.errors import UserError
 from orchestrator.config.resources import Resources
+from orchestrator.ray_internals import wrapped_error
 from orchestrator.runtime import connect
 from orchestrator.storage.location import Storage, validate_storage
 from orchestrator.trial.session import train_loop_per_worker
@@ -146,8 +147,7 @@ def _user_error_in(error: BaseException | None, depth: int = 0) -> UserError | N
     while error is not None and depth < 8:
         if isinstance(error, UserError):
             return error
-        # Ray wraps a worker's exception (UserExceptionWithTraceback._base_exc, RayTaskError.cause).
-        error = getattr(error, "_base_exc", None) or getattr(error, "cause", None) or error.__cause__
+        error = wrapped_error(error) or error.__cause__
         depth += 1
     return None
 
