@@ -24,7 +24,6 @@ from orchestrator.sweep.placement import DEFAULT_RESOURCE_WAIT_S, check_cluster_
 from orchestrator.sweep.results import TaskResult, summary_table, write_results
 from orchestrator.sweep.tuner import run_sweeps
 from orchestrator.tracking.context import TrackingContext
-from orchestrator.tracking.lineage import git_commit, log_task_lineage
 from orchestrator.tracking.recorder import BEST_EPOCH_TAG
 from orchestrator.trial.trainable import SweepContext
 
@@ -80,23 +79,17 @@ def _sweep_token(target: Storage, experiment: str, resume: bool) -> str:
 def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -> dict[str, TrackingContext]:
     """Check MLflow, then open one parent run per task; returns what the trials need."""
     manifest = loaded.manifest
-    uri = tracking.resolve_tracking_uri(manifest.tracking.uri)
-    tracking.check_tracking(uri)
-    experiment_id = tracking.open_training_experiment(uri, manifest.tracking.experiment or manifest.name)
-    commit = git_commit()
-    runs = {}
-    for plan in plans:
-        spec = tracking.TaskRunSpec(
+    specs = [
+        tracking.TaskRunSpec(
             plan.name, dataset=plan.data, manifest_name=manifest.name, manifest_sha256=loaded.sha256,
             metric=plan.search.metric, mode=plan.search.resolved_mode, sweep_key=f"{manifest.name}/{plan.name}/{token}",
             # Hyperparameters by their TrainConfig names, as the trials' runs and the registry record them.
             params={"search": plan.search.model_dump(exclude={"space"}), "space": expand_aliases(plan.space), "train": plan.train,
                     "resources": plan.resources.model_dump()},
             tags={tracking.SEARCHED_AS_TAG: alias_note(plan.space)})
-        parent = tracking.start_task_run(uri, experiment_id, spec)
-        log_task_lineage(uri, parent, loaded.path, commit)
-        runs[plan.name] = TrackingContext(uri, experiment_id, parent, system_metrics=manifest.tracking.system_metrics)
-    return runs
+        for plan in plans]
+    return tracking.open_task_runs(tracking.resolve_tracking_uri(manifest.tracking.uri), manifest.tracking.experiment or manifest.name,
+                                   specs, loaded.path, manifest.tracking.system_metrics)
 
 
 def _finish_task(result: TaskResult, plan: TaskPlan, spec: TrackingContext, prefix: str, trials: Storage) -> None:

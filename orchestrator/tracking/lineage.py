@@ -62,7 +62,15 @@ def dataset_name(reference: str) -> str:
 
 def log_dataset_input(client: MlflowClient, run_id: str, reference: str, folder: str | Path, context: str = "train") -> MetaDataset:
     """Log the dataset as an input of the run: its masked reference and the digest of `folder`
-    (where it was resolved to)."""
+    (where it was resolved to).
+
+    Args:
+        client: a client of the run's tracking store.
+        run_id: the trial's run.
+        reference: the dataset as the manifest names it (masked here).
+        folder: where it was resolved to; its file listing makes the digest.
+        context: the input's role, MLflow's `mlflow.data.context` tag.
+    """
     dataset = MetaDataset(DatasetReference(reference), name=dataset_name(reference), digest=content_digest(folder))
     client.log_inputs(run_id, datasets=[DatasetInput(dataset_entity(dataset), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
     return dataset

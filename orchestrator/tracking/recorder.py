@@ -28,8 +28,9 @@ CHECKPOINTS_FOLDER = "checkpoints"
 class TrialRecorder(Protocol):
     """One trial's record: its dataset, each epoch's metrics, files, tags and how it ended.
 
-    Open it with `orchestrator.tracking.backends.open_trial_recorder`, on rank 0 only. Reopening the record of a trial that ran before
-    (a retry, a resumed sweep) appends to it: `log_epoch` keeps the first values of an epoch.
+    Open it with orchestrator.tracking.backends.open_trial_recorder, on rank 0 only. Reopening the
+    record of a trial that ran before (a retry, a resumed sweep) appends to it: `log_epoch` keeps
+    the first values of an epoch.
     """
 
     def log_dataset(self, reference: str, folder: str | Path) -> None:

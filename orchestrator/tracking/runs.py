@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from mlflow.exceptions import MlflowException
 from cyclegan.errors import UserError
 from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params
 from orchestrator.tracking.client import all_pages
-from orchestrator.tracking.lineage import mark_training_experiment
+from orchestrator.tracking.context import TrackingContext
+from orchestrator.tracking.lineage import git_commit, log_task_lineage, mark_training_experiment
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,29 @@ def start_task_run(uri: str, experiment_id: str, spec: TaskRunSpec) -> str:
     return run_id
 
 
+def open_task_runs(uri: str, experiment: str, specs: Iterable[TaskRunSpec], manifest_path: str | Path | None,
+                   system_metrics: bool = False) -> dict[str, TrackingContext]:
+    """Check the tracking store (within seconds), open the experiment as a model-training one and
+    one parent run per task with the code version and the manifest; what each task's trials need.
+
+    Args:
+        uri: the tracking URI (resolve_tracking_uri).
+        experiment: the experiment's name.
+        specs: one per task.
+        manifest_path: the manifest, logged (masked) on each parent run.
+        system_metrics: whether the trials record MLflow's system metrics.
+    """
+    check_tracking(uri)
+    experiment_id = open_training_experiment(uri, experiment)
+    commit = git_commit()
+    runs = {}
+    for spec in specs:
+        parent = start_task_run(uri, experiment_id, spec)
+        log_task_lineage(uri, parent, manifest_path, commit)
+        runs[spec.task] = TrackingContext(uri, experiment_id, parent, system_metrics=system_metrics)
+    return runs
+
+
 def end_task_run(uri: str, run_id: str, status: str = "FINISHED", summary: str | None = None) -> list[str]:
     """End a task's parent run; trials still RUNNING under it are ended as KILLED (their
     worker is gone). `summary` becomes the run's description. Returns the trial runs ended."""
@@ -264,7 +288,15 @@ def set_trial_status(uri: str, parent_run_id: str, trial_name: str, status: str,
                      tags: Mapping[str, Any] | None = None) -> str | None:
     """End a trial's run from the driver (e.g. a Tune callback: error -> FAILED, early stop ->
     KILLED, complete -> FINISHED), with `tags` (masked) set first. Returns the run id, or None when
-    the trial has no run."""
+    the trial has no run.
+
+    Args:
+        uri: the tracking URI.
+        parent_run_id: the task's run.
+        trial_name: the trial, as its run's `trial` tag names it.
+        status: FINISHED, FAILED or KILLED.
+        tags: set on the run before it ends.
+    """
     run_id = find_trial_run(uri, parent_run_id, trial_name)
     if run_id:
         client = MlflowClient(uri)

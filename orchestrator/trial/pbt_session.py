@@ -9,8 +9,8 @@
   folder is emptied (those checkpoints belong to the lineage it leaves);
 - what it reports: each epoch's `hp/<option>` values and lineage, and with each checkpoint epoch a
   pointer to the checkpoint it stored, as the Tune checkpoint that PBT hands to exploiting trials;
-- what it records in MLflow (through orchestrator.tracking.recorder): the `hp/` values per epoch, and at an exploit `pbt/lineage.json` and the
-  `cyclegan.pbt.*` tags on the trial's run.
+- what it records in MLflow (through its recorder, orchestrator.tracking.recorder): the `hp/` values
+  per epoch, and at an exploit `pbt/lineage.json` and the `cyclegan.pbt.*` tags on the trial's run.
 """
 
 from __future__ import annotations
