@@ -39,21 +39,17 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     from cyclegan.translate import translate_folder
-    from orchestrator.redact import mask_text
-    from orchestrator.tracking.registry import using_uri
+    from orchestrator.tracking.client import TrackingError
+    from orchestrator.tracking.registry import load_registered_model
 
     # The input first: a bad one fails in seconds, before the model is loaded.
     source = fetch_input(args.input, args.cache_dir, args.s3_endpoint_url) if "://" in args.input else Path(args.input)
     uri = tracking_uri(args)
     try:
-        with using_uri(uri):
-            model = mlflow.pyfunc.load_model(args.model).unwrap_python_model()
-    except MlflowException as err:
-        raise UserError(f"--model {args.model}: cannot load it from {mask_text(uri)}: {mask_text(err.message)[:300]}") from None
+        model = load_registered_model(uri, args.model)
+    except TrackingError as err:
+        raise UserError(f"--model {args.model}: {err}") from None
     if not hasattr(model, "generator"):
         raise UserError(f"--model {args.model}: not a CycleGAN model registered by this project")
     net = model.generator(args.direction)

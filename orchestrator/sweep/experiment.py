@@ -23,7 +23,7 @@ from orchestrator.sweep.placement import check_cluster_fits, has_autoscaler
 from orchestrator.sweep.results import TaskResult, summary_table, write_results
 from orchestrator.sweep.tuner import run_sweeps
 from orchestrator.tracking.context import TrackingContext
-from orchestrator.tracking.lineage import git_commit, log_task_lineage
+from orchestrator.tracking.recorder import BEST_EPOCH_TAG
 from orchestrator.trial.trainable import SweepContext
 
 log = logging.getLogger(__name__)
@@ -78,36 +78,29 @@ def _sweep_token(target: Storage, experiment: str, resume: bool) -> str:
 def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -> dict[str, TrackingContext]:
     """Check MLflow, then open one parent run per task; returns what the trials need."""
     manifest = loaded.manifest
-    uri = tracking.resolve_tracking_uri(manifest.tracking.uri)
-    tracking.check_tracking(uri)
-    experiment_id = tracking.open_training_experiment(uri, manifest.tracking.experiment or manifest.name)
-    commit = git_commit()
-    runs = {}
-    for plan in plans:
-        parent = tracking.start_task_run(
-            uri, experiment_id, plan.name, dataset=plan.data, manifest_name=manifest.name, manifest_sha256=loaded.sha256,
+    specs = [
+        tracking.TaskRunSpec(
+            plan.name, dataset=plan.data, manifest_name=manifest.name, manifest_sha256=loaded.sha256,
             metric=plan.search.metric, mode=plan.search.resolved_mode, sweep_key=f"{manifest.name}/{plan.name}/{token}",
             # Hyperparameters by their TrainConfig names, as the trials' runs and the registry record them.
             params={"search": plan.search.model_dump(exclude={"space"}), "space": expand_aliases(plan.space), "train": plan.train,
                     "resources": plan.resources.model_dump()},
             tags={tracking.SEARCHED_AS_TAG: alias_note(plan.space)})
-        log_task_lineage(uri, parent, loaded.path, commit)
-        runs[plan.name] = TrackingContext(uri, experiment_id, parent, system_metrics=manifest.tracking.system_metrics)
-    return runs
+        for plan in plans]
+    return tracking.open_task_runs(tracking.resolve_tracking_uri(manifest.tracking.uri), manifest.tracking.experiment or manifest.name,
+                                   specs, loaded.path, manifest.tracking.system_metrics)
 
 
 def _finish_task(result: TaskResult, plan: TaskPlan, spec: TrackingContext, prefix: str, trials: Storage) -> None:
     """Close the trial runs, register the best trial's best epoch, record the outcome and close the parent run."""
-    from mlflow.exceptions import MlflowException
-
     from orchestrator.storage.best import best_key, fetch_best
-    from orchestrator.tracking.registry import register_best
+    from orchestrator.tracking.registry import Candidate, register_best
 
     uri, parent = spec.uri, spec.parent_run_id
     for trial in result.trials:
         if trial.trial_id != "-":
             tags = {tracking.STATUS_TAG: trial.status, tracking.BASELINE_TAG: str(trial.baseline).lower(), tracking.NOTE_TAG: trial.note,
-                    tracking.BEST_EPOCH_TAG: trial.best_epoch}
+                    BEST_EPOCH_TAG: trial.best_epoch}
             tracking.set_trial_status(uri, parent, trial.trial_id, TRIAL_RUN_STATUS[trial.status], tags)
     best, baseline = result.best, result.baseline
     hyperparameters = train_options(best.params) if best else {}  # the names the trial's run has
@@ -126,14 +119,15 @@ def _finish_task(result: TaskResult, plan: TaskPlan, spec: TrackingContext, pref
                 fetched = fetch_best(trials, trial_run_name(plan.name, best.trial_id), Path(tmp))
                 folder, kept = fetched if fetched else (None, None)
                 value, epoch = (kept.value, kept.epoch) if kept else (best.metric, best.best_epoch)  # the files' own epoch
-                registration = register_best(uri, result.task, run_id, metric=result.metric, value=value, mode=result.mode,
-                                             hyperparameters=hyperparameters, dataset=result.data, prefix=prefix, step=epoch or 0,
-                                             checkpoint_dir=folder, tags={"epoch": epoch, "baseline": str(best.baseline).lower(),
-                                                                          tracking.SEARCHED_AS_TAG: alias_note(best.params)})
+                candidate = Candidate(result.task, run_id, metric=result.metric, value=value, mode=result.mode,
+                                      hyperparameters=hyperparameters, dataset=result.data, step=epoch or 0, checkpoint_dir=folder,
+                                      tags={"epoch": epoch, "baseline": str(best.baseline).lower(),
+                                            tracking.SEARCHED_AS_TAG: alias_note(best.params)})
+                registration = register_best(uri, candidate, prefix)
             result.registry = {"name": registration.name, "version": registration.version, "champion": registration.champion,
                                "model_uri": registration.model_uri, "summary": registration.summary()}
             summary = registration.summary()
-        except (UserError, MlflowException, OSError) as err:  # the parent run still ends, FINISHED with the reason
+        except (UserError, OSError) as err:  # MLflow's errors come as TrackingError; the parent run still ends, FINISHED
             summary = f"registration failed: {mask_text(str(err))[:300]}"
             result.registry = {"error": summary}
     tracking.end_task_run(uri, parent, "FINISHED" if best else "FAILED", summary=summary)

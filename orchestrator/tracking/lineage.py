@@ -15,15 +15,14 @@ import logging
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT
 
 from orchestrator.redact import mask_text
+from orchestrator.tracking.mlflow_internals import DatasetReference, dataset_entity
 
 log = logging.getLogger(__name__)
 
@@ -39,36 +38,6 @@ def mark_training_experiment(client: MlflowClient, experiment_id: str) -> None:
     tags = client.get_experiment(experiment_id).tags
     if EXPERIMENT_KIND_TAG not in tags:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
-
-
-class DatasetReference(DatasetSource):
-    """A dataset as this project names it (folder, s3://, archive, synthetic://), masked.
-    Metadata only: MLflow never loads it."""
-
-    def __init__(self, uri: str):
-        self.uri = mask_text(uri)
-
-    @staticmethod
-    def _get_source_type() -> str:
-        return "cyclegan"
-
-    def load(self, **kwargs) -> Any:
-        raise NotImplementedError("a cyclegan dataset reference is resolved by `cyclegan data`, not by MLflow")
-
-    @staticmethod
-    def _can_resolve(raw_source: Any) -> bool:
-        return False
-
-    @classmethod
-    def _resolve(cls, raw_source: Any) -> DatasetReference:
-        return cls(str(raw_source))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri}
-
-    @classmethod
-    def from_dict(cls, source_dict: dict[Any, Any]) -> DatasetReference:
-        return cls(source_dict["uri"])
 
 
 def content_digest(folder: str | Path) -> str:
@@ -93,9 +62,17 @@ def dataset_name(reference: str) -> str:
 
 def log_dataset_input(client: MlflowClient, run_id: str, reference: str, folder: str | Path, context: str = "train") -> MetaDataset:
     """Log the dataset as an input of the run: its masked reference and the digest of `folder`
-    (where it was resolved to)."""
+    (where it was resolved to).
+
+    Args:
+        client: a client of the run's tracking store.
+        run_id: the trial's run.
+        reference: the dataset as the manifest names it (masked here).
+        folder: where it was resolved to; its file listing makes the digest.
+        context: the input's role, MLflow's `mlflow.data.context` tag.
+    """
     dataset = MetaDataset(DatasetReference(reference), name=dataset_name(reference), digest=content_digest(folder))
-    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset_entity(dataset), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
     return dataset
 
 

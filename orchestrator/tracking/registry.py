@@ -9,7 +9,6 @@ to it only when it strictly beats the current champion on the same metric and mo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -35,7 +34,9 @@ import orchestrator.tracking.pyfunc_model as pyfunc_model
 from cyclegan.errors import UserError
 from cyclegan.networks import size_multiple
 from cyclegan.run_files import LATEST, network_file
-from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value, restored_environ
+from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value
+from orchestrator.tracking.client import TrackingError, all_pages, reported_as
+from orchestrator.tracking.mlflow_internals import using_uri
 from orchestrator.tracking.pyfunc_model import IMAGE_COLUMN, encode_png, generator_config
 from orchestrator.tracking.runs import SEARCHED_AS_TAG
 
@@ -132,24 +133,6 @@ def _pip_requirements() -> list[str]:
     return pins
 
 
-@contextlib.contextmanager
-def using_uri(uri: str):
-    """Point MLflow's fluent API (log_model, register_model, load_model) at `uri` for the block,
-    then put back exactly what was there: mlflow.set_*_uri also writes os.environ."""
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
-    with restored_environ(("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")):
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        try:
-            yield
-        finally:
-            mlflow.set_tracking_uri(saved[0])
-            registry_utils._registry_uri = saved[1]
-
-
 def _checkpoint_files(client: MlflowClient, run_id: str, checkpoint_dir: str | Path | None, tmp: Path) -> tuple[Path, dict | None]:
     """A local folder with latest_net_G_A/G_B.pth: the given one, else the run's best (or final)
     checkpoint artifacts. Also the config.json logged beside them, if any."""
@@ -182,18 +165,39 @@ def zip_package(target: Path) -> Path:
     return target
 
 
-def register_best(uri: str, task: str, run_id: str, *, metric: str, value: float, mode: str,
-                  config: dict[str, Any] | None = None, checkpoint_dir: str | Path | None = None,
-                  hyperparameters: dict[str, Any] | None = None, dataset: str | None = None,
-                  prefix: str = DEFAULT_PREFIX, step: int = 0, tags: dict[str, Any] | None = None) -> Registration:
-    """Log the best trial's generators as a pyfunc model in its run `run_id`, register them as a
-    new version of `<prefix><task>` and move `champion` to it if `value` beats the champion's.
+@dataclass(frozen=True)
+class Candidate:
+    """The best trial of a task, as `register_best` registers it.
 
     `checkpoint_dir` holds latest_net_G_A.pth / latest_net_G_B.pth (default: the run's
     `checkpoints/best`, else `checkpoints/final` artifacts); `config` is the trial's training
     config (default: the config.json logged with the checkpoint). `step` is the epoch the
-    metric comes from.
+    metric comes from; `tags` are set on the version besides its metric, run and hyperparameters.
     """
+
+    task: str
+    run_id: str
+    metric: str
+    value: float
+    mode: str
+    step: int = 0
+    config: dict[str, Any] | None = None
+    checkpoint_dir: str | Path | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+def register_best(uri: str, candidate: Candidate, prefix: str = DEFAULT_PREFIX) -> Registration:
+    """Log the candidate's generators as a pyfunc model in its run, register them as a new version
+    of `<prefix><task>` and move `champion` to it if its value beats the champion's. MLflow's
+    errors come as a TrackingError."""
+    with reported_as():
+        return _register(uri, candidate, prefix)
+
+
+def _register(uri: str, candidate: Candidate, prefix: str) -> Registration:
+    task, run_id, metric, value, mode = candidate.task, candidate.run_id, candidate.metric, candidate.value, candidate.mode
     if mode not in ("min", "max"):
         raise ValueError(f"mode {mode!r}: use min or max")
     name = f"{prefix}{task}"
@@ -201,15 +205,15 @@ def register_best(uri: str, task: str, run_id: str, *, metric: str, value: float
     run = client.get_run(run_id)
     with tempfile.TemporaryDirectory(prefix="cyclegan-register-") as tmp_dir:
         tmp = Path(tmp_dir)
-        folder, logged_config = _checkpoint_files(client, run_id, checkpoint_dir, tmp / "download")
-        train_config = config or logged_config
+        folder, logged_config = _checkpoint_files(client, run_id, candidate.checkpoint_dir, tmp / "download")
+        train_config = candidate.config or logged_config
         if train_config is None:
             raise UserError(f"{folder}: no config.json beside the checkpoint; pass the trial's training config")
         gen_config = generator_config(train_config)
         (tmp / "generators.json").write_text(json.dumps(gen_config, indent=2))
         artifacts = {"G_A": str(folder / GENERATOR_FILES["G_A"]), "G_B": str(folder / GENERATOR_FILES["G_B"]),
                      "config": str(tmp / "generators.json"), "code": str(zip_package(tmp / "cyclegan.zip"))}
-        version_tags = _version_tags(task, run, metric, value, mode, hyperparameters or {}, dataset, tags or {})
+        version_tags = _version_tags(task, run, metric, value, mode, candidate.hyperparameters, candidate.dataset, candidate.tags)
         with using_uri(uri):
             logged = mlflow.initialize_logged_model(name=MODEL_NAME, source_run_id=run_id, experiment_id=run.info.experiment_id,
                                                     tags={k: v for k, v in version_tags.items() if not k.startswith(HP_PREFIX)},
@@ -217,10 +221,10 @@ def register_best(uri: str, task: str, run_id: str, *, metric: str, value: float
             info = mlflow.pyfunc.log_model(name=MODEL_NAME, model_id=logged.model_id, python_model=pyfunc_model.__file__,
                                            artifacts=artifacts, signature=signature(),
                                            input_example=input_example(gen_config), pip_requirements=_pip_requirements())
-            client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
+            client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=candidate.step)])
             version = mlflow.register_model(info.model_uri, name, tags=version_tags).version
     client.set_registered_model_tag(name, "task", task)
-    client.update_model_version(name, str(version), description=_description(version_tags, step))
+    client.update_model_version(name, str(version), description=_description(version_tags, candidate.step))
     result = _maybe_crown(client, name, str(version), metric, float(value), mode)
     client.set_model_version_tag(name, str(version), "champion_decision", result.reason[:MAX_TAG_VALUE])
     log.info("%s", result.summary())
@@ -303,25 +307,13 @@ def _version_info(mv) -> VersionInfo:
                        hyperparameters={k.removeprefix(HP_PREFIX): v for k, v in tags.items() if k.startswith(HP_PREFIX)})
 
 
-def _all_pages(uri: str, search, query: str) -> list:
-    """Every result of a paged registry search; MLflow errors become a UserError naming the URI."""
-    items, token = [], None
-    while True:
-        try:
-            page = search(query, max_results=1000, page_token=token)
-        except MlflowException as err:
-            raise UserError(f"model registry at {mask_text(uri)}: {mask_text(err.message)[:300]}") from None
-        items += list(page)
-        token = page.token
-        if not token:
-            return items
-
-
 def list_models(uri: str, prefix: str = DEFAULT_PREFIX) -> list[ModelInfo]:
     """Every registered model named `<prefix>*`, with its champion (if any), sorted by name."""
     client = MlflowClient(uri, registry_uri=uri)
     # LIKE treats "_" as a wildcard: keep exact prefix matches only.
-    found = [m for m in _all_pages(uri, client.search_registered_models, f"name LIKE '{prefix}%'") if m.name.startswith(prefix)]
+    with reported_as(f"model registry at {mask_text(uri)}"):
+        models = all_pages(client.search_registered_models, f"name LIKE '{prefix}%'")
+    found = [m for m in models if m.name.startswith(prefix)]
     out = []
     for model in sorted(found, key=lambda m: m.name):
         champion = champion_version(client, model.name)
@@ -343,9 +335,20 @@ def show_model(uri: str, task: str, prefix: str = DEFAULT_PREFIX) -> ModelInfo:
             raise UserError(f"no registered model {name!r} at {mask_text(uri)}; "
                             "`python -m orchestrator models list` shows the ones there") from None
         raise UserError(f"model registry at {mask_text(uri)}: {mask_text(err.message)[:300]}") from None
-    versions = _all_pages(uri, client.search_model_versions, f"name = '{name}'")
+    with reported_as(f"model registry at {mask_text(uri)}"):
+        versions = all_pages(client.search_model_versions, f"name = '{name}'")
     infos = sorted((_version_info(v) for v in versions), key=lambda v: int(v.version), reverse=True)
     for info in infos:  # version searches may leave aliases out; the registered model has them all
         info.aliases = sorted(alias for alias, version in (registered.aliases or {}).items() if str(version) == info.version)
     champion = next((v for v in infos if CHAMPION in v.aliases), None)
     return ModelInfo(name, name.removeprefix(prefix), champion, infos[0].version if infos else None, infos)
+
+
+def load_registered_model(uri: str, model_uri: str):
+    """The Python model behind `model_uri` (models:/<name>@<alias>, models:/<name>/<version>,
+    runs:/..., a folder) from the registry at `uri`; a TrackingError when MLflow cannot load it."""
+    try:
+        with using_uri(uri):
+            return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    except MlflowException as err:
+        raise TrackingError(f"cannot load it from {mask_text(uri)}: {mask_text(err.message)[:300]}") from None

@@ -2,42 +2,34 @@
 
 Everything here talks to MLflow through an explicit `MlflowClient(uri)`, never the fluent
 API's global state, so it works the same in the driver and in a Ray Train rank-0 worker.
-What crosses into a worker is plain data: the URI and the experiment / parent run ids.
-
-A trial's run is found again by its tags (parent run + `trial=<name>`), so a trial that
-restarts after a failure appends to the run it already has: no duplicate runs, and
-`TrialLogger.log_epoch` drops epochs the run already holds, so steps stay unique and
-increasing (epochs re-trained after a resume keep the values of their first attempt).
+What crosses into a worker is plain data (orchestrator.tracking.context); a trial records
+into its own run through orchestrator.tracking.recorder.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import numbers
 import os
-import shutil
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
-from PIL import Image
 
 from cyclegan.errors import UserError
-from cyclegan.metric_names import FALLBACK_REASON
-from cyclegan.run_files import NETWORK_FILES
 from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params
+from orchestrator.tracking.client import all_pages
 from orchestrator.tracking.context import TrackingContext
-from orchestrator.tracking.lineage import log_dataset_input, mark_training_experiment, start_system_metrics
+from orchestrator.tracking.lineage import git_commit, log_task_lineage, mark_training_experiment
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +38,6 @@ DEFAULT_ARTIFACTS = "mlartifacts"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 ROLE_TAG = "cyclegan.role"  # "task" on parent runs, "trial" on child runs
 LAST_EPOCH_TAG = "cyclegan.last_epoch"
-BEST_EPOCH_TAG = "cyclegan.best_epoch"  # on a trial's run: its best epoch so far (orchestrator.storage.best)
 STATUS_TAG = "cyclegan.status"          # on a trial's run: finished, stopped, diverged or failed (orchestrator.sweep.results)
 BASELINE_TAG = "cyclegan.baseline"      # on a trial's run: "true" for the task's baseline trial
 NOTE_TAG = "cyclegan.note"              # on a trial's run: how it ended when it did not finish
@@ -54,7 +45,6 @@ NOTE_TAG = "cyclegan.note"              # on a trial's run: how it ended when it
 # `space.<name>.<distribution>` params and `best.<name>` tags on its task's run, `hp.<name>` registry tags.
 BEST_PREFIX = "best."                   # on a task's run: the best trial's hyperparameters, one tag each
 SEARCHED_AS_TAG = "cyclegan.searched_as"  # on a task's run and a registered version: which manifest alias set which fields
-SAMPLES_IMAGE_KEY = "samples"  # the sample grids as an MLflow image series, one per epoch
 
 
 # ------------------------------------------------------------------------------------------------
@@ -161,7 +151,8 @@ def _quoted(value: str) -> str:
     return f"'{value}'"
 
 
-def _tags(values: Mapping[str, Any]) -> dict[str, str]:
+def masked_tags(values: Mapping[str, Any]) -> dict[str, str]:
+    """Tag values as MLflow stores them: masked, cut to its limit; None values left out."""
     return {key: mask_value(key, value)[:MAX_TAG_VALUE] for key, value in values.items() if value is not None}
 
 
@@ -196,28 +187,64 @@ def open_training_experiment(uri: str, name: str) -> str:
     return experiment_id
 
 
-def start_task_run(uri: str, experiment_id: str, task: str, *, dataset: str, manifest_name: str, manifest_sha256: str,
-                   metric: str | None = None, mode: str | None = None, sweep_key: str | None = None,
-                   params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None) -> str:
-    """Start (or, with the `sweep_key` of an earlier unfinished driver, resume) a task's parent run.
+@dataclass(frozen=True)
+class TaskRunSpec:
+    """What a task's parent run records: tags task, dataset, manifest, manifest_sha256, metric and
+    mode (and sweep_key, by which the parent run of an earlier unfinished driver is found again);
+    `params` (e.g. the search space and sweep settings) are logged flattened and masked."""
 
-    Tags: task, dataset, manifest, manifest_sha256, metric, mode (and sweep_key). `params`
-    (e.g. the search space and sweep settings) are logged flattened and masked. Returns the run id.
-    """
+    task: str
+    dataset: str
+    manifest_name: str
+    manifest_sha256: str
+    metric: str | None = None
+    mode: str | None = None
+    sweep_key: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, Any] = field(default_factory=dict)
+
+
+def start_task_run(uri: str, experiment_id: str, spec: TaskRunSpec) -> str:
+    """Start (or, with the `sweep_key` of an earlier unfinished driver, resume) a task's parent run.
+    Returns the run id."""
     client = MlflowClient(uri)
-    all_tags = _tags({"task": task, "dataset": dataset, "manifest": manifest_name, "manifest_sha256": manifest_sha256,
-                      "metric": metric, "mode": mode, "sweep_key": sweep_key, ROLE_TAG: "task", **(tags or {})})
+    all_tags = masked_tags({"task": spec.task, "dataset": spec.dataset, "manifest": spec.manifest_name,
+                            "manifest_sha256": spec.manifest_sha256, "metric": spec.metric, "mode": spec.mode,
+                            "sweep_key": spec.sweep_key, ROLE_TAG: "task", **spec.tags})
     run_id = None
-    if sweep_key:
-        found = client.search_runs([experiment_id], f"tags.`{ROLE_TAG}` = 'task' AND tags.task = {_quoted(task)} "
-                                   f"AND tags.sweep_key = {_quoted(sweep_key)}", max_results=1)
+    if spec.sweep_key:
+        found = client.search_runs([experiment_id], f"tags.`{ROLE_TAG}` = 'task' AND tags.task = {_quoted(spec.task)} "
+                                   f"AND tags.sweep_key = {_quoted(spec.sweep_key)}", max_results=1)
         if found:
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
     if run_id is None:
-        run_id = client.create_run(experiment_id, run_name=task, tags=all_tags).info.run_id
-    _log_params_once(client, run_id, params or {})
+        run_id = client.create_run(experiment_id, run_name=spec.task, tags=all_tags).info.run_id
+    log_params_once(client, run_id, spec.params)
     return run_id
+
+
+def open_task_runs(uri: str, experiment: str, specs: Iterable[TaskRunSpec], manifest_path: str | Path | None,
+                   system_metrics: bool = False) -> dict[str, TrackingContext]:
+    """Check the tracking store (within seconds), open the experiment as a model-training one and
+    one parent run per task with the code version and the manifest; what each task's trials need.
+
+    Args:
+        uri: the tracking URI (resolve_tracking_uri).
+        experiment: the experiment's name.
+        specs: one per task.
+        manifest_path: the manifest, logged (masked) on each parent run.
+        system_metrics: whether the trials record MLflow's system metrics.
+    """
+    check_tracking(uri)
+    experiment_id = open_training_experiment(uri, experiment)
+    commit = git_commit()
+    runs = {}
+    for spec in specs:
+        parent = start_task_run(uri, experiment_id, spec)
+        log_task_lineage(uri, parent, manifest_path, commit)
+        runs[spec.task] = TrackingContext(uri, experiment_id, parent, system_metrics=system_metrics)
+    return runs
 
 
 def end_task_run(uri: str, run_id: str, status: str = "FINISHED", summary: str | None = None) -> list[str]:
@@ -227,11 +254,12 @@ def end_task_run(uri: str, run_id: str, status: str = "FINISHED", summary: str |
     ended = end_running_children(uri, run_id, "KILLED")
     if summary:
         client.set_tag(run_id, "mlflow.note.content", mask_text(summary)[:MAX_TAG_VALUE])
-    client.set_terminated(run_id, _status(status))
+    client.set_terminated(run_id, run_status(status))
     return ended
 
 
-def _status(status: str) -> str:
+def run_status(status: str) -> str:
+    """`status` as a terminal MLflow run status (FINISHED, FAILED or KILLED); a ValueError for anything else."""
     status = status.upper()
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"run status {status!r}: use one of {', '.join(TERMINAL_STATUSES)}")
@@ -245,13 +273,7 @@ def trial_runs(uri: str, parent_run_id: str, status: str | None = None) -> list:
     query = f"tags.`mlflow.parentRunId` = {_quoted(parent_run_id)}"
     if status:
         query += f" AND attributes.status = {_quoted(status)}"
-    runs, token = [], None
-    while True:
-        page = client.search_runs([parent.info.experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
+    return all_pages(client.search_runs, [parent.info.experiment_id], query, ViewType.ACTIVE_ONLY)
 
 
 def find_trial_run(uri: str, parent_run_id: str, trial_name: str) -> str | None:
@@ -266,13 +288,21 @@ def set_trial_status(uri: str, parent_run_id: str, trial_name: str, status: str,
                      tags: Mapping[str, Any] | None = None) -> str | None:
     """End a trial's run from the driver (e.g. a Tune callback: error -> FAILED, early stop ->
     KILLED, complete -> FINISHED), with `tags` (masked) set first. Returns the run id, or None when
-    the trial has no run."""
+    the trial has no run.
+
+    Args:
+        uri: the tracking URI.
+        parent_run_id: the task's run.
+        trial_name: the trial, as its run's `trial` tag names it.
+        status: FINISHED, FAILED or KILLED.
+        tags: set on the run before it ends.
+    """
     run_id = find_trial_run(uri, parent_run_id, trial_name)
     if run_id:
         client = MlflowClient(uri)
         if tags:
-            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _tags(tags).items()])
-        client.set_terminated(run_id, _status(status))
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in masked_tags(tags).items()])
+        client.set_terminated(run_id, run_status(status))
     return run_id
 
 
@@ -280,7 +310,7 @@ def record_task_outcome(uri: str, run_id: str, metrics: Mapping[str, float | Non
     """What a task's sweep found, on its parent run: numbers as metrics (None left out), the rest as tags."""
     now = int(time.time() * 1000)
     MlflowClient(uri).log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
-                                tags=[RunTag(k, v) for k, v in _tags(tags).items()])
+                                tags=[RunTag(k, v) for k, v in masked_tags(tags).items()])
 
 
 def end_running_children(uri: str, parent_run_id: str, status: str = "KILLED") -> list[str]:
@@ -289,12 +319,12 @@ def end_running_children(uri: str, parent_run_id: str, status: str = "KILLED") -
     client = MlflowClient(uri)
     ended = []
     for run in trial_runs(uri, parent_run_id, status="RUNNING"):
-        client.set_terminated(run.info.run_id, _status(status))
+        client.set_terminated(run.info.run_id, run_status(status))
         ended.append(run.info.run_id)
     return ended
 
 
-def _log_params_once(client: MlflowClient, run_id: str, values: Mapping[str, Any]) -> None:
+def log_params_once(client: MlflowClient, run_id: str, values: Mapping[str, Any]) -> None:
     """Log the params the run lacks; a param cannot change, so a differing value is only warned about."""
     existing = client.get_run(run_id).data.params
     new = []
@@ -305,117 +335,3 @@ def _log_params_once(client: MlflowClient, run_id: str, values: Mapping[str, Any
             log.warning("run %s: param %s is already %r; keeping it (not %r)", run_id, key, existing[key], value)
     for start in range(0, len(new), 100):  # MLflow takes at most 100 params per batch
         client.log_batch(run_id, params=new[start:start + 100])
-
-
-# ------------------------------------------------------------------------------------------------
-# Trial (child) runs
-
-
-class TrialLogger:
-    """Logs one trial into its child run. Create it on rank 0 only.
-
-    `tracking` (plain ids, see orchestrator.tracking.context) names the task's run and the trial.
-    """
-
-    def __init__(self, tracking: TrackingContext, params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None):
-        uri, experiment_id, parent_run_id, trial_name = tracking.uri, tracking.experiment_id, tracking.parent_run_id, str(tracking.trial)
-        self.uri, self.parent_run_id, self.trial_name = uri, parent_run_id, trial_name
-        self.client = MlflowClient(uri)
-        existing = find_trial_run(uri, parent_run_id, trial_name)
-        if existing:
-            self.run_id = existing
-            self.client.update_run(existing, status="RUNNING")
-            self.resumed = True
-        else:
-            parent = self.client.get_run(parent_run_id).data.tags
-            inherited = {k: parent[k] for k in ("task", "dataset", "manifest", "metric", "mode") if k in parent}
-            run_tags = _tags({**inherited, **(tags or {}), "mlflow.parentRunId": parent_run_id, "trial": trial_name, ROLE_TAG: "trial"})
-            self.run_id = self.client.create_run(experiment_id, run_name=trial_name, tags=run_tags).info.run_id
-            self.resumed = False
-        _log_params_once(self.client, self.run_id, params or {})
-        self.last_step = self._last_logged_step()
-        self.system_metrics = start_system_metrics(uri, self.run_id, self.resumed) if tracking.system_metrics else None
-
-    def _last_logged_step(self) -> int:
-        """The highest step of any metric the run holds (-1 for none): read once, on (re)start."""
-        keys = self.client.get_run(self.run_id).data.metrics
-        steps = [m.step for key in keys for m in self.client.get_metric_history(self.run_id, key)]
-        return max(steps, default=-1)
-
-    # -- per epoch ---------------------------------------------------------------------------
-    def log_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> bool:
-        """Log every numeric metric with `epoch` as its step; False (nothing logged) when the
-        run already holds this epoch or a later one, i.e. after a resume."""
-        if epoch <= self.last_step:
-            return False
-        now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, epoch) for key, value in metrics.items()
-                 if key != "epoch" and isinstance(value, numbers.Real)]  # numpy scalars too
-        tags = [RunTag(LAST_EPOCH_TAG, str(epoch))]
-        if metrics.get(FALLBACK_REASON):  # why the trial left torch.compile / CUDA graphs for the eager step
-            tags.append(RunTag(FALLBACK_REASON, mask_text(str(metrics[FALLBACK_REASON]))[:MAX_TAG_VALUE]))
-        for start in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[start:start + 1000], tags=tags if start == 0 else ())
-        self.last_step = epoch
-        return True
-
-    def mark_best_epoch(self, epoch: int) -> None:
-        """The trial's best epoch so far (its generators are kept in storage: orchestrator.storage.best)."""
-        self.client.set_tag(self.run_id, BEST_EPOCH_TAG, str(epoch))
-
-    def log_sample_grid(self, epoch: int, image: str | Path) -> str:
-        """Upload a sample grid as `samples/epoch_NNN.png`, and as MLflow image `samples` at step
-        `epoch` (the UI's step slider); returns the artifact path."""
-        with Image.open(image) as grid:
-            self.client.log_image(self.run_id, grid.convert("RGB"), key=SAMPLES_IMAGE_KEY, step=epoch)
-        return self._log_file(Path(image), "samples", f"epoch_{epoch:03d}{Path(image).suffix or '.png'}")
-
-    def log_dataset(self, reference: str, folder: str | Path) -> None:
-        """The dataset as the run's input: its masked reference and a digest of `folder`'s files."""
-        log_dataset_input(self.client, self.run_id, reference, folder)
-
-    def log_checkpoint(self, directory: str | Path, kind: str = "final", epoch: int | None = None,
-                       config: Mapping[str, Any] | None = None, files: Iterable[str] = NETWORK_FILES) -> str:
-        """Upload a checkpoint's network files (and the masked training `config` as config.json)
-        under `checkpoints/<kind>/` (kind: final or best; a later call replaces the files).
-        Returns the artifact folder."""
-        directory, folder = Path(directory), f"checkpoints/{kind}"
-        present = [directory / name for name in files if (directory / name).is_file()]
-        if not present:
-            raise UserError(f"{directory}: no checkpoint files ({', '.join(files)}) to log")
-        for path in present:
-            self.client.log_artifact(self.run_id, str(path), folder)
-        if config is not None:
-            self.client.log_dict(self.run_id, {k: mask_value(k, v) if isinstance(v, str) else v for k, v in config.items()},
-                                 f"{folder}/config.json")
-        if epoch is not None:
-            self.client.set_tag(self.run_id, f"cyclegan.checkpoint.{kind}.epoch", str(epoch))
-        return folder
-
-    def _log_file(self, path: Path, folder: str, name: str) -> str:
-        if path.name == name:
-            self.client.log_artifact(self.run_id, str(path), folder)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                shutil.copyfile(path, Path(tmp) / name)
-                self.client.log_artifact(self.run_id, str(Path(tmp) / name), folder)
-        return f"{folder}/{name}"
-
-    # -- the end -----------------------------------------------------------------------------
-    def finish(self, status: str = "FINISHED") -> None:
-        self.stop_system_metrics()
-        self.client.set_terminated(self.run_id, _status(status))
-
-    def stop_system_metrics(self) -> None:
-        if self.system_metrics is not None:
-            self.system_metrics.finish()
-            self.system_metrics = None
-
-    def __enter__(self) -> TrialLogger:
-        return self
-
-    def __exit__(self, kind, error, traceback) -> None:
-        if kind is None:
-            self.finish("FINISHED")
-        else:  # a retried trial sets its run back to RUNNING when it starts again
-            self.finish("KILLED" if issubclass(kind, (KeyboardInterrupt, SystemExit)) else "FAILED")

@@ -9,8 +9,8 @@
   folder is emptied (those checkpoints belong to the lineage it leaves);
 - what it reports: each epoch's `hp/<option>` values and lineage, and with each checkpoint epoch a
   pointer to the checkpoint it stored, as the Tune checkpoint that PBT hands to exploiting trials;
-- what it records in MLflow: the `hp/` values per epoch, and at an exploit `pbt/lineage.json` and the
-  `cyclegan.pbt.*` tags on the trial's run.
+- what it records in MLflow (through its recorder, orchestrator.tracking.recorder): the `hp/` values
+  per epoch, and at an exploit `pbt/lineage.json` and the `cyclegan.pbt.*` tags on the trial's run.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import contextlib
 import json
 import logging
 import tempfile
-import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,9 @@ import pyarrow.fs as pafs
 
 from orchestrator.search.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT, LINEAGE_KEY, POINTER_FILE, hyperparameters, new_lineage
 from orchestrator.storage.checkpoints import METRICS_FILE, StoredCheckpoints
+from orchestrator.tracking.backends import open_trial_recorder
 from orchestrator.tracking.context import TrackingContext
+from orchestrator.tracking.recorder import TrialRecorder
 from orchestrator.trial.session import TrialSession
 from orchestrator.trial.spec import TrialSpec
 
@@ -170,30 +172,21 @@ class PbtSession(TrialSession):
 
 
 class LineageRecorder:
-    """The PBT part of a trial's MLflow run: `hp/` metrics per epoch, and the lineage at each exploit."""
+    """The PBT part of a trial's record: `hp/` values per epoch, and the lineage at each exploit."""
 
     def __init__(self, tracking: TrackingContext):
-        self.uri, self.parent_run_id, self.trial = tracking.uri, tracking.parent_run_id, str(tracking.trial)
-        self.run_id: str | None = None
+        # The trial's own recorder (its listener) opened the record and samples the system metrics.
+        self.tracking = replace(tracking, system_metrics=False)
+        self.recorder: TrialRecorder | None = None
 
     def record(self, epoch: int, hp: dict[str, float], lineage: dict | None) -> None:
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric, RunTag
-
-        from orchestrator.tracking.runs import find_trial_run
-
-        client = MlflowClient(self.uri)
-        self.run_id = self.run_id or find_trial_run(self.uri, self.parent_run_id, self.trial)
-        if self.run_id is None:  # the trial logger creates the run before the first report
-            log.warning("PBT: trial %s has no MLflow run; its hyperparameters and lineage are not recorded there", self.trial)
-            return
-        now = int(time.time() * 1000)
-        tags = []
+        self.recorder = self.recorder or open_trial_recorder(self.tracking)
+        tags = {}
         if lineage is not None:
-            client.log_dict(self.run_id, lineage, LINEAGE_ARTIFACT)
+            self.recorder.log_artifact(lineage, LINEAGE_ARTIFACT)
             last = lineage["exploits"][-1]
-            tags = [RunTag(EXPLOITS_TAG, str(len(lineage["exploits"]))), RunTag(DONOR_TAG, f"{last['donor']}@{last['donor_epoch']}")]
-        client.log_batch(self.run_id, metrics=[Metric(k, v, now, epoch) for k, v in hp.items()], tags=tags)
+            tags = {EXPLOITS_TAG: str(len(lineage["exploits"])), DONOR_TAG: f"{last['donor']}@{last['donor_epoch']}"}
+        self.recorder.log_values(epoch, hp, tags)
 
 
 def session_factory(trial_id: str, values: dict[str, Any], fields: list[str], tracking: TrackingContext | None) -> Callable[[TrialSpec], PbtSession]:

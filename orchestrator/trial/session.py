@@ -264,19 +264,20 @@ def _setup_logging() -> None:
 
 
 def _tracking_listener(tracking: TrackingContext, cfg: TrainConfig, run_name: str, output_dir: Path, data_root: Path) -> Listener:
-    """MLflow, from rank 0: the dataset as input, each epoch's metrics and sample grid, and the final networks."""
-    from orchestrator.tracking.runs import TrialLogger
+    """The trial's record (MLflow), from rank 0: the dataset as input, each epoch's metrics and sample grid,
+    and the final networks."""
+    from orchestrator.tracking.backends import open_trial_recorder
 
-    logger = TrialLogger(tracking if tracking.trial else tracking.for_trial(run_name), params=cfg.to_record())
-    logger.log_dataset(cfg.dataroot, data_root)
+    recorder = open_trial_recorder(tracking if tracking.trial else tracking.for_trial(run_name), params=cfg.to_record())
+    recorder.log_dataset(cfg.dataroot, data_root)
 
     def listener(epoch: int, metrics: dict) -> None:
-        if logger.log_epoch(epoch, metrics) and metrics.get("sample_grid"):
-            logger.log_sample_grid(epoch, metrics["sample_grid"])
+        if recorder.log_epoch(epoch, metrics) and metrics.get("sample_grid"):
+            recorder.log_sample_grid(epoch, metrics["sample_grid"])
         if metrics.get(BEST_EPOCH) == epoch:
-            logger.mark_best_epoch(epoch)
+            recorder.mark_best_epoch(epoch)
         if epoch == cfg.total_epochs:
-            logger.log_checkpoint(output_dir, "final", epoch, cfg.to_record())
-            logger.stop_system_metrics()
+            recorder.log_checkpoint(output_dir, "final", epoch, cfg.to_record())
+            recorder.close()
 
     return listener

@@ -27,8 +27,9 @@ from cyclegan.networks import define_networks
 from cyclegan.translate import translate_image
 from orchestrator.commands import main as orchestrator_main
 from orchestrator.tracking.context import TrackingContext
-from orchestrator.tracking.registry import register_best, show_model
-from orchestrator.tracking.runs import TrialLogger, get_or_create_experiment, start_task_run
+from orchestrator.tracking.mlflow_recorder import MlflowTrialRecorder
+from orchestrator.tracking.registry import Candidate, register_best, show_model
+from orchestrator.tracking.runs import TaskRunSpec, get_or_create_experiment, start_task_run
 
 DATASET = "synthetic://colorshift"
 
@@ -43,16 +44,16 @@ def registry(mlflow_server, tiny_trained, tmp_path_factory) -> dict:
     torch.manual_seed(1)
     save_networks(other, "latest", define_networks(TrainConfig.from_dict(config)))
     exp = get_or_create_experiment(uri, "registry-test")
-    parent = start_task_run(uri, exp, "zebra", dataset=DATASET, manifest_name="m", manifest_sha256="0", metric="psnr", mode="max")
+    parent = start_task_run(uri, exp, TaskRunSpec("zebra", dataset=DATASET, manifest_name="m", manifest_sha256="0", metric="psnr", mode="max"))
     runs = []
     for i, folder in enumerate((tiny_trained, tiny_trained, other)):
-        with TrialLogger(TrackingContext(uri, exp, parent, trial=f"trial_{i}"), params={**config, "lr": 1e-4 * (i + 1)}) as logger:
+        with MlflowTrialRecorder(TrackingContext(uri, exp, parent, trial=f"trial_{i}"), params={**config, "lr": 1e-4 * (i + 1)}) as logger:
             logger.log_checkpoint(folder, "best", epoch=2, config=config, files=("latest_net_G_A.pth", "latest_net_G_B.pth"))
         runs.append(logger.run_id)
 
     def register(task, run, value, metric="psnr", mode="max", **kwargs):
-        return register_best(uri, task, run, metric=metric, value=value, mode=mode, dataset=DATASET,
-                             hyperparameters={"lr": 1e-4, "lambda_A": 10.0, "lambda_B": 10.0}, **kwargs)
+        return register_best(uri, Candidate(task, run, metric=metric, value=value, mode=mode, dataset=DATASET,
+                                            hyperparameters={"lr": 1e-4, "lambda_A": 10.0, "lambda_B": 10.0}, **kwargs))
 
     zebra = [register("zebra", runs[0], 12.0),  # checkpoint and config from the run's artifacts
              register("zebra", runs[1], 11.0, checkpoint_dir=tiny_trained, config=config),

@@ -16,7 +16,8 @@ from cyclegan.config import TrainConfig
 from orchestrator.config.manifest import load_manifest
 from orchestrator.storage.location import parse_storage
 from orchestrator.sweep.results import TaskResult, TrialRecord, summary_table
-from orchestrator.tracking.runs import TrialLogger, trial_runs
+from orchestrator.tracking.mlflow_recorder import MlflowTrialRecorder
+from orchestrator.tracking.runs import trial_runs
 
 SEARCHED = {"a1": {"lambda_cyc": 5, "lambda_idt": 0.0}, "b2": {"lambda_cyc": 20, "lambda_idt": 0.3}}  # b2 scores better
 ALIASES = ("lambda_cyc", "lambda_idt")
@@ -54,7 +55,7 @@ def test_parent_run_trial_runs_and_registered_version_name_each_hyperparameter_a
     for trial_id, sampled in SEARCHED.items():
         cfg = TrainConfig(**plan.trial_config(sampled), dataroot=str(tiny_dataset), name=f"{plan.name}-{trial_id}")
         psnr = 10.0 + sampled["lambda_cyc"]
-        with TrialLogger(spec.for_trial(trial_id), params=cfg.to_record()) as logger:  # as a worker does
+        with MlflowTrialRecorder(spec.for_trial(trial_id), params=cfg.to_record()) as logger:  # as a worker does
             logger.log_epoch(2, {"psnr": psnr})
             logger.log_checkpoint(tiny_trained, "best", epoch=2, config=trained_config)
         trials.append(TrialRecord(trial_id, sampled, "finished", psnr, 2, [], None, best_epoch=2))

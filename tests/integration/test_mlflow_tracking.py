@@ -19,10 +19,11 @@ from orchestrator.commands import main as orchestrator_main
 from orchestrator.redact import mask_text, safe_params
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, content_digest, git_commit, log_task_lineage
-from orchestrator.tracking.registry import champion_version, register_best
+from orchestrator.tracking.mlflow_recorder import MlflowTrialRecorder
+from orchestrator.tracking.recorder import SAMPLES_FOLDER
+from orchestrator.tracking.registry import Candidate, champion_version, register_best
 from orchestrator.tracking.runs import (
-    SAMPLES_IMAGE_KEY,
-    TrialLogger,
+    TaskRunSpec,
     check_tracking,
     end_task_run,
     get_or_create_experiment,
@@ -58,14 +59,14 @@ def _sweep(uri: str, trained: Path, experiment: str, tasks: tuple[str, ...]) -> 
     config = json.loads((trained / "config.json").read_text())
     out = {}
     for task in tasks:
-        parent = start_task_run(uri, exp, task, dataset=DATASET, manifest_name="quickstart", manifest_sha256="ab" * 32,
-                                metric="psnr", mode="max", params={"search": {"num_samples": 2}})
+        parent = start_task_run(uri, exp, TaskRunSpec(task, dataset=DATASET, manifest_name="quickstart", manifest_sha256="ab" * 32,
+                                                      metric="psnr", mode="max", params={"search": {"num_samples": 2}}))
         runs, best = {}, {}
         for i in range(2):
             trial = f"trial_{i}"
             params = {**config, "lr": 1e-4 * (i + 1), "storage": {"aws_secret_access_key": SECRET, "uri": DATASET},
                       "note": "key AWSSECRETVALUE1234"}
-            with TrialLogger(TrackingContext(uri, exp, parent, trial=trial), params=params) as logger:
+            with MlflowTrialRecorder(TrackingContext(uri, exp, parent, trial=trial), params=params) as logger:
                 trial_best = {}
                 for metrics in _epochs(trained):
                     metrics = {**metrics, "psnr": metrics["psnr"] + i}
@@ -79,8 +80,8 @@ def _sweep(uri: str, trained: Path, experiment: str, tasks: tuple[str, ...]) -> 
             if trial_best["value"] > best.get("value", -1):
                 best = trial_best
             runs[trial] = logger.run_id
-        registration = register_best(uri, task, best["run"], metric="psnr", value=best["value"], mode="max", step=best["epoch"],
-                                     hyperparameters={"lr": best["lr"]}, dataset=DATASET)
+        registration = register_best(uri, Candidate(task, best["run"], metric="psnr", value=best["value"], mode="max", step=best["epoch"],
+                                                    hyperparameters={"lr": best["lr"]}, dataset=DATASET))
         end_task_run(uri, parent, summary=registration.summary())
         out[task] = {"parent": parent, "runs": runs, "best": best, "registration": registration}
     return out
@@ -126,15 +127,15 @@ def test_two_task_sweep_lands_runs_metrics_artifacts_and_champions(tracking_uri,
 def test_resumed_trial_continues_its_run_with_increasing_steps(mlflow_server):
     uri = mlflow_server
     exp = get_or_create_experiment(uri, "resume-test")
-    parent = start_task_run(uri, exp, "resume", dataset="synthetic://colorshift", manifest_name="m", manifest_sha256="0")
-    with pytest.raises(RuntimeError), TrialLogger(TrackingContext(uri, exp, parent, trial="trial_7"), params={"lr": 0.001}) as first:
+    parent = start_task_run(uri, exp, TaskRunSpec("resume", dataset="synthetic://colorshift", manifest_name="m", manifest_sha256="0"))
+    with pytest.raises(RuntimeError), MlflowTrialRecorder(TrackingContext(uri, exp, parent, trial="trial_7"), params={"lr": 0.001}) as first:
         for epoch in (1, 2, 3):
             first.log_epoch(epoch, {"loss_G": 1.0 / epoch})
         raise RuntimeError("worker died")  # the retry resumes from the epoch-2 checkpoint
     client = MlflowClient(uri)
     assert client.get_run(first.run_id).info.status == "FAILED"
 
-    second = TrialLogger(TrackingContext(uri, exp, parent, trial="trial_7"), params={"lr": 0.001})
+    second = MlflowTrialRecorder(TrackingContext(uri, exp, parent, trial="trial_7"), params={"lr": 0.001})
     assert second.run_id == first.run_id and second.resumed and second.last_step == 3
     assert client.get_run(second.run_id).info.status == "RUNNING"
     assert [second.log_epoch(e, {"loss_G": 0.5, "epoch": e, "psnr": np.float32(20)}) for e in (3, 4, 5)] == [False, True, True]
@@ -149,9 +150,9 @@ def test_resumed_trial_continues_its_run_with_increasing_steps(mlflow_server):
 def test_stopped_driver_leaves_no_running_trials(mlflow_server):
     uri = mlflow_server
     exp = get_or_create_experiment(uri, "stop-test")
-    parent = start_task_run(uri, exp, "stopped", dataset="synthetic://colorshift", manifest_name="m", manifest_sha256="0",
-                            sweep_key="run-1")
-    loggers = [TrialLogger(TrackingContext(uri, exp, parent, trial=f"trial_{i}")) for i in range(2)]  # workers killed: never finished
+    stopped = TaskRunSpec("stopped", dataset="synthetic://colorshift", manifest_name="m", manifest_sha256="0", sweep_key="run-1")
+    parent = start_task_run(uri, exp, stopped)
+    loggers = [MlflowTrialRecorder(TrackingContext(uri, exp, parent, trial=f"trial_{i}")) for i in range(2)]  # workers killed: never finished
     loggers[0].finish("FINISHED")
     ended = end_task_run(uri, parent, status="KILLED")
     client = MlflowClient(uri)
@@ -160,8 +161,7 @@ def test_stopped_driver_leaves_no_running_trials(mlflow_server):
     assert client.get_run(loggers[0].run_id).info.status == "FINISHED"
     assert client.get_run(parent).info.status == "KILLED"
     # The same driver relaunched (same sweep key) continues the same parent run.
-    again = start_task_run(uri, exp, "stopped", dataset="synthetic://colorshift", manifest_name="m", manifest_sha256="0",
-                           sweep_key="run-1")
+    again = start_task_run(uri, exp, stopped)
     assert again == parent and client.get_run(parent).info.status == "RUNNING"
 
 
@@ -212,7 +212,7 @@ def test_runs_carry_what_mlflow_users_look_for(tmp_path, tiny_trained, tiny_data
     assert client.get_experiment(exp).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND == "custom_model_development"
     assert open_training_experiment(uri, "lineage") == exp  # reopening keeps it (and its kind)
 
-    parent = start_task_run(uri, exp, "t", dataset=DATASET, manifest_name="m", manifest_sha256="0")
+    parent = start_task_run(uri, exp, TaskRunSpec("t", dataset=DATASET, manifest_name="m", manifest_sha256="0"))
     manifest = tmp_path / "m.yaml"
     manifest.write_text(f"name: m\nstorage: s3://bucket/runs\ntasks:\n  - {{name: t, data: '{DATASET}'}}\n")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
@@ -223,7 +223,7 @@ def test_runs_carry_what_mlflow_users_look_for(tmp_path, tiny_trained, tiny_data
     logged = Path(client.download_artifacts(parent, "manifest/m.yaml", str(tmp_path / "dl"))).read_text()
     assert "data: 'https://alice:***@data.example.org/colorshift'" in logged and SECRET not in logged
 
-    with TrialLogger(TrackingContext(uri, exp, parent, system_metrics=True, trial="trial_0")) as logger:
+    with MlflowTrialRecorder(TrackingContext(uri, exp, parent, system_metrics=True, trial="trial_0")) as logger:
         logger.log_dataset(DATASET, tiny_dataset)
         for metrics in _epochs(tiny_trained):
             logger.log_epoch(metrics["epoch"], metrics)
@@ -247,7 +247,7 @@ def test_runs_carry_what_mlflow_users_look_for(tmp_path, tiny_trained, tiny_data
     epochs = [m["epoch"] for m in _epochs(tiny_trained)]
     images = [a.path for a in client.list_artifacts(logger.run_id, "images")]
     steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images if p.endswith(".png") and "compressed" not in p)
-    assert steps == epochs and all(Path(p).name.startswith(f"{SAMPLES_IMAGE_KEY}+step+") for p in images)
+    assert steps == epochs and all(Path(p).name.startswith(f"{SAMPLES_FOLDER}+step+") for p in images)
     assert run.data.tags["mlflow.loggedImages"] == "True"
     assert {a.path for a in client.list_artifacts(logger.run_id, "samples")} == {f"samples/epoch_{e:03d}.png" for e in epochs}
 
