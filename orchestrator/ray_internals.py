@@ -145,7 +145,7 @@ class RestoreFromRemoteHook:
 
 # -- population-based training -------------------------------------------------------------------
 # Tune's PBT keeps its synchronous mode's state in private attributes; the repair of a resumed
-# synchronous sweep (orchestrator.search.population) reads and moves it.
+# synchronous sweep (orchestrator.search.schedulers.pbt) reads and moves it.
 
 def pbt_synch(scheduler) -> bool:
     return scheduler._synch

@@ -31,7 +31,7 @@ from cyclegan.sources import DatasetRef, parse_reference
 from orchestrator.config.aliases import ALIASES, expand_aliases, fields_of
 from orchestrator.config.baseline import in_values
 from orchestrator.config.resources import Resources
-from orchestrator.search.strategies import ALGORITHMS, EXPLOITS_ONE_WORKER, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
+from orchestrator.search import ALGORITHMS, EXPLOITS_ONE_WORKER, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
 
 TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 # Set by the orchestrator itself, never by a manifest.
@@ -52,9 +52,9 @@ class Search(_Strict):
     space: dict[str, Any] = Field(default_factory=dict, description="training option -> constant or distribution")
     num_samples: int = Field(1, ge=1, description="trials to sample (with grid: repeats of the whole grid); the baseline comes on top")
     algorithm: AlgorithmField = Field(default_factory=lambda: ALGORITHMS["random"].options(),
-                                      description="a name, or {type: name, options...}: orchestrator.search.strategies")
+                                      description="a name, or {type: name, options...}: orchestrator.search")
     scheduler: SchedulerField = Field(default_factory=lambda: SCHEDULERS["none"].options(),
-                                      description="a name, or {type: name, options...}: orchestrator.search.strategies")
+                                      description="a name, or {type: name, options...}: orchestrator.search")
     metric: str = Field("fid", description="the number that ranks trials (by their best epoch): fid, kid, psnr, ssim, l1, cycle_l1, loss_G ...")
     mode: Literal["min", "max"] | None = Field(None, description="min or max; implied by the metric when absent")
     max_concurrent_trials: int | None = Field(None, ge=1, description="trials of this task running at once (default: what fits)")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orchestrator.search.strategies as strategies
 from cyclegan.metric_names import EVAL_METRICS, base_metric
 from orchestrator.config.manifest import TaskPlan
+from orchestrator.search.algorithms import ALGORITHMS
 from orchestrator.search.distributions import tune_distribution
 from orchestrator.search.guards import SweepGuard
+from orchestrator.search.schedulers import SCHEDULERS
+from orchestrator.search.strategy import TuneSettings, build
 from orchestrator.storage.best import best_key
 
 
@@ -32,18 +34,23 @@ def tune_num_samples(plan: TaskPlan) -> int:
     return plan.search.num_samples + int(plan.baseline_added)
 
 
-def settings(plan: TaskPlan, total_epochs: int) -> strategies.TuneSettings:
-    return strategies.TuneSettings(metric=tune_metric(plan), mode=plan.search.resolved_mode, epochs=total_epochs,
-                                   seed=plan.search.seed, points=[dict(plan.baseline)] if plan.baseline_added else [],
-                                   max_concurrent=plan.search.max_concurrent_trials, score=plan.search.metric)
+def settings(plan: TaskPlan, total_epochs: int) -> TuneSettings:
+    return TuneSettings(metric=tune_metric(plan), mode=plan.search.resolved_mode, epochs=total_epochs,
+                        seed=plan.search.seed, points=[dict(plan.baseline)] if plan.baseline_added else [],
+                        max_concurrent=plan.search.max_concurrent_trials, score=plan.search.metric)
 
 
 def search_algorithm(plan: TaskPlan, total_epochs: int):
-    return strategies.build(strategies.ALGORITHMS, plan.search.algorithm, settings(plan, total_epochs))
+    return build(ALGORITHMS, plan.search.algorithm, settings(plan, total_epochs))
 
 
 def scheduler(plan: TaskPlan, total_epochs: int):
-    return strategies.build(strategies.SCHEDULERS, plan.search.scheduler, settings(plan, total_epochs))
+    return build(SCHEDULERS, plan.search.scheduler, settings(plan, total_epochs))
+
+
+def exploits(plan: TaskPlan) -> bool:
+    """Whether the task's trials continue from each other's checkpoints (pbt, pb2: orchestrator.search.schedulers)."""
+    return SCHEDULERS[plan.search.scheduler.type].exploits
 
 
 def guard(plan: TaskPlan) -> SweepGuard:

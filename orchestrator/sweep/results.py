@@ -45,7 +45,7 @@ class TrialRecord:
     best_checkpoint: str | None = None  # its generators, in storage (orchestrator.storage.best)
     baseline: bool = False            # the paper's setting (orchestrator.config.baseline)
     note: str | None = None           # how it ended, when not finished: the scheduler, the budget, the divergence
-    lineage: dict | None = None       # PBT: its exploits and the values its weights were trained with (orchestrator.search.pbt)
+    lineage: dict | None = None       # PBT: its exploits and the values its weights were trained with (orchestrator.search.schedulers.pbt)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrialRecord:

@@ -27,7 +27,7 @@ from typing import Any
 from ray import tune
 
 import orchestrator.search.build as tune_search
-import orchestrator.search.pbt as pbt
+import orchestrator.search.schedulers.pbt as pbt
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
 from orchestrator import ray_internals
 from orchestrator.config.baseline import baseline_trial

@@ -1,7 +1,7 @@
 """A PBT trial's process: continue from a donor's checkpoint when PBT says so, and say where each state came from.
 
 `PbtSession` is the one-worker trial session (orchestrator.trial.session.TrialSession) of a task swept with
-`scheduler: pbt` (orchestrator.search.pbt explains the scheme). It differs in three ways:
+`scheduler: pbt` (orchestrator.search.schedulers.pbt explains the scheme). It differs in three ways:
 
 - what it continues from: the Tune checkpoint it is given is a pointer (`pbt.json`). A pointer of its
   own trial (a retry, a resumed sweep) means its own newest stored checkpoint, as for any trial; a
@@ -26,7 +26,15 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from orchestrator.search.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT, LINEAGE_KEY, POINTER_FILE, hyperparameters, new_lineage
+from orchestrator.search.schedulers.pbt import (
+    DONOR_TAG,
+    EXPLOITS_TAG,
+    LINEAGE_ARTIFACT,
+    LINEAGE_KEY,
+    POINTER_FILE,
+    hyperparameters,
+    new_lineage,
+)
 from orchestrator.storage.checkpoints import METRICS_FILE, StoredCheckpoints
 from orchestrator.tracking.backends import open_trial_recorder
 from orchestrator.tracking.context import TrackingContext

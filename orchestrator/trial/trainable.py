@@ -18,6 +18,7 @@ from ray import tune
 import orchestrator.search.build as tune_search
 import orchestrator.search.pbt as pbt
 from orchestrator.config.manifest import TaskPlan
+from orchestrator.search.schedulers.pbt import searched_fields
 from orchestrator.storage.best import Ranking
 from orchestrator.storage.location import trial_run_name
 from orchestrator.sweep.router import TASK_KEY, without_task
@@ -70,10 +71,10 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
         from orchestrator.trial.session import TrialSession, train_in_trial
 
         session = TrialSession
-        if pbt.exploits(plan):
+        if tune_search.exploits(plan):
             from orchestrator.trial.pbt_session import session_factory
 
-            session = session_factory(trial_id, without_task(config), pbt.searched_fields(plan), tracking)
+            session = session_factory(trial_id, without_task(config), searched_fields(plan.space), tracking)
         train_in_trial(spec, session)
         return
     from orchestrator.trial.ray_train import train_on_ray

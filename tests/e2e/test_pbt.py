@@ -58,7 +58,7 @@ def test_pbt_options_and_mutations_are_checked_with_their_field_paths():
 def test_pb2_takes_ranges_of_numbers_and_needs_scikit_learn(monkeypatch):
     from dataclasses import replace
 
-    import orchestrator.search.strategies as strategies
+    from orchestrator.search import SCHEDULERS
 
     message = _problems(f"""\
         name: p
@@ -69,7 +69,7 @@ def test_pb2_takes_ranges_of_numbers_and_needs_scikit_learn(monkeypatch):
     assert "search.scheduler.hyperparam_bounds.pool_size.uniform (line 3): pool_size is a whole number, and this samples fractions" in message
     assert "search.scheduler.hyperparam_bounds.lr.uniform (line 3): must be a list of 2 numbers ([low, high])" in message
     assert "search.scheduler.hyperparam_bounds.lambda_cyc.uniform (line 3): low (20.0) must be below high (5.0)" in message
-    monkeypatch.setitem(strategies.SCHEDULERS, "pb2", replace(strategies.SCHEDULERS["pb2"], module="sklearn_not_installed"))
+    monkeypatch.setitem(SCHEDULERS, "pb2", replace(SCHEDULERS["pb2"], module="sklearn_not_installed"))
     message = _problems(f"""\
         name: p
         search: {{scheduler: {{type: pb2, perturbation_interval: 1, hyperparam_bounds: {{lr: [0.0001, 0.0004]}}}}}}
@@ -111,6 +111,8 @@ def test_pbt_refuses_trials_of_several_workers_and_a_searcher():
 
 def test_a_mutated_option_outside_the_space_starts_from_a_sampled_value_and_the_baseline_from_the_papers():
     import orchestrator.search.pbt as pbt
+    from orchestrator.search.build import exploits
+    from orchestrator.search.schedulers.pbt import searched_fields
 
     loaded = parse_manifest(textwrap.dedent(f"""\
         name: p
@@ -123,7 +125,7 @@ def test_a_mutated_option_outside_the_space_starts_from_a_sampled_value_and_the_
     (plan,) = loaded.plans
     assert plan.space == {"lambda_cyc": {"choice": [5, 10]}, "lr": {"loguniform": [1e-5, 1e-3]}}  # the space's own entry wins
     assert plan.baseline == {"lambda_cyc": 10.0, "lr": 0.0002} and plan.baseline_added
-    assert pbt.exploits(plan) and pbt.searched_fields(plan) == ["lambda_A", "lambda_B", "lr"]
+    assert exploits(plan) and searched_fields(plan.space) == ["lambda_A", "lambda_B", "lr"]
     # a checkpoint at every multiple of the interval, and at the task's own checkpoint epochs
     assert pbt.train_options(plan, dict(plan.train)) == {"save_epoch_freq": 2}
 
@@ -134,15 +136,16 @@ def test_synchronous_pbt_moves_its_next_look_on_when_every_paused_trial_is_past_
     from types import SimpleNamespace
 
     from ray.tune.experiment import Trial
+    from ray.tune.schedulers import PopulationBasedTraining
 
-    from orchestrator.search.population import TaskPopulation
+    from orchestrator.search.schedulers.pbt import repaired
 
     class Stub:  # what PBT reads of a trial here; hashable, as Tune's trials are
         def __init__(self, status: str):
             self.status = status
 
-    pbt = TaskPopulation(time_attr="epoch", metric="cycle_l1", mode="min", perturbation_interval=2, synch=True,
-                         hyperparam_mutations={"lr": [1e-4, 2e-4]})
+    pbt = repaired(PopulationBasedTraining)(time_attr="epoch", metric="cycle_l1", mode="min", perturbation_interval=2,
+                                            synch=True, hyperparam_mutations={"lr": [1e-4, 2e-4]})
     ahead, behind = Stub(Trial.PAUSED), Stub(Trial.PAUSED)
     pbt._trial_state = {ahead: SimpleNamespace(last_train_time=5), behind: SimpleNamespace(last_train_time=5)}
     pbt._next_perturbation_sync = 5
@@ -198,7 +201,7 @@ def test_a_hopeless_trial_exploits_a_learning_one_and_mlflow_and_the_results_sho
     from mlflow import MlflowClient
     from mlflow.artifacts import load_dict
 
-    from orchestrator.search.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT
+    from orchestrator.search.schedulers.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT
     from orchestrator.sweep.experiment import run_experiment
     from orchestrator.sweep.options import RunOptions
     from orchestrator.sweep.results import load_results

@@ -286,19 +286,19 @@ def test_algorithm_and_scheduler_take_a_name_or_options_and_a_task_may_switch_th
 def test_a_missing_package_is_named_with_the_field_that_needs_it(monkeypatch):
     from dataclasses import replace
 
-    import orchestrator.search.strategies as strategies
+    from orchestrator.search import ALGORITHMS
 
-    monkeypatch.setitem(strategies.ALGORITHMS, "optuna", replace(strategies.ALGORITHMS["optuna"], requires="optuna_not_installed"))
+    monkeypatch.setitem(ALGORITHMS, "optuna", replace(ALGORITHMS["optuna"], requires="optuna_not_installed"))
     message = _problems("name: x\ntasks: [{name: t, data: /d, search: {algorithm: optuna}}]")
     assert ("tasks[0].search.algorithm (line 2): optuna needs the Python package 'optuna_not_installed', which is not installed here: "
             "pip install optuna_not_installed (make setup installs it)") in message
-    assert strategies.ALGORITHMS["random"].missing_dependency() is None
+    assert ALGORITHMS["random"].missing_dependency() is None
 
 
 def test_the_docs_list_every_algorithm_and_scheduler_with_their_options():
     from pathlib import Path
 
-    import orchestrator.search.strategies as strategies
+    from orchestrator.search.tables import markdown
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "manifest.md").read_text()
-    assert strategies.markdown() in docs, "docs/manifest.md: paste the output of `python -m orchestrator.search.strategies`"
+    assert markdown() in docs, "docs/manifest.md: paste the output of `python -m orchestrator.search`"
