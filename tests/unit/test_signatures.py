@@ -9,21 +9,9 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[2] / "orchestrator"
 MAX_PARAMETERS = 8
 ARGS_ABOVE = 4
-
-# Being narrowed by the tracking and config engineers: remove a name once it passes.
-PENDING = {
-    "tracking/lineage.py:log_dataset_input",
-    "tracking/registry.py:register_best",
-    "tracking/runs.py:start_task_run",
-    "tracking/runs.py:set_trial_status",
-    "tracking/runs.py:TrialLogger.log_checkpoint",
-}
-
 
 def _public_functions() -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef, bool]]:
     """(file:Class.name, the definition, whether it is a method) for every module-level function and
@@ -66,10 +54,6 @@ def undocumented() -> list[str]:
             if count > ARGS_ABOVE and not documented]
 
 
-def _not_pending(found: list[str]) -> list[str]:
-    return sorted(entry for entry in found if entry.split(" ")[0] not in PENDING)
-
-
 def test_parameters_are_counted_as_a_reader_would():
     tree = ast.parse("class C:\n    def m(self, a, *args, b, **kw): pass\n    @staticmethod\n    def s(self, a): pass\n"
                      "def f(a, /, b, *, c): pass\n")
@@ -78,16 +62,10 @@ def test_parameters_are_counted_as_a_reader_would():
 
 
 def test_no_public_function_takes_more_than_eight_parameters():
-    wide = _not_pending(too_wide())
+    wide = too_wide()
     assert not wide, "group these parameters into a request object:\n  " + "\n  ".join(wide)
 
 
 def test_public_functions_of_more_than_four_parameters_document_them():
-    missing = _not_pending(undocumented())
+    missing = undocumented()
     assert not missing, "add an Args: section to:\n  " + "\n  ".join(missing)
-
-
-@pytest.mark.xfail(strict=False, reason="tracking/ and config/ are being narrowed by other engineers")
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_pending_functions_are_narrow_and_documented(name):
-    assert not [entry for entry in too_wide() + undocumented() if entry.split(" ")[0] == name]
