@@ -206,3 +206,38 @@ def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if {"ray_session", "mlflow_server"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+def make_random_inception(path: Path, seed: int = 0) -> Path:
+    """An InceptionV3 weights file in the real file's format (a plain state_dict with
+    torch-fidelity's keys, as torchvision's InceptionV3 with 1008 classes names them), random weights.
+
+    Kaiming init rather than PyTorch's default, whose activations vanish through ~90 layers."""
+    import torch
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(seed)
+    net = inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1008)
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def random_inception_file(tmp_path_factory) -> Path:
+    """One random weights file per test session (shared by the test modules that need one)."""
+    from cyclegan.metrics import INCEPTION_FILE
+
+    path = tmp_path_factory.getbasetemp() / "random-inception" / INCEPTION_FILE
+    return path if path.is_file() else make_random_inception(path)
+
+
+def load_image_tensor(path: Path):
+    """An image file as a uint8 CHW tensor."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).contiguous()

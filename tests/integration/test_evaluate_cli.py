@@ -8,9 +8,8 @@ import math
 
 import pytest
 import torch
-from test_metrics import _load, random_inception_file
 
-from conftest import tiny_config
+from conftest import load_image_tensor, random_inception_file, tiny_config
 from cyclegan import metrics as M
 from cyclegan.checkpoint import load_generator
 from cyclegan.commands import main
@@ -65,8 +64,8 @@ def test_evaluate_prints_a_table_and_writes_json(trained, tiny_dataset, env, tmp
     # The numbers are those of the images `translate` writes: check A->B PSNR and L1 from the PNGs.
     G_A = load_generator(trained / "latest_net_G_A.pth")
     written = translate_folder(G_A, tiny_dataset / "testA", tmp_path / "fakeB", show_progress=False)
-    fakes = [_load(p) for p in written]
-    truths = [_load(tiny_dataset / "testA_gt" / p.name) for p in written]
+    fakes = [load_image_tensor(p) for p in written]
+    truths = [load_image_tensor(tiny_dataset / "testA_gt" / p.name) for p in written]
     expected = M.paired_metrics(torch.stack(fakes), torch.stack(truths), ["psnr", "l1"])
     # (batched vs. one-by-one convolutions may round a few pixels the other way: hence 1e-4, not 1e-9)
     assert values["psnr_AtoB"] == pytest.approx(expected["psnr"], rel=1e-4)
@@ -83,8 +82,8 @@ def test_evaluate_untranslated_scores_the_test_images_as_they_are(trained, tiny_
     result = json.loads(out_json.read_text())
     for d, folder in (("AtoB", "testA"), ("BtoA", "testB")):
         names = sorted(p.name for p in (tiny_dataset / folder).iterdir())
-        inputs = torch.stack([_load(tiny_dataset / folder / n) for n in names])
-        truths = torch.stack([_load(tiny_dataset / f"{folder}_gt" / n) for n in names])
+        inputs = torch.stack([load_image_tensor(tiny_dataset / folder / n) for n in names])
+        truths = torch.stack([load_image_tensor(tiny_dataset / f"{folder}_gt" / n) for n in names])
         expected = M.paired_metrics(inputs, truths, ["psnr", "l1"])
         assert result["untranslated"][f"psnr_{d}"] == pytest.approx(expected["psnr"], rel=1e-6)
         assert result["untranslated"][f"l1_{d}"] == pytest.approx(expected["l1"], rel=1e-6)

@@ -130,3 +130,39 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path
     modules = {"a": tmp_path / "a.py", "b": tmp_path / "b.py"}
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
     assert _cycle(graph) == ["a", "b", "a"]
+
+
+# The orchestrator's seams (docs/architecture.md): which process runs a subpackage, and what it may load.
+ORCHESTRATOR = REPO / "orchestrator"
+MAX_ROOT_MODULES = 6  # besides __init__.py and __main__.py
+MAX_MODULE_LINES = 400
+# What `validate` and the driver load, whatever the number of tasks: never torch; the manifest's checks not even Ray or MLflow.
+NOT_LOADED = {"config": ("torch", "ray", "mlflow"), "search": ("torch",), "sweep": ("torch",)}
+
+
+def test_the_orchestrators_root_keeps_few_modules_and_no_module_is_long():
+    root = [p.name for p in ORCHESTRATOR.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert len(root) <= MAX_ROOT_MODULES, sorted(root)
+    long = {str(p.relative_to(REPO)): n for p in sorted(REPO.glob("*/**/*.py"))
+            if p.parts[len(REPO.parts)] in PACKAGES and (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
+
+
+@pytest.mark.parametrize("package", NOT_LOADED)
+def test_the_config_search_and_driver_packages_load_no_torch(package):
+    modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+                     for p in (ORCHESTRATOR / package).rglob("*.py"))
+    code = "\n".join(f"import {m}" for m in modules)
+    assert _loaded_after(code, NOT_LOADED[package]) == []
+
+
+def test_only_the_tracking_package_imports_mlflow():
+    outside = []
+    for path in sorted(ORCHESTRATOR.rglob("*.py")):
+        if path.relative_to(ORCHESTRATOR).parts[0] == "tracking":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            outside += [f"{path.relative_to(REPO)}:{node.lineno} {n}" for n in names if n.split(".")[0] == "mlflow"]
+    assert outside == []

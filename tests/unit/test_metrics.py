@@ -13,34 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import load_image_tensor, random_inception_file
 from cyclegan import metrics as M
 from cyclegan.config import TrainConfig
 from cyclegan.errors import UserError
 from cyclegan.evaluate import Evaluator
 from cyclegan.sources.synthetic import KINDS, generate
-
-
-def make_random_inception(path: Path, seed: int = 0) -> Path:
-    """An InceptionV3 weights file in the real file's format (a plain state_dict with
-    torch-fidelity's keys, as torchvision's InceptionV3 with 1008 classes names them), random weights.
-
-    Kaiming init rather than PyTorch's default, whose activations vanish through ~90 layers."""
-    from torchvision.models import inception_v3
-
-    torch.manual_seed(seed)
-    net = inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1008)
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), path)
-    return path
-
-
-def random_inception_file(tmp_path_factory) -> Path:
-    """One random weights file per test session (shared by the test modules that need one)."""
-    path = tmp_path_factory.getbasetemp() / "random-inception" / M.INCEPTION_FILE
-    return path if path.is_file() else make_random_inception(path)
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +58,7 @@ def inception(torch_home) -> M.InceptionFeatures:
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> torch.Tensor:
     root = generate("stripes", tmp_path_factory.mktemp("imgs"), n_train=1, n_test=4, size=32, seed=3)
-    return torch.stack([_load(p) for p in sorted((root / "testA").iterdir())])
-
-
-def _load(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).contiguous()
+    return torch.stack([load_image_tensor(p) for p in sorted((root / "testA").iterdir())])
 
 
 def _perturb(images: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
@@ -204,7 +178,7 @@ def test_synthetic_ground_truth_is_perfect_and_the_untranslated_baseline_is_wors
     truth = {}
     for folder in ("testA", "testB"):
         for path in sorted((root / folder).iterdir()):
-            truth[_load(path).numpy().tobytes()] = _load(root / f"{folder}_gt" / path.name)
+            truth[load_image_tensor(path).numpy().tobytes()] = load_image_tensor(root / f"{folder}_gt" / path.name)
 
     def oracle(x: torch.Tensor, direction: str) -> torch.Tensor:
         inputs = ((x + 1) * 127.5 + 0.5).to(torch.uint8)
