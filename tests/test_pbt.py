@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.manifest import ManifestError, parse_manifest
+from orchestrator.config.plan import parse_manifest
+from orchestrator.config.problems import ManifestError
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = "synthetic://colorshift?size=32&n_train=10&n_test=2&seed=0"
@@ -125,7 +126,7 @@ def test_a_mutated_option_outside_the_space_starts_from_a_sampled_value_and_the_
     assert plan.baseline == {"lambda_cyc": 10.0, "lr": 0.0002} and plan.baseline_added
     assert pbt.exploits(plan) and pbt.searched_fields(plan) == ["lambda_A", "lambda_B", "lr"]
     # a checkpoint at every multiple of the interval, and at the task's own checkpoint epochs
-    assert pbt.train_options(plan, dict(plan.train)) == {"save_epoch_freq": 2}
+    assert plan.trial_config(plan.baseline, "t1").save_epoch_freq == 2
 
 
 def test_synchronous_pbt_moves_its_next_look_on_when_every_paused_trial_is_past_it():

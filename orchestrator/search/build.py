@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import orchestrator.search.strategies as strategies
-from cyclegan.metric_names import EVAL_METRICS, base_metric
-from orchestrator.config.manifest import TaskPlan
+from orchestrator.config.plan import TaskPlan
 from orchestrator.search.distributions import tune_distribution
 from orchestrator.search.guards import SweepGuard
 from orchestrator.storage.best import best_key
@@ -50,15 +49,3 @@ def guard(plan: TaskPlan) -> SweepGuard:
     search = plan.search
     return SweepGuard(search.metric, search.resolved_mode, plan.baseline, divergence_factor=search.divergence_factor,
                       time_budget_s=search.time_budget_s, max_failed_trials=search.max_failed_trials)
-
-
-def evaluation_options(plan: TaskPlan) -> dict[str, Any]:
-    """Training options the task's metric needs: an evaluation metric is only reported when the test split
-    is evaluated, so evaluate every epoch, including that metric."""
-    base = base_metric(plan.search.metric)
-    if base not in EVAL_METRICS:
-        return {}
-    metrics = [m.strip() for m in str(plan.train.get("eval_metrics", "")).split(",") if m.strip()]
-    if base not in metrics:
-        metrics.append(base)
-    return {"eval_freq": 1, "eval_metrics": ",".join(metrics)}

@@ -11,7 +11,7 @@ trial continues from that trial's stored checkpoint (its newest, if that one has
 meanwhile) under its own new values: the donor's networks, optimizers, pools and epoch, the new loss
 weights, learning rate and pool size (cyclegan.model.CycleGAN.load_state_dict).
 
-A checkpoint epoch comes at least every `perturbation_interval` epochs (`train_options`), so that a
+A checkpoint epoch comes at least every `perturbation_interval` epochs (`TaskPlan.trial_config`), so that a
 donor always has a checkpoint where PBT looks. Each report of a PBT trial also carries
 
 - `hp/<option>`: the value of each searched training option at that epoch (also an MLflow metric),
@@ -26,11 +26,11 @@ The lineage becomes each trial's `lineage` in the results file, and `pbt/lineage
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from cyclegan.config import TrainConfig
-from orchestrator.config.manifest import ALIASES, TaskPlan
+from orchestrator.config.aliases import ALIASES
+from orchestrator.config.plan import TaskPlan
 from orchestrator.search.strategies import SCHEDULERS
 
 HP_PREFIX = "hp/"                  # hp/<TrainConfig field>: a searched option's value at an epoch
@@ -44,15 +44,6 @@ DONOR_TAG = "cyclegan.pbt.donor"                # the last donor: "<trial id>@<e
 def exploits(plan: TaskPlan) -> bool:
     """Whether the task's trials continue from each other's checkpoints."""
     return SCHEDULERS[plan.search.scheduler.type].exploits
-
-
-def train_options(plan: TaskPlan, values: dict[str, Any]) -> dict[str, Any]:
-    """Training options a PBT trial needs: a checkpoint at least every perturbation_interval epochs (at each of
-    its multiples, where PBT looks), with the task's own checkpoint epochs kept."""
-    if not exploits(plan):
-        return {}
-    interval = plan.search.scheduler.perturbation_interval
-    return {"save_epoch_freq": math.gcd(interval, values.get("save_epoch_freq", TrainConfig.save_epoch_freq))}
 
 
 def searched_fields(plan: TaskPlan) -> list[str]:

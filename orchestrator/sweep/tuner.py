@@ -30,7 +30,7 @@ import orchestrator.search.build as tune_search
 import orchestrator.search.pbt as pbt
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
 from orchestrator.config.baseline import baseline_trial
-from orchestrator.config.manifest import LoadedManifest, TaskPlan
+from orchestrator.config.plan import LoadedManifest, TaskPlan
 from orchestrator.redact import is_secret_name
 from orchestrator.search.guards import DIVERGED, SweepGuard, TaskGuards
 from orchestrator.storage.best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, best_key, read_best
