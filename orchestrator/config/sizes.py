@@ -2,20 +2,21 @@
 
 TrainConfig checks the image sizes against the networks, and the crop against the load size; a search
 over those options is checked combination by combination, before anything starts. The first
-combination builds the task's TrainConfig (every rule); the others only run the rules that can
-change between combinations, so a grid of 2,000 combinations costs 2,000 small checks, not 2,000
-TrainConfigs, and reports exactly what TrainConfig would.
+combination builds the task's TrainConfig (every rule). The others differ from it only in size
+options whose every value is valid alone (orchestrator.config.space checks them), so the only rules
+that can fail for them are the two between size options, `crop_problem` and `size_problem`: a
+grid of 2,000 combinations costs one TrainConfig and 2,000 small checks, and reports exactly what a
+TrainConfig per combination would.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 from types import SimpleNamespace
 from typing import Any
 
-from cyclegan.config import TrainConfig, option_problem, size_problem
+from cyclegan.config import TrainConfig, crop_problem, size_problem
 from cyclegan.errors import UserError
 from orchestrator.config.aliases import expand_aliases, fields_of
 from orchestrator.config.problems import Problem
@@ -24,13 +25,6 @@ from orchestrator.config.space import Distribution
 # Options the networks' size rules depend on: a search over them is checked combination by combination.
 SIZE_OPTIONS = ("crop_size", "load_size", "preprocess", "netG", "netD", "n_layers_D")
 MAX_COMBINATIONS = 2000
-
-
-@functools.lru_cache(maxsize=4096)
-def _crop_problem(preprocess: str, load_size: int, crop_size: int) -> tuple[str, str] | None:
-    """TrainConfig's one rule between size options apart from the networks' (crop vs load size); each
-    value alone is valid, and the other options at their defaults are, so only that rule can fail."""
-    return option_problem({"preprocess": preprocess, "load_size": load_size, "crop_size": crop_size}, sizes=False)
 
 
 def combined_config(prefix: str, train: dict[str, Any], set_in: dict[str, str], space: dict[str, Any],
@@ -69,7 +63,7 @@ def combined_config(prefix: str, train: dict[str, Any], set_in: dict[str, str], 
     for combo in combos:
         sampled = dict(zip(axes, combo))
         sizes = SimpleNamespace(**{**fixed, **sampled})
-        found = _crop_problem(sizes.preprocess, sizes.load_size, sizes.crop_size) or size_problem(sizes)
+        found = crop_problem(sizes) or size_problem(sizes)
         if found:
             return None, [problem(*found, sampled)]
     return config, []
