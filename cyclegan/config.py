@@ -205,8 +205,8 @@ def _option_problem(cfg: TrainConfig | SimpleNamespace) -> tuple[str, str] | Non
         return "beta1", "Adam betas must lie in [0, 1)"
     if cfg.n_epochs + cfg.n_epochs_decay < 1:
         return "n_epochs", "n_epochs + n_epochs_decay must be at least 1"
-    if cfg.preprocess == "resize_and_crop" and cfg.load_size < cfg.crop_size:
-        return "crop_size", f"{cfg.crop_size} is larger than --load_size {cfg.load_size}"
+    if problem := crop_problem(cfg):
+        return problem
     if cfg.lambda_identity > 0 and cfg.input_nc != cfg.output_nc:
         return "lambda_identity", "identity loss needs input_nc == output_nc; set it to 0"
     if cfg.epoch_count < 1:
@@ -214,6 +214,14 @@ def _option_problem(cfg: TrainConfig | SimpleNamespace) -> tuple[str, str] | Non
     unknown = set(eval_metric_list(cfg.eval_metrics)) - set(EVAL_METRICS)
     if unknown:
         return "eval_metrics", f"unknown metric(s) {', '.join(sorted(unknown))}; use {', '.join(EVAL_METRICS)}"
+    return None
+
+
+def crop_problem(cfg: TrainConfig | SimpleNamespace) -> tuple[str, str] | None:
+    """(field, why) when the crop is larger than the image it is cut from, else None: the one rule between
+    size options besides the networks' (`size_problem`)."""
+    if cfg.preprocess == "resize_and_crop" and cfg.load_size < cfg.crop_size:
+        return "crop_size", f"{cfg.crop_size} is larger than --load_size {cfg.load_size}"
     return None
 
 

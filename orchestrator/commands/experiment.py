@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 
 from cyclegan.errors import UserError
-from orchestrator.config.manifest import LoadedManifest, ManifestError, TaskPlan, grid_points, load_manifest
+from orchestrator.config.plan import LoadedManifest, TaskPlan, load_manifest
+from orchestrator.config.problems import ManifestError
 from orchestrator.config.resources import DEFAULT_STORAGE
+from orchestrator.config.space import grid_points
 from orchestrator.sweep.placement import DEFAULT_RESOURCE_WAIT_S
 
 

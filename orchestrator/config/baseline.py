@@ -4,7 +4,7 @@ The paper's values are TrainConfig's defaults (λ = 10, identity 0.5·λ, pool 5
 requires them to be. A task's own constant options win ("unless the task's own defaults say
 otherwise"): `lambda_identity: 0.0` in a task's `train` makes its baseline run without the identity loss.
 
-orchestrator.config.manifest computes the point (`TaskPlan.baseline`); this module tells trials apart.
+orchestrator.config.plan computes the point (`TaskPlan.baseline`); this module tells trials apart.
 The baseline trial is the first trial Tune created whose configuration is the baseline point: Tune
 evaluates `points_to_evaluate` first, and a grid that already holds the point runs it once, as one
 of its own combinations. (Trial ids cannot tell the order: a search algorithm's trials get random

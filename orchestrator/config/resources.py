@@ -93,26 +93,28 @@ class Resources(BaseModel):
 
 
 def prepare_config(config: TrainConfig, resources: Resources, name: str | None = None) -> TrainConfig:
-    """Check the options for a run on Ray and make local paths absolute (workers run elsewhere)."""
-    cfg = config.replace(name=name or config.name)
-    if not _NAME.match(cfg.name):
-        raise UserError(f"--name {cfg.name!r}: use letters, digits, '_', '.', '=' and '-' (it names a folder in the storage)")
-    if cfg.continue_train:
+    """Check the options for a run on Ray and make local paths absolute (workers run elsewhere): `config`
+    itself when nothing changes, else one new TrainConfig with every change at once."""
+    name = name or config.name
+    if not _NAME.match(name):
+        raise UserError(f"--name {name!r}: use letters, digits, '_', '.', '=' and '-' (it names a folder in the storage)")
+    if config.continue_train:
         raise UserError("--continue_train: not needed here; relaunching with the same --name and --storage resumes the run "
                         "(to start from a single-machine run, pass --resume-from its folder)")
-    if cfg.device.startswith("cuda") and not resources.gpus_per_worker:
-        raise UserError(f"--device {cfg.device}: the workers have no GPU; pass --gpus-per-worker 1 (or --device auto)")
-    if cfg.device == "cpu" and resources.gpus_per_worker:
+    if config.device.startswith("cuda") and not resources.gpus_per_worker:
+        raise UserError(f"--device {config.device}: the workers have no GPU; pass --gpus-per-worker 1 (or --device auto)")
+    if config.device == "cpu" and resources.gpus_per_worker:
         raise UserError("--device cpu with --gpus-per-worker: drop one of them")
-    ref = parse_reference(cfg.dataroot)  # the form of the reference, no I/O
-    changes: dict[str, Any] = {}
+    ref = parse_reference(config.dataroot)  # the form of the reference, no I/O
+    changes: dict[str, Any] = {"name": name} if name != config.name else {}
     if ref.kind in ("folder", "archive"):
         if not Path(ref.location).exists():
-            raise UserError(f"--dataroot {cfg.dataroot}: not found (a local path must exist on every node: use a shared "
+            raise UserError(f"--dataroot {config.dataroot}: not found (a local path must exist on every node: use a shared "
                             "folder, or an s3:// reference on a cluster)")
-        changes["dataroot"] = ref.location
+        if ref.location != config.dataroot:
+            changes["dataroot"] = ref.location
     for field in ("checkpoints_dir", "cache_dir", "inception_weights"):
-        value = getattr(cfg, field, "")
-        if value and "://" not in value:
+        value = getattr(config, field, "")
+        if value and "://" not in value and str(Path(value).expanduser().resolve()) != value:
             changes[field] = str(Path(value).expanduser().resolve())
-    return cfg.replace(**changes) if changes else cfg
+    return config.replace(**changes) if changes else config

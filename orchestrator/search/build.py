@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cyclegan.metric_names import EVAL_METRICS, base_metric
-from orchestrator.config.manifest import TaskPlan
+from orchestrator.config.plan import TaskPlan
 from orchestrator.search.algorithms import ALGORITHMS
 from orchestrator.search.distributions import tune_distribution
 from orchestrator.search.guards import SweepGuard
@@ -48,24 +47,7 @@ def scheduler(plan: TaskPlan, total_epochs: int):
     return build(SCHEDULERS, plan.search.scheduler, settings(plan, total_epochs))
 
 
-def exploits(plan: TaskPlan) -> bool:
-    """Whether the task's trials continue from each other's checkpoints (pbt, pb2: orchestrator.search.schedulers)."""
-    return SCHEDULERS[plan.search.scheduler.type].exploits
-
-
 def guard(plan: TaskPlan) -> SweepGuard:
     search = plan.search
     return SweepGuard(search.metric, search.resolved_mode, plan.baseline, divergence_factor=search.divergence_factor,
                       time_budget_s=search.time_budget_s, max_failed_trials=search.max_failed_trials)
-
-
-def evaluation_options(plan: TaskPlan) -> dict[str, Any]:
-    """Training options the task's metric needs: an evaluation metric is only reported when the test split
-    is evaluated, so evaluate every epoch, including that metric."""
-    base = base_metric(plan.search.metric)
-    if base not in EVAL_METRICS:
-        return {}
-    metrics = [m.strip() for m in str(plan.train.get("eval_metrics", "")).split(",") if m.strip()]
-    if base not in metrics:
-        metrics.append(base)
-    return {"eval_freq": 1, "eval_metrics": ",".join(metrics)}

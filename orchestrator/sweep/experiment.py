@@ -14,7 +14,8 @@ from pathlib import Path
 import orchestrator.tracking.runs as tracking
 from cyclegan.errors import UserError
 from orchestrator.config.aliases import alias_note, expand_aliases
-from orchestrator.config.manifest import LoadedManifest, TaskPlan, train_options
+from orchestrator.config.options import train_options
+from orchestrator.config.plan import LoadedManifest, TaskPlan
 from orchestrator.redact import environ_snapshot, is_secret_name, mask_text
 from orchestrator.runtime import connect, ray_logs_dir, shutdown_quietly
 from orchestrator.storage.location import Storage, parse_storage, trial_run_name, validate_storage, without_userinfo

@@ -22,7 +22,7 @@ import json
 import time
 
 from cyclegan.errors import UserError
-from orchestrator.config.manifest import TaskPlan
+from orchestrator.config.plan import TaskPlan
 from orchestrator.config.resources import GIB, Resources
 
 DEFAULT_RESOURCE_WAIT_S = 900.0

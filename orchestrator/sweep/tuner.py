@@ -31,7 +31,7 @@ import orchestrator.search.schedulers.pbt as pbt
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
 from orchestrator import ray_internals
 from orchestrator.config.baseline import baseline_trial
-from orchestrator.config.manifest import LoadedManifest, TaskPlan
+from orchestrator.config.plan import LoadedManifest, TaskPlan
 from orchestrator.redact import is_secret_name, restored_environ
 from orchestrator.search.guards import SweepGuard, TaskGuards
 from orchestrator.storage.best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, best_key, read_best

@@ -15,12 +15,9 @@ from typing import Any
 
 from ray import tune
 
-import orchestrator.search.build as tune_search
-import orchestrator.search.pbt as pbt
-from orchestrator.config.manifest import TaskPlan
+from orchestrator.config.plan import TaskPlan
 from orchestrator.search.schedulers.pbt import searched_fields
 from orchestrator.storage.best import Ranking
-from orchestrator.storage.location import trial_run_name
 from orchestrator.sweep.router import TASK_KEY, without_task
 from orchestrator.tracking.context import TrackingContext
 
@@ -41,15 +38,6 @@ class SweepContext:
         return f"{self.storage.rstrip('/')}/{self.experiment}/trials"
 
 
-def trial_train_config(plan: TaskPlan, sampled: dict[str, Any], trial_id: str) -> dict[str, Any]:
-    """The full set of training options of one trial (TrainConfig fields)."""
-    values = plan.trial_config(sampled)
-    values.update(tune_search.evaluation_options(plan))
-    values.update(pbt.train_options(plan, values))
-    values.update(dataroot=plan.data, name=trial_run_name(plan.name, trial_id))
-    return values
-
-
 def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepContext) -> None:
     """The Tune function trainable of every task: the trial's task is `config["task"]`. A one-worker trial
     trains here, in this process; a trial with several workers drives a Ray Train DDP run. Either reports
@@ -57,21 +45,19 @@ def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepCont
     resumed trial continues from its last checkpoint instead of starting over."""
     plan = plans[config[TASK_KEY]]
     trial_id = tune.get_context().get_trial_id()
-    train_config = trial_train_config(plan, without_task(config), trial_id)
     tracking = ctx.tracking[plan.name].for_trial(trial_id) if plan.name in ctx.tracking else None
-    from cyclegan.config import TrainConfig
     from orchestrator.trial.spec import TrialSpec
 
     # Worker failures fail a Ray Train trial (max_failures 0); Tune retries it (FailureConfig) and the TorchTrainer,
     # relaunched under the same name and storage, continues from the trial's last checkpoint.
-    spec = TrialSpec(TrainConfig.from_dict(train_config), plan.resources, ctx.trials_storage,
+    spec = TrialSpec(plan.trial_config(without_task(config), trial_id), plan.resources, ctx.trials_storage,
                      ranking=Ranking(plan.search.metric, plan.search.resolved_mode), tracking=tracking, max_failures=0,
                      callbacks=() if plan.resources.trains_in_trial else _report_to_tune())
     if plan.resources.trains_in_trial:
         from orchestrator.trial.session import TrialSession, train_in_trial
 
         session = TrialSession
-        if tune_search.exploits(plan):
+        if plan.exploits:
             from orchestrator.trial.pbt_session import session_factory
 
             session = session_factory(trial_id, without_task(config), searched_fields(plan.space), tracking)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tune_failures
-from orchestrator.config.manifest import load_manifest
+from orchestrator.config.plan import load_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 # What a user reads: the start, the progress blocks (one line per task each), one line per ended

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.manifest import ManifestError, parse_manifest
+from orchestrator.config.plan import parse_manifest
+from orchestrator.config.problems import ManifestError
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = "synthetic://colorshift?size=32&n_train=10&n_test=2&seed=0"
@@ -110,8 +111,6 @@ def test_pbt_refuses_trials_of_several_workers_and_a_searcher():
 
 
 def test_a_mutated_option_outside_the_space_starts_from_a_sampled_value_and_the_baseline_from_the_papers():
-    import orchestrator.search.pbt as pbt
-    from orchestrator.search.build import exploits
     from orchestrator.search.schedulers.pbt import searched_fields
 
     loaded = parse_manifest(textwrap.dedent(f"""\
@@ -125,9 +124,9 @@ def test_a_mutated_option_outside_the_space_starts_from_a_sampled_value_and_the_
     (plan,) = loaded.plans
     assert plan.space == {"lambda_cyc": {"choice": [5, 10]}, "lr": {"loguniform": [1e-5, 1e-3]}}  # the space's own entry wins
     assert plan.baseline == {"lambda_cyc": 10.0, "lr": 0.0002} and plan.baseline_added
-    assert exploits(plan) and searched_fields(plan.space) == ["lambda_A", "lambda_B", "lr"]
+    assert plan.exploits and searched_fields(plan.space) == ["lambda_A", "lambda_B", "lr"]
     # a checkpoint at every multiple of the interval, and at the task's own checkpoint epochs
-    assert pbt.train_options(plan, dict(plan.train)) == {"save_epoch_freq": 2}
+    assert plan.trial_config(plan.baseline, "t1").save_epoch_freq == 2
 
 
 def test_synchronous_pbt_moves_its_next_look_on_when_every_paused_trial_is_past_it():

@@ -16,7 +16,7 @@ from pathlib import Path
 import ray
 
 from conftest import tune_failures
-from orchestrator.config.manifest import load_manifest
+from orchestrator.config.plan import load_manifest
 from orchestrator.sweep.experiment import run_experiment
 from orchestrator.sweep.options import RunOptions
 from orchestrator.sweep.progress import ProgressBoard, ProgressCallback

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.manifest import load_manifest
+from orchestrator.config.plan import load_manifest
 from orchestrator.sweep.experiment import run_experiment
 from orchestrator.sweep.options import RunOptions
 
@@ -126,9 +126,12 @@ def test_a_trial_with_two_workers_is_a_ray_train_ddp_run_inside_the_sweep(ray_se
 
 
 def _plan(name: str, trials: int = 4, concurrent: int | None = None, **resources):
-    from orchestrator.config.manifest import Resources, Search, TaskPlan
+    from cyclegan.config import TrainConfig
+    from orchestrator.config.plan import TaskPlan
+    from orchestrator.config.resources import Resources
+    from orchestrator.config.schema import Search
 
-    return TaskPlan(name=name, data="synthetic://colorshift", train={}, space={}, resources=Resources(**resources),
+    return TaskPlan(name=name, data="synthetic://colorshift", base=TrainConfig(), space={}, resources=Resources(**resources),
                     search=Search(max_concurrent_trials=concurrent), trial_count=trials)
 
 

@@ -17,7 +17,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from orchestrator.config.manifest import load_manifest
+from orchestrator.config.plan import load_manifest
 
 try:
     import tomllib

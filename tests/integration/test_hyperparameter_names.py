@@ -12,8 +12,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 import orchestrator.sweep.experiment as runner
-from cyclegan.config import TrainConfig
-from orchestrator.config.manifest import load_manifest
+from orchestrator.config.plan import load_manifest
 from orchestrator.storage.location import parse_storage
 from orchestrator.sweep.results import TaskResult, TrialRecord, summary_table
 from orchestrator.tracking.mlflow_recorder import MlflowTrialRecorder
@@ -53,7 +52,7 @@ def test_parent_run_trial_runs_and_registered_version_name_each_hyperparameter_a
     trained_config = json.loads((tiny_trained / "config.json").read_text())
     trials = []
     for trial_id, sampled in SEARCHED.items():
-        cfg = TrainConfig(**plan.trial_config(sampled), dataroot=str(tiny_dataset), name=f"{plan.name}-{trial_id}")
+        cfg = plan.trial_config(sampled, trial_id).replace(dataroot=str(tiny_dataset))
         psnr = 10.0 + sampled["lambda_cyc"]
         with MlflowTrialRecorder(spec.for_trial(trial_id), params=cfg.to_record()) as logger:  # as a worker does
             logger.log_epoch(2, {"psnr": psnr})

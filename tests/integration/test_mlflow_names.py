@@ -7,7 +7,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import _validate_experiment_name, _validate_model_name
 
-from orchestrator.config.manifest import ManifestError, load_manifest
+from orchestrator.config.plan import load_manifest
+from orchestrator.config.problems import ManifestError
 
 TASK = '{name: horse2zebra, data: "synthetic://colorshift?size=32&n_train=4&n_test=1&seed=0"}'
 

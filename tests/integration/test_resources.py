@@ -11,15 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from cyclegan.config import TrainConfig
 from cyclegan.errors import UserError
-from orchestrator.config.manifest import Resources, Search, TaskPlan
+from orchestrator.config.plan import TaskPlan
+from orchestrator.config.resources import Resources
+from orchestrator.config.schema import Search
 from orchestrator.sweep.placement import check_cluster_fits, has_autoscaler, shortfalls
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _plan(name: str = "t", **resources) -> TaskPlan:
-    return TaskPlan(name=name, data="synthetic://colorshift", train={}, space={}, resources=Resources(**resources), search=Search(),
+    return TaskPlan(name=name, data="synthetic://colorshift", base=TrainConfig(), space={}, resources=Resources(**resources), search=Search(),
                     trial_count=1)
 
 

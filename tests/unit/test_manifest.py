@@ -6,7 +6,9 @@ import textwrap
 
 import pytest
 
-from orchestrator.config.manifest import ManifestError, grid_points, load_manifest, parse_manifest
+from orchestrator.config.plan import load_manifest, parse_manifest
+from orchestrator.config.problems import ManifestError
+from orchestrator.config.space import grid_points
 
 GOOD = """\
 name: seasons-and-animals
@@ -53,9 +55,9 @@ def test_the_issue_example_is_valid_and_merges_per_task_overrides():
 
 def test_aliases_expand_to_the_papers_weights():
     plan = parse_manifest(GOOD, "m.yaml").plans[0]
-    config = plan.trial_config({"lambda_cyc": 20, "lambda_idt": 0.3, "pool_size": 0})
-    assert config["lambda_A"] == config["lambda_B"] == 20 and config["lambda_identity"] == 0.3 and config["pool_size"] == 0
-    assert "lambda_cyc" not in config
+    config = plan.trial_config({"lambda_cyc": 20, "lambda_idt": 0.3, "pool_size": 0}, "t1")
+    assert config.lambda_A == config.lambda_B == 20 and config.lambda_identity == 0.3 and config.pool_size == 0
+    assert not hasattr(config, "lambda_cyc")
 
 
 def test_mode_is_implied_by_the_metric_or_given():
@@ -206,8 +208,8 @@ def test_validate_checks_the_datasets_unless_offline(tmp_path, capsys, tiny_data
 def test_quniform_on_a_whole_number_option_gives_integers():
     text = "name: x\nsearch: {space: {batch_size: {quniform: [1, 4, 1]}, lr: {quniform: [0.1, 0.5, 0.1]}}}\ntasks: [{name: t, data: /d}]\n"
     plan = parse_manifest(text).plans[0]
-    config = plan.trial_config({"batch_size": 2.0, "lr": 0.2})  # what Ray's quniform gives
-    assert config["batch_size"] == 2 and isinstance(config["batch_size"], int) and config["lr"] == 0.2
+    config = plan.trial_config({"batch_size": 2.0, "lr": 0.2}, "t1")  # what Ray's quniform gives
+    assert config.batch_size == 2 and isinstance(config.batch_size, int) and config.lr == 0.2
 
 
 def test_a_task_with_a_bad_field_still_has_its_other_fields_checked():
@@ -252,7 +254,7 @@ def test_the_baseline_takes_the_papers_values_unless_the_task_sets_its_own():
     # lambda 10, pool 50 and lr 2e-4 from the paper; no identity loss, as the task says (a painting task would keep 0.5)
     assert plan.baseline == {"lambda_cyc": 10.0, "lambda_idt": 0.0, "pool_size": 50, "lr": 0.0002}
     assert plan.baseline_added and plan.trial_count == 4 + 1   # random search: the baseline comes on top
-    assert plan.trial_config(plan.baseline)["lambda_A"] == plan.trial_config(plan.baseline)["lambda_B"] == 10.0
+    assert plan.trial_config(plan.baseline, "t1").lambda_A == plan.trial_config(plan.baseline, "t1").lambda_B == 10.0
 
 
 def test_a_grid_that_holds_the_baseline_runs_it_once_and_one_that_does_not_gets_it_on_top():

@@ -115,7 +115,7 @@ def test_a_new_scheduler_is_one_module_plus_the_tables_line(tmp_path):
     table.write_text("".join(lines))
     code = textwrap.dedent("""\
         import orchestrator
-        from orchestrator.config.manifest import ManifestError, parse_manifest
+        from orchestrator.config import ManifestError, parse_manifest
         from orchestrator.search.build import scheduler
         from orchestrator.search.tables import markdown
         assert orchestrator.__file__.startswith(%r), orchestrator.__file__
