@@ -12,8 +12,13 @@ and the orchestrator's manifest checks answer without loading torch (seconds on 
 
 from importlib import import_module
 
-_EXPORTS = {"CycleGAN": "model", "TrainConfig": "config", "Trainer": "trainer", "UserError": "errors",
-            "load_generator": "checkpoint"}
+_EXPORTS = {
+    "CycleGAN": "model",
+    "TrainConfig": "config",
+    "Trainer": "trainer",
+    "UserError": "errors",
+    "load_generator": "checkpoint",
+}
 
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

@@ -60,27 +60,50 @@ class Shape:
 BASELINE = BenchConfig("eager-fp32", 1)
 
 
-def default_configs(device: torch.device, batches: list[int], compile_mode: str = "default") -> list[BenchConfig]:
+def default_configs(
+    device: torch.device, batches: list[int], compile_mode: str = "default"
+) -> list[BenchConfig]:
     """CUDA: each lever alone at batch 1, then compiled kernels with and without captured graphs at
     every batch. CPU: the variants that make sense there (no compile: minutes of C++ builds)."""
     if device.type == "cuda":
         fast = {"precision": "bf16", "channels_last": True}
-        configs = [BASELINE, BenchConfig("eager-bf16-cl", 1, **fast), BenchConfig("graphs-bf16-cl", 1, cuda_graphs=True, **fast)]
+        configs = [
+            BASELINE,
+            BenchConfig("eager-bf16-cl", 1, **fast),
+            BenchConfig("graphs-bf16-cl", 1, cuda_graphs=True, **fast),
+        ]
         for batch in batches:
             configs.append(BenchConfig("compiled-bf16-cl", batch, compile=compile_mode, **fast))
-            configs.append(BenchConfig("compiled-graphs-bf16-cl", batch, compile=compile_mode, cuda_graphs=True, **fast))
+            configs.append(
+                BenchConfig(
+                    "compiled-graphs-bf16-cl", batch, compile=compile_mode, cuda_graphs=True, **fast
+                )
+            )
         return configs
-    configs = [BASELINE, BenchConfig("eager-fp32-cl", 1, channels_last=True), BenchConfig("eager-bf16", 1, precision="bf16"),
-               BenchConfig("eager-bf16-cl", 1, precision="bf16", channels_last=True)]
+    configs = [
+        BASELINE,
+        BenchConfig("eager-fp32-cl", 1, channels_last=True),
+        BenchConfig("eager-bf16", 1, precision="bf16"),
+        BenchConfig("eager-bf16-cl", 1, precision="bf16", channels_last=True),
+    ]
     return configs + [BenchConfig("eager-fp32", batch) for batch in batches if batch != 1]
 
 
 def train_config(spec: BenchConfig, shape: Shape) -> TrainConfig:
     """The paper's recipe (identity loss, 50-image pool, LSGAN) at the benchmark's shape."""
-    return TrainConfig(netG=f"resnet_{shape.blocks}blocks", ngf=shape.ngf, ndf=shape.ndf, crop_size=shape.size,
-                       load_size=shape.size, batch_size=spec.batch, precision=spec.precision,
-                       channels_last=str(spec.channels_last).lower(), compile=spec.compile,
-                       cuda_graphs=str(spec.cuda_graphs).lower(), device="cpu")
+    return TrainConfig(
+        netG=f"resnet_{shape.blocks}blocks",
+        ngf=shape.ngf,
+        ndf=shape.ndf,
+        crop_size=shape.size,
+        load_size=shape.size,
+        batch_size=spec.batch,
+        precision=spec.precision,
+        channels_last=str(spec.channels_last).lower(),
+        compile=spec.compile,
+        cuda_graphs=str(spec.cuda_graphs).lower(),
+        device="cpu",
+    )
 
 
 def build_model(spec: BenchConfig, shape: Shape, device: torch.device, seed: int = 0) -> CycleGAN:
@@ -93,7 +116,9 @@ def build_model(spec: BenchConfig, shape: Shape, device: torch.device, seed: int
 
 def count_flops(shape: Shape, batch: int) -> int:
     """FLOPs of one plain training step (forward, backward, both network groups) at `batch`."""
-    from torch.utils.flop_counter import FlopCounterMode  # imported here: `cyclegan --help` should stay quick
+    from torch.utils.flop_counter import (
+        FlopCounterMode,
+    )  # imported here: `cyclegan --help` should stay quick
 
     model = CycleGAN(train_config(BenchConfig("count", batch), shape), "meta")
     real = torch.empty(batch, 3, shape.size, shape.size, device="meta")
@@ -126,12 +151,17 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(device)
             return
         try:
-            Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS (VmHWM) to the current RSS
+            Path("/proc/self/clear_refs").write_text(
+                "5"
+            )  # 5: reset the peak RSS (VmHWM) to the current RSS
             self.kind, self.start = "cpu_peak_rss_delta", _proc_status_mb("VmRSS")
         except OSError:
             self.kind, self.start = "cpu_ru_maxrss_delta", None
         if self.start is None:
-            self.kind, self.start = "cpu_ru_maxrss_delta", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            self.kind, self.start = (
+                "cpu_ru_maxrss_delta",
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            )
 
     def peak_mb(self) -> float:
         if self.device.type == "cuda":
@@ -147,7 +177,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _inputs(batch: int, size: int, device: torch.device, memory_format, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(
+    batch: int, size: int, device: torch.device, memory_format, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     a, b = (torch.rand(batch, 3, size, size, generator=gen) * 2 - 1 for _ in range(2))
     return a.to(device, memory_format=memory_format), b.to(device, memory_format=memory_format)
@@ -155,19 +187,23 @@ def _inputs(batch: int, size: int, device: torch.device, memory_format, seed: in
 
 def _release(spec: BenchConfig, device: torch.device) -> None:
     if spec.compile != "none":
-        torch._dynamo.reset()  # each configuration compiles afresh; old entries would count against the recompile limit
+        # each configuration compiles afresh; old entries would count against the recompile limit
+        torch._dynamo.reset()
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
 
 def measure(spec: BenchConfig, shape: Shape, device: torch.device, iters: int, warmup: int) -> dict:
-    """Time `iters` training steps after `warmup` ones (compilation, cuDNN benchmarking, graph capture)."""
+    """Time `iters` training steps after `warmup` ones (compilation, cuDNN benchmarking, graph
+    capture)."""
     memory = PeakMemory(device)
     model = build_model(spec, shape, device)
     real_A, real_B = _inputs(spec.batch, shape.size, device, model.memory_format)
     if model.graphed_step is not None:
-        warmup = max(warmup, model.graphed_step.warmup + 2)  # capture happens before the timed steps
+        warmup = max(
+            warmup, model.graphed_step.warmup + 2
+        )  # capture happens before the timed steps
     start = time.perf_counter()
     for _ in range(warmup):
         model.train_step(real_A, real_B)
@@ -179,27 +215,52 @@ def measure(spec: BenchConfig, shape: Shape, device: torch.device, iters: int, w
     _sync(device)
     elapsed = time.perf_counter() - start
     finite = bool(torch.isfinite(torch.stack(list(losses.values()))).all())
-    result = {**asdict(spec), "name": spec.name, "ms_per_iter": elapsed / iters * 1e3,
-              "pairs_per_s": iters * spec.batch / elapsed, "peak_memory_mb": memory.peak_mb(),
-              "peak_memory_kind": memory.kind, "warmup_s": warmup_s, "losses_finite": finite}
+    result = {
+        **asdict(spec),
+        "name": spec.name,
+        "ms_per_iter": elapsed / iters * 1e3,
+        "pairs_per_s": iters * spec.batch / elapsed,
+        "peak_memory_mb": memory.peak_mb(),
+        "peak_memory_kind": memory.kind,
+        "warmup_s": warmup_s,
+        "losses_finite": finite,
+    }
     del result["kind"]
     del model, losses
     _release(spec, device)
     return result
 
 
-# -- the data loader --------------------------------------------------------------------------------
-def measure_loader(size: int, batch: int, workers: int, device: torch.device, batches: int = 40) -> dict:
-    """Pairs/s the real input pipeline delivers (decode, resize to 286/256 of the crop, random crop and
-    flip in `workers` processes, pinned memory, normalisation on the device) on synthetic PNGs."""
+# -- the data loader -------------------------------------------------------------------------------
+def measure_loader(
+    size: int, batch: int, workers: int, device: torch.device, batches: int = 40
+) -> dict:
+    """Pairs/s the real input pipeline delivers (decode, resize to 286/256 of the crop, random crop
+    and flip in `workers` processes, pinned memory, normalisation on the device) on synthetic
+    PNGs."""
     from .data import UnalignedDataset, make_loader, to_model_input
     from .sources.synthetic import generate
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = generate("colorshift", Path(tmp) / "data", n_train=max(32, 4 * batch), n_test=0, size=size, seed=0)
-        cfg = TrainConfig(dataroot=str(root), crop_size=size, load_size=round(size * 286 / 256), batch_size=batch,
-                          num_threads=workers, device="cpu")
-        loader = make_loader(UnalignedDataset(root, cfg, "train"), cfg, pin_memory=device.type == "cuda")
+        root = generate(
+            "colorshift",
+            Path(tmp) / "data",
+            n_train=max(32, 4 * batch),
+            n_test=0,
+            size=size,
+            seed=0,
+        )
+        cfg = TrainConfig(
+            dataroot=str(root),
+            crop_size=size,
+            load_size=round(size * 286 / 256),
+            batch_size=batch,
+            num_threads=workers,
+            device="cpu",
+        )
+        loader = make_loader(
+            UnalignedDataset(root, cfg, "train"), cfg, pin_memory=device.type == "cuda"
+        )
         seen, epoch, start = -1, 0, 0.0
         while seen < batches:
             loader.sampler.set_epoch(epoch)
@@ -215,17 +276,26 @@ def measure_loader(size: int, batch: int, workers: int, device: torch.device, ba
         _sync(device)
         elapsed = time.perf_counter() - start
         del loader
-    return {"workers": workers, "batch": batch, "image_size": size, "pairs_per_s": batches * batch / elapsed}
+    return {
+        "workers": workers,
+        "batch": batch,
+        "image_size": size,
+        "pairs_per_s": batches * batch / elapsed,
+    }
 
 
 # -- loss curves ----------------------------------------------------------------------------------
-def synthetic_batches(iters: int, batch: int, size: int, seed: int = 0, pool: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def synthetic_batches(
+    iters: int, batch: int, size: int, seed: int = 0, pool: int = 32
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`iters` unaligned (A, B) batches in [-1, 1] from the colorshift pair (a learnable mapping):
     `pool` scenes per domain, A in a fixed order, B drawn at random, all from `seed`."""
     from .sources.synthetic import KINDS
 
     make_pair = KINDS["colorshift"].make_pair
-    rng_A, rng_B, rng_pick = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    rng_A, rng_B, rng_pick = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
+    )
     to_tensor = lambda img: torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))) * 2 - 1  # noqa: E731
     images_A = [to_tensor(make_pair(rng_A, size, "trainA").a) for _ in range(pool)]
     images_B = [to_tensor(make_pair(rng_B, size, "trainB").b) for _ in range(pool)]
@@ -237,12 +307,18 @@ def synthetic_batches(iters: int, batch: int, size: int, seed: int = 0, pool: in
     return out
 
 
-def loss_curve(spec: BenchConfig, shape: Shape, device: torch.device, data: list, seed: int = 0) -> torch.Tensor:
-    """The 8 losses (columns in LOSS_NAMES order) of each iteration, training from `seed` on `data`."""
+def loss_curve(
+    spec: BenchConfig, shape: Shape, device: torch.device, data: list, seed: int = 0
+) -> torch.Tensor:
+    """The 8 losses (columns in LOSS_NAMES order) of each iteration, training from `seed` on
+    `data`."""
     model = build_model(spec, shape, device, seed)
     rows = []
     for a, b in data:
-        losses = model.train_step(a.to(device, memory_format=model.memory_format), b.to(device, memory_format=model.memory_format))
+        losses = model.train_step(
+            a.to(device, memory_format=model.memory_format),
+            b.to(device, memory_format=model.memory_format),
+        )
         rows.append(torch.stack([losses[name] for name in LOSS_NAMES]))
     curve = torch.stack(rows).float().cpu()
     del model
@@ -251,50 +327,87 @@ def loss_curve(spec: BenchConfig, shape: Shape, device: torch.device, data: list
 
 
 def compare_curves(reference: torch.Tensor, other: torch.Tensor, windows: int = 4) -> dict:
-    """Is `other` within the noise of `reference`? Per loss and per window of iterations, the noise is
-    the reference's own iteration-to-iteration standard deviation there; the curves agree when every
-    window mean of `other` lies within one such deviation of the reference's (plus 1e-3 for flat losses).
-    Also reports how close the very first step is (same weights, same data: only arithmetic differs)."""
+    """Is `other` within the noise of `reference`? Per loss and per window of iterations, the noise
+    is the reference's own iteration-to-iteration standard deviation there; the curves agree when
+    every window mean of `other` lies within one such deviation of the reference's (plus 1e-3 for
+    flat losses). Also reports how close the very first step is (same weights, same data: only
+    arithmetic differs)."""
     n = min(len(reference), len(other))
     bounds = [round(i * n / windows) for i in range(windows + 1)]
     worst, rows = 0.0, []
     for lo, hi in zip(bounds, bounds[1:]):
         ref, oth = reference[lo:hi], other[lo:hi]
         noise = ref.std(0, unbiased=False) + 1e-3
-        excess = ((oth.mean(0) - ref.mean(0)).abs() / noise)
+        excess = (oth.mean(0) - ref.mean(0)).abs() / noise
         worst = max(worst, float(excess.max()))
-        rows.append({"iterations": [lo + 1, hi], "reference_mean": ref.mean(0).tolist(), "mean": oth.mean(0).tolist(),
-                     "noise": noise.tolist(), "deviation_in_noise_units": excess.tolist()})
+        rows.append(
+            {
+                "iterations": [lo + 1, hi],
+                "reference_mean": ref.mean(0).tolist(),
+                "mean": oth.mean(0).tolist(),
+                "noise": noise.tolist(),
+                "deviation_in_noise_units": excess.tolist(),
+            }
+        )
     first = ((other[0] - reference[0]).abs() / reference[0].abs().clamp_min(1e-3)).max()
-    return {"losses": list(LOSS_NAMES), "finite": bool(torch.isfinite(other).all()), "within_noise": worst <= 1.0 and bool(torch.isfinite(other).all()),
-            "max_deviation_in_noise_units": worst, "first_step_max_rel_diff": float(first), "windows": rows}
+    return {
+        "losses": list(LOSS_NAMES),
+        "finite": bool(torch.isfinite(other).all()),
+        "within_noise": worst <= 1.0 and bool(torch.isfinite(other).all()),
+        "max_deviation_in_noise_units": worst,
+        "first_step_max_rel_diff": float(first),
+        "windows": rows,
+    }
 
 
-def loss_check(specs: list[BenchConfig], shape: Shape, device: torch.device, iters: int, seed: int = 0) -> dict:
-    """Loss curves of the batch-1 configurations against eager fp32 batch 1 over `iters` iterations."""
+def loss_check(
+    specs: list[BenchConfig], shape: Shape, device: torch.device, iters: int, seed: int = 0
+) -> dict:
+    """Loss curves of the batch-1 configurations against eager fp32 batch 1 over `iters`
+    iterations."""
     data = synthetic_batches(iters, 1, shape.size, seed)
     reference = loss_curve(BASELINE, shape, device, data, seed)
-    report = {"iterations": iters, "data": "colorshift synthetic pair, same images and order for every configuration",
-              # For scale: eager fp32 itself from other initial weights, i.e. what seed-to-seed noise looks like.
-              "seed_control": compare_curves(reference, loss_curve(BASELINE, shape, device, data, seed + 1)),
-              "configs": {}}
+    report = {
+        "iterations": iters,
+        "data": "colorshift synthetic pair, same images and order for every configuration",
+        # For scale: eager fp32 itself from other initial weights, i.e. what seed-to-seed noise
+        # looks like.
+        "seed_control": compare_curves(
+            reference, loss_curve(BASELINE, shape, device, data, seed + 1)
+        ),
+        "configs": {},
+    }
     for spec in specs:
         if spec.batch == 1 and spec != BASELINE:
-            report["configs"][spec.name] = compare_curves(reference, loss_curve(spec, shape, device, data, seed))
+            report["configs"][spec.name] = compare_curves(
+                reference, loss_curve(spec, shape, device, data, seed)
+            )
     return report
 
 
-# -- the whole benchmark ----------------------------------------------------------------------------
+# -- the whole benchmark ---------------------------------------------------------------------------
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({os.cpu_count()} cores, {platform.machine()}, {torch.get_num_threads()} torch threads)"
+    return (
+        f"cpu ({os.cpu_count()} cores, {platform.machine()}, {torch.get_num_threads()} torch "
+        f"threads)"
+    )
 
 
-def run_bench(shape: Shape, device: torch.device, configs: list[BenchConfig], iters: int, warmup: int,
-              loader_workers: int | None = None, loss_iters: int = 0, on_result=None) -> dict:
-    """Measure `configs` in order; speed-ups are against the first (eager fp32 batch 1 in `default_configs`).
-    `on_result(result)` is called after each configuration (the CLI prints rows as they come)."""
+def run_bench(
+    shape: Shape,
+    device: torch.device,
+    configs: list[BenchConfig],
+    iters: int,
+    warmup: int,
+    loader_workers: int | None = None,
+    loss_iters: int = 0,
+    on_result=None,
+) -> dict:
+    """Measure `configs` in order; speed-ups are against the first (eager fp32 batch 1 in
+    `default_configs`). `on_result(result)` is called after each configuration (the CLI prints rows
+    as they come)."""
     flops = {batch: count_flops(shape, batch) for batch in sorted({c.batch for c in configs})}
     results = []
     for spec in configs:
@@ -305,11 +418,22 @@ def run_bench(shape: Shape, device: torch.device, configs: list[BenchConfig], it
         if on_result:
             on_result(result)
     report = {
-        "device": device_description(device), "device_type": device.type, "torch": torch.__version__,
-        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
-        "python": platform.python_version(), "size": shape.size, "blocks": shape.blocks, "ngf": shape.ngf, "ndf": shape.ndf,
-        "iters": iters, "warmup": warmup, "peak_memory_kind": results[0]["peak_memory_kind"],
-        "flops_per_iter": {str(b): f for b, f in flops.items()}, "configs": results, "targets": targets(results, shape, device),
+        "device": device_description(device),
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "python": platform.python_version(),
+        "size": shape.size,
+        "blocks": shape.blocks,
+        "ngf": shape.ngf,
+        "ndf": shape.ndf,
+        "iters": iters,
+        "warmup": warmup,
+        "peak_memory_kind": results[0]["peak_memory_kind"],
+        "flops_per_iter": {str(b): f for b, f in flops.items()},
+        "configs": results,
+        "targets": targets(results, shape, device),
     }
     if loader_workers is not None:
         best = max(results, key=lambda r: r["pairs_per_s"])
@@ -326,7 +450,14 @@ def run_bench(shape: Shape, device: torch.device, configs: list[BenchConfig], it
 def targets(results: list[dict], shape: Shape, device: torch.device) -> dict:
     batch1 = max((r for r in results if r["batch"] == 1), key=lambda r: r["speedup"])
     best = max(results, key=lambda r: r["speedup"])
-    return {"applies_to": "one H100, 256x256, 9 blocks", "this_run_applies": device.type == "cuda" and (shape.size, shape.blocks) == (256, 9),
-            "batch1_best": batch1["name"], "batch1_speedup": batch1["speedup"], "batch1_target": BATCH1_TARGET,
-            "best": best["name"], "best_speedup": best["speedup"], "throughput_target": THROUGHPUT_TARGET,
-            "met": batch1["speedup"] >= BATCH1_TARGET and best["speedup"] >= THROUGHPUT_TARGET}
+    return {
+        "applies_to": "one H100, 256x256, 9 blocks",
+        "this_run_applies": device.type == "cuda" and (shape.size, shape.blocks) == (256, 9),
+        "batch1_best": batch1["name"],
+        "batch1_speedup": batch1["speedup"],
+        "batch1_target": BATCH1_TARGET,
+        "best": best["name"],
+        "best_speedup": best["speedup"],
+        "throughput_target": THROUGHPUT_TARGET,
+        "met": batch1["speedup"] >= BATCH1_TARGET and best["speedup"] >= THROUGHPUT_TARGET,
+    }

@@ -30,7 +30,9 @@ from .run_files import network_file
 
 STATE_FORMAT = 1
 MAX_KEYS_SHOWN = 5  # in a message about keys that do not fit
-_BLOCK_KEY = re.compile(r"^model\.(\d+)\.block\.")  # residual blocks named `block` (e.g. vintagify) are our `conv_block`
+_BLOCK_KEY = re.compile(
+    r"^model\.(\d+)\.block\."
+)  # residual blocks named `block` (e.g. vintagify) are our `conv_block`
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -55,11 +57,16 @@ def load_file(path: Path):
     except pickle.UnpicklingError as err:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if refused:  # a pickle of arbitrary Python objects: never rebuilt here
-            raise UserError(f"{path}: holds a Python object ({refused.group(1)}) that safe loading (weights_only=True) refuses; "
-                            "only files of tensors and plain containers are read") from None
+            raise UserError(
+                f"{path}: holds a Python object ({refused.group(1)}) that safe loading "
+                f"(weights_only=True) refuses; "
+                "only files of tensors and plain containers are read"
+            ) from None
         raise UserError(f"{path}: {_UNREADABLE}") from None
     except Exception as err:  # corrupt, truncated, or not a torch file
-        raise UserError(f"{path}: {_UNREADABLE} ({err.__class__.__name__}: {_first_line(err)})") from None
+        raise UserError(
+            f"{path}: {_UNREADABLE} ({err.__class__.__name__}: {_first_line(err)})"
+        ) from None
 
 
 _UNREADABLE = "not a readable PyTorch checkpoint (truncated, corrupt, or another kind of file)"
@@ -84,8 +91,11 @@ def clean_state_dict(state: dict[str, torch.Tensor], net: nn.Module) -> dict[str
     for key, value in state.items():
         owner, _, attr = key.rpartition(".")
         module = modules.get(owner)
-        if (isinstance(module, nn.InstanceNorm2d) and attr in ("running_mean", "running_var", "num_batches_tracked")
-                and getattr(module, attr, None) is None):
+        if (
+            isinstance(module, nn.InstanceNorm2d)
+            and attr in ("running_mean", "running_var", "num_batches_tracked")
+            and getattr(module, attr, None) is None
+        ):
             continue
         cleaned[key] = value
     return cleaned
@@ -95,7 +105,12 @@ def load_network(net: nn.Module, path: Path) -> nn.Module:
     state = load_file(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path}: not a network state_dict")
-    load_strict(net, clean_state_dict(state, net), f"{path}: does not fit the network", "check --netG/--ngf/--norm or let them be inferred")
+    load_strict(
+        net,
+        clean_state_dict(state, net),
+        f"{path}: does not fit the network",
+        "check --netG/--ngf/--norm or let them be inferred",
+    )
     return net
 
 
@@ -104,9 +119,18 @@ def load_strict(net: nn.Module, state: dict[str, torch.Tensor], what: str, advic
     that are missing, unexpected or of the wrong shape."""
     expected = net.state_dict()
     problems = []
-    for label, keys in (("missing", [k for k in expected if k not in state]), ("unexpected", [k for k in state if k not in expected]),
-                        ("wrong shape", [f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})" for k, v in expected.items()
-                                         if k in state and state[k].shape != v.shape])):
+    for label, keys in (
+        ("missing", [k for k in expected if k not in state]),
+        ("unexpected", [k for k in state if k not in expected]),
+        (
+            "wrong shape",
+            [
+                f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})"
+                for k, v in expected.items()
+                if k in state and state[k].shape != v.shape
+            ],
+        ),
+    ):
         if keys:
             more = f" and {len(keys) - MAX_KEYS_SHOWN} more" if len(keys) > MAX_KEYS_SHOWN else ""
             problems.append(f"{len(keys)} {label} key(s): {', '.join(keys[:MAX_KEYS_SHOWN])}{more}")
@@ -120,25 +144,43 @@ def generator_state(state: Any, path: Path) -> dict[str, torch.Tensor]:
 
     Takes a plain state_dict (ours, the reference's, or e.g. one whose residual blocks are
     named `block`), or a training state (`latest_state.pt`: its G_A)."""
-    if isinstance(state, dict) and isinstance(state.get("model"), dict) and "nets" in state["model"]:
-        state = state["model"]  # latest_state.pt: {"model": {"nets": {...}, "optimizers": ...}, "epoch": ...}
+    if (
+        isinstance(state, dict)
+        and isinstance(state.get("model"), dict)
+        and "nets" in state["model"]
+    ):
+        state = state[
+            "model"
+        ]  # latest_state.pt: {"model": {"nets": {...}, "optimizers": ...}, "epoch": ...}
     if isinstance(state, dict) and isinstance(state.get("nets"), dict):
         if "G_A" not in state["nets"]:
             raise UserError(f"{path}: a training state without a G_A network")
         state = state["nets"]["G_A"]
     if not isinstance(state, dict):
-        raise UserError(f"{path}: not a generator state_dict (it holds {_kind(state)}, not a mapping of names to tensors)")
+        raise UserError(
+            f"{path}: not a generator state_dict (it holds {_kind(state)}, not a mapping of names "
+            f"to tensors)"
+        )
     if not state:
         raise UserError(f"{path}: an empty state_dict (no weights)")
-    bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    bad = next(
+        (k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)),
+        None,
+    )
     if bad is not None:
-        raise UserError(f"{path}: not a generator state_dict (entry {str(bad)[:80]!r} holds {_kind(state[bad])}, not a tensor)")
+        raise UserError(
+            f"{path}: not a generator state_dict (entry {str(bad)[:80]!r} holds "
+            f"{_kind(state[bad])}, not a tensor)"
+        )
     return our_key_names(state)
 
 
 def our_key_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop a DataParallel `module.` prefix; residual blocks named `block` become `conv_block`."""
-    return {_BLOCK_KEY.sub(r"model.\1.conv_block.", k.removeprefix("module.")): v for k, v in state.items()}
+    return {
+        _BLOCK_KEY.sub(r"model.\1.conv_block.", k.removeprefix("module.")): v
+        for k, v in state.items()
+    }
 
 
 def _kind(value: Any) -> str:
@@ -147,20 +189,31 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def infer_generator_options(state: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> dict:
+def infer_generator_options(
+    state: dict[str, torch.Tensor], path: Path | str = "checkpoint"
+) -> dict:
     """Guess netG, ngf, norm, input_nc and output_nc from a generator state_dict's keys
     (each architecture of architectures.GENERATORS recognises its own)."""
     found = recognise_generator(our_key_names(state))
     if found is not None:
         return found
     keys = ", ".join(list(state)[:MAX_KEYS_SHOWN])
-    raise UserError(f"{path}: cannot tell the generator architecture from its keys ({keys}, ...); "
-                    "pass --netG, --ngf and --norm (and --input_nc/--output_nc when not 3)")
+    raise UserError(
+        f"{path}: cannot tell the generator architecture from its keys ({keys}, ...); "
+        "pass --netG, --ngf and --norm (and --input_nc/--output_nc when not 3)"
+    )
 
 
-def load_generator(path: str | Path, netG: str | None = None, ngf: int | None = None, norm: str | None = None,
-                   input_nc: int | None = None, output_nc: int | None = None, dropout: bool = False,
-                   device: str | torch.device = "cpu") -> nn.Module:
+def load_generator(
+    path: str | Path,
+    netG: str | None = None,
+    ngf: int | None = None,
+    norm: str | None = None,
+    input_nc: int | None = None,
+    output_nc: int | None = None,
+    dropout: bool = False,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
     """Build and load a generator from this project's or the reference's `*_net_G_*.pth`
     (or `latest_state.pt`, taking G_A), or another implementation's ResNet generator with affine
     instance norm or `block`-named residual blocks. Options not given are inferred from the file;
@@ -174,11 +227,17 @@ def load_generator(path: str | Path, netG: str | None = None, ngf: int | None = 
         guessed = {"input_nc": 3, "output_nc": 3}
     given = {"netG": netG, "ngf": ngf, "norm": norm, "input_nc": input_nc, "output_nc": output_nc}
     opts = {k: (v if v is not None else guessed[k]) for k, v in given.items()}
-    net = build_generator(opts["netG"], opts["input_nc"], opts["output_nc"], opts["ngf"], opts["norm"], dropout)
-    load_strict(net, clean_state_dict(state, net),
-                f"{path}: does not fit {opts['netG']} (ngf={opts['ngf']}, norm={opts['norm']}, "
-                f"input_nc={opts['input_nc']}, output_nc={opts['output_nc']})",
-                "pass the matching --netG, --ngf, --norm, --input_nc, --output_nc, or leave them out to infer them")
+    net = build_generator(
+        opts["netG"], opts["input_nc"], opts["output_nc"], opts["ngf"], opts["norm"], dropout
+    )
+    load_strict(
+        net,
+        clean_state_dict(state, net),
+        f"{path}: does not fit {opts['netG']} (ngf={opts['ngf']}, norm={opts['norm']}, "
+        f"input_nc={opts['input_nc']}, output_nc={opts['output_nc']})",
+        "pass the matching --netG, --ngf, --norm, --input_nc, --output_nc, or leave them out to "
+        "infer them",
+    )
     net.netG = opts["netG"]
     return net.to(device).eval()
 
@@ -198,9 +257,20 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_training_state(path: Path, model_state: dict, epoch: int, cfg: TrainConfig, extra: dict | None = None) -> None:
-    atomic_save({"format": STATE_FORMAT, "epoch": epoch, "config": cfg.to_record(), "model": model_state,
-                 "rng": rng_state(), "extra": extra or {}}, path)
+def save_training_state(
+    path: Path, model_state: dict, epoch: int, cfg: TrainConfig, extra: dict | None = None
+) -> None:
+    atomic_save(
+        {
+            "format": STATE_FORMAT,
+            "epoch": epoch,
+            "config": cfg.to_record(),
+            "model": model_state,
+            "rng": rng_state(),
+            "extra": extra or {},
+        },
+        path,
+    )
 
 
 def load_training_state(path: Path) -> dict:

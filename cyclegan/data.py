@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 MAX_PIXELS_ENV = "CYCLEGAN_MAX_IMAGE_PIXELS"
-DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default guard against decompression bombs (~9459 x 9459)
+DEFAULT_MAX_PIXELS = (
+    89_478_485  # PIL's own default guard against decompression bombs (~9459 x 9459)
+)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
@@ -38,38 +40,58 @@ def max_image_pixels() -> int:
     if not value:
         return DEFAULT_MAX_PIXELS
     if not value.isdigit() or int(value) < 1:
-        raise DatasetError(f"${MAX_PIXELS_ENV}={value!r}: give the largest number of pixels an image may have, e.g. 200000000")
+        raise DatasetError(
+            f"${MAX_PIXELS_ENV}={value!r}: give the largest number of pixels an image may have, "
+            f"e.g. 200000000"
+        )
     return int(value)
 
 
 def open_image(path: Path) -> Image.Image:
-    """Image.open for dataset files: a regular file (a FIFO would block forever, a device never end),
-    of at most max_image_pixels() pixels. OSError when it is not a readable image file; DatasetError,
-    naming the limit, when it is too large."""
+    """Image.open for dataset files: a regular file (a FIFO would block forever, a device never
+    end), of at most max_image_pixels() pixels. OSError when it is not a readable image file;
+    DatasetError, naming the limit, when it is too large."""
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        kind = "FIFO" if stat.S_ISFIFO(mode) else "folder" if stat.S_ISDIR(mode) else "device or socket"
+        kind = (
+            "FIFO"
+            if stat.S_ISFIFO(mode)
+            else "folder"
+            if stat.S_ISDIR(mode)
+            else "device or socket"
+        )
         raise OSError(f"not a regular file (a {kind}); not opened")
     limit = max_image_pixels()
-    Image.MAX_IMAGE_PIXELS = limit  # PIL warns above it and refuses twice as many; the check below says why
+    Image.MAX_IMAGE_PIXELS = (
+        limit  # PIL warns above it and refuses twice as many; the check below says why
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-    except Image.DecompressionBombError as err:  # "Image size (900000000 pixels) exceeds limit of ..."
-        img, size = None, next(iter(re.findall(r"\d+ pixels", str(err))), f"more than {2 * limit} pixels")
+    except (
+        Image.DecompressionBombError
+    ) as err:  # "Image size (900000000 pixels) exceeds limit of ..."
+        img, size = (
+            None,
+            next(iter(re.findall(r"\d+ pixels", str(err))), f"more than {2 * limit} pixels"),
+        )
     if img is not None and img.size[0] * img.size[1] > limit:
         size = f"{img.size[0]}x{img.size[1]} pixels"
         img.close()
         img = None
     if img is None:
-        raise DatasetError(f"{path}: image of {size}, more than the limit of {limit} pixels (a guard against decompression "
-                           f"bombs); raise it with ${MAX_PIXELS_ENV}, or resize the image")
+        raise DatasetError(
+            f"{path}: image of {size}, more than the limit of {limit} pixels (a guard against "
+            f"decompression "
+            f"bombs); raise it with ${MAX_PIXELS_ENV}, or resize the image"
+        )
     return img
 
 
 def to_8bit(img: Image.Image) -> Image.Image:
-    """16-bit grayscale (mode I;16 or I) scaled to 8 bits: PIL's convert() would clip it to white."""
+    """16-bit grayscale (mode I;16 or I) scaled to 8 bits: PIL's convert() would clip it to
+    white."""
     if img.mode not in _SIXTEEN_BIT_MODES:
         return img
     array = np.asarray(img, dtype=np.float64)
@@ -89,7 +111,10 @@ def scan_images(folder: Path, strict: bool = False) -> ImageScan:
     Unreadable files are skipped with a warning, or fatal when `strict`.
     """
     if not folder.is_dir():
-        raise DatasetError(f"{folder}: folder not found; a dataset needs trainA/ and trainB/ (and testA/ testB/ for evaluation)")
+        raise DatasetError(
+            f"{folder}: folder not found; a dataset needs trainA/ and trainB/ (and testA/ testB/ "
+            f"for evaluation)"
+        )
     paths, sizes, skipped = [], [], []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
@@ -103,10 +128,18 @@ def scan_images(folder: Path, strict: bool = False) -> ImageScan:
                 paths.append(path)
             except (UnidentifiedImageError, OSError) as err:
                 if strict:
-                    raise DatasetError(f"{path}: not a readable image ({err.__class__.__name__}); remove it or drop --strict_data to skip it") from None
+                    raise DatasetError(
+                        f"{path}: not a readable image ({err.__class__.__name__}); remove it or "
+                        f"drop --strict_data to skip it"
+                    ) from None
                 skipped.append((path, str(err)))
     if skipped:
-        log.warning("%s: skipped %d file(s) that are not readable images, e.g. %s", folder, len(skipped), skipped[0][0].name)
+        log.warning(
+            "%s: skipped %d file(s) that are not readable images, e.g. %s",
+            folder,
+            len(skipped),
+            skipped[0][0].name,
+        )
     if not paths:
         raise DatasetError(f"{folder}: no images found (looked for {', '.join(IMG_EXTENSIONS)})")
     return ImageScan(paths, sizes, skipped)
@@ -117,7 +150,11 @@ def load_image(path: Path, channels: int) -> Image.Image:
         with open_image(path) as img:
             return to_8bit(img).convert("RGB" if channels == 3 else "L")
     except (UnidentifiedImageError, OSError) as err:
-        hint = "; the scan before training reads only headers: remove the file or replace it" if "truncated" in str(err) else ""
+        hint = (
+            "; the scan before training reads only headers: remove the file or replace it"
+            if "truncated" in str(err)
+            else ""
+        )
         raise DatasetError(f"{path}: cannot read image ({err}){hint}") from None
 
 
@@ -156,8 +193,11 @@ def check_crop(scan: ImageScan, cfg: TrainConfig) -> None:
     for path, size in zip(scan.paths, scan.sizes):
         w, h = output_size(size, cfg, train=True)
         if min(w, h) < cfg.crop_size:
-            raise DatasetError(f"{path}: image is {size[0]}x{size[1]}, smaller than --crop_size {cfg.crop_size} "
-                               f"after --preprocess {cfg.preprocess}; use a smaller crop or --preprocess resize_and_crop")
+            raise DatasetError(
+                f"{path}: image is {size[0]}x{size[1]}, smaller than --crop_size {cfg.crop_size} "
+                f"after --preprocess {cfg.preprocess}; use a smaller crop or --preprocess "
+                f"resize_and_crop"
+            )
 
 
 def transform(img: Image.Image, cfg: TrainConfig, rng: np.random.Generator | None) -> torch.Tensor:
@@ -180,7 +220,9 @@ def transform(img: Image.Image, cfg: TrainConfig, rng: np.random.Generator | Non
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
-def to_model_input(batch: torch.Tensor, device: torch.device, memory_format=torch.contiguous_format) -> torch.Tensor:
+def to_model_input(
+    batch: torch.Tensor, device: torch.device, memory_format=torch.contiguous_format
+) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1] on `device`, converted there (less to copy)."""
     batch = batch.to(device, non_blocking=True).to(memory_format=memory_format)
     return batch.float().div_(127.5).sub_(1.0)
@@ -192,12 +234,15 @@ def domains(cfg: TrainConfig) -> tuple[str, str]:
 
 
 class UnalignedDataset(Dataset):
-    """Items are (epoch, index) pairs from EpochShardSampler; returns {'A', 'B', 'A_path', 'B_path'}.
+    """Items are (epoch, index) pairs from EpochShardSampler; returns {'A', 'B', 'A_path',
+    'B_path'}.
 
     Length is max(|A|, |B|) as in the reference; B is drawn at random unless serial_batches.
     """
 
-    def __init__(self, root: Path, cfg: TrainConfig, phase: str = "train", augment: bool | None = None):
+    def __init__(
+        self, root: Path, cfg: TrainConfig, phase: str = "train", augment: bool | None = None
+    ):
         self.cfg = cfg
         self.train = phase == "train" if augment is None else augment  # random B, crop and flip
         root = Path(root)
@@ -215,7 +260,11 @@ class UnalignedDataset(Dataset):
         self.A_paths = scans[first].paths[:limit]
         self.B_paths = scans[second].paths[:limit]
         # With BtoA the networks still see "A" as their input domain, so channels swap too.
-        self.A_nc, self.B_nc = (cfg.input_nc, cfg.output_nc) if cfg.direction == "AtoB" else (cfg.output_nc, cfg.input_nc)
+        self.A_nc, self.B_nc = (
+            (cfg.input_nc, cfg.output_nc)
+            if cfg.direction == "AtoB"
+            else (cfg.output_nc, cfg.input_nc)
+        )
 
     def __len__(self) -> int:
         return max(len(self.A_paths), len(self.B_paths))
@@ -231,7 +280,8 @@ class UnalignedDataset(Dataset):
         return {
             "A": transform(load_image(a_path, self.A_nc), self.cfg, rng),
             "B": transform(load_image(b_path, self.B_nc), self.cfg, rng),
-            "A_path": str(a_path), "B_path": str(b_path),
+            "A_path": str(a_path),
+            "B_path": str(b_path),
         }
 
 
@@ -239,8 +289,16 @@ class EpochShardSampler(Sampler):
     """Yields (epoch, index): a seeded permutation per epoch, split into disjoint
     shards for DDP (rank r of w takes every w-th index, padded by wrapping)."""
 
-    def __init__(self, size: int, rank: int = 0, world_size: int = 1, shuffle: bool = True, seed: int = 0):
-        self.size, self.rank, self.world_size, self.shuffle, self.seed = size, rank, world_size, shuffle, seed
+    def __init__(
+        self, size: int, rank: int = 0, world_size: int = 1, shuffle: bool = True, seed: int = 0
+    ):
+        self.size, self.rank, self.world_size, self.shuffle, self.seed = (
+            size,
+            rank,
+            world_size,
+            shuffle,
+            seed,
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -251,24 +309,39 @@ class EpochShardSampler(Sampler):
 
     def indices(self) -> list[int]:
         if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)).tolist()
+            order = torch.randperm(
+                self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            ).tolist()
         else:
             order = list(range(self.size))
         total = len(self) * self.world_size
         order += order[: total - len(order)]
-        return order[self.rank:total:self.world_size]
+        return order[self.rank : total : self.world_size]
 
     def __iter__(self):
         return iter([(self.epoch, i) for i in self.indices()])
 
 
-def make_loader(dataset: UnalignedDataset, cfg: TrainConfig, rank: int = 0, world_size: int = 1,
-                pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    dataset: UnalignedDataset,
+    cfg: TrainConfig,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> DataLoader:
     from .threads import loader_workers
 
-    sampler = EpochShardSampler(len(dataset), rank, world_size, shuffle=not cfg.serial_batches, seed=cfg.seed)
+    sampler = EpochShardSampler(
+        len(dataset), rank, world_size, shuffle=not cfg.serial_batches, seed=cfg.seed
+    )
     workers = loader_workers(cfg.num_threads)  # at most one per core beside the training process
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, persistent_workers=workers > 0, drop_last=False,
-                      prefetch_factor=4 if workers > 0 else None)
-
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        drop_last=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )

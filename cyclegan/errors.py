@@ -1,5 +1,5 @@
-"""Errors the user can fix. The command lines show them as one message and an exit code, no traceback
-unless --debug (cyclegan/commands/runner.py)."""
+"""Errors the user can fix. The command lines show them as one message and an exit code, no
+traceback unless --debug (cyclegan/commands/runner.py)."""
 
 from __future__ import annotations
 
@@ -29,4 +29,3 @@ def _worker_message(message: str) -> str:
         return message
     last = message.rstrip().splitlines()[-1]
     return last.split(": ", 1)[1] if ": " in last and "Error" in last.split(": ", 1)[0] else last
-

@@ -1,4 +1,5 @@
-"""Evaluate a model on a dataset's test split (the `evaluate` command is cyclegan/commands/evaluate.py).
+"""Evaluate a model on a dataset's test split (the `evaluate` command is
+cyclegan/commands/evaluate.py).
 
 Both directions are evaluated at the model's test resolution: G_A's translations of the test A
 images against the real test B images (FID, KID) and against testA_gt/ (L1, PSNR, SSIM) when the
@@ -28,11 +29,19 @@ from . import metrics as M
 from .config import TrainConfig
 from .data import DatasetError, UnalignedDataset, domains, load_image, to_model_input, transform
 from .errors import UserError
-from .metric_names import DIRECTIONS, DISTRIBUTION_METRICS, PAIRED_METRICS, check_eval_metrics, per_direction
+from .metric_names import (
+    DIRECTIONS,
+    DISTRIBUTION_METRICS,
+    PAIRED_METRICS,
+    check_eval_metrics,
+    per_direction,
+)
 
 log = logging.getLogger(__name__)
 
-Translator = Callable[[torch.Tensor, str], torch.Tensor]  # float [-1, 1] NCHW batch, "AtoB"/"BtoA" -> same
+Translator = Callable[
+    [torch.Tensor, str], torch.Tensor
+]  # float [-1, 1] NCHW batch, "AtoB"/"BtoA" -> same
 
 
 @dataclass
@@ -63,15 +72,19 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def _truths(root: Path, folder: str, inputs: list[Path]) -> list[Path] | None:
-    """Ground-truth files for `inputs` (same relative names in <folder>_gt/), None without that folder."""
+    """Ground-truth files for `inputs` (same relative names in <folder>_gt/), None without that
+    folder."""
     gt_dir = root / f"{folder}_gt"
     if not gt_dir.is_dir():
         return None
     truths = [gt_dir / p.relative_to(root / folder) for p in inputs]
     missing = [t for t in truths if not t.is_file()]
     if missing:
-        raise DatasetError(f"{missing[0]}: ground-truth file missing ({len(missing)} of the {len(truths)} images in "
-                           f"{root / folder}/ have none); complete {gt_dir}/ or remove it")
+        raise DatasetError(
+            f"{missing[0]}: ground-truth file missing ({len(missing)} of the {len(truths)} images "
+            f"in "
+            f"{root / folder}/ have none); complete {gt_dir}/ or remove it"
+        )
     return truths
 
 
@@ -84,10 +97,20 @@ class Evaluator:
     `EvalResult.unavailable`; it is an error only when none of the requested metrics can be.
     """
 
-    def __init__(self, root: str | Path, cfg: TrainConfig, metric_names: list[str] | None = None, *,
-                 device: str | torch.device = "cpu", inception_weights: str | Path | None = None,
-                 feature_cache: str | Path | None = None, batch_size: int = 16, show_progress: bool = True,
-                 flag: str = "--eval_metrics", inception: M.InceptionFeatures | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        cfg: TrainConfig,
+        metric_names: list[str] | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        inception_weights: str | Path | None = None,
+        feature_cache: str | Path | None = None,
+        batch_size: int = 16,
+        show_progress: bool = True,
+        flag: str = "--eval_metrics",
+        inception: M.InceptionFeatures | None = None,
+    ):
         self.root, self.cfg = Path(root), cfg
         self.metric_names = check_eval_metrics(metric_names or cfg.eval_metric_list(), flag)
         self.device = torch.device(device)
@@ -98,24 +121,46 @@ class Evaluator:
         dataset = UnalignedDataset(self.root, cfg, "test", augment=False)
         first, second = domains(cfg)
         self.directions = [
-            _Direction("AtoB", dataset.A_paths, dataset.A_nc, dataset.B_paths, dataset.B_nc,
-                       _truths(self.root, f"test{first}", dataset.A_paths)),
-            _Direction("BtoA", dataset.B_paths, dataset.B_nc, dataset.A_paths, dataset.A_nc,
-                       _truths(self.root, f"test{second}", dataset.B_paths)),
+            _Direction(
+                "AtoB",
+                dataset.A_paths,
+                dataset.A_nc,
+                dataset.B_paths,
+                dataset.B_nc,
+                _truths(self.root, f"test{first}", dataset.A_paths),
+            ),
+            _Direction(
+                "BtoA",
+                dataset.B_paths,
+                dataset.B_nc,
+                dataset.A_paths,
+                dataset.A_nc,
+                _truths(self.root, f"test{second}", dataset.B_paths),
+            ),
         ]
         self.unavailable: dict[str, str] = {}
         for d, folder in zip(self.directions, (first, second)):
             for name in self.paired:
                 if d.truths is None:
-                    self.unavailable[per_direction(name, d.name)] = f"no ground truth: {self.root / f'test{folder}_gt'}/ not found"
+                    self.unavailable[per_direction(name, d.name)] = (
+                        f"no ground truth: {self.root / f'test{folder}_gt'}/ not found"
+                    )
         for name in self.paired:
             if all(per_direction(name, d) in self.unavailable for d in DIRECTIONS):
                 self.unavailable[name] = "no ground truth (testA_gt/ testB_gt/) in this dataset"
         if all(name in self.unavailable for name in self.metric_names):
-            raise UserError(f"{flag} {','.join(self.metric_names)}: {self.root} has no testA_gt/ testB_gt/ ground truth "
-                            "for these metrics; use fid,kid (real datasets) or a dataset with ground truth")
-        # Find the weights now (cheap; fails fast with what to do), load them at the first evaluation.
-        self.inception_weights = M.find_inception_weights(inception_weights) if self.distribution and not inception else None
+            raise UserError(
+                f"{flag} {','.join(self.metric_names)}: {self.root} has no testA_gt/ testB_gt/ "
+                f"ground truth "
+                "for these metrics; use fid,kid (real datasets) or a dataset with ground truth"
+            )
+        # Find the weights now (cheap; fails fast with what to do), load them at the first
+        # evaluation.
+        self.inception_weights = (
+            M.find_inception_weights(inception_weights)
+            if self.distribution and not inception
+            else None
+        )
 
     @property
     def distribution(self) -> list[str]:
@@ -126,8 +171,9 @@ class Evaluator:
         return [m for m in self.metric_names if m in PAIRED_METRICS]
 
     # -- pieces --------------------------------------------------------------------------------
-    def _batches(self, paths: list[Path], channels: int, extra: list[Path] | None = None,
-                 extra_nc: int = 3) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def _batches(
+        self, paths: list[Path], channels: int, extra: list[Path] | None = None, extra_nc: int = 3
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """uint8 batches at the test resolution (images of one size together), optionally with
         the matching `extra` images (ground truth) at the same resolution."""
         batch: list[torch.Tensor] = []
@@ -145,8 +191,12 @@ class Evaluator:
             if extra is not None:
                 truth = transform(load_image(extra[i], extra_nc), self.cfg, None)
                 if truth.shape[1:] != image.shape[1:]:
-                    raise DatasetError(f"{extra[i]}: ground truth is {truth.shape[2]}x{truth.shape[1]} at the test "
-                                       f"resolution but {path} is {image.shape[2]}x{image.shape[1]}; they must match")
+                    raise DatasetError(
+                        f"{extra[i]}: ground truth is {truth.shape[2]}x{truth.shape[1]} at the "
+                        f"test "
+                        f"resolution but {path} is {image.shape[2]}x{image.shape[1]}; they must "
+                        f"match"
+                    )
                 others.append(truth)
         if batch:
             yield flush()
@@ -158,12 +208,23 @@ class Evaluator:
 
     def _real_features(self, d: _Direction) -> torch.Tensor:
         inception = self._inception()
-        key = M.FeatureCache.key(files=M.files_fingerprint(d.reals), channels=d.real_nc, preprocess=self.cfg.preprocess,
-                                 crop_size=self.cfg.crop_size, extractor=inception.identity, layer=M.FEATURE_LAYER)
+        key = M.FeatureCache.key(
+            files=M.files_fingerprint(d.reals),
+            channels=d.real_nc,
+            preprocess=self.cfg.preprocess,
+            crop_size=self.cfg.crop_size,
+            extractor=inception.identity,
+            layer=M.FEATURE_LAYER,
+        )
 
         def compute() -> torch.Tensor:
-            bar = tqdm(total=len(d.reals), desc=f"real {d.name[-1]} features", unit="img",
-                       disable=not self.show_progress, leave=False)
+            bar = tqdm(
+                total=len(d.reals),
+                desc=f"real {d.name[-1]} features",
+                unit="img",
+                disable=not self.show_progress,
+                leave=False,
+            )
             out = []
             for images, _ in self._batches(d.reals, d.real_nc):
                 out.append(inception(images))
@@ -181,14 +242,23 @@ class Evaluator:
         for d in self.directions:
             self._evaluate_direction(translate, d, result)
         for name in self.metric_names:
-            values = [result.metrics[per_direction(name, d)] for d in DIRECTIONS if per_direction(name, d) in result.metrics]
+            values = [
+                result.metrics[per_direction(name, d)]
+                for d in DIRECTIONS
+                if per_direction(name, d) in result.metrics
+            ]
             if values:
                 result.metrics[name] = float(np.mean(values))
         result.metrics["eval_time_s"] = time.perf_counter() - start
         result.feature_cache_hits = self.cache.hits - hits
         result.feature_cache_misses = self.cache.misses - misses
-        log.info("evaluated %s in %.1f s; real-set features: %d from the cache, %d computed", ",".join(self.metric_names),
-                 result.metrics["eval_time_s"], result.feature_cache_hits, result.feature_cache_misses)
+        log.info(
+            "evaluated %s in %.1f s; real-set features: %d from the cache, %d computed",
+            ",".join(self.metric_names),
+            result.metrics["eval_time_s"],
+            result.feature_cache_hits,
+            result.feature_cache_misses,
+        )
         return result
 
     @torch.no_grad()
@@ -196,8 +266,16 @@ class Evaluator:
         paired = self.paired if d.truths is not None else []
         fake_features: list[torch.Tensor] = []
         per_image: dict[str, list[torch.Tensor]] = {name: [] for name in paired}
-        bar = tqdm(total=len(d.inputs), desc=f"evaluating {d.name}", unit="img", disable=not self.show_progress, leave=False)
-        for images, truths in self._batches(d.inputs, d.input_nc, d.truths if paired else None, d.real_nc):
+        bar = tqdm(
+            total=len(d.inputs),
+            desc=f"evaluating {d.name}",
+            unit="img",
+            disable=not self.show_progress,
+            leave=False,
+        )
+        for images, truths in self._batches(
+            d.inputs, d.input_nc, d.truths if paired else None, d.real_nc
+        ):
             fakes = to_uint8(translate(to_model_input(images, self.device), d.name))
             if self.distribution:
                 fake_features.append(self._inception()(fakes))
@@ -212,10 +290,15 @@ class Evaluator:
             return
         if min(len(d.inputs), len(d.reals)) < 2:
             for name in self.distribution:
-                result.unavailable[per_direction(name, d.name)] = "needs at least 2 test images per domain"
+                result.unavailable[per_direction(name, d.name)] = (
+                    "needs at least 2 test images per domain"
+                )
             return
         fakes, reals = torch.cat(fake_features), self._real_features(d)
         if "fid" in self.distribution:
             result.metrics[per_direction("fid", d.name)] = M.fid_from_features(fakes, reals)
         if "kid" in self.distribution:
-            result.metrics[per_direction("kid", d.name)], result.metrics[per_direction("kid", d.name) + "_std"] = M.kid_from_features(fakes, reals)
+            (
+                result.metrics[per_direction("kid", d.name)],
+                result.metrics[per_direction("kid", d.name) + "_std"],
+            ) = M.kid_from_features(fakes, reals)

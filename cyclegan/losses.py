@@ -1,4 +1,5 @@
-"""GAN objectives (least squares by default), the gradient penalty, and the L1 cycle/identity terms."""
+"""GAN objectives (least squares by default), the gradient penalty, and the L1 cycle/identity
+terms."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ class GANLoss(nn.Module):
         return F.binary_cross_entropy_with_logits(prediction, target)
 
 
-def gradient_penalty(net_d: nn.Module, real: torch.Tensor, fake: torch.Tensor, weight: float = 10.0) -> torch.Tensor:
+def gradient_penalty(
+    net_d: nn.Module, real: torch.Tensor, fake: torch.Tensor, weight: float = 10.0
+) -> torch.Tensor:
     """WGAN-GP: weight * (||grad D(x)||_2 - 1)^2 on random mixes of real and fake."""
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)

@@ -1,8 +1,8 @@
 """The names of the metrics a run reports, and which way each is better.
 
 Every epoch the trainer reports the model's losses (`loss_<name>` for each of LOSS_NAMES), `loss_G`
-(the generators' total) and `cycle_l1` (the cycle error without its weights, comparable across runs);
-with --eval_freq also evaluation metrics on the test split, one per translation direction
+(the generators' total) and `cycle_l1` (the cycle error without its weights, comparable across
+runs); with --eval_freq also evaluation metrics on the test split, one per translation direction
 (`fid_AtoB`, `fid_BtoA`) and their mean (`fid`). Imports no torch: the Ray driver, the manifest
 checks and the MLflow code read these names too.
 """
@@ -13,18 +13,40 @@ from collections.abc import Sequence
 
 from .errors import UserError
 
-LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")  # the model's losses, in this order
-DIRECTIONS = ("AtoB", "BtoA")  # G_A's translations, G_B's (in the model's direction: with --direction BtoA, G_A reads testB/)
-DISTRIBUTION_METRICS = ("fid", "kid")  # translated vs. real target images: need the Inception weights
+LOSS_NAMES = (
+    "D_A",
+    "G_A",
+    "cycle_A",
+    "idt_A",
+    "D_B",
+    "G_B",
+    "cycle_B",
+    "idt_B",
+)  # the model's losses, in this order
+DIRECTIONS = (
+    "AtoB",
+    "BtoA",
+)  # G_A's translations, G_B's (in the model's direction: with --direction BtoA, G_A reads testB/)
+DISTRIBUTION_METRICS = (
+    "fid",
+    "kid",
+)  # translated vs. real target images: need the Inception weights
 PAIRED_METRICS = ("l1", "psnr", "ssim")  # translated vs. ground truth: need testA_gt/ testB_gt/
 EVAL_METRICS = DISTRIBUTION_METRICS + PAIRED_METRICS
-EPOCH_METRICS = ("cycle_l1", "loss_G", "loss_D_A", "loss_D_B")  # what every epoch reports that can rank trials
+EPOCH_METRICS = (
+    "cycle_l1",
+    "loss_G",
+    "loss_D_A",
+    "loss_D_B",
+)  # what every epoch reports that can rank trials
 MAXIMIZED = ("psnr", "ssim")  # higher is better; lower for every other metric
-# FID and KID's InceptionV3 weights (torch-fidelity's file name), and the environment variables that find them.
+# FID and KID's InceptionV3 weights (torch-fidelity's file name), and the environment variables that
+# find them.
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_ENV = "CYCLEGAN_INCEPTION_WEIGHTS"
 OFFLINE_ENV = "CYCLEGAN_OFFLINE"  # 1: never download them
-# Once the fast path (torch.compile, CUDA graphs) failed and the run went on eagerly: 1 from then on, and why.
+# Once the fast path (torch.compile, CUDA graphs) failed and the run went on eagerly: 1 from then
+# on, and why.
 FALLBACK_METRIC = "fast_path_fallback"
 FALLBACK_REASON = "fast_path_fallback_reason"
 
@@ -43,7 +65,8 @@ def base_metric(name: str) -> str:
 
 
 def mode(metric: str) -> str:
-    """'max' when a higher value of `metric` (with or without its direction) is better, else 'min'."""
+    """'max' when a higher value of `metric` (with or without its direction) is better, else
+    'min'."""
     return "max" if base_metric(metric) in MAXIMIZED else "min"
 
 
@@ -53,7 +76,9 @@ def check_eval_metrics(names: Sequence[str], flag: str = "--metrics") -> list[st
     names = [n.strip().lower() for n in names if n.strip()]
     unknown = sorted(set(names) - set(EVAL_METRICS))
     if unknown:
-        raise UserError(f"{flag}: unknown metric(s) {', '.join(unknown)}; use {', '.join(EVAL_METRICS)}")
+        raise UserError(
+            f"{flag}: unknown metric(s) {', '.join(unknown)}; use {', '.join(EVAL_METRICS)}"
+        )
     if not names:
         raise UserError(f"{flag}: no metric given; use some of {', '.join(EVAL_METRICS)}")
     return list(dict.fromkeys(names))

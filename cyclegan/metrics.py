@@ -1,4 +1,5 @@
-"""Evaluation metrics: FID and KID on the standard Inception features, L1/PSNR/SSIM against ground truth.
+"""Evaluation metrics: FID and KID on the standard Inception features, L1/PSNR/SSIM against ground
+truth.
 
 FID and KID use torch-fidelity's InceptionV3 (the TF "2015-12-05" graph ported to PyTorch, the
 network published FID numbers are computed with) and its KID code, so that our numbers are
@@ -42,8 +43,12 @@ from .metric_names import INCEPTION_FILE, OFFLINE_ENV, PAIRED_METRICS, WEIGHTS_E
 
 log = logging.getLogger(__name__)
 
-INCEPTION_ALIASES = ("pt_inception-2015-12-05-6726825d.pth",)  # pytorch-fid's conversion of the same graph
-INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
+INCEPTION_ALIASES = (
+    "pt_inception-2015-12-05-6726825d.pth",
+)  # pytorch-fid's conversion of the same graph
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
+)
 FEATURE_LAYER = "2048"  # the pool3 features both FID and KID are defined on
 CACHE_FORMAT = 1
 
@@ -87,12 +92,18 @@ def find_inception_weights(path: str | Path | None = None, download: bool | None
     if path:
         found = Path(path).expanduser()
         if not found.is_file():
-            raise MissingWeightsError(f"--inception_weights {path}: file not found; it should be {INCEPTION_FILE} ({INCEPTION_URL})")
+            raise MissingWeightsError(
+                f"--inception_weights {path}: file not found; it should be {INCEPTION_FILE} "
+                f"({INCEPTION_URL})"
+            )
         return found
     if os.environ.get(WEIGHTS_ENV):
         found = Path(os.environ[WEIGHTS_ENV]).expanduser()
         if not found.is_file():
-            raise MissingWeightsError(f"${WEIGHTS_ENV}={found}: file not found; it should be {INCEPTION_FILE} ({INCEPTION_URL})")
+            raise MissingWeightsError(
+                f"${WEIGHTS_ENV}={found}: file not found; it should be {INCEPTION_FILE} "
+                f"({INCEPTION_URL})"
+            )
         return found
     cache = inception_cache_dir()
     for name in (INCEPTION_FILE, *INCEPTION_ALIASES):
@@ -101,10 +112,14 @@ def find_inception_weights(path: str | Path | None = None, download: bool | None
     if (download if download is not None else not _offline()) and _download(cache / INCEPTION_FILE):
         return cache / INCEPTION_FILE
     raise MissingWeightsError(
-        f"FID/KID need the InceptionV3 weights file {INCEPTION_FILE} and it could not be downloaded. "
-        f"Fetch it on a machine with internet from {INCEPTION_URL}, then put it at {cache / INCEPTION_FILE} "
-        f"(torch's hub cache, from $TORCH_HOME), or anywhere and point ${WEIGHTS_ENV} or --inception_weights at it; "
-        f"or leave fid,kid out of the metrics")
+        f"FID/KID need the InceptionV3 weights file {INCEPTION_FILE} and it could not be "
+        f"downloaded. "
+        f"Fetch it on a machine with internet from {INCEPTION_URL}, then put it at "
+        f"{cache / INCEPTION_FILE} "
+        f"(torch's hub cache, from $TORCH_HOME), or anywhere and point ${WEIGHTS_ENV} or "
+        f"--inception_weights at it; "
+        f"or leave fid,kid out of the metrics"
+    )
 
 
 class InceptionFeatures:
@@ -125,8 +140,9 @@ class InceptionFeatures:
         return features.double().cpu()
 
 
-def load_inception(path: str | Path | None = None, device: str | torch.device = "cpu",
-                   download: bool | None = None) -> InceptionFeatures:
+def load_inception(
+    path: str | Path | None = None, device: str | torch.device = "cpu", download: bool | None = None
+) -> InceptionFeatures:
     """Find (see `find_inception_weights`) and load the FID InceptionV3."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
@@ -135,18 +151,27 @@ def load_inception(path: str | Path | None = None, device: str | torch.device = 
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"{weights}: not a readable weights file ({err.__class__.__name__}); "
-                        f"it should be {INCEPTION_FILE} from {INCEPTION_URL}") from None
+        raise UserError(
+            f"{weights}: not a readable weights file ({err.__class__.__name__}); "
+            f"it should be {INCEPTION_FILE} from {INCEPTION_URL}"
+        ) from None
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
-        raise UserError(f"{weights}: not InceptionV3 FID weights (no Mixed_7c layers); it should be {INCEPTION_FILE} from {INCEPTION_URL}")
+        raise UserError(
+            f"{weights}: not InceptionV3 FID weights (no Mixed_7c layers); it should be "
+            f"{INCEPTION_FILE} from {INCEPTION_URL}"
+        )
     del state
     try:
         # torch-fidelity reads the file itself (with weights_only=False); we hand it the bytes that
         # have just loaded with weights_only=True, so only plain tensors can be in them.
-        net = FeatureExtractorInceptionV3("inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=io.BytesIO(data))
+        net = FeatureExtractorInceptionV3(
+            "inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=io.BytesIO(data)
+        )
     except RuntimeError as err:
-        raise UserError(f"{weights}: does not fit InceptionV3 ({str(err).splitlines()[0]}); "
-                        f"it should be {INCEPTION_FILE} from {INCEPTION_URL}") from None
+        raise UserError(
+            f"{weights}: does not fit InceptionV3 ({str(err).splitlines()[0]}); "
+            f"it should be {INCEPTION_FILE} from {INCEPTION_URL}"
+        ) from None
     identity = hashlib.sha256(data).hexdigest()[:16]
     # Channels-last: ~25% faster on CPU (measured here), same features to ~1e-6.
     return InceptionFeatures(net.to(device, memory_format=torch.channels_last), weights, identity)
@@ -176,12 +201,20 @@ def fid_from_features(features_1: torch.Tensor, features_2: torch.Tensor) -> flo
         raise ValueError("FID needs at least 2 images per set")
     if min(len(f1), len(f2)) <= f1.shape[1]:
         return max(_fid_low_rank(f1, f2), 0.0)
-    stats = fid_features_to_statistics(features_1.double().cpu()), fid_features_to_statistics(features_2.double().cpu())
+    stats = (
+        fid_features_to_statistics(features_1.double().cpu()),
+        fid_features_to_statistics(features_2.double().cpu()),
+    )
     return float(fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"])
 
 
-def kid_from_features(features_1: torch.Tensor, features_2: torch.Tensor, subsets: int = 100,
-                      subset_size: int = 1000, seed: int = 2020) -> tuple[float, float]:
+def kid_from_features(
+    features_1: torch.Tensor,
+    features_2: torch.Tensor,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 2020,
+) -> tuple[float, float]:
     """Kernel Inception Distance (mean, std over random subsets) with torch-fidelity's defaults
     (cubic polynomial kernel); the subset size shrinks to the smaller set when needed."""
     from torch_fidelity.metric_kid import kid_features_to_metric
@@ -189,8 +222,14 @@ def kid_from_features(features_1: torch.Tensor, features_2: torch.Tensor, subset
     size = min(subset_size, len(features_1), len(features_2))
     if size < 2:
         raise ValueError("KID needs at least 2 images per set")
-    out = kid_features_to_metric(features_1.double().cpu(), features_2.double().cpu(), kid_subsets=subsets,
-                                 kid_subset_size=size, rng_seed=seed, verbose=False)
+    out = kid_features_to_metric(
+        features_1.double().cpu(),
+        features_2.double().cpu(),
+        kid_subsets=subsets,
+        kid_subset_size=size,
+        rng_seed=seed,
+        verbose=False,
+    )
     return out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"]
 
 
@@ -224,31 +263,44 @@ def ssim_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64) / sigma) ** 2)
     taps = taps / taps.sum()
 
-    def blur(z: torch.Tensor) -> torch.Tensor:  # separable, 'valid': the border the window does not cover is left out
+    def blur(
+        z: torch.Tensor,
+    ) -> torch.Tensor:  # separable, 'valid': the border the window does not cover is left out
         z = torch.nn.functional.conv2d(z.reshape(n * c, 1, *z.shape[-2:]), taps.view(1, 1, -1, 1))
         return torch.nn.functional.conv2d(z, taps.view(1, 1, 1, -1))
 
     mu_x, mu_y = blur(x), blur(y)
     var_x, var_y, cov = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
-    ssim_map = (2 * mu_x * mu_y + c1) * (2 * cov + c2) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    ssim_map = (
+        (2 * mu_x * mu_y + c1) * (2 * cov + c2) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    )
     return ssim_map.reshape(n, c, -1).mean(2).mean(1)
 
 
 PAIRED_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "l1": l1_per_image, "psnr": psnr_per_image, "ssim": ssim_per_image}
+    "l1": l1_per_image,
+    "psnr": psnr_per_image,
+    "ssim": ssim_per_image,
+}
 
 
-def paired_metrics(pred: torch.Tensor, target: torch.Tensor, names: Sequence[str] = PAIRED_METRICS) -> dict[str, float]:
+def paired_metrics(
+    pred: torch.Tensor, target: torch.Tensor, names: Sequence[str] = PAIRED_METRICS
+) -> dict[str, float]:
     """Mean over images of each paired metric; `pred` and `target` are NCHW (uint8 or [0, 1])."""
     if pred.shape != target.shape:
-        raise ValueError(f"paired metrics need images of one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"paired metrics need images of one shape, got {tuple(pred.shape)} and "
+            f"{tuple(target.shape)}"
+        )
     return {name: float(PAIRED_FUNCTIONS[name](pred, target).mean()) for name in names}
 
 
 # -- the real-set feature cache -----------------------------------------------------------------
 def default_feature_cache_dir() -> Path:
-    """$CYCLEGAN_FEATURE_CACHE, else $CYCLEGAN_CACHE_DIR/features, else ~/.cache/cyclegan/features."""
+    """$CYCLEGAN_FEATURE_CACHE, else $CYCLEGAN_CACHE_DIR/features, else
+    ~/.cache/cyclegan/features."""
     if os.environ.get("CYCLEGAN_FEATURE_CACHE"):
         return Path(os.environ["CYCLEGAN_FEATURE_CACHE"]).expanduser()
     root = os.environ.get("CYCLEGAN_CACHE_DIR") or "~/.cache/cyclegan"
@@ -290,7 +342,9 @@ class FeatureCache:
                 self.memory[key] = features
                 return features
             except Exception as err:  # a truncated or foreign file: recompute and overwrite it
-                log.warning("%s: unreadable cached features (%s); recomputing", path, err.__class__.__name__)
+                log.warning(
+                    "%s: unreadable cached features (%s); recomputing", path, err.__class__.__name__
+                )
         self.misses += 1
         features = compute()
         self.memory[key] = features
@@ -299,5 +353,9 @@ class FeatureCache:
 
             atomic_save({"features": features}, path)
         except OSError as err:  # a read-only cache only costs speed
-            log.warning("cannot write the feature cache %s (%s); features will be recomputed next time", path, err)
+            log.warning(
+                "cannot write the feature cache %s (%s); features will be recomputed next time",
+                path,
+                err,
+            )
         return features

@@ -33,7 +33,8 @@ class GeneratorPair(nn.Module):
     def __init__(self, G_A: nn.Module, G_B: nn.Module, identity: bool):
         super().__init__()
         self.G_A, self.G_B, self.identity = G_A, G_B, identity
-        # Set by the speed options: 4 network calls on larger batches instead of 6 (see _forward_batched).
+        # Set by the speed options: 4 network calls on larger batches instead of 6 (see
+        # _forward_batched).
         self.batched = False
 
     def forward(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -41,29 +42,43 @@ class GeneratorPair(nn.Module):
             return self._forward_batched(real_A, real_B)
         fake_B = self.G_A(real_A)
         fake_A = self.G_B(real_B)
-        out = {"fake_B": fake_B, "rec_A": self.G_B(fake_B), "fake_A": fake_A, "rec_B": self.G_A(fake_A)}
+        out = {
+            "fake_B": fake_B,
+            "rec_A": self.G_B(fake_B),
+            "fake_A": fake_A,
+            "rec_B": self.G_A(fake_A),
+        }
         if self.identity:
             out["idt_A"] = self.G_A(real_B)  # G_A should leave a B image as it is
             out["idt_B"] = self.G_B(real_A)
         return out
 
-    def _forward_batched(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _forward_batched(
+        self, real_A: torch.Tensor, real_B: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """The same outputs from 4 calls: each generator takes its own domain's images and the
-        other domain's (identity) as one batch. Fewer, larger kernels, which matters most at batch 1;
-        exact only for per-sample norms (instance, none), so the speed options never set it with batch norm."""
+        other domain's (identity) as one batch. Fewer, larger kernels, which matters most at batch
+        1; exact only for per-sample norms (instance, none), so the speed options never set it with
+        batch norm."""
         n_A, n_B = real_A.shape[0], real_B.shape[0]
         fake_B, idt_A = self.G_A(torch.cat([real_A, real_B])).split([n_A, n_B])
         fake_A, idt_B = self.G_B(torch.cat([real_B, real_A])).split([n_B, n_A])
-        return {"fake_B": fake_B, "rec_A": self.G_B(fake_B), "fake_A": fake_A, "rec_B": self.G_A(fake_A),
-                "idt_A": idt_A, "idt_B": idt_B}
+        return {
+            "fake_B": fake_B,
+            "rec_A": self.G_B(fake_B),
+            "fake_A": fake_A,
+            "rec_B": self.G_A(fake_A),
+            "idt_A": idt_A,
+            "idt_B": idt_B,
+        }
 
 
 class DiscriminatorPair(nn.Module):
     """D_A judges domain B, D_B judges domain A; each returns its predictions on the real images
     followed by those on the fakes. With per-sample norms (instance, none) real and fake images go
-    through a discriminator as one batch, which gives the same numbers as two calls in fewer kernels;
-    with batch norm (`separate_calls`) they go in two calls, as in the reference, so that real and
-    fake images never share batch statistics."""
+    through a discriminator as one batch, which gives the same numbers as two calls in fewer
+    kernels; with batch norm (`separate_calls`) they go in two calls, as in the reference, so that
+    real and fake images never share batch statistics."""
 
     def __init__(self, D_A: nn.Module, D_B: nn.Module, separate_calls: bool = False):
         super().__init__()
@@ -85,7 +100,10 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         from .errors import UserError
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+
+        raise UserError(
+            f"--device {name}: CUDA is not available on this machine; use --device cpu or auto"
+        )
     return device
 
 
@@ -94,8 +112,12 @@ class CycleGAN:
         self.cfg = cfg
         self.device = torch.device(device)
         nets = define_networks(cfg)
-        self.generators = GeneratorPair(nets["G_A"], nets["G_B"], identity=cfg.lambda_identity > 0).to(self.device)
-        self.discriminators = DiscriminatorPair(nets["D_A"], nets["D_B"], separate_calls=cfg.norm == "batch").to(self.device)
+        self.generators = GeneratorPair(
+            nets["G_A"], nets["G_B"], identity=cfg.lambda_identity > 0
+        ).to(self.device)
+        self.discriminators = DiscriminatorPair(
+            nets["D_A"], nets["D_B"], separate_calls=cfg.norm == "batch"
+        ).to(self.device)
         self.memory_format = torch.contiguous_format
         # What the step calls; `wrap` may replace these with DDP (or compiled) versions.
         self.train_generators: nn.Module = self.generators
@@ -103,8 +125,11 @@ class CycleGAN:
         # The discriminators as the generator step calls them (frozen, no DDP); may be compiled.
         self.frozen_discriminators: tuple[nn.Module, nn.Module] = (nets["D_A"], nets["D_B"])
         # Set by the speed options: the whole step captured as CUDA graphs (see speed.GraphedStep).
-        self.graphed_step: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None = None
-        # Why the fast path (torch.compile, CUDA graphs) was given up for the plain eager step, if it was.
+        self.graphed_step: (
+            Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] | None
+        ) = None
+        # Why the fast path (torch.compile, CUDA graphs) was given up for the plain eager step, if
+        # it was.
         self.fast_path_fallback: str | None = None
 
         self.configure_optimizers()
@@ -120,8 +145,12 @@ class CycleGAN:
     @property
     def nets(self) -> dict[str, nn.Module]:
         """The plain (unwrapped) networks by their reference names."""
-        return {"G_A": self.generators.G_A, "G_B": self.generators.G_B,
-                "D_A": self.discriminators.D_A, "D_B": self.discriminators.D_B}
+        return {
+            "G_A": self.generators.G_A,
+            "G_B": self.generators.G_B,
+            "D_A": self.discriminators.D_A,
+            "D_B": self.discriminators.D_B,
+        }
 
     def configure_optimizers(self, fused: bool = False, capturable: bool = False) -> None:
         """(Re)build both Adams and their schedulers; call before training or loading a state.
@@ -132,10 +161,13 @@ class CycleGAN:
         cfg = self.cfg
 
         def adam(params) -> torch.optim.Adam:
-            # A captured graph reads the learning rate from memory: a tensor lets the schedule reach it.
+            # A captured graph reads the learning rate from memory: a tensor lets the schedule reach
+            # it.
             lr = torch.tensor(cfg.lr, device=self.device) if (fused or capturable) else cfg.lr
             extra = {"fused": True} if fused else {}
-            return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), capturable=capturable, **extra)
+            return torch.optim.Adam(
+                params, lr=lr, betas=(cfg.beta1, cfg.beta2), capturable=capturable, **extra
+            )
 
         self.opt_G = adam(self.generators.parameters())
         self.opt_D = adam(self.discriminators.parameters())
@@ -143,7 +175,9 @@ class CycleGAN:
 
     def set_precision(self, precision: str) -> None:
         """fp32, bf16 or fp16 autocast; fp16 also scales the losses."""
-        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
+            precision
+        ]
         fp16 = precision == "fp16"
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -162,7 +196,9 @@ class CycleGAN:
     def _autocast(self):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=self.autocast_cache)
+        return torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, cache_enabled=self.autocast_cache
+        )
 
     # -- the training step --------------------------------------------------------------------
     def train_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -175,12 +211,20 @@ class CycleGAN:
     def eager_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
         g_losses, fake_A, fake_B = self.run_part(self.generator_update, real_A, real_B)
         fake_A, fake_B = self.pool_A.query(fake_A), self.pool_B.query(fake_B)
-        loss_D_A, loss_D_B = self.run_part(self.discriminator_update, real_A, real_B, fake_A, fake_B)
-        return {name: loss.detach() for name, loss in self.gather_losses(g_losses, loss_D_A, loss_D_B).items()}
+        loss_D_A, loss_D_B = self.run_part(
+            self.discriminator_update, real_A, real_B, fake_A, fake_B
+        )
+        return {
+            name: loss.detach()
+            for name, loss in self.gather_losses(g_losses, loss_D_A, loss_D_B).items()
+        }
 
     @property
     def compiled(self) -> bool:
-        return any(hasattr(m, "_orig_mod") for m in (self.train_generators, self.train_discriminators, *self.frozen_discriminators))
+        return any(
+            hasattr(m, "_orig_mod")
+            for m in (self.train_generators, self.train_discriminators, *self.frozen_discriminators)
+        )
 
     def run_part(self, part: Callable, *args: torch.Tensor):
         """One part of the step (generator_update or discriminator_update). torch.compile fails, if
@@ -198,20 +242,32 @@ class CycleGAN:
         """Give up the fast path for good: the plain (uncompiled) modules, no CUDA graphs. Weights,
         optimizer state and pools are the same objects: training continues from the same state."""
         self.train_generators = getattr(self.train_generators, "_orig_mod", self.train_generators)
-        self.train_discriminators = getattr(self.train_discriminators, "_orig_mod", self.train_discriminators)
-        self.frozen_discriminators = tuple(getattr(d, "_orig_mod", d) for d in self.frozen_discriminators)
+        self.train_discriminators = getattr(
+            self.train_discriminators, "_orig_mod", self.train_discriminators
+        )
+        self.frozen_discriminators = tuple(
+            getattr(d, "_orig_mod", d) for d in self.frozen_discriminators
+        )
         self.graphed_step = None
         if self.fast_path_fallback is None:
-            log.warning("%s; continuing with the plain eager step from the same state (same weights and optimizer state)", reason)
+            log.warning(
+                "%s; continuing with the plain eager step from the same state (same weights and "
+                "optimizer state)",
+                reason,
+            )
             self.fast_path_fallback = reason
 
     @staticmethod
-    def gather_losses(g_losses: dict[str, torch.Tensor], loss_D_A: torch.Tensor, loss_D_B: torch.Tensor) -> dict[str, torch.Tensor]:
+    def gather_losses(
+        g_losses: dict[str, torch.Tensor], loss_D_A: torch.Tensor, loss_D_B: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """All 8 losses in LOSS_NAMES order."""
         losses = {**g_losses, "D_A": loss_D_A, "D_B": loss_D_B}
         return {name: losses[name] for name in LOSS_NAMES}
 
-    def generator_update(self, real_A: torch.Tensor, real_B: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    def generator_update(
+        self, real_A: torch.Tensor, real_B: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Steps 1-2: generators forward, their loss with the discriminators frozen, one Adam step.
         Returns the six generator losses and the detached fakes (for the pools)."""
         cfg, gan = self.cfg, self.criterion
@@ -235,13 +291,21 @@ class CycleGAN:
         self.scaler_G.scale(loss_G).backward()
         self.scaler_G.step(self.opt_G)
         self.scaler_G.update()
-        losses = {"G_A": loss_G_A, "cycle_A": loss_cycle_A, "idt_A": loss_idt_A,
-                  "G_B": loss_G_B, "cycle_B": loss_cycle_B, "idt_B": loss_idt_B}
+        losses = {
+            "G_A": loss_G_A,
+            "cycle_A": loss_cycle_A,
+            "idt_A": loss_idt_A,
+            "G_B": loss_G_B,
+            "cycle_B": loss_cycle_B,
+            "idt_B": loss_idt_B,
+        }
         return losses, out["fake_A"].detach(), out["fake_B"].detach()
 
-    def discriminator_update(self, real_A: torch.Tensor, real_B: torch.Tensor, fake_A: torch.Tensor,
-                             fake_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step 3: discriminators on real vs. (pooled) fakes, the objective halved; one Adam step."""
+    def discriminator_update(
+        self, real_A: torch.Tensor, real_B: torch.Tensor, fake_A: torch.Tensor, fake_B: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step 3: discriminators on real vs. (pooled) fakes, the objective halved; one Adam
+        step."""
         cfg, gan = self.cfg, self.criterion
         self.discriminators.requires_grad_(True)
         with self._autocast():
@@ -250,8 +314,12 @@ class CycleGAN:
         loss_D_A = (gan(pred_A[:n_B], True) + gan(pred_A[n_B:], False)) * 0.5
         loss_D_B = (gan(pred_B[:n_A], True) + gan(pred_B[n_A:], False)) * 0.5
         if cfg.gan_mode == "wgangp":
-            loss_D_A = loss_D_A + gradient_penalty(self.discriminators.D_A, real_B, fake_B, cfg.lambda_gp)
-            loss_D_B = loss_D_B + gradient_penalty(self.discriminators.D_B, real_A, fake_A, cfg.lambda_gp)
+            loss_D_A = loss_D_A + gradient_penalty(
+                self.discriminators.D_A, real_B, fake_B, cfg.lambda_gp
+            )
+            loss_D_B = loss_D_B + gradient_penalty(
+                self.discriminators.D_B, real_A, fake_A, cfg.lambda_gp
+            )
         self.opt_D.zero_grad(set_to_none=True)
         self.scaler_D.scale(loss_D_A + loss_D_B).backward()
         self.scaler_D.step(self.opt_D)
@@ -287,10 +355,13 @@ class CycleGAN:
         optimizer flavour (plain, fused, capturable) this run uses."""
         return {
             "nets": {name: net.state_dict() for name, net in self.nets.items()},
-            "opt_G": _portable_optimizer_state(self.opt_G), "opt_D": _portable_optimizer_state(self.opt_D),
+            "opt_G": _portable_optimizer_state(self.opt_G),
+            "opt_D": _portable_optimizer_state(self.opt_D),
             "schedulers": [_plain_numbers(s.state_dict()) for s in self.schedulers],
-            "scaler_G": self.scaler_G.state_dict(), "scaler_D": self.scaler_D.state_dict(),
-            "pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict(),
+            "scaler_G": self.scaler_G.state_dict(),
+            "scaler_D": self.scaler_D.state_dict(),
+            "pool_A": self.pool_A.state_dict(),
+            "pool_B": self.pool_B.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -310,11 +381,11 @@ class CycleGAN:
             self.graphed_step.reset()  # the optimizer state tensors are new: capture again
 
     def _config_wins(self) -> None:
-        """Train on with this model's own hyperparameters whatever the loaded state was trained with: a
-        population-based-training trial continues from another trial's state with mutated values. The loss
-        weights are read from the config at each step; the learning rate keeps the schedule's position (it is
-        scaled by the ratio of the initial rates) and each pool keeps at most pool_size of its images.
-        With the same config (an ordinary resume) nothing changes."""
+        """Train on with this model's own hyperparameters whatever the loaded state was trained
+        with: a population-based-training trial continues from another trial's state with mutated
+        values. The loss weights are read from the config at each step; the learning rate keeps the
+        schedule's position (it is scaled by the ratio of the initial rates) and each pool keeps at
+        most pool_size of its images. With the same config (an ordinary resume) nothing changes."""
         for opt, scheduler in zip((self.opt_G, self.opt_D), self.schedulers):
             for group in opt.param_groups:
                 initial = float(group.get("initial_lr", self.cfg.lr))
@@ -326,13 +397,15 @@ class CycleGAN:
                 else:
                     group["lr"] *= ratio
                 group["initial_lr"] = self.cfg.lr
-            if hasattr(scheduler, "base_lrs"):  # the closed forms and the lambda schedules start from these
+            if hasattr(
+                scheduler, "base_lrs"
+            ):  # the closed forms and the lambda schedules start from these
                 scheduler.base_lrs = [self.cfg.lr] * len(scheduler.base_lrs)
                 scheduler._last_lr = [float(group["lr"]) for group in opt.param_groups]
         for pool in (self.pool_A, self.pool_B):
             if pool.pool_size != self.cfg.pool_size:
                 pool.pool_size = self.cfg.pool_size
-                del pool.images[:max(0, len(pool.images) - self.cfg.pool_size)]
+                del pool.images[: max(0, len(pool.images) - self.cfg.pool_size)]
 
 
 def error_summary(err: BaseException) -> str:
@@ -357,7 +430,10 @@ def _plain_numbers(value):
 
 def _portable_optimizer_state(opt: torch.optim.Optimizer) -> dict:
     state = opt.state_dict()
-    return {"state": state["state"], "param_groups": [_plain_numbers(g) for g in state["param_groups"]]}
+    return {
+        "state": state["state"],
+        "param_groups": [_plain_numbers(g) for g in state["param_groups"]],
+    }
 
 
 def _load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
@@ -369,6 +445,10 @@ def _load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
         for key in ("lr", "initial_lr"):
             if key in group:
                 value = float(group[key])
-                group[key] = torch.tensor(value, device=current[key].device) if isinstance(current.get(key), torch.Tensor) else value
+                group[key] = (
+                    torch.tensor(value, device=current[key].device)
+                    if isinstance(current.get(key), torch.Tensor)
+                    else value
+                )
         groups.append(group)
     opt.load_state_dict({"state": saved["state"], "param_groups": groups})

@@ -38,9 +38,17 @@ class ImagePool:
 
     def state_dict(self) -> dict:
         stored = torch.cat(self.images, 0).cpu() if self.images else torch.empty(0)
-        return {"pool_size": self.pool_size, "images": stored, "generator": self.generator.get_state()}
+        return {
+            "pool_size": self.pool_size,
+            "images": stored,
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
         self.pool_size = state["pool_size"]
-        self.images = [img.unsqueeze(0).to(device) for img in state["images"]] if state["images"].numel() else []
+        self.images = (
+            [img.unsqueeze(0).to(device) for img in state["images"]]
+            if state["images"].numel()
+            else []
+        )
         self.generator.set_state(state["generator"])

@@ -1,7 +1,7 @@
 """The files of a training run's folder (`<checkpoints_dir>/<name>/`), by name.
 
-    latest_net_{G_A,G_B,D_A,D_B}.pth   the networks, plain state_dicts in the reference implementation's
-    <epoch>_net_*.pth                   layout (also every --save_epoch_freq epochs)
+    latest_net_{G_A,G_B,D_A,D_B}.pth   the networks, plain state_dicts in the reference
+    <epoch>_net_*.pth                   implementation's layout (also every --save_epoch_freq)
     latest_state.pt                     the full training state, from which --continue_train resumes
     config.json                         the options (credentials masked)
     metrics.jsonl, loss_log.txt         per-epoch metrics, the reference's loss log
@@ -27,4 +27,8 @@ def network_file(prefix: str | int, net: str) -> str:
 
 
 NETWORK_FILES = tuple(network_file(LATEST, name) for name in NET_NAMES)
-CHECKPOINT_FILES = (STATE_FILE, *NETWORK_FILES, CONFIG_FILE)  # a checkpoint: what resuming or loading a run reads
+CHECKPOINT_FILES = (
+    STATE_FILE,
+    *NETWORK_FILES,
+    CONFIG_FILE,
+)  # a checkpoint: what resuming or loading a run reads

@@ -18,11 +18,15 @@ def build_scheduler(optimizer: Optimizer, cfg: TrainConfig):
     epoch_count - 1 so that continuing from the reference's files keeps the schedule."""
     if cfg.lr_policy == "linear":
         first = cfg.epoch_count
-        return lr_scheduler.LambdaLR(optimizer, lambda e: linear_factor(e + first, cfg.n_epochs, cfg.n_epochs_decay))
+        return lr_scheduler.LambdaLR(
+            optimizer, lambda e: linear_factor(e + first, cfg.n_epochs, cfg.n_epochs_decay)
+        )
     if cfg.lr_policy == "step":
         return lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_iters, gamma=0.1)
     if cfg.lr_policy == "plateau":
-        return lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.2, threshold=0.01, patience=5)
+        return lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=0.2, threshold=0.01, patience=5
+        )
     if cfg.lr_policy == "cosine":
         return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.total_epochs), eta_min=0)
     raise ValueError(f"unknown lr_policy {cfg.lr_policy!r}")

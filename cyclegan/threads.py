@@ -1,4 +1,5 @@
-"""CPU threads of the processes this project starts (the CLIs), chosen for a machine that others share.
+"""CPU threads of the processes this project starts (the CLIs), chosen for a machine that others
+share.
 
 OpenMP's default wait (libgomp spins a while at every barrier before it sleeps) costs nothing on an
 idle machine, but when another process keeps one core busy, the thread that shares that core holds
@@ -24,7 +25,9 @@ WAIT_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 
 
 def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
 
 
 def _cpu_times() -> tuple[float, float] | None:
@@ -34,7 +37,7 @@ def _cpu_times() -> tuple[float, float] | None:
             fields = [float(v) for v in f.readline().split()[1:]]
     except (OSError, ValueError):
         return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)   # idle + iowait
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return sum(fields[:8]) - idle, sum(fields[:8])
 
 
@@ -52,7 +55,9 @@ def idle_cores(sample_s: float = 0.1) -> int:
     return max(1, min(cores, cores - busy))
 
 
-def configure_cpu_threads(environ: MutableMapping[str, str] = os.environ, threads: bool = True) -> dict[str, str]:
+def configure_cpu_threads(
+    environ: MutableMapping[str, str] = os.environ, threads: bool = True
+) -> dict[str, str]:
     """Set the passive OpenMP wait and (with `threads`) OMP_NUM_THREADS to the idle cores, where
     the user has chosen neither; returns what was set."""
     chosen = {key: value for key, value in WAIT_SETTINGS.items() if key not in environ}

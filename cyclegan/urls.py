@@ -8,8 +8,10 @@ import re
 MASK = "***"
 # user:password@ — the password runs to the last '@' before the host (a raw '@' or spaces in it stay
 # hidden); it cannot hold '/', which ends the authority.
-_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/\s@'\"]*):(?P<password>[^/\n]*)@"
-                       r"(?=[\w.\-\[\]]+(?::\d+)?(?:[/\s?#'\"\]),;]|$))")
+_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/\s@'\"]*):(?P<password>[^/\n]*)@"
+    r"(?=[\w.\-\[\]]+(?::\d+)?(?:[/\s?#'\"\]),;]|$))"
+)
 # TOKEN@ with no password: the user name is the secret.
 _USER_ONLY = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/\s@'\"*]+)@")
 

@@ -1,4 +1,5 @@
-"""Sample grids a person can open: per sample, real | translated | reconstructed, for both domains."""
+"""Sample grids a person can open: per sample, real | translated | reconstructed, for both
+domains."""
 
 from __future__ import annotations
 
@@ -26,16 +27,16 @@ def sample_grid(model, real_A: torch.Tensor, real_B: torch.Tensor) -> torch.Tens
 
 
 def tile(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
-    """(N, 3, H, W) in [0, 1] -> one H x W x 3 uint8 image, `nrow` tiles per row, `padding` pixels of
-    `pad_value` around each tile. (torchvision's make_grid would do, but importing torchvision costs
-    every training process seconds: it loads torch._dynamo.)"""
+    """(N, 3, H, W) in [0, 1] -> one H x W x 3 uint8 image, `nrow` tiles per row, `padding` pixels
+    of `pad_value` around each tile. (torchvision's make_grid would do, but importing torchvision
+    costs every training process seconds: it loads torch._dynamo.)"""
     n, channels, height, width = images.shape
     rows = -(-n // nrow)
     step_y, step_x = height + padding, width + padding
     grid = torch.full((channels, rows * step_y + padding, nrow * step_x + padding), pad_value)
     for i, image in enumerate(images):
         y, x = padding + (i // nrow) * step_y, padding + (i % nrow) * step_x
-        grid[:, y:y + height, x:x + width] = image
+        grid[:, y : y + height, x : x + width] = image
     return grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
@@ -55,11 +56,18 @@ def square(images: torch.Tensor, size: int) -> torch.Tensor:
 def write_index(samples_dir: Path, title: str) -> Path:
     """An index.html showing every epoch's grid, newest first (like the reference's web/ page)."""
     grids = sorted(samples_dir.glob("epoch_*.png"), reverse=True)
-    items = "\n".join(f'<h3>{html.escape(p.stem.replace("_", " "))}</h3><img src="{html.escape(p.name)}" style="image-rendering: pixelated; width: 720px">'
-                      for p in grids)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>Each row: real A | fake B | reconstructed A | real B | fake A | reconstructed B</p>"
-            f"{items}</body></html>")
+    items = "\n".join(
+        f'<h3>{html.escape(p.stem.replace("_", " "))}</h3><img src="{html.escape(p.name)}" '
+        f'style="image-rendering: pixelated; width: 720px">'
+        for p in grids
+    )
+    page = (
+        f"<!doctype html><html><head><meta "
+        f"charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>Each row: real A | fake B | reconstructed A | real B | "
+        f"fake A | reconstructed B</p>"
+        f"{items}</body></html>"
+    )
     index = samples_dir / "index.html"
     index.write_text(page)
     return index

@@ -6,7 +6,8 @@
     results = load_results("results/quickstart.json")
 
     from orchestrator import Resources, TrialSpec, train_on_ray
-    result = train_on_ray(TrialSpec(TrainConfig(dataroot="s3://data/horse2zebra", name="h2z"), Resources(workers=8)))
+    config = TrainConfig(dataroot="s3://data/horse2zebra", name="h2z")
+    result = train_on_ray(TrialSpec(config, Resources(workers=8)))
 
 Each name loads on first use: importing `orchestrator` loads no ray, torch or mlflow (the command
 lines start fast, and a driver imports only what it runs).

@@ -2,8 +2,8 @@
 
 Masks credentials in URIs (`https://user:***@host`, `https://***@host`), secret-looking query
 parameters and `key=value` / `key: value` pairs (dict and JSON reprs too, quoted values whole),
-`Authorization: Bearer ...` headers, AWS access key ids, and the literal values of secret environment
-variables (AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_PASSWORD, ...) wherever they appear.
+`Authorization: Bearer ...` headers, AWS access key ids, and the literal values of secret
+environment variables (AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_PASSWORD, ...) wherever they appear.
 """
 
 from __future__ import annotations
@@ -17,14 +17,20 @@ from typing import Any
 
 from cyclegan.urls import MASK, mask_userinfo
 
-_SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|credential|api_?key|access_?key|private_?key|session_?key|authorization", re.I)
+_SECRET_NAME = re.compile(
+    r"pass(word|wd)?|secret|token|credential|api_?key|access_?key|private_?key|session_?key|authorization",
+    re.I,
+)
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
-# key=value, key: value, 'key': 'value', "key": "value"; a quoted value is masked up to its closing quote.
+# key=value, key: value, 'key': 'value', "key": "value"; a quoted value is masked up to its closing
+# quote.
 _SECRET_ASSIGNMENT = re.compile(
     r"(?P<key>[\w.-]*(?:pass(?:word|wd)?|secret|token|credential|signature|api_?key|access_?key|authorization)[\w.-]*"
     r"|(?<![\w.-])(?:sig|pwd|pw|auth|sas)(?![\w.-]))"
     r"(?P<sep>['\"]?\s*[=:]\s*)(?:(?P<quote>['\"])(?P<quoted>(?:\\.|(?!(?P=quote))[^\n])*)(?P=quote)"
-    r"|(?:(?P<scheme>Bearer|Basic|Token|Digest)\s+)?(?P<value>[^\s'\"&;,}]+))", re.I)
+    r"|(?:(?P<scheme>Bearer|Basic|Token|Digest)\s+)?(?P<value>[^\s'\"&;,}]+))",
+    re.I,
+)
 _AUTH_SCHEME = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=-]{8,})")
 # MLflow's own limits on params and tags.
 MAX_PARAM_VALUE = 6000
@@ -50,7 +56,8 @@ def environ_snapshot() -> dict[str, str]:
 
 @contextlib.contextmanager
 def restored_environ(names: Iterable[str]) -> Iterator[None]:
-    """Put back the variables `names` of os.environ as they were (set, or unset) when the block ends."""
+    """Put back the variables `names` of os.environ as they were (set, or unset) when the block
+    ends."""
     saved = {name: os.environ.get(name) for name in names}
     try:
         yield
@@ -88,7 +95,13 @@ def mask_value(name: str, value: Any) -> str:
     """A param or tag value as text, masked; a secret-named key hides its value entirely."""
     if value is None:
         return "None"
-    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value)
+        if isinstance(value, (list, tuple))
+        else str(value)
+    )
     if is_secret_name(name.rsplit(".", 1)[-1]) and text:
         return MASK
     return mask_text(text)
@@ -108,5 +121,7 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def safe_params(values: Mapping[str, Any]) -> dict[str, str]:
     """Flattened, masked, MLflow-sized params (keys limited to the characters MLflow accepts)."""
-    return {re.sub(r"[^\w\-./ :]", "_", key)[:250]: mask_value(key, value)[:MAX_PARAM_VALUE]
-            for key, value in flatten(values).items()}
+    return {
+        re.sub(r"[^\w\-./ :]", "_", key)[:250]: mask_value(key, value)[:MAX_PARAM_VALUE]
+        for key, value in flatten(values).items()
+    }

@@ -1,5 +1,5 @@
-"""What a driver does with Ray itself: join a cluster or start a private local Ray (what every command does
-first), read its live nodes and its log folder, and end it quietly.
+"""What a driver does with Ray itself: join a cluster or start a private local Ray (what every
+command does first), read its live nodes and its log folder, and end it quietly.
 
 No torch here (nor anything that imports it): a sweep's driver runs Tune in this process.
 """
@@ -15,8 +15,13 @@ from cyclegan.errors import UserError
 from orchestrator.ray_internals import session_logs_dir
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None, runtime_env: dict | None = None,
-            log_to_driver: bool = True) -> bool:
+def connect(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    runtime_env: dict | None = None,
+    log_to_driver: bool = True,
+) -> bool:
     """Join the cluster at `address` (or $RAY_ADDRESS: `auto`, `ray://…`, an IP) or start a private
     local Ray. True if this call started Ray here. `address="local"` never joins a (perhaps
     dead) cluster recorded in /tmp/ray, as a bare `ray.init()` would. `log_to_driver=False` leaves
@@ -26,12 +31,21 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, runtime_
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     try:
         if address == "local":
-            # With the dashboard (Ray's default): Train V2's PlacementGroupCleaner polls the state API it serves.
-            ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=log_to_driver)
+            # With the dashboard (Ray's default): Train V2's PlacementGroupCleaner polls the state
+            # API it serves.
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                runtime_env=runtime_env,
+                log_to_driver=log_to_driver,
+            )
         else:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
     except ConnectionError as err:
-        raise UserError(f"--address {address}: cannot reach the Ray cluster ({err}); check --address / RAY_ADDRESS") from None
+        raise UserError(
+            f"--address {address}: cannot reach the Ray cluster ({err}); check --address / "
+            f"RAY_ADDRESS"
+        ) from None
     return address == "local"
 
 
@@ -54,8 +68,11 @@ def shutdown_quietly(timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            cleaners = list_actors(filters=[("class_name", "=", "PlacementGroupCleaner"), ("state", "=", "ALIVE")],
-                                   raise_on_missing_output=False, timeout=5)
+            cleaners = list_actors(
+                filters=[("class_name", "=", "PlacementGroupCleaner"), ("state", "=", "ALIVE")],
+                raise_on_missing_output=False,
+                timeout=5,
+            )
         except Exception:  # no state API (no dashboard): nothing to wait for
             break
         if not cleaners:

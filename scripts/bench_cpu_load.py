@@ -32,10 +32,16 @@ import tempfile
 import time
 from pathlib import Path
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME", "GOMP_SPINCOUNT")
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "KMP_BLOCKTIME",
+    "GOMP_SPINCOUNT",
+)
 BYPASS = "import sys; from cyclegan.commands import main; sys.exit(main(sys.argv[1:]))"
 CORES = str(os.cpu_count() or 1)
-SETTINGS = {   # name: (environment, how the CLI is entered, extra train flags)
+SETTINGS = {  # name: (environment, how the CLI is entered, extra train flags)
     "torch": ({}, ["-c", BYPASS], []),
     "1 thread": ({"OMP_NUM_THREADS": "1"}, ["-c", BYPASS], []),
     "passive": ({"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": CORES}, ["-c", BYPASS], []),
@@ -53,11 +59,42 @@ def train_seconds(setting: str, data: Path, out: Path, size: int, ngf: int, bloc
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     env.update(extra)
     name = f"run-{time.monotonic_ns()}"
-    args = ["train", "--dataroot", str(data), "--checkpoints_dir", str(out), "--name", name, "--netG", f"resnet_{blocks}blocks",
-            "--ngf", str(ngf), "--ndf", str(ngf), "--load_size", str(size), "--crop_size", str(size), "--n_epochs", "1",
-            "--n_epochs_decay", "0", "--device", "cpu", "--n_samples", "1", "--print_freq", "1000", *flags]
+    args = [
+        "train",
+        "--dataroot",
+        str(data),
+        "--checkpoints_dir",
+        str(out),
+        "--name",
+        name,
+        "--netG",
+        f"resnet_{blocks}blocks",
+        "--ngf",
+        str(ngf),
+        "--ndf",
+        str(ngf),
+        "--load_size",
+        str(size),
+        "--crop_size",
+        str(size),
+        "--n_epochs",
+        "1",
+        "--n_epochs_decay",
+        "0",
+        "--device",
+        "cpu",
+        "--n_samples",
+        "1",
+        "--print_freq",
+        "1000",
+        *flags,
+    ]
     subprocess.run([sys.executable, *entry, *args], env=env, check=True, capture_output=True)
-    rows = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for line in (out / name / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     return sum(row["epoch_time_s"] for row in rows)
 
 
@@ -67,30 +104,43 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--ngf", type=int, default=16)
     parser.add_argument("--blocks", type=int, default=2)
-    parser.add_argument("--images", type=int, default=60, help="training images per domain (one epoch)")
-    parser.add_argument("--settings", default=";".join(SETTINGS), help="the settings to run, separated by ;")
+    parser.add_argument(
+        "--images", type=int, default=60, help="training images per domain (one epoch)"
+    )
+    parser.add_argument(
+        "--settings", default=";".join(SETTINGS), help="the settings to run, separated by ;"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     from cyclegan.sources.synthetic import generate
 
     settings = [s.strip() for s in args.settings.split(";")]
     with tempfile.TemporaryDirectory() as tmp:
-        data = generate("colorshift", Path(tmp) / "data", n_train=args.images, n_test=2, size=args.size, seed=0)
+        data = generate(
+            "colorshift", Path(tmp) / "data", n_train=args.images, n_test=2, size=args.size, seed=0
+        )
         times: dict[tuple[str, str], list[float]] = {}
         for load in ("idle", "one core busy"):
             busy = _busy_core() if load != "idle" else None
             try:
-                for _ in range(args.repeats):   # interleaved: a change of load hits every setting alike
+                for _ in range(
+                    args.repeats
+                ):  # interleaved: a change of load hits every setting alike
                     for setting in settings:
-                        t = train_seconds(setting, data, Path(tmp) / "out", args.size, args.ngf, args.blocks)
+                        t = train_seconds(
+                            setting, data, Path(tmp) / "out", args.size, args.ngf, args.blocks
+                        )
                         times.setdefault((setting, load), []).append(t)
                         print(f"{setting:>24} {load:>14}: {t:6.2f} s", flush=True)
             finally:
                 if busy is not None:
                     busy.kill()
                     busy.wait()
-    print(f"\n{os.cpu_count()} cores; {args.images} pairs of {args.size}x{args.size}, resnet_{args.blocks}blocks, ngf {args.ngf}; "
-          f"{args.repeats} repeats (median [min-max] s)")
+    print(
+        f"\n{os.cpu_count()} cores; {args.images} pairs of {args.size}x{args.size}, "
+        f"resnet_{args.blocks}blocks, ngf {args.ngf}; "
+        f"{args.repeats} repeats (median [min-max] s)"
+    )
     print(f"{'setting':>24}  {'idle':>22}  {'one core busy':>22}  loaded/idle")
     summary = {}
     for setting in settings:

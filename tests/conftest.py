@@ -17,21 +17,43 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A small colorshift pair: 12 train and 4 test images per domain, 32x32."""
-    return generate("colorshift", tmp_path_factory.mktemp("tiny") / "colorshift", n_train=12, n_test=4, size=32, seed=0)
+    return generate(
+        "colorshift",
+        tmp_path_factory.mktemp("tiny") / "colorshift",
+        n_train=12,
+        n_test=4,
+        size=32,
+        seed=0,
+    )
 
 
 def tiny_config(dataroot: Path, out: Path, **overrides) -> TrainConfig:
     """A CycleGAN small enough to train in seconds on two CPU cores."""
-    values = dict(dataroot=str(dataroot), checkpoints_dir=str(out), name="tiny", netG="resnet_2blocks", ngf=8, ndf=8,
-                  load_size=32, crop_size=32, n_epochs=1, n_epochs_decay=1, num_threads=0, device="cpu",
-                  print_freq=5, n_samples=2, seed=0)
+    values = dict(
+        dataroot=str(dataroot),
+        checkpoints_dir=str(out),
+        name="tiny",
+        netG="resnet_2blocks",
+        ngf=8,
+        ndf=8,
+        load_size=32,
+        crop_size=32,
+        n_epochs=1,
+        n_epochs_decay=1,
+        num_threads=0,
+        device="cpu",
+        print_freq=5,
+        n_samples=2,
+        seed=0,
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
 
 def tune_failures(runs: Path, experiment: str, task: str) -> dict[str, int]:
-    """Per trial of `task`, the failures Tune counted (each one a retry), from the saved state of the sweep's
-    Tune run (one run for the manifest's task selection: `runs/<experiment>/tune/<selection>/`)."""
+    """Per trial of `task`, the failures Tune counted (each one a retry), from the saved state of
+    the sweep's Tune run (one run for the manifest's task selection:
+    `runs/<experiment>/tune/<selection>/`)."""
     failures = {}
     for state in sorted((runs / experiment / "tune").glob("*/experiment_state-*.json")):
         for spec, runtime in json.loads(state.read_text())["trial_data"]:
@@ -69,8 +91,13 @@ def s3_server():
 @pytest.fixture
 def s3_env(s3_server, monkeypatch) -> dict:
     """Environment for boto3 (in this process and in subprocesses) to reach the moto server."""
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL_S3": s3_server, "AWS_EC2_METADATA_DISABLED": "true"}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": s3_server,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
@@ -102,7 +129,9 @@ def wait_for_http(url: str, proc, log_file: Path, timeout: float = 120.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{proc.args[:3]} exited with {proc.returncode}:\n{log_file.read_text()[-3000:]}")
+            pytest.fail(
+                f"{proc.args[:3]} exited with {proc.returncode}:\n{log_file.read_text()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -115,8 +144,9 @@ def wait_for_http(url: str, proc, log_file: Path, timeout: float = 120.0) -> Non
 
 @pytest.fixture(scope="session")
 def mlflow_server(s3_server, tmp_path_factory):
-    """`mlflow server` on a free 127.0.0.1 port, sqlite backend, artifacts proxied to s3://mlflow-artifacts/
-    on the moto server. Yields its URL; the whole process group is ended at the end (also on failure)."""
+    """`mlflow server` on a free 127.0.0.1 port, sqlite backend, artifacts proxied to
+    s3://mlflow-artifacts/ on the moto server. Yields its URL; the whole process group is ended at
+    the end (also on failure)."""
     import shutil
     import subprocess
     import sys
@@ -127,20 +157,51 @@ def mlflow_server(s3_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow-server")
     # The database on tmpfs when there is one: every logged value is a commit, and fsyncs on a
     # shared disk make each request cost a few hundred ms.
-    db_dir = Path(tempfile.mkdtemp(prefix="mlflow-test-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
-    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket="mlflow-artifacts")
+    db_dir = Path(
+        tempfile.mkdtemp(
+            prefix="mlflow-test-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+        )
+    )
+    creds = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="mlflow-artifacts")
     # No background job runner (huey workers): nothing here uses it, and it competes for the CPUs.
-    env = {**os.environ, **creds, "MLFLOW_S3_ENDPOINT_URL": s3_server, "AWS_EC2_METADATA_DISABLED": "true",
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {
+        **os.environ,
+        **creds,
+        "MLFLOW_S3_ENDPOINT_URL": s3_server,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     port = free_port()
     log_file = root / "server.log"
-    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db_dir}/mlflow.db",
-               "--artifacts-destination", "s3://mlflow-artifacts/artifacts", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{db_dir}/mlflow.db",
+        "--artifacts-destination",
+        "s3://mlflow-artifacts/artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     with open(log_file, "w") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", proc, log_file)
         yield f"http://127.0.0.1:{port}"
@@ -156,7 +217,9 @@ def tiny_trained(tiny_dataset, tmp_path_factory) -> Path:
     from cyclegan.trainer import Trainer
 
     out = tmp_path_factory.mktemp("tiny-trained")
-    cfg = tiny_config(tiny_dataset, out, name="run", max_dataset_size=3, eval_freq=1, eval_metrics="l1,psnr")
+    cfg = tiny_config(
+        tiny_dataset, out, name="run", max_dataset_size=3, eval_freq=1, eval_metrics="l1,psnr"
+    )
     Trainer(cfg, show_progress=False).fit()
     return out / "run"
 
@@ -164,36 +227,51 @@ def tiny_trained(tiny_dataset, tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------------------------
 # Ray: one local instance for the whole session (starting one costs 10-20 s on two cores).
 
-# Every Ray this suite starts gets these (its raylet passes them to every worker). Ray Train's controller
-# polls its workers every 2 s by default, which costs a tiny run up to 4 s of waiting at its start and
-# end; and each run's preemption watcher (spot instances: none here) is one more process to start.
-RAY_TEST_TUNING = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+# Every Ray this suite starts gets these (its raylet passes them to every worker). Ray Train's
+# controller polls its workers every 2 s by default, which costs a tiny run up to 4 s of waiting at
+# its start and end; and each run's preemption watcher (spot instances: none here) is one more
+# process to start.
+RAY_TEST_TUNING = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
 # The session's Ray (local storage only) also saves a sweep's state every second, not every 10 s: a
-# driver killed just after a trial ended would have it restored as unfinished (harmless, but its Train
-# run starts again to find out, ~15 s); not where sweeps write to S3, each save being an upload. And it
-# starts no worker per CPU for its first driver (this process), which would mostly stay idle: the Tune
-# and Train actors get workers of their own.
-SESSION_RAY_TUNING = {**RAY_TEST_TUNING, "TUNE_GLOBAL_CHECKPOINT_S": "1", "RAY_prestart_worker_first_driver": "0"}
+# driver killed just after a trial ended would have it restored as unfinished (harmless, but its
+# Train run starts again to find out, ~15 s); not where sweeps write to S3, each save being an
+# upload. And it starts no worker per CPU for its first driver (this process), which would mostly
+# stay idle: the Tune and Train actors get workers of their own.
+SESSION_RAY_TUNING = {
+    **RAY_TEST_TUNING,
+    "TUNE_GLOBAL_CHECKPOINT_S": "1",
+    "RAY_prestart_worker_first_driver": "0",
+}
 
 
 @pytest.fixture(scope="session")
 def ray_session(s3_server):
-    """A private local Ray (`address="local"`: never a stale cluster from /tmp/ray), shut down at the end.
+    """A private local Ray (`address="local"`: never a stale cluster from /tmp/ray), shut down at
+    the end.
 
-    Every worker and actor of this process's job (Ray Train controllers and workers included) gets the
-    dummy AWS credentials and the moto endpoint, as `s3_env` gives them to this process; drivers in
-    subprocesses can join with the yielded GCS address (token auth is off for them). 4 logical CPUs on
-    two cores: a 2-worker run plus the actors a killed run leaves for a few seconds. The dashboard
-    stays on: it serves the state API that Train V2's PlacementGroupCleaner polls every second (without
-    it, that actor logs a warning each time and never learns that a killed run's controller is gone);
-    Ray moves it off port 8265 when another Ray on the machine has that port.
+    Every worker and actor of this process's job (Ray Train controllers and workers included) gets
+    the dummy AWS credentials and the moto endpoint, as `s3_env` gives them to this process; drivers
+    in subprocesses can join with the yielded GCS address (token auth is off for them). 4 logical
+    CPUs on two cores: a 2-worker run plus the actors a killed run leaves for a few seconds. The
+    dashboard stays on: it serves the state API that Train V2's PlacementGroupCleaner polls every
+    second (without it, that actor logs a warning each time and never learns that a killed run's
+    controller is gone); Ray moves it off port 8265 when another Ray on the machine has that port.
     """
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.update(SESSION_RAY_TUNING)
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL_S3": s3_server, "MLFLOW_S3_ENDPOINT_URL": s3_server, "AWS_EC2_METADATA_DISABLED": "true"}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": s3_server,
+        "MLFLOW_S3_ENDPOINT_URL": s3_server,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     ray.init(address="local", num_cpus=4, include_dashboard=True, runtime_env={"env_vars": env})
     try:
         yield ray.get_runtime_context().gcs_address
@@ -202,7 +280,8 @@ def ray_session(s3_server):
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """Whatever starts the session's Ray or an MLflow server is `slow`: `make test-fast` leaves it out."""
+    """Whatever starts the session's Ray or an MLflow server is `slow`: `make test-fast` leaves it
+    out."""
     for item in items:
         if {"ray_session", "mlflow_server"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
@@ -210,7 +289,8 @@ def pytest_collection_modifyitems(items) -> None:
 
 def make_random_inception(path: Path, seed: int = 0) -> Path:
     """An InceptionV3 weights file in the real file's format (a plain state_dict with
-    torch-fidelity's keys, as torchvision's InceptionV3 with 1008 classes names them), random weights.
+    torch-fidelity's keys, as torchvision's InceptionV3 with 1008 classes names them), random
+    weights.
 
     Kaiming init rather than PyTorch's default, whose activations vanish through ~90 layers."""
     import torch

@@ -1,5 +1,6 @@
 """Running a command line: parse, dispatch to the chosen command, and turn a UserError into one
-message and an exit code (no traceback unless --debug). Both CLIs, cyclegan's and the orchestrator's, run this way."""
+message and an exit code (no traceback unless --debug). Both CLIs, cyclegan's and the
+orchestrator's, run this way."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ from ..errors import UserError
 
 def program_name(module: str, argv0: str | None = None) -> str:
     """The command as the user typed it, for usage lines: `python -m MODULE` (Python then runs the
-    package's __main__.py), else the console command's own name (`cyclegan`, `cyclegan-orchestrator`)."""
+    package's __main__.py), else the console command's own name (`cyclegan`,
+    `cyclegan-orchestrator`)."""
     name = Path(sys.argv[0] if argv0 is None else argv0).name
     return f"python -m {module}" if name in ("", "__main__.py") else name
 
 
 def command_parser(prog: str, description: str, commands) -> argparse.ArgumentParser:
-    """A program's parser: `--debug`, then one subcommand per module of `commands` (each has `register`)."""
+    """A program's parser: `--debug`, then one subcommand per module of `commands` (each has
+    `register`)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -42,7 +45,9 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     """Run a CLI entry point, turning UserError (and Ctrl-C) into a message and exit code."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return main(argv)
     except UserError as err:

@@ -1,10 +1,12 @@
-"""Dataset references: turn what the user wrote (`--dataroot`, a manifest's `data:`) into a local folder.
+"""Dataset references: turn what the user wrote (`--dataroot`, a manifest's `data:`) into a local
+folder.
 
-    /path/to/folder, file:///path/to/folder          used in place                           (local.py)
-    PATH.zip|.tar|.tar.gz                             extracted into the cache; the dataset   (local.py)
-                                                      root is the folder inside holding trainA/ trainB/
-    s3://bucket/prefix, s3://bucket/key.zip           mirrored (or extracted) into the cache  (s3.py)
-    synthetic://KIND?size=S&n_train=N&n_test=M&seed=K generated into the cache              (synthetic.py)
+    /path/to/folder, file:///path/to/folder    used in place (local.py)
+    PATH.zip|.tar|.tar.gz                       extracted into the cache; the dataset root is the
+                                                folder inside holding trainA/ trainB/ (local.py)
+    s3://bucket/prefix, s3://bucket/key.zip     mirrored (or extracted) into the cache (s3.py)
+    synthetic://KIND?size=S&n_train=N&seed=K    generated into the cache (synthetic.py; also
+                                                n_test=M)
 
 Each scheme is one module with parse, fetch and check, named in schemes.SCHEMES; it is imported
 when a reference of that scheme is first met, so that importing this package loads neither boto3
@@ -41,8 +43,10 @@ def _source(ref: str | DatasetRef) -> tuple[ModuleType, DatasetRef]:
     if isinstance(ref, DatasetRef):
         return _scheme_module(ref.ref), ref
     if not ref or not ref.strip():
-        raise DatasetError("no dataset given: pass --dataroot with a folder holding trainA/ and trainB/, or one of: "
-                           + ACCEPTED_FORMS)
+        raise DatasetError(
+            "no dataset given: pass --dataroot with a folder holding trainA/ and trainB/, or one "
+            "of: " + ACCEPTED_FORMS
+        )
     ref = ref.strip()
     module = _scheme_module(ref)
     return module, module.parse(ref)
@@ -50,12 +54,19 @@ def _source(ref: str | DatasetRef) -> tuple[ModuleType, DatasetRef]:
 
 def parse_reference(ref: str) -> DatasetRef:
     """Check the form of a dataset reference, without touching the file system or the network. The
-    functions below take the result as well as the string: a reference parsed once is not parsed again."""
+    functions below take the result as well as the string: a reference parsed once is not parsed
+    again."""
     return _source(ref)[1]
 
 
-def fetch_dataset(ref: str | DatasetRef, cache_dir: str | None = None, *, endpoint_url: str | None = None,
-                  show_progress: bool | None = None, require_layout: bool = True) -> FetchResult:
+def fetch_dataset(
+    ref: str | DatasetRef,
+    cache_dir: str | None = None,
+    *,
+    endpoint_url: str | None = None,
+    show_progress: bool | None = None,
+    require_layout: bool = True,
+) -> FetchResult:
     """Make the dataset `ref` available locally (downloading, extracting or generating it into the
     cache unless an up-to-date copy is there) and say what that took.
 
@@ -66,21 +77,43 @@ def fetch_dataset(ref: str | DatasetRef, cache_dir: str | None = None, *, endpoi
     """
     module, parsed = _source(ref)
     progress = sys.stderr.isatty() if show_progress is None else show_progress
-    return module.fetch(parsed, cache_dir, endpoint_url=endpoint_url, show_progress=progress, require_layout=require_layout)
+    return module.fetch(
+        parsed,
+        cache_dir,
+        endpoint_url=endpoint_url,
+        show_progress=progress,
+        require_layout=require_layout,
+    )
 
 
-def resolve_dataset(ref: str | DatasetRef, cache_dir: str | None = None, *, endpoint_url: str | None = None,
-                    show_progress: bool | None = None) -> Path:
-    """Return a local folder holding trainA/ trainB/ (testA/ testB/) for `ref`; see fetch_dataset."""
-    return fetch_dataset(ref, cache_dir, endpoint_url=endpoint_url, show_progress=show_progress).path
+def resolve_dataset(
+    ref: str | DatasetRef,
+    cache_dir: str | None = None,
+    *,
+    endpoint_url: str | None = None,
+    show_progress: bool | None = None,
+) -> Path:
+    """Return a local folder holding trainA/ trainB/ (testA/ testB/) for `ref`; see
+    fetch_dataset."""
+    return fetch_dataset(
+        ref, cache_dir, endpoint_url=endpoint_url, show_progress=show_progress
+    ).path
 
 
 def check_dataset_reference(ref: str | DatasetRef, *, endpoint_url: str | None = None) -> None:
-    """Raise a DatasetError unless `ref` resolves and holds trainA/ and trainB/, without downloading,
-    extracting or generating anything (what `orchestrator validate` runs for every task)."""
+    """Raise a DatasetError unless `ref` resolves and holds trainA/ and trainB/, without
+    downloading, extracting or generating anything (what `orchestrator validate` runs for every
+    task)."""
     module, parsed = _source(ref)
     module.check(parsed, endpoint_url=endpoint_url)
 
 
-__all__ = ["ACCEPTED_FORMS", "DatasetRef", "FetchResult", "check_dataset_reference", "fetch_dataset", "parse_reference",
-           "resolve_dataset"]
+__all__ = [
+    "ACCEPTED_FORMS",
+    "DatasetRef",
+    "FetchResult",
+    "check_dataset_reference",
+    "fetch_dataset",
+    "parse_reference",
+    "resolve_dataset",
+]

@@ -22,11 +22,24 @@ from .cache import contained, safe_relpath
 from .layout import ignored
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
-UNSUPPORTED_ARCHIVES = (".rar", ".7z", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst", ".gz", ".bz2", ".xz")
+UNSUPPORTED_ARCHIVES = (
+    ".rar",
+    ".7z",
+    ".tar.bz2",
+    ".tbz2",
+    ".tar.xz",
+    ".txz",
+    ".tar.zst",
+    ".gz",
+    ".bz2",
+    ".xz",
+)
 _S_IFMT, _S_IFLNK = 0o170000, 0o120000
 _CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error)
 MAX_BYTES_ENV, MAX_MEMBERS_ENV = "CYCLEGAN_ARCHIVE_MAX_BYTES", "CYCLEGAN_ARCHIVE_MAX_MEMBERS"
-DEFAULT_MAX_BYTES = 50 * 2**30  # the largest CycleGAN datasets (cityscapes, ...) extract to a few GB
+DEFAULT_MAX_BYTES = (
+    50 * 2**30
+)  # the largest CycleGAN datasets (cityscapes, ...) extract to a few GB
 DEFAULT_MAX_MEMBERS = 1_000_000
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
@@ -37,7 +50,9 @@ def _limit(env: str, default: int) -> int:
         return default
     match = re.fullmatch(r"(\d+)\s*([kmgt]?)i?b?", value.lower())
     if not match or int(match.group(1)) < 1:
-        raise DatasetError(f"${env}={value!r}: give a positive number, optionally with K, M, G or T (e.g. 100G)")
+        raise DatasetError(
+            f"${env}={value!r}: give a positive number, optionally with K, M, G or T (e.g. 100G)"
+        )
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
@@ -46,28 +61,42 @@ class _Budget:
 
     def __init__(self, where: str):
         self.where, self.members, self.bytes = where, 0, 0
-        self.max_members, self.max_bytes = _limit(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS), _limit(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+        self.max_members, self.max_bytes = (
+            _limit(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS),
+            _limit(MAX_BYTES_ENV, DEFAULT_MAX_BYTES),
+        )
 
     def take(self, name: str, size: int) -> None:
         self.members, self.bytes = self.members + 1, self.bytes + size
         if self.members > self.max_members:
-            raise DatasetError(f"{self.where}: more than {self.max_members} members, the limit on an archive's members "
-                               f"(at {name!r}); raise it with ${MAX_MEMBERS_ENV} if the archive is what you expect")
+            raise DatasetError(
+                f"{self.where}: more than {self.max_members} members, the limit on an archive's "
+                f"members "
+                f"(at {name!r}); raise it with ${MAX_MEMBERS_ENV} if the archive is what you expect"
+            )
         if self.bytes > self.max_bytes:
-            raise DatasetError(f"{self.where}: extracting it would write more than {self.max_bytes} bytes "
-                               f"({self.max_bytes / 2**30:.3g} GiB), the limit on an archive's extracted size (member {name!r} "
-                               f"takes it to {self.bytes}); raise it with ${MAX_BYTES_ENV} (e.g. 100G) if the archive is what you expect")
+            raise DatasetError(
+                f"{self.where}: extracting it would write more than {self.max_bytes} bytes "
+                f"({self.max_bytes / 2**30:.3g} GiB), the limit on an archive's extracted size "
+                f"(member {name!r} "
+                f"takes it to {self.bytes}); raise it with ${MAX_BYTES_ENV} (e.g. 100G) if the "
+                f"archive is what you expect"
+            )
 
 
 def _clash(where: str, relpath: str) -> DatasetError:
-    return DatasetError(f"{where}: member {relpath!r} is both a file and a folder in this archive; "
-                        "a file system cannot hold both: fix the archive")
+    return DatasetError(
+        f"{where}: member {relpath!r} is both a file and a folder in this archive; "
+        "a file system cannot hold both: fix the archive"
+    )
 
 
 def archive_suffix(name: str) -> str | None:
     """'.zip', '.tar', '.tar.gz' or '.tgz' when `name` is an archive we can extract."""
     lower = name.lower()
-    return next((s for s in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True) if lower.endswith(s)), None)
+    return next(
+        (s for s in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True) if lower.endswith(s)), None
+    )
 
 
 def unsupported_archive(name: str) -> str | None:
@@ -89,8 +118,10 @@ def extract(archive: Path, dest: Path, where: str, suffix: str | None = None) ->
             return _extract_zip(archive, dest, where, _Budget(where))
         return _extract_tar(archive, dest, where, _Budget(where))
     except _CORRUPT as err:
-        raise DatasetError(f"{where}: archive is corrupt or not a {suffix} file ({err}); "
-                           "download it again or check how it was made") from None
+        raise DatasetError(
+            f"{where}: archive is corrupt or not a {suffix} file ({err}); "
+            "download it again or check how it was made"
+        ) from None
 
 
 def _extract_zip(archive: Path, dest: Path, where: str, budget: _Budget) -> list[str]:
@@ -101,9 +132,14 @@ def _extract_zip(archive: Path, dest: Path, where: str, budget: _Budget) -> list
         for info in infos:  # check every member before writing anything
             relpath = safe_relpath(info.filename, where)
             if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
-                raise DatasetError(f"{where}: member {info.filename!r} is a symbolic link; links could point outside "
-                                   "the cache directory, so this archive is refused")
-            budget.take(info.filename, info.file_size)  # zipfile reads no more than the declared size
+                raise DatasetError(
+                    f"{where}: member {info.filename!r} is a symbolic link; links could point "
+                    f"outside "
+                    "the cache directory, so this archive is refused"
+                )
+            budget.take(
+                info.filename, info.file_size
+            )  # zipfile reads no more than the declared size
             (folders if info.is_dir() else files).add(relpath)
             folders.update(relpath.rsplit("/", i)[0] for i in range(1, relpath.count("/") + 1))
         if clash := sorted(files & folders):
@@ -117,7 +153,10 @@ def _extract_zip(archive: Path, dest: Path, where: str, budget: _Budget) -> list
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:  # zipfile checks the CRC as it reads
+            with (
+                zf.open(info) as src,
+                open(target, "wb") as out,
+            ):  # zipfile checks the CRC as it reads
                 shutil.copyfileobj(src, out, 1 << 20)
             written.append(relpath)
     return written
@@ -132,11 +171,16 @@ def _extract_tar(archive: Path, dest: Path, where: str, budget: _Budget) -> list
             relpath = safe_relpath(member.name, where)
             if not (member.isfile() or member.isdir()):
                 kind = "link" if (member.issym() or member.islnk()) else "special file"
-                raise DatasetError(f"{where}: member {member.name!r} is a {kind}; only files and folders are "
-                                   "extracted (links could point outside the cache directory), so this archive is refused")
+                raise DatasetError(
+                    f"{where}: member {member.name!r} is a {kind}; only files and folders are "
+                    "extracted (links could point outside the cache directory), so this archive is "
+                    "refused"
+                )
             if ignored(relpath):
                 continue
-            budget.take(member.name, member.size if member.isfile() else 0)  # tarfile reads no more than the header's size
+            budget.take(
+                member.name, member.size if member.isfile() else 0
+            )  # tarfile reads no more than the header's size
             target = contained(dest, relpath, where)
             try:
                 if member.isdir():
@@ -150,6 +194,9 @@ def _extract_tar(archive: Path, dest: Path, where: str, budget: _Budget) -> list
             except OSError as err:
                 if err.errno != errno.ENAMETOOLONG:
                     raise
-                raise DatasetError(f"{where}: member {relpath!r}: {err.strerror}; rename it, or use a shorter --cache_dir") from None
+                raise DatasetError(
+                    f"{where}: member {relpath!r}: {err.strerror}; rename it, or use a shorter "
+                    f"--cache_dir"
+                ) from None
             written.append(relpath)
     return written

@@ -2,7 +2,8 @@
 
     <cache root>/<kind>/<label>-<hash of the reference>/
         lock                      a file lock: one builder at a time, across threads and processes
-        snapshots/<id>/meta.json  what the snapshot was built from (objects, ETags, sizes) and its dataset root
+        snapshots/<id>/meta.json  what the snapshot was built from (objects, ETags, sizes) and its
+                                  dataset root
         snapshots/<id>/data/...   the files
         snapshots/.tmp-*          a snapshot being built, renamed to <id> only once complete
 
@@ -65,26 +66,38 @@ def safe_relpath(name: str, where: str, what: str = "member") -> str:
     elif ".." in parts:
         reason = "'..' in the path"
     if reason:
-        raise DatasetError(f"{where}: {what} {_shown(name)} would land outside the cache directory ({reason}); "
-                           "refusing it: fix the archive or the keys")
+        raise DatasetError(
+            f"{where}: {what} {_shown(name)} would land outside the cache directory ({reason}); "
+            "refusing it: fix the archive or the keys"
+        )
     if long := next((p for p in parts if len(os.fsencode(p)) > NAME_MAX), None):
-        raise DatasetError(f"{where}: {what} {_shown(name)} has a name of {len(os.fsencode(long))} bytes ({_shown(long)}); "
-                           f"file systems allow {NAME_MAX}: rename it")
+        raise DatasetError(
+            f"{where}: {what} {_shown(name)} has a name of {len(os.fsencode(long))} bytes "
+            f"({_shown(long)}); "
+            f"file systems allow {NAME_MAX}: rename it"
+        )
     return "/".join(parts)
 
 
 def _shown(name: str, limit: int = 120) -> str:
-    return repr(name) if len(name) <= limit else repr(name[:limit]) + f"... ({len(name)} characters)"
+    return (
+        repr(name) if len(name) <= limit else repr(name[:limit]) + f"... ({len(name)} characters)"
+    )
 
 
 def contained(root: Path, relpath: str, where: str) -> Path:
     """root/relpath, after checking it really lies under root (no symlinked folder on the way)."""
     target = root / relpath
     if len(os.fsencode(target.absolute())) >= PATH_MAX:
-        raise DatasetError(f"{where}: {_shown(relpath)} is too long a path for the file system once in the cache "
-                           f"({len(os.fsencode(target.absolute()))} bytes, at most {PATH_MAX - 1}); rename it, or use a shorter --cache_dir")
+        raise DatasetError(
+            f"{where}: {_shown(relpath)} is too long a path for the file system once in the cache "
+            f"({len(os.fsencode(target.absolute()))} bytes, at most {PATH_MAX - 1}); rename it, or "
+            f"use a shorter --cache_dir"
+        )
     if not target.resolve().is_relative_to(root.resolve()):
-        raise DatasetError(f"{where}: {_shown(relpath)} would land outside the cache directory; refusing it")
+        raise DatasetError(
+            f"{where}: {_shown(relpath)} would land outside the cache directory; refusing it"
+        )
     return target
 
 
@@ -130,7 +143,9 @@ class CacheEntry:
                     found.append(snap)
         return sorted(found, key=lambda s: s.meta.get("created", 0), reverse=True)
 
-    def get_or_build(self, snap_id: str, build: Callable[[Path, list[Snapshot]], dict]) -> tuple[Snapshot, bool]:
+    def get_or_build(
+        self, snap_id: str, build: Callable[[Path, list[Snapshot]], dict]
+    ) -> tuple[Snapshot, bool]:
         """The snapshot `snap_id`, built first if missing; returns (snapshot, built_by_this_call).
 
         `build(tmp, previous)` fills `tmp/data` and returns the snapshot's metadata; `previous`
@@ -142,13 +157,17 @@ class CacheEntry:
         with self._disk_errors():
             return self._build_locked(snap_id, build)
 
-    def _build_locked(self, snap_id: str, build: Callable[[Path, list[Snapshot]], dict]) -> tuple[Snapshot, bool]:
+    def _build_locked(
+        self, snap_id: str, build: Callable[[Path, list[Snapshot]], dict]
+    ) -> tuple[Snapshot, bool]:
         self.snapshots_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.dir / "lock")
         try:
             lock.acquire(timeout=0.5)
         except Timeout:
-            log.info("waiting for another process to finish preparing %s in %s", self.label, self.dir)
+            log.info(
+                "waiting for another process to finish preparing %s in %s", self.label, self.dir
+            )
             lock.acquire()
         try:
             if snap := self.find(snap_id):  # built by whoever held the lock before us
@@ -162,7 +181,9 @@ class CacheEntry:
                 meta = build(tmp, self.snapshots())
                 meta["created"] = time.time()
                 (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-                os.rename(tmp, self.snapshots_dir / snap_id)  # the commit: atomic on one file system
+                os.rename(
+                    tmp, self.snapshots_dir / snap_id
+                )  # the commit: atomic on one file system
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -173,17 +194,28 @@ class CacheEntry:
 
     @contextmanager
     def _disk_errors(self):
-        """A full disk or a cache folder we may not write to is the user's to fix: say so, and where."""
+        """A full disk or a cache folder we may not write to is the user's to fix: say so, and
+        where."""
         try:
             yield
         except OSError as err:
-            if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+            if err.errno not in (
+                errno.ENOSPC,
+                errno.EDQUOT,
+                errno.EACCES,
+                errno.EPERM,
+                errno.EROFS,
+            ):
                 raise
-            raise DatasetError(f"{err.filename or self.dir}: {err.strerror} (while preparing the dataset cache {self.dir}); "
-                               f"free some space, or choose another cache folder with --cache_dir or ${CACHE_ENV}") from None
+            raise DatasetError(
+                f"{err.filename or self.dir}: {err.strerror} (while preparing the dataset cache "
+                f"{self.dir}); "
+                f"free some space, or choose another cache folder with --cache_dir or ${CACHE_ENV}"
+            ) from None
 
     def _remove_leftovers(self) -> None:
-        """Temporary folders of builders that died (we hold the lock, so nobody else is building)."""
+        """Temporary folders of builders that died (we hold the lock, so nobody else is
+        building)."""
         for path in self.snapshots_dir.glob(".tmp-*"):
             log.info("removing an incomplete download left by an interrupted run: %s", path)
             shutil.rmtree(path, ignore_errors=True)
@@ -201,16 +233,24 @@ class CacheEntry:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def snapshot_result(parsed: DatasetRef, snap: Snapshot, built: bool, require_layout: bool, **stats) -> FetchResult:
-    """What fetching `parsed` gave when the dataset is snapshot `snap` (`built` by this call or not)."""
-    if require_layout and snap.meta.get("layout") == "none":  # a snapshot `data inspect` made of a bad dataset
+def snapshot_result(
+    parsed: DatasetRef, snap: Snapshot, built: bool, require_layout: bool, **stats
+) -> FetchResult:
+    """What fetching `parsed` gave when the dataset is snapshot `snap` (`built` by this call or
+    not)."""
+    if (
+        require_layout and snap.meta.get("layout") == "none"
+    ):  # a snapshot `data inspect` made of a bad dataset
         found = top_entries(p.name + ("/" if p.is_dir() else "") for p in snap.data.iterdir())
         raise no_layout(parsed.ref, found)
-    return FetchResult(parsed.ref, snap.root, parsed.kind, built=built, snapshot=snap.path, tree=snap.data, **stats)
+    return FetchResult(
+        parsed.ref, snap.root, parsed.kind, built=built, snapshot=snap.path, tree=snap.data, **stats
+    )
 
 
 def link_or_copy(source: Path, target: Path) -> None:
-    """Share an unchanged file between snapshots (hard link), copying where links are not possible."""
+    """Share an unchanged file between snapshots (hard link), copying where links are not
+    possible."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)

@@ -1,6 +1,6 @@
-"""A dataset's layout: trainA/ trainB/ (testA/ testB/), at the top of a folder or in one folder inside it
-(the reference's archives hold horse2zebra/trainA/ ...). Finding that root among file names, and the
-messages when there is none."""
+"""A dataset's layout: trainA/ trainB/ (testA/ testB/), at the top of a folder or in one folder
+inside it (the reference's archives hold horse2zebra/trainA/ ...). Finding that root among file
+names, and the messages when there is none."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ TRAINING_SPLITS = ("trainA", "trainB")
 
 
 def ignored(relpath: str) -> bool:
-    """No part of a dataset: '' (the folder itself, as tar's './') and __MACOSX/ (resource forks macOS adds to zips)."""
+    """No part of a dataset: '' (the folder itself, as tar's './') and __MACOSX/ (resource forks
+    macOS adds to zips)."""
     return relpath == "" or relpath.split("/")[0] == "__MACOSX"
 
 
@@ -40,15 +41,21 @@ def find_dataset_root(files: Iterable[str], where: str) -> tuple[str, bool] | No
     depth = {root: 0 if root == "" else root.count("/") + 1 for root in pool}
     best = [root for root in pool if depth[root] == min(depth.values())]
     if len(best) > 1:
-        raise DatasetError(f"{where}: several datasets side by side ({', '.join(sorted(r + '/' for r in best))}); "
-                           "point the reference at one of them")
+        raise DatasetError(
+            f"{where}: several datasets side by side ({', '.join(sorted(r + '/' for r in best))}); "
+            "point the reference at one of them"
+        )
     return best[0], bool(complete)
 
 
 def top_entries(files: Iterable[str], limit: int = 8) -> str:
     """'a/, b/, c.txt' for messages: what a dataset without the expected layout holds instead."""
     tops = sorted({name.split("/")[0] + ("/" if "/" in name else "") for name in files})
-    return ", ".join(tops[:limit]) + (f", ... ({len(tops)} in all)" if len(tops) > limit else "") if tops else "nothing"
+    return (
+        ", ".join(tops[:limit]) + (f", ... ({len(tops)} in all)" if len(tops) > limit else "")
+        if tops
+        else "nothing"
+    )
 
 
 def snapshot_layout(files: list[str], where: str, require: bool) -> dict:
@@ -66,8 +73,10 @@ def snapshot_layout(files: list[str], where: str, require: bool) -> dict:
 
 
 def no_layout(where: str, found: str) -> DatasetError:
-    return DatasetError(f"{where}: no trainA/ or trainB/ anywhere in it (found: {found}); a dataset holds "
-                        "trainA/ trainB/ (and testA/ testB/), at its top or in one folder such as horse2zebra/")
+    return DatasetError(
+        f"{where}: no trainA/ or trainB/ anywhere in it (found: {found}); a dataset holds "
+        "trainA/ trainB/ (and testA/ testB/), at its top or in one folder such as horse2zebra/"
+    )
 
 
 def check_dataset_root(root: Path) -> None:
@@ -76,5 +85,8 @@ def check_dataset_root(root: Path) -> None:
     if missing:
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         shown = ", ".join(found[:8]) + (f", ... ({len(found)} in all)" if len(found) > 8 else "")
-        raise DatasetError(f"{root}: no {' or '.join(m + '/' for m in missing)} found (folders here: {shown or 'none'}); "
-                           "expected the layout trainA/ trainB/ testA/ testB/")
+        raise DatasetError(
+            f"{root}: no {' or '.join(m + '/' for m in missing)} found (folders here: "
+            f"{shown or 'none'}); "
+            "expected the layout trainA/ trainB/ testA/ testB/"
+        )

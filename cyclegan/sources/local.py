@@ -1,6 +1,7 @@
-"""Local datasets: a folder, used in place, or a .zip/.tar/.tar.gz archive, extracted into the node cache.
+"""Local datasets: a folder, used in place, or a .zip/.tar/.tar.gz archive, extracted into the node
+cache.
 
-    /path/to/folder, file:///path/to/folder, ~/data/horse2zebra.zip
+/path/to/folder, file:///path/to/folder, ~/data/horse2zebra.zip
 """
 
 from __future__ import annotations
@@ -21,19 +22,32 @@ log = logging.getLogger(__name__)
 
 
 def parse(ref: str) -> DatasetRef:
-    path = unquote(ref[len("file://"):]) if ref.lower().startswith("file://") else ref
+    path = unquote(ref[len("file://") :]) if ref.lower().startswith("file://") else ref
     path = str(Path(path).expanduser().absolute())
     if unsupported := unsupported_archive(path):
-        raise bad_reference(ref, f"{unsupported} archives are not supported; repack it as .zip, .tar or .tar.gz")
+        raise bad_reference(
+            ref, f"{unsupported} archives are not supported; repack it as .zip, .tar or .tar.gz"
+        )
     return DatasetRef(ref, "archive" if archive_suffix(path) else "folder", path)
 
 
-def fetch(parsed: DatasetRef, cache_dir: str | None, *, endpoint_url: str | None = None, show_progress: bool = False,
-          require_layout: bool = True) -> FetchResult:
+def fetch(
+    parsed: DatasetRef,
+    cache_dir: str | None,
+    *,
+    endpoint_url: str | None = None,
+    show_progress: bool = False,
+    require_layout: bool = True,
+) -> FetchResult:
     path = Path(parsed.location)
     if parsed.kind == "folder":
         if not path.is_dir():
-            raise bad_reference(parsed.ref, "dataset folder not found" if not path.exists() else "a file that is not a .zip, .tar or .tar.gz archive")
+            raise bad_reference(
+                parsed.ref,
+                "dataset folder not found"
+                if not path.exists()
+                else "a file that is not a .zip, .tar or .tar.gz archive",
+            )
         return FetchResult(parsed.ref, path, "folder", tree=path)
     if not path.is_file():
         raise bad_reference(parsed.ref, "no such archive file")
@@ -43,8 +57,11 @@ def fetch(parsed: DatasetRef, cache_dir: str | None, *, endpoint_url: str | None
     def build(tmp: Path, previous: list[Snapshot]) -> dict:
         log.info("extracting %s into the cache %s", path, entry.dir)
         files = extract(path, tmp / "data", parsed.ref)
-        return {"ref": parsed.ref, "source": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
-                **snapshot_layout(files, parsed.ref, require_layout)}
+        return {
+            "ref": parsed.ref,
+            "source": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+            **snapshot_layout(files, parsed.ref, require_layout),
+        }
 
     snap, built = entry.get_or_build(digest(stat.st_size, stat.st_mtime_ns)[:16], build)
     return snapshot_result(parsed, snap, built, require_layout)
@@ -71,4 +88,6 @@ def _archive_names(path: Path, ref: str) -> list[str]:
         with tarfile.open(path) as archive:
             return archive.getnames()
     except (tarfile.TarError, zipfile.BadZipFile, OSError) as err:
-        raise DatasetError(f"{ref}: not a readable .zip/.tar archive ({err}); check the file") from None
+        raise DatasetError(
+            f"{ref}: not a readable .zip/.tar archive ({err}); check the file"
+        ) from None

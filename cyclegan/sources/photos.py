@@ -1,4 +1,5 @@
-"""Real photographs for the `photo` synthetic kind, and the film look that tells its two domains apart.
+"""Real photographs for the `photo` synthetic kind, and the film look that tells its two domains
+apart.
 
 The photographs are the colour ones that ship inside scikit-image's wheel (skimage/data/: public
 domain or CC0). They are read with PIL from the installed package's folder: skimage itself is not
@@ -12,8 +13,9 @@ other's instead). The test crops come from photographs that training never sees.
 
 The look is a film grade, one strictly increasing curve per channel (a tone curve, a warm cast in
 the midtones, teal shadows and cream highlights): B = look(photo). Per-channel monotone curves are
-what a distribution can single out (DESIGN.md §4): B's colours are shifted one way, not symmetrically
-re-drawn. Every curve stays inside [0, 1] without clipping, so it has an exact inverse.
+what a distribution can single out (DESIGN.md §4): B's colours are shifted one way, not
+symmetrically re-drawn. Every curve stays inside [0, 1] without clipping, so it has an exact
+inverse.
 """
 
 from __future__ import annotations
@@ -31,10 +33,19 @@ from PIL import Image
 
 from ..errors import DatasetError
 
-DISTRIBUTION = "scikit-image"  # the package whose wheel holds the photographs (import name: skimage)
+DISTRIBUTION = (
+    "scikit-image"  # the package whose wheel holds the photographs (import name: skimage)
+)
 # The photographs training crops, and those held out for the test crops. motorcycle_left/_right are
 # a stereo pair (one scene): they stay on the same side.
-TRAIN_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg", "retina.jpg")
+TRAIN_PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+)
 TEST_PHOTOS = ("motorcycle_left.png", "motorcycle_right.png", "ihc.png")
 # Each file's SHA-256 (as scikit-image's own data registry has it): the same seed gives the same
 # dataset on every machine, or a clear error, never a silently different one.
@@ -50,7 +61,8 @@ SHA256 = {
     "ihc.png": "f8dd1aa387ddd1f49d8ad13b50921b237df8e9b262606d258770687b0ef93cef",
 }
 CROP_SIDE = (0.4, 0.9)  # a crop's side, as a fraction of the shorter side of half its photograph
-MAX_SIZE = 256  # the smallest crop (0.4 x 225 px, half of chelsea) would be upsampled under 3x at this size
+# the smallest crop (0.4 x 225 px, half of chelsea) would be upsampled under 3x at this size
+MAX_SIZE = 256
 
 # The look, per channel (R, G, B): x -> x + BEND*sin(pi x)/pi (midtones warmer: red up, blue down),
 # then the S tone curve s(x) = x - TONE*sin(2 pi x)/(2 pi), then black -> LIFT, white -> GAIN
@@ -77,19 +89,27 @@ def _curve_table() -> tuple[np.ndarray, np.ndarray]:
 def inverse_look(y: np.ndarray) -> np.ndarray:
     """The look undone, channel by channel (values outside a channel's [LIFT, GAIN] clamp to it)."""
     grid, curves = _curve_table()
-    return np.stack([np.interp(y[..., c], curves[:, c], grid) for c in range(3)], axis=-1).astype(np.float32)
+    return np.stack([np.interp(y[..., c], curves[:, c], grid) for c in range(3)], axis=-1).astype(
+        np.float32
+    )
 
 
 def photo_folder() -> Path:
-    """Where the installed scikit-image keeps its photographs; a DatasetError saying what to install if absent."""
+    """Where the installed scikit-image keeps its photographs; a DatasetError saying what to install
+    if absent."""
     spec = importlib.util.find_spec("skimage")  # finds the package without importing it
     folder = Path(next(iter(spec.submodule_search_locations or ()), "")) / "data" if spec else None
     missing = [name for name in SHA256 if not (folder and (folder / name).is_file())]
     if missing:
         where = f"not in {folder}" if folder else "scikit-image is not installed"
-        raise DatasetError(f"synthetic://photo crops the sample photographs that ship inside the {DISTRIBUTION} wheel "
-                           f"({where}: {', '.join(missing)}); install it into this Python (pip install '{DISTRIBUTION}>=0.21', "
-                           "or reinstall this project: it is one of its dependencies) on every node that generates the data")
+        raise DatasetError(
+            f"synthetic://photo crops the sample photographs that ship inside the {DISTRIBUTION} "
+            f"wheel "
+            f"({where}: {', '.join(missing)}); install it into this Python (pip install "
+            f"'{DISTRIBUTION}>=0.21', "
+            "or reinstall this project: it is one of its dependencies) on every node that "
+            "generates the data"
+        )
     return folder
 
 
@@ -99,38 +119,48 @@ def describe_source() -> str:
         version = metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         version = "?"
-    return (f"crops of the sample photographs of {DISTRIBUTION} {version} ({photo_folder()}; public domain or CC0): "
-            f"trainA and trainB from opposite halves of {', '.join(TRAIN_PHOTOS)}; testA and testB from {', '.join(TEST_PHOTOS)}")
+    return (
+        f"crops of the sample photographs of {DISTRIBUTION} {version} ({photo_folder()}; public "
+        f"domain or CC0): "
+        f"trainA and trainB from opposite halves of {', '.join(TRAIN_PHOTOS)}; testA and testB "
+        f"from {', '.join(TEST_PHOTOS)}"
+    )
 
 
 @lru_cache(maxsize=16)  # the nine photographs, checked and decoded once per process
 def _photo(folder: Path, name: str) -> Image.Image:
     data = (folder / name).read_bytes()
     if hashlib.sha256(data).hexdigest() != SHA256[name]:
-        raise DatasetError(f"{folder / name}: not the photograph synthetic://photo is built on (its SHA-256 differs); "
-                           f"reinstall {DISTRIBUTION} (pip install --force-reinstall '{DISTRIBUTION}>=0.21')")
+        raise DatasetError(
+            f"{folder / name}: not the photograph synthetic://photo is built on (its SHA-256 "
+            f"differs); "
+            f"reinstall {DISTRIBUTION} (pip install --force-reinstall '{DISTRIBUTION}>=0.21')"
+        )
     with Image.open(io.BytesIO(data)) as img:
         return img.convert("RGB")
 
 
 @dataclass(frozen=True)
 class Crop:
-    """Where a crop came from: the photograph's file name and the box (left, top, right, bottom) in its pixels."""
+    """Where a crop came from: the photograph's file name and the box (left, top, right, bottom) in
+    its pixels."""
 
     photo: str
     box: tuple[float, float, float, float]
 
     def render(self, size: int) -> np.ndarray:
         """The crop resized to size x size, RGB in [0, 1] (exactly representable in 8 bits)."""
-        img = _photo(photo_folder(), self.photo).resize((size, size), Image.Resampling.BICUBIC, box=self.box, reducing_gap=None)
+        img = _photo(photo_folder(), self.photo).resize(
+            (size, size), Image.Resampling.BICUBIC, box=self.box, reducing_gap=None
+        )
         return np.asarray(img, np.float32) / 255
 
 
 def region(name: str, part: str) -> tuple[float, float, float, float]:
     """The box (left, top, right, bottom) of photograph `name` that `part` ("trainA", "trainB" or
-    "test") crops: a test photograph whole; a training photograph cut across its longer side into two
-    halves, one for each domain, domain A taking the first half of every other photograph (so that
-    neither domain gets all the skies or all the floors)."""
+    "test") crops: a test photograph whole; a training photograph cut across its longer side into
+    two halves, one for each domain, domain A taking the first half of every other photograph (so
+    that neither domain gets all the skies or all the floors)."""
     width, height = _photo(photo_folder(), name).size
     if part == "test":
         return (0, 0, width, height)
@@ -141,9 +171,9 @@ def region(name: str, part: str) -> tuple[float, float, float, float]:
 
 
 def random_crop(rng: np.random.Generator, part: str) -> Crop:
-    """A random square crop for `part` ("trainA", "trainB" or "test"): inside the region of one of its
-    photographs. The two domains' crops never overlap, and test crops come from photographs training
-    never sees.
+    """A random square crop for `part` ("trainA", "trainB" or "test"): inside the region of one of
+    its photographs. The two domains' crops never overlap, and test crops come from photographs
+    training never sees.
     """
     names = TEST_PHOTOS if part == "test" else TRAIN_PHOTOS
     name = names[int(rng.integers(len(names)))]

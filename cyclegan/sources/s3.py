@@ -23,7 +23,13 @@ import boto3
 import botocore.session
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError, PartialCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
 from s3transfer.subscribers import BaseSubscriber
@@ -32,7 +38,15 @@ from tqdm.auto import tqdm
 from ..errors import DatasetError
 from ..urls import mask_userinfo
 from .archives import archive_suffix, extract, unsupported_archive
-from .cache import CacheEntry, Snapshot, contained, digest, link_or_copy, safe_relpath, snapshot_result
+from .cache import (
+    CacheEntry,
+    Snapshot,
+    contained,
+    digest,
+    link_or_copy,
+    safe_relpath,
+    snapshot_result,
+)
 from .layout import find_dataset_root, no_layout, snapshot_layout, top_entries
 from .schemes import DatasetRef, FetchResult, bad_reference
 
@@ -41,11 +55,20 @@ log = logging.getLogger(__name__)
 ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 ADDRESSING_ENV = "CYCLEGAN_S3_ADDRESSING_STYLE"  # path, virtual or auto
 MAX_CONCURRENCY = 16
-# What any S3 store could call a bucket: today's AWS rules (3-63 lowercase letters, digits, '.' '-') and
-# the legacy ones that older buckets and some S3-compatible stores still use (uppercase, '_', up to 255).
+# What any S3 store could call a bucket: today's AWS rules (3-63 lowercase letters, digits, '.' '-')
+# and the legacy ones that older buckets and some S3-compatible stores still use (uppercase, '_', up
+# to 255).
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
-_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "ExpiredToken",
-           "InvalidToken", "InvalidClientTokenId", "AccountProblem"}
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+    "ExpiredToken",
+    "InvalidToken",
+    "InvalidClientTokenId",
+    "AccountProblem",
+}
 
 
 @dataclass(frozen=True)
@@ -62,31 +85,48 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 def resolve_endpoint(explicit: str | None = None) -> str | None:
-    """The S3 endpoint to use: `explicit`, else $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else None (AWS)."""
-    return explicit or next((os.environ[name] for name in ENDPOINT_ENVS if os.environ.get(name)), None)
+    """The S3 endpoint to use: `explicit`, else $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else
+    None (AWS)."""
+    return explicit or next(
+        (os.environ[name] for name in ENDPOINT_ENVS if os.environ.get(name)), None
+    )
 
 
 def make_client(endpoint: str | None = None, *, addressing_style: str | None = None):
-    """A thread-safe S3 client with retries (exponential backoff on throttling and transient errors)."""
+    """A thread-safe S3 client with retries (exponential backoff on throttling and transient
+    errors)."""
     session = botocore.session.get_session()
     endpoint = resolve_endpoint(endpoint)
     # Custom stores (MinIO, Ceph, moto) usually serve buckets under the path, not as sub-domains.
-    style = addressing_style or os.environ.get(ADDRESSING_ENV) or (session.get_config_variable("s3") or {}).get("addressing_style")
+    style = (
+        addressing_style
+        or os.environ.get(ADDRESSING_ENV)
+        or (session.get_config_variable("s3") or {}).get("addressing_style")
+    )
     style = style or ("path" if endpoint else "auto")
     if style not in ("path", "virtual", "auto"):
         raise DatasetError(f"${ADDRESSING_ENV}={style!r}: use path, virtual or auto")
     config = Config(
-        # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE (or the profile's settings) still win over these defaults.
-        retries={"mode": session.get_config_variable("retry_mode") or "standard",
-                 "max_attempts": int(session.get_config_variable("max_attempts") or 8)},
-        connect_timeout=10, read_timeout=60, max_pool_connections=MAX_CONCURRENCY + 4,
+        # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE (or the profile's settings) still win over these
+        # defaults.
+        retries={
+            "mode": session.get_config_variable("retry_mode") or "standard",
+            "max_attempts": int(session.get_config_variable("max_attempts") or 8),
+        },
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=MAX_CONCURRENCY + 4,
         s3={"addressing_style": style},
     )
     try:
-        return boto3.Session(botocore_session=session).client("s3", endpoint_url=endpoint, config=config)
+        return boto3.Session(botocore_session=session).client(
+            "s3", endpoint_url=endpoint, config=config
+        )
     except ValueError as err:  # botocore's "Invalid endpoint: ..."
         shown = mask_userinfo(str(endpoint))
-        raise DatasetError(f"S3 endpoint {shown!r} is not usable ({mask_userinfo(str(err))}); give a URL such as http://minio:9000") from None
+        raise DatasetError(
+            f"S3 endpoint {shown!r} is not usable ({mask_userinfo(str(err))}); give a URL such as http://minio:9000"
+        ) from None
 
 
 def describe_endpoint(client) -> str:
@@ -102,15 +142,23 @@ def s3_errors(url: str, client):
     except ClientError as err:
         raise _client_error(err, url, client) from None
     except (NoCredentialsError, PartialCredentialsError):
-        raise DatasetError(f"{url}: no usable AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                           "AWS_PROFILE, or run on a machine with an instance role") from None
+        raise DatasetError(
+            f"{url}: no usable AWS credentials found; set AWS_ACCESS_KEY_ID and "
+            f"AWS_SECRET_ACCESS_KEY, "
+            "AWS_PROFILE, or run on a machine with an instance role"
+        ) from None
     except (BotoConnectionError, HTTPClientError, RetriesExceededError) as err:
-        raise DatasetError(f"{url}: cannot reach the S3 endpoint {describe_endpoint(client)} ({err.__class__.__name__}); "
-                           f"check the network, or the endpoint ({', '.join('$' + e for e in ENDPOINT_ENVS)}, "
-                           "--s3_endpoint_url)") from None
+        raise DatasetError(
+            f"{url}: cannot reach the S3 endpoint {describe_endpoint(client)} "
+            f"({err.__class__.__name__}); "
+            f"check the network, or the endpoint ({', '.join('$' + e for e in ENDPOINT_ENVS)}, "
+            "--s3_endpoint_url)"
+        ) from None
     except S3DownloadFailedError as err:
-        raise DatasetError(f"{url}: download failed ({err}); the object may have changed while it was being "
-                           "downloaded: run again") from None
+        raise DatasetError(
+            f"{url}: download failed ({err}); the object may have changed while it was being "
+            "downloaded: run again"
+        ) from None
     except BotoCoreError as err:
         raise DatasetError(f"{url}: S3 request failed: {err}") from None
 
@@ -122,21 +170,28 @@ def _client_error(err: ClientError, url: str, client) -> DatasetError:
     bucket, _ = split_url(url)
     endpoint = describe_endpoint(client)
     if code == "NoSuchBucket":
-        return DatasetError(f"{url}: bucket {bucket!r} not found at {endpoint}; check the bucket name (and the endpoint "
-                            "for MinIO/Ceph)")
+        return DatasetError(
+            f"{url}: bucket {bucket!r} not found at {endpoint}; check the bucket name (and the "
+            f"endpoint "
+            "for MinIO/Ceph)"
+        )
     if code in _DENIED or status == 403:
-        return DatasetError(f"{url}: access denied ({code or status}) at {endpoint}; check the credentials "
-                            "(AWS_PROFILE or AWS_ACCESS_KEY_ID...) and that they may list and read this bucket")
+        return DatasetError(
+            f"{url}: access denied ({code or status}) at {endpoint}; check the credentials "
+            "(AWS_PROFILE or AWS_ACCESS_KEY_ID...) and that they may list and read this bucket"
+        )
     if code in ("NoSuchKey", "404") or status == 404:
-        return DatasetError(f"{url}: not found at {endpoint}; check the path (e.g. aws s3 ls s3://{bucket}/)")
+        return DatasetError(
+            f"{url}: not found at {endpoint}; check the path (e.g. aws s3 ls s3://{bucket}/)"
+        )
     if code == "PreconditionFailed":
         return DatasetError(f"{url}: an object changed while it was being downloaded; run again")
     return DatasetError(f"{url}: S3 error {code or status}: {error.get('Message', err)}")
 
 
 def list_objects(client, url: str, prefix: str | None = None) -> list[S3Object]:
-    """Every object whose key starts with `prefix` (default: the URL's key), folder markers left out,
-    sorted by key. Errors name `url`."""
+    """Every object whose key starts with `prefix` (default: the URL's key), folder markers left
+    out, sorted by key. Errors name `url`."""
     bucket, key = split_url(url)
     prefix = key if prefix is None else prefix
     objects = []
@@ -169,58 +224,104 @@ class _Progress(BaseSubscriber):
             self.bar.set_postfix_str(f"{self.counter[0]}/{self.counter[1]} files", refresh=False)
 
 
-def download(client, url: str, items: list[tuple[S3Object, Path]], *, show_progress: bool = False) -> int:
+def download(
+    client, url: str, items: list[tuple[S3Object, Path]], *, show_progress: bool = False
+) -> int:
     """Download each (object, local path) in parallel (large objects in parallel ranges too);
     return the bytes downloaded. Each file is written to a temporary name, then renamed."""
     bucket, _ = split_url(url)
     total = sum(obj.size for obj, _ in items)
-    config = TransferConfig(max_concurrency=MAX_CONCURRENCY, multipart_threshold=64 << 20, multipart_chunksize=16 << 20)
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"downloading {url}", disable=not show_progress,
-              dynamic_ncols=True) as bar, s3_errors(url, client):
+    config = TransferConfig(
+        max_concurrency=MAX_CONCURRENCY, multipart_threshold=64 << 20, multipart_chunksize=16 << 20
+    )
+    with (
+        tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"downloading {url}",
+            disable=not show_progress,
+            dynamic_ncols=True,
+        ) as bar,
+        s3_errors(url, client),
+    ):
         counter, lock = [0, len(items)], threading.Lock()
         bar.set_postfix_str(f"0/{len(items)} files")
         with create_transfer_manager(client, config) as manager:
             futures = []
             for obj, path in items:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                futures.append((obj, manager.download(bucket, obj.key, str(path), subscribers=[_Progress(obj, bar, counter, lock)])))
+                futures.append(
+                    (
+                        obj,
+                        manager.download(
+                            bucket,
+                            obj.key,
+                            str(path),
+                            subscribers=[_Progress(obj, bar, counter, lock)],
+                        ),
+                    )
+                )
             for obj, future in futures:
                 with s3_errors(f"s3://{bucket}/{obj.key}", client):  # name the object that failed
                     future.result()
     return total
 
 
-# -- the s3:// dataset scheme ------------------------------------------------------------------------
+# -- the s3:// dataset scheme ----------------------------------------------------------------------
 def parse(ref: str) -> DatasetRef:
-    bucket, key = split_url(ref[len("s3://"):] if ref.lower().startswith("s3://") else ref)
+    bucket, key = split_url(ref[len("s3://") :] if ref.lower().startswith("s3://") else ref)
     if not bucket:
         raise bad_reference(ref, "no bucket name")
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise bad_reference(ref, "not a valid S3 bucket name (3-63 lowercase letters, digits, '.' and '-')")
+        raise bad_reference(
+            ref, "not a valid S3 bucket name (3-63 lowercase letters, digits, '.' and '-')"
+        )
     key = key.rstrip("/")
     if unsupported := unsupported_archive(key):
-        raise bad_reference(ref, f"{unsupported} archives are not supported; repack it as .zip, .tar or .tar.gz")
-    return DatasetRef(ref, "s3-archive" if archive_suffix(key) else "s3", f"s3://{bucket}/{key}" if key else f"s3://{bucket}")
+        raise bad_reference(
+            ref, f"{unsupported} archives are not supported; repack it as .zip, .tar or .tar.gz"
+        )
+    return DatasetRef(
+        ref,
+        "s3-archive" if archive_suffix(key) else "s3",
+        f"s3://{bucket}/{key}" if key else f"s3://{bucket}",
+    )
 
 
-def fetch(parsed: DatasetRef, cache_dir: str | None, *, endpoint_url: str | None = None, show_progress: bool = False,
-          require_layout: bool = True) -> FetchResult:
+def fetch(
+    parsed: DatasetRef,
+    cache_dir: str | None,
+    *,
+    endpoint_url: str | None = None,
+    show_progress: bool = False,
+    require_layout: bool = True,
+) -> FetchResult:
     client = make_client(endpoint_url)
-    entry = CacheEntry(cache_dir, "s3", digest(resolve_endpoint(endpoint_url) or "aws", parsed.location),
-                       parsed.location.rstrip("/").rsplit("/", 1)[-1])
+    entry = CacheEntry(
+        cache_dir,
+        "s3",
+        digest(resolve_endpoint(endpoint_url) or "aws", parsed.location),
+        parsed.location.rstrip("/").rsplit("/", 1)[-1],
+    )
     if parsed.kind == "s3-archive":
         return _fetch_archive(parsed, entry, client, show_progress, require_layout)
     return _fetch_prefix(parsed, entry, client, show_progress, require_layout)
 
 
-def _fetch_archive(parsed: DatasetRef, entry: CacheEntry, client, progress: bool, require_layout: bool) -> FetchResult:
+def _fetch_archive(
+    parsed: DatasetRef, entry: CacheEntry, client, progress: bool, require_layout: bool
+) -> FetchResult:
     url = parsed.location
     bucket, key = split_url(url)
     obj = next((o for o in list_objects(client, url) if o.key == key), None)
     if obj is None:
         parent = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
-        raise DatasetError(f"{url}: object not found at {describe_endpoint(client)}; check the path "
-                           f"(e.g. aws s3 ls s3://{bucket}/{parent})")
+        raise DatasetError(
+            f"{url}: object not found at {describe_endpoint(client)}; check the path "
+            f"(e.g. aws s3 ls s3://{bucket}/{parent})"
+        )
     stats = {"downloaded": [], "bytes_downloaded": 0}
 
     def build(tmp: Path, previous: list[Snapshot]) -> dict:
@@ -229,30 +330,54 @@ def _fetch_archive(parsed: DatasetRef, entry: CacheEntry, client, progress: bool
         stats["bytes_downloaded"] = download(client, url, [(obj, archive)], show_progress=progress)
         stats["downloaded"] = [obj.key]
         files = extract(archive, tmp / "data", url, suffix)
-        archive.unlink()  # the extracted snapshot is the cache; the archive would double the disk use
-        return {"ref": url, "objects": {obj.key: {"etag": obj.etag, "size": obj.size}}, **snapshot_layout(files, url, require_layout)}
+        # the extracted snapshot is the cache; the archive would double the disk use
+        archive.unlink()
+        return {
+            "ref": url,
+            "objects": {obj.key: {"etag": obj.etag, "size": obj.size}},
+            **snapshot_layout(files, url, require_layout),
+        }
 
     snap, built = entry.get_or_build(digest(obj.etag, obj.size)[:16], build)
     if built:
-        log.info("%s: downloaded %.1f MB and extracted it into %s", url, stats["bytes_downloaded"] / 1e6, snap.path)
+        log.info(
+            "%s: downloaded %.1f MB and extracted it into %s",
+            url,
+            stats["bytes_downloaded"] / 1e6,
+            snap.path,
+        )
     return snapshot_result(parsed, snap, built, require_layout, **stats)
 
 
-def _fetch_prefix(parsed: DatasetRef, entry: CacheEntry, client, progress: bool, require_layout: bool) -> FetchResult:
+def _fetch_prefix(
+    parsed: DatasetRef, entry: CacheEntry, client, progress: bool, require_layout: bool
+) -> FetchResult:
     url = parsed.location
     bucket, prefix = split_url(url)
     prefix = prefix + "/" if prefix else ""
     objects = list_objects(client, url, prefix)
     if not objects:
         parent = prefix.rstrip("/").rpartition("/")[0]
-        raise DatasetError(f"{url}: no objects under this prefix at {describe_endpoint(client)} (the bucket exists); "
-                           f"check the path (e.g. aws s3 ls s3://{bucket}/{parent + '/' if parent else ''})")
+        raise DatasetError(
+            f"{url}: no objects under this prefix at {describe_endpoint(client)} (the bucket "
+            f"exists); "
+            f"check the path (e.g. aws s3 ls s3://{bucket}/{parent + '/' if parent else ''})"
+        )
     # Every key is checked before anything is downloaded.
-    items = {safe_relpath(o.key[len(prefix):], f"s3://{bucket}/{o.key}", "key"): o for o in objects}
-    items.pop("", None)  # an object named like the prefix itself ('tiny/' with content): not part of the tree
+    items = {
+        safe_relpath(o.key[len(prefix) :], f"s3://{bucket}/{o.key}", "key"): o for o in objects
+    }
+    items.pop(
+        "", None
+    )  # an object named like the prefix itself ('tiny/' with content): not part of the tree
     folders = {rel.rsplit("/", i)[0] for rel in items for i in range(1, rel.count("/") + 1)}
-    if clash := sorted(folders & set(items)):  # 'a/trainA' and 'a/trainA/1.png' cannot both exist on disk
-        raise DatasetError(f"s3://{bucket}/{prefix}{clash[0]}: this key is both a file and a folder; remove the object")
+    if clash := sorted(
+        folders & set(items)
+    ):  # 'a/trainA' and 'a/trainA/1.png' cannot both exist on disk
+        raise DatasetError(
+            f"s3://{bucket}/{prefix}{clash[0]}: this key is both a file and a folder; remove the "
+            f"object"
+        )
     layout = snapshot_layout(list(items), url, require_layout)
     listing = {rel: {"etag": o.etag, "size": o.size} for rel, o in items.items()}
     stats = {"downloaded": [], "bytes_downloaded": 0, "reused": []}
@@ -261,7 +386,15 @@ def _fetch_prefix(parsed: DatasetRef, entry: CacheEntry, client, progress: bool,
         data, todo = tmp / "data", []
         for rel, obj in items.items():
             target = contained(data, rel, url)
-            old = next((s for s in previous if s.meta.get("objects", {}).get(rel) == listing[rel] and (s.data / rel).is_file()), None)
+            old = next(
+                (
+                    s
+                    for s in previous
+                    if s.meta.get("objects", {}).get(rel) == listing[rel]
+                    and (s.data / rel).is_file()
+                ),
+                None,
+            )
             if old is not None:  # unchanged since an older snapshot: share the file, no download
                 link_or_copy(old.data / rel, target)
                 stats["reused"].append(obj.key)
@@ -271,10 +404,18 @@ def _fetch_prefix(parsed: DatasetRef, entry: CacheEntry, client, progress: bool,
         stats["downloaded"] = [obj.key for obj, _ in todo]
         return {"ref": url, "objects": listing, **layout}
 
-    snap, built = entry.get_or_build(digest(sorted((rel, v["etag"], v["size"]) for rel, v in listing.items()))[:16], build)
+    snap, built = entry.get_or_build(
+        digest(sorted((rel, v["etag"], v["size"]) for rel, v in listing.items()))[:16], build
+    )
     if built:
-        log.info("%s: downloaded %d file(s) (%.1f MB), %d unchanged reused, into %s", url, len(stats["downloaded"]),
-                 stats["bytes_downloaded"] / 1e6, len(stats["reused"]), snap.path)
+        log.info(
+            "%s: downloaded %d file(s) (%.1f MB), %d unchanged reused, into %s",
+            url,
+            len(stats["downloaded"]),
+            stats["bytes_downloaded"] / 1e6,
+            len(stats["reused"]),
+            snap.path,
+        )
     return snapshot_result(parsed, snap, built, require_layout, **stats)
 
 
@@ -286,11 +427,15 @@ def check(parsed: DatasetRef, *, endpoint_url: str | None = None) -> None:
     objects = list_objects(client, parsed.location, prefix)
     if parsed.kind == "s3-archive":
         if not any(o.key == key for o in objects):
-            raise DatasetError(f"{parsed.location}: not found at {describe_endpoint(client)}; check the path")
+            raise DatasetError(
+                f"{parsed.location}: not found at {describe_endpoint(client)}; check the path"
+            )
         return
     if not objects:
-        raise DatasetError(f"{parsed.location}: no objects under this prefix at {describe_endpoint(client)}")
-    names = [o.key[len(prefix):] for o in objects]
+        raise DatasetError(
+            f"{parsed.location}: no objects under this prefix at {describe_endpoint(client)}"
+        )
+    names = [o.key[len(prefix) :] for o in objects]
     found = find_dataset_root(names, parsed.ref)
     if found is None or not found[1]:
         raise no_layout(parsed.ref, top_entries(names))

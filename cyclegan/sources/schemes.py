@@ -4,8 +4,10 @@ A scheme is one module of cyclegan.sources with three functions:
 
     parse(ref: str) -> DatasetRef         the form of the reference only: no file system, no network
     fetch(parsed, cache_dir, *, endpoint_url, show_progress, require_layout) -> FetchResult
-                                          the dataset as a local folder (through the node cache unless it is one)
-    check(parsed, *, endpoint_url)        that it exists and holds trainA/ trainB/, without downloading it
+                                          the dataset as a local folder (through the node cache
+                                          unless it is one)
+    check(parsed, *, endpoint_url)        that it exists and holds trainA/ trainB/, without
+                                          downloading it
 
 and one line in SCHEMES below (docs/architecture.md: "A new dataset scheme").
 """
@@ -25,7 +27,9 @@ class Scheme:
 
 
 SCHEMES: dict[str, Scheme] = {  # the part before :// ('' for a plain path) -> its scheme
-    "": Scheme("local", "a folder holding trainA/ trainB/, or a .zip, .tar or .tar.gz archive of one"),
+    "": Scheme(
+        "local", "a folder holding trainA/ trainB/, or a .zip, .tar or .tar.gz archive of one"
+    ),
     "file": Scheme("local", "file:///path/to/either"),
     "s3": Scheme("s3", "s3://bucket/prefix (a folder) or s3://bucket/key.zip (an archive)"),
     "synthetic": Scheme("synthetic", "synthetic://KIND?size=S&n_train=N&n_test=M&seed=K"),
@@ -54,12 +58,18 @@ class FetchResult:
     ref: str
     path: Path  # the dataset root: holds trainA/ trainB/ (testA/ testB/)
     kind: str
-    downloaded: list[str] = field(default_factory=list)  # S3 keys fetched by this call ([] when cached)
+    downloaded: list[str] = field(
+        default_factory=list
+    )  # S3 keys fetched by this call ([] when cached)
     bytes_downloaded: int = 0
-    reused: list[str] = field(default_factory=list)  # S3 keys linked, unchanged, from an older snapshot
+    reused: list[str] = field(
+        default_factory=list
+    )  # S3 keys linked, unchanged, from an older snapshot
     built: bool = False  # this call built the cache snapshot (download, extraction or generation)
     snapshot: Path | None = None  # the cache snapshot folder (None for a folder used in place)
-    tree: Path | None = None  # everything the reference holds, relative names kept (path is the dataset root in it)
+    tree: Path | None = (
+        None  # everything the reference holds, relative names kept (path is the dataset root in it)
+    )
 
 
 def bad_reference(ref: str, why: str) -> DatasetError:

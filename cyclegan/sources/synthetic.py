@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 GAMMA = 1.6
 
 
-def _scene(rng: np.random.Generator, size: int, palette: Callable[[np.random.Generator], np.ndarray]):
+def _scene(
+    rng: np.random.Generator, size: int, palette: Callable[[np.random.Generator], np.ndarray]
+):
     """Background colour plus 2-4 rectangles/ellipses; returns the image and the shape masks."""
     img = np.empty((size, size, 3), np.float32)
     img[:] = palette(rng)
@@ -63,7 +65,9 @@ def _scene(rng: np.random.Generator, size: int, palette: Callable[[np.random.Gen
 
 
 def _warm(rng: np.random.Generator) -> np.ndarray:
-    return np.array([rng.uniform(0.5, 1.0), rng.uniform(0.2, 0.6), rng.uniform(0.0, 0.3)], np.float32)
+    return np.array(
+        [rng.uniform(0.5, 1.0), rng.uniform(0.2, 0.6), rng.uniform(0.0, 0.3)], np.float32
+    )
 
 
 def _any_colour(rng: np.random.Generator) -> np.ndarray:
@@ -115,37 +119,61 @@ def _drawn_here(what: str) -> Callable[[], str]:
 
 @dataclass(frozen=True)
 class Kind:
-    """One synthetic kind: how a pair is made, where its content comes from, its own parameter bounds."""
+    """One synthetic kind: how a pair is made, where its content comes from, its own parameter
+    bounds."""
 
-    # (rng, size, part) -> Pair; part is "trainA", "trainB" or "test": a kind may draw each from other content
+    # (rng, size, part) -> Pair; part is "trainA", "trainB" or "test": a kind may draw each from
+    # other content
     make_pair: Callable[[np.random.Generator, int, str], Pair]
-    source: Callable[[], str]  # origin.json's "source"; raises a UserError when the content is not available
-    bounds: dict[str, tuple[int, int]] = field(default_factory=dict)  # narrower than PARAMETERS' bounds
+    source: Callable[
+        [], str
+    ]  # origin.json's "source"; raises a UserError when the content is not available
+    bounds: dict[str, tuple[int, int]] = field(
+        default_factory=dict
+    )  # narrower than PARAMETERS' bounds
 
 
 KINDS: dict[str, Kind] = {
-    "colorshift": Kind(_colorshift_pair, _drawn_here("warm rectangles and ellipses (A), their colours rotated and gamma-mapped (B)")),
-    "stripes": Kind(_stripes_pair, _drawn_here("plain shapes (A), the same kind of shapes with dark diagonal stripes (B)")),
+    "colorshift": Kind(
+        _colorshift_pair,
+        _drawn_here("warm rectangles and ellipses (A), their colours rotated and gamma-mapped (B)"),
+    ),
+    "stripes": Kind(
+        _stripes_pair,
+        _drawn_here("plain shapes (A), the same kind of shapes with dark diagonal stripes (B)"),
+    ),
     "photo": Kind(_photo_pair, photos.describe_source, {"size": (8, photos.MAX_SIZE)}),
 }
-ORIGIN_FILE = "origin.json"  # at a generated dataset's root: kind, parameters, source, and each photo crop's box
+# at a generated dataset's root: kind, parameters, source, and each photo crop's box
+ORIGIN_FILE = "origin.json"
 
 
 # The parameters of every kind (a synthetic:// reference's query, the `synthetic` command's flags):
 # name -> (default, smallest, largest). The bounds keep a typo from filling the disk; a kind may
 # narrow them (Kind.bounds).
 PARAMETERS: dict[str, tuple[int, int, int]] = {
-    "size": (64, 8, 1024), "n_train": (200, 1, 20_000), "n_test": (40, 0, 5_000), "seed": (0, 0, 2**32 - 1)}
+    "size": (64, 8, 1024),
+    "n_train": (200, 1, 20_000),
+    "n_test": (40, 0, 5_000),
+    "seed": (0, 0, 2**32 - 1),
+}
 
 
 def parameter_problem(values: dict[str, int], kind: str) -> str | None:
     """Why these parameter values are out of bounds for `kind`, or None."""
     limits = {name: (low, high) for name, (_, low, high) in PARAMETERS.items()} | KINDS[kind].bounds
-    wrong = [f"{name}={values[name]}" for name, (low, high) in limits.items() if name in values and not low <= values[name] <= high]
+    wrong = [
+        f"{name}={values[name]}"
+        for name, (low, high) in limits.items()
+        if name in values and not low <= values[name] <= high
+    ]
     if wrong:
         accepted = ", ".join(f"{name} {low}..{high}" for name, (low, high) in limits.items())
         whose = f" for {kind}" if KINDS[kind].bounds else ""
-        return f"synthetic parameter(s) out of bounds: {', '.join(wrong)} (accepted{whose}: {accepted})"
+        return (
+            f"synthetic parameter(s) out of bounds: {', '.join(wrong)} (accepted{whose}: "
+            f"{accepted})"
+        )
     return None
 
 
@@ -153,7 +181,9 @@ def _save(array: np.ndarray, path: Path) -> None:
     Image.fromarray((np.clip(array, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-def generate(kind: str, out: str | Path, n_train: int = 200, n_test: int = 40, size: int = 64, seed: int = 0) -> Path:
+def generate(
+    kind: str, out: str | Path, n_train: int = 200, n_test: int = 40, size: int = 64, seed: int = 0
+) -> Path:
     """Write trainA/ trainB/ testA/ testB/ testA_gt/ testB_gt/ under `out` and return it."""
     if kind not in KINDS:
         raise UserError(f"unknown synthetic kind {kind!r}; available: {', '.join(KINDS)}")
@@ -161,7 +191,9 @@ def generate(kind: str, out: str | Path, n_train: int = 200, n_test: int = 40, s
     if problem := parameter_problem(parameters, kind):
         raise UserError(problem)
     make_pair = KINDS[kind].make_pair
-    source = KINDS[kind].source()  # first: a missing photo source stops here, before any folder is made
+    source = KINDS[
+        kind
+    ].source()  # first: a missing photo source stops here, before any folder is made
     out = Path(out)
     for name in ("trainA", "trainB", "testA", "testB", "testA_gt", "testB_gt"):
         (out / name).mkdir(parents=True, exist_ok=True)
@@ -184,14 +216,19 @@ def generate(kind: str, out: str | Path, n_train: int = 200, n_test: int = 40, s
         _save(a_pair.b, out / "testA_gt" / f"{i:05d}.png")
         save(b_pair, b_pair.b, f"testB/{i:05d}.png")
         _save(b_pair.a, out / "testB_gt" / f"{i:05d}.png")
-    # A photo crop as "PHOTO LEFT TOP RIGHT BOTTOM" (its box in the photograph's pixels): one line each.
-    crops = {name: " ".join(map(str, (crop.photo, *crop.box))) for name, crop in origins.items() if crop}
-    record = {"kind": kind, "parameters": parameters, "source": source} | ({"crops": crops} if crops else {})
+    # A photo crop as "PHOTO LEFT TOP RIGHT BOTTOM" (its box in the photograph's pixels): one line
+    # each.
+    crops = {
+        name: " ".join(map(str, (crop.photo, *crop.box))) for name, crop in origins.items() if crop
+    }
+    record = {"kind": kind, "parameters": parameters, "source": source} | (
+        {"crops": crops} if crops else {}
+    )
     (out / ORIGIN_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return out
 
 
-# -- the synthetic:// dataset scheme -----------------------------------------------------------------
+# -- the synthetic:// dataset scheme ---------------------------------------------------------------
 def parse(ref: str) -> DatasetRef:
     parts = urlsplit(ref)
     kind = parts.netloc
@@ -202,7 +239,9 @@ def parse(ref: str) -> DatasetRef:
     values = {name: default for name, (default, _, _) in PARAMETERS.items()}
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name not in PARAMETERS:
-            raise bad_reference(ref, f"unknown synthetic parameter {name!r} (accepted: {', '.join(PARAMETERS)})")
+            raise bad_reference(
+                ref, f"unknown synthetic parameter {name!r} (accepted: {', '.join(PARAMETERS)})"
+            )
         if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
             raise bad_reference(ref, f"synthetic parameter {name}={value[:20]!r} is not an integer")
         values[name] = int(value)
@@ -211,14 +250,32 @@ def parse(ref: str) -> DatasetRef:
     return DatasetRef(ref, "synthetic", kind, tuple(values.items()))
 
 
-def fetch(parsed: DatasetRef, cache_dir: str | None, *, endpoint_url: str | None = None, show_progress: bool = False,
-          require_layout: bool = True) -> FetchResult:
+def fetch(
+    parsed: DatasetRef,
+    cache_dir: str | None,
+    *,
+    endpoint_url: str | None = None,
+    show_progress: bool = False,
+    require_layout: bool = True,
+) -> FetchResult:
     params = dict(parsed.params)
-    entry = CacheEntry(cache_dir, "synthetic", parsed.canonical, f"{parsed.location}-{params['size']}px-{params['n_train']}")
+    entry = CacheEntry(
+        cache_dir,
+        "synthetic",
+        parsed.canonical,
+        f"{parsed.location}-{params['size']}px-{params['n_train']}",
+    )
 
     def build(tmp: Path, previous: list[Snapshot]) -> dict:
         log.info("generating %s into the cache %s", parsed.canonical, entry.dir)
-        generate(parsed.location, tmp / "data", params["n_train"], params["n_test"], params["size"], params["seed"])
+        generate(
+            parsed.location,
+            tmp / "data",
+            params["n_train"],
+            params["n_test"],
+            params["size"],
+            params["seed"],
+        )
         return {"ref": parsed.canonical, "root": "", "layout": "complete"}
 
     snap, built = entry.get_or_build(digest(parsed.canonical)[:16], build)

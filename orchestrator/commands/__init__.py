@@ -1,13 +1,15 @@
-"""`python -m orchestrator COMMAND ...` (the `cyclegan-orchestrator` console command): one module per command group.
+"""`python -m orchestrator COMMAND ...` (the `cyclegan-orchestrator` console command): one module
+per command group.
 
-    experiment.py   validate, run        a manifest: check it, sweep its tasks (orchestrator.sweep.experiment)
-    train.py        train                one CycleGAN on Ray Train (orchestrator.trial.ray_train)
-    models.py       models list|show     the registry's versions and champions (orchestrator.tracking.registry)
-    translate.py    translate            images through a registered generator
+    experiment.py   validate, run      a manifest: check it, sweep its tasks (sweep.experiment)
+    train.py        train              one CycleGAN on Ray Train (trial.ray_train)
+    models.py       models list|show   the registry's versions and champions (tracking.registry)
+    translate.py    translate          images through a registered generator
 
 Each module has `register(subparsers)` and the functions it registers as `run(args) -> exit code`,
 and imports Ray, MLflow and torch only when its command runs, so that --help and option errors
-answer at once. Parsing, dispatch and UserError -> one line and exit code 2: cyclegan.commands.runner.
+answer at once. Parsing, dispatch and UserError -> one line and exit code 2:
+cyclegan.commands.runner.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ PROG = "python -m orchestrator"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    return command_parser(prog, "CycleGAN at scale: Ray Train runs, Ray Tune sweeps, the MLflow registry.", COMMANDS)
+    return command_parser(
+        prog, "CycleGAN at scale: Ray Train runs, Ray Tune sweeps, the MLflow registry.", COMMANDS
+    )
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
@@ -32,7 +36,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 
     try:
         return dispatch(build_parser(prog), argv)
-    except UserError as err:  # messages quote what the user wrote: storage and data references, endpoints
+    except (
+        UserError
+    ) as err:  # messages quote what the user wrote: storage and data references, endpoints
         err.args = (mask_text(str(err)),)
         raise
 

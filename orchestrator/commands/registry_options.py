@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-TRACKING_HELP = "MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)"
+TRACKING_HELP = (
+    "MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)"
+)
 
 
 def add_registry_options(parser: argparse.ArgumentParser) -> None:
@@ -13,7 +15,8 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
 
 
 def tracking_uri(args: argparse.Namespace) -> str:
-    """The URI --tracking-uri resolves to, checked: a UserError naming it within seconds when it does not answer."""
+    """The URI --tracking-uri resolves to, checked: a UserError naming it within seconds when it
+    does not answer."""
     from orchestrator.tracking.runs import check_tracking, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)

@@ -1,11 +1,17 @@
-"""The manifest as a typed plan: schema, problems, search space, resources. Imports no ray, mlflow or torch.
+"""The manifest as a typed plan: schema, problems, search space, resources. Imports no ray, mlflow
+or torch.
 
 The names below load on first use: the search registries import `orchestrator.config.aliases`, and
 an eager import of the plan here (which reads those registries) would make that a cycle.
 """
 
-_NAMES = {"LoadedManifest": "plan", "TaskPlan": "plan", "load_manifest": "plan", "parse_manifest": "plan",
-          "ManifestError": "problems"}
+_NAMES = {
+    "LoadedManifest": "plan",
+    "TaskPlan": "plan",
+    "load_manifest": "plan",
+    "parse_manifest": "plan",
+    "ManifestError": "problems",
+}
 
 
 def __getattr__(name: str):

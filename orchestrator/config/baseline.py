@@ -1,8 +1,10 @@
-"""The paper's baseline in every sweep: the task's configuration with the paper's values of the searched options.
+"""The paper's baseline in every sweep: the task's configuration with the paper's values of the
+searched options.
 
-The paper's values are TrainConfig's defaults (λ = 10, identity 0.5·λ, pool 50, lr 2e-4 …): DESIGN.md
-requires them to be. A task's own constant options win ("unless the task's own defaults say
-otherwise"): `lambda_identity: 0.0` in a task's `train` makes its baseline run without the identity loss.
+The paper's values are TrainConfig's defaults (λ = 10, identity 0.5·λ, pool 50, lr 2e-4 …):
+DESIGN.md requires them to be. A task's own constant options win ("unless the task's own defaults
+say otherwise"): `lambda_identity: 0.0` in a task's `train` makes its baseline run without the
+identity loss.
 
 orchestrator.config.plan computes the point (`TaskPlan.baseline`); this module tells trials apart.
 The baseline trial is the first trial Tune created whose configuration is the baseline point: Tune
@@ -36,7 +38,9 @@ def in_values(value: Any, values: Iterable[Any]) -> bool:
     return any(same_value(value, v) for v in values)
 
 
-def baseline_trial(trials: Iterable[tuple[str, dict[str, Any]]], point: dict[str, Any] | None) -> str | None:
+def baseline_trial(
+    trials: Iterable[tuple[str, dict[str, Any]]], point: dict[str, Any] | None
+) -> str | None:
     """The id of the baseline among (trial id, config) pairs in Tune's order of creation: the first
     whose config is `point`."""
     if point is None:

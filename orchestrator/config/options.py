@@ -1,4 +1,5 @@
-"""A manifest's training options: TrainConfig's fields, checked one value at a time, by their real types.
+"""A manifest's training options: TrainConfig's fields, checked one value at a time, by their real
+types.
 
 What the options say together (crop vs load size, sizes the networks take) is checked per task, for
 every combination of the searched size options (orchestrator.config.plan).
@@ -20,9 +21,15 @@ TRAIN_TYPES: dict[str, type] = get_type_hints(TrainConfig)
 RESERVED_TRAIN_FIELDS = ("dataroot", "name", "checkpoints_dir", "continue_train")
 
 # What YAML may give for each type (an int is a fine float), and how a message names the type.
-_ACCEPTED: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+_ACCEPTED: dict[type, tuple[type, ...]] = {
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    bool: (bool,),
+}
 _NAMED = {int: "an integer", float: "a number", str: "a str", bool: "a bool"}
-# A configuration in which any single valid option value validates (sizes are checked in combination).
+# A configuration in which any single valid option value validates (sizes are checked in
+# combination).
 _BASE_TRAIN = {"load_size": 4096, "crop_size": 1}
 
 
@@ -47,11 +54,14 @@ def check_train_value(name: str, value: Any) -> str | None:
 
 
 def train_options(sampled: Mapping[str, Any]) -> dict[str, Any]:
-    """One sample of the search space as training options, with TrainConfig's names and types: what a
-    trial trains with, and what MLflow records of it (its run, its task's run, the registry)."""
+    """One sample of the search space as training options, with TrainConfig's names and types: what
+    a trial trains with, and what MLflow records of it (its run, its task's run, the registry)."""
     values = {}
     for target, value in expand_aliases(sampled).items():
-        # quniform samples whole numbers as floats (256.0); validation allows it only for whole q and bounds
-        integral = TRAIN_TYPES.get(target) is int and isinstance(value, float) and value.is_integer()
+        # quniform samples whole numbers as floats (256.0); validation allows it only for whole q
+        # and bounds
+        integral = (
+            TRAIN_TYPES.get(target) is int and isinstance(value, float) and value.is_integer()
+        )
         values[target] = int(value) if integral else value
     return values

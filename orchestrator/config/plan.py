@@ -1,8 +1,8 @@
 """Experiment manifests: one YAML file, many domain pairs (tasks), one search space, planned once.
 
 `parse_manifest` validates everything up front: every problem is reported with its field path and
-line (`tasks[1].train.crop_size (line 14): ...`), unknown names get a did-you-mean, and nothing starts
-until the file is clean. What comes out is one `TaskPlan` per task: its constant options as a
+line (`tasks[1].train.crop_size (line 14): ...`), unknown names get a did-you-mean, and nothing
+starts until the file is clean. What comes out is one `TaskPlan` per task: its constant options as a
 TrainConfig (validated here, once), its search space, resources and search settings.
 `TaskPlan.trial_config` is the one place a sampled point becomes a trial's TrainConfig.
 Reference: docs/manifest.md.
@@ -45,13 +45,13 @@ class TaskPlan:
     name: str
     data: str
     # The constant options (defaults.train + task.train + the space's constants), dataroot = data;
-    # a searched option holds a placeholder here (its default, or the first combination of the searched
-    # size options), which each trial's sample replaces.
+    # a searched option holds a placeholder here (its default, or the first combination of the
+    # searched size options), which each trial's sample replaces.
     base: TrainConfig
-    space: dict[str, Any]            # searched options: name -> distribution dict (aliases kept)
+    space: dict[str, Any]  # searched options: name -> distribution dict (aliases kept)
     resources: Resources
     search: Search
-    trial_count: int                 # exact for grid, else num_samples; the baseline included
+    trial_count: int  # exact for grid, else num_samples; the baseline included
     # The paper's values of the searched options (search-space names), None with `baseline: false`;
     # and whether it is a trial of its own (Tune's points_to_evaluate) or one the search runs anyway
     # (a grid point, or the only configuration of a space with nothing searched).
@@ -63,12 +63,14 @@ class TaskPlan:
 
     @property
     def train(self) -> dict[str, Any]:
-        """The constant options the manifest sets (what MLflow records of the task), by TrainConfig field."""
+        """The constant options the manifest sets (what MLflow records of the task), by TrainConfig
+        field."""
         return {name: getattr(self.base, name) for name in self.set_fields}
 
     @property
     def exploits(self) -> bool:
-        """Whether the task's trials continue from each other's checkpoints (pbt, pb2: orchestrator.search.schedulers)."""
+        """Whether the task's trials continue from each other's checkpoints (pbt, pb2:
+        orchestrator.search.schedulers)."""
         return SCHEDULERS[self.search.scheduler.type].exploits
 
     @property
@@ -77,14 +79,16 @@ class TaskPlan:
         return self.base.total_epochs
 
     def trial_config(self, sampled: Mapping[str, Any], trial_id: str) -> TrainConfig:
-        """The TrainConfig of trial `trial_id`: the constant options, one sample of the space (aliases
-        expanded, TrainConfig's types), what the task's metric and scheduler need, the trial's name.
-        The one place a sample becomes a configuration, checked once."""
+        """The TrainConfig of trial `trial_id`: the constant options, one sample of the space
+        (aliases expanded, TrainConfig's types), what the task's metric and scheduler need, the
+        trial's name. The one place a sample becomes a configuration, checked once."""
         from orchestrator.storage.location import trial_run_name
 
         values = train_options(sampled)
         values.update(self._evaluation_options())
-        values.update(self._checkpoint_options(values.get("save_epoch_freq", self.base.save_epoch_freq)))
+        values.update(
+            self._checkpoint_options(values.get("save_epoch_freq", self.base.save_epoch_freq))
+        )
         return self.base.replace(**values, name=trial_run_name(self.name, trial_id))
 
     def _evaluation_options(self) -> dict[str, Any]:
@@ -93,17 +97,23 @@ class TaskPlan:
         metric = base_metric(self.search.metric)
         if metric not in EVAL_METRICS:
             return {}
-        metrics = eval_metric_list(self.base.eval_metrics if "eval_metrics" in self.set_fields else "")
+        metrics = eval_metric_list(
+            self.base.eval_metrics if "eval_metrics" in self.set_fields else ""
+        )
         if metric not in metrics:
             metrics.append(metric)
         return {"eval_freq": 1, "eval_metrics": ",".join(metrics)}
 
     def _checkpoint_options(self, save_epoch_freq: int) -> dict[str, Any]:
-        """A scheduler that exploits (PBT) looks every perturbation_interval epochs: a checkpoint at each of
-        its multiples, with the task's own checkpoint epochs kept."""
+        """A scheduler that exploits (PBT) looks every perturbation_interval epochs: a checkpoint at
+        each of its multiples, with the task's own checkpoint epochs kept."""
         if not self.exploits:
             return {}
-        return {"save_epoch_freq": math.gcd(self.search.scheduler.perturbation_interval, save_epoch_freq)}
+        return {
+            "save_epoch_freq": math.gcd(
+                self.search.scheduler.perturbation_interval, save_epoch_freq
+            )
+        }
 
 
 @dataclass
@@ -133,7 +143,12 @@ def parse_manifest(text: str, path: Path | str = "<manifest>") -> LoadedManifest
             plans.append(plan)
     if problems:
         for p in problems:
-            p.line = p.line or lines.get(p.path) or lines.get(re.sub(r"\[\d+\]$", "", p.path)) or lines.get(p.path.rsplit(".", 1)[0])
+            p.line = (
+                p.line
+                or lines.get(p.path)
+                or lines.get(re.sub(r"\[\d+\]$", "", p.path))
+                or lines.get(p.path.rsplit(".", 1)[0])
+            )
         unique = list(dict.fromkeys(str(p) for p in problems))
         raise ManifestError(f"{path}: {len(unique)} problem(s):\n  " + "\n  ".join(unique))
     return LoadedManifest(path, manifest, plans, hashlib.sha256(text.encode()).hexdigest(), lines)
@@ -148,7 +163,11 @@ def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
         merged = isinstance(value, dict) and isinstance(out.get(key), dict) and key != "space"
-        if key in TABLES and merged and value.get("type", out[key].get("type")) != out[key].get("type"):
+        if (
+            key in TABLES
+            and merged
+            and value.get("type", out[key].get("type")) != out[key].get("type")
+        ):
             merged = False  # another algorithm or scheduler: the base's options are not its options
         out[key] = _merge(out[key], value) if merged else value
     if "space" in override and "space" in base:
@@ -165,10 +184,15 @@ def _check_shared(manifest: Manifest, problems: list[Problem]) -> None:
         problems += space_problems("search.space", key, spec)
 
 
-def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Problem]) -> TaskPlan | None:
+def _plan_task(
+    index: int, task: Task, manifest: Manifest, problems: list[Problem]
+) -> TaskPlan | None:
     prefix = f"tasks[{index}]"
     start = len(problems)
-    salvaged = not task.model_fields_set >= {"name", "data"}  # its name or data is invalid, and reported
+    salvaged = not task.model_fields_set >= {
+        "name",
+        "data",
+    }  # its name or data is invalid, and reported
     dataset = None
     if "data" in task.model_fields_set:
         dataset, problem = _parse_data_reference(task.data)
@@ -177,7 +201,10 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
     train: dict[str, Any] = {}
     set_in: dict[str, str] = {}  # training option -> the field path that set it
     bad: set[str] = set()
-    for source, values in (("defaults.train", manifest.defaults.train), (f"{prefix}.train", task.train)):
+    for source, values in (
+        ("defaults.train", manifest.defaults.train),
+        (f"{prefix}.train", task.train),
+    ):
         for key, value in values.items():
             problem = check_train_value(key, value)
             if problem:
@@ -189,14 +216,19 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
     try:
         resources = Resources(**{**manifest.defaults.resources.model_dump(), **task.resources})
     except ValidationError as err:
-        problems += [Problem(field_path((prefix, "resources", *e["loc"])), WORDING.message(e, Resources)) for e in err.errors()]
+        problems += [
+            Problem(field_path((prefix, "resources", *e["loc"])), WORDING.message(e, Resources))
+            for e in err.errors()
+        ]
         resources = None
     try:
         search = Search(**_merge(manifest.search.model_dump(exclude_unset=True), task.search))
     except ValidationError as err:
         for e in err.errors():
             loc, options = WORDING.strategy_loc(e["loc"])
-            problems.append(Problem(field_path((prefix, "search", *loc)), WORDING.message(e, options or Search)))
+            problems.append(
+                Problem(field_path((prefix, "search", *loc)), WORDING.message(e, options or Search))
+            )
         search = None
     base = None
     if search is not None:
@@ -205,8 +237,15 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
             problems += space_problems(where, key, spec)
         problems += _strategy_problems(prefix, task, search, train, resources)
         if base_metric(search.metric) in EVAL_METRICS and train.get("eval_freq", 1) != 1:
-            problems.append(Problem(f"{prefix}.train.eval_freq" if "eval_freq" in task.train else "defaults.train.eval_freq",
-                                    f"search.metric {search.metric} needs an evaluation every epoch: set eval_freq to 1 or leave it out"))
+            problems.append(
+                Problem(
+                    f"{prefix}.train.eval_freq"
+                    if "eval_freq" in task.train
+                    else "defaults.train.eval_freq",
+                    f"search.metric {search.metric} needs an evaluation every epoch: set eval_freq "
+                    f"to 1 or leave it out",
+                )
+            )
         space_ok = {k: v for k, v in search.space.items() if not space_problems(where, k, v)}
         valid = {k: v for k, v in train.items() if k not in bad}
         data = {"dataroot": task.data} if "data" in task.model_fields_set else {}
@@ -215,19 +254,41 @@ def _plan_task(index: int, task: Task, manifest: Manifest, problems: list[Proble
     if len(problems) > start or resources is None or search is None or salvaged:
         return None
     space = {k: v for k, v in search.space.items() if isinstance(v, dict)}
-    train.update(expand_aliases({k: v for k, v in search.space.items() if not isinstance(v, dict)}))  # constants are just options
+    train.update(
+        expand_aliases({k: v for k, v in search.space.items() if not isinstance(v, dict)})
+    )  # constants are just options
     if ALGORITHMS[search.algorithm.type].exhaustive:  # a choice in a grid search is a grid axis
         space = {k: ({"grid": v["choice"]} if "choice" in v else v) for k, v in space.items()}
-    for key, (_, spec) in search.scheduler.searched().items():  # a trial's first value of a PBT mutation, as Tune samples it
+    for (
+        key,
+        (_, spec),
+    ) in (
+        search.scheduler.searched().items()
+    ):  # a trial's first value of a PBT mutation, as Tune samples it
         space.setdefault(key, {"choice": spec} if isinstance(spec, list) else spec)
     baseline = baseline_point(train, space) if search.baseline else None
     if baseline is not None and (problem := _baseline_problem(baseline, train, space, search)):
         problems.append(Problem(_search_field(prefix, task, "baseline"), problem))
         return None
-    # A baseline the search runs anyway (a point of its grid, or the one configuration of an empty space) is not added.
-    added = baseline is not None and not all("grid" in spec and in_values(baseline[k], spec["grid"]) for k, spec in space.items())
+    # A baseline the search runs anyway (a point of its grid, or the one configuration of an empty
+    # space) is not added.
+    added = baseline is not None and not all(
+        "grid" in spec and in_values(baseline[k], spec["grid"]) for k, spec in space.items()
+    )
     count = search.num_samples * grid_size(space) + int(added)
-    return TaskPlan(task.name, task.data, base, space, resources, search, count, baseline, added, dataset, tuple(train))
+    return TaskPlan(
+        task.name,
+        task.data,
+        base,
+        space,
+        resources,
+        search,
+        count,
+        baseline,
+        added,
+        dataset,
+        tuple(train),
+    )
 
 
 def _search_field(prefix: str, task: Task, name: str) -> str:
@@ -235,32 +296,75 @@ def _search_field(prefix: str, task: Task, name: str) -> str:
     return f"{prefix}.search.{name}" if name in task.search else f"search.{name}"
 
 
-def _strategy_problems(prefix: str, task: Task, search: Search, train: dict[str, Any], resources: Resources | None) -> list[Problem]:
-    """What the chosen algorithm and scheduler say of the space, the trial length, the workers and this Python."""
+def _strategy_problems(
+    prefix: str, task: Task, search: Search, train: dict[str, Any], resources: Resources | None
+) -> list[Problem]:
+    """What the chosen algorithm and scheduler say of the space, the trial length, the workers and
+    this Python."""
     out = []
     algorithm, scheduler = ALGORITHMS[search.algorithm.type], SCHEDULERS[search.scheduler.type]
     if algorithm.searcher and not scheduler.takes_searcher:
-        out.append(Problem(_search_field(prefix, task, "algorithm"), f"scheduler {scheduler.name} cannot follow the suggestions of "
-                           f"algorithm {algorithm.name}: use algorithm random or grid ({scheduler.name} explores by itself)"))
+        out.append(
+            Problem(
+                _search_field(prefix, task, "algorithm"),
+                f"scheduler {scheduler.name} cannot follow the suggestions of "
+                f"algorithm {algorithm.name}: use algorithm random or grid ({scheduler.name} "
+                f"explores by itself)",
+            )
+        )
     if scheduler.exploits and resources is not None and resources.workers > 1:
-        where = f"{prefix}.resources.workers" if "workers" in task.resources else "defaults.resources.workers"
-        out.append(Problem(where, f"{resources.workers} workers with scheduler {scheduler.name} ({_search_field(prefix, task, 'scheduler')}): "
-                                  f"{scheduler.name} runs trials of one worker only ({EXPLOITS_ONE_WORKER}); "
-                                  "set workers: 1, or choose another scheduler"))
-    ranges = [k for k, s in search.space.items() if isinstance(s, dict) and next(iter(s), None) not in ("choice", "grid")]
+        where = (
+            f"{prefix}.resources.workers"
+            if "workers" in task.resources
+            else "defaults.resources.workers"
+        )
+        out.append(
+            Problem(
+                where,
+                f"{resources.workers} workers with scheduler {scheduler.name} "
+                f"({_search_field(prefix, task, 'scheduler')}): "
+                f"{scheduler.name} runs trials of one worker only ({EXPLOITS_ONE_WORKER}); "
+                "set workers: 1, or choose another scheduler",
+            )
+        )
+    ranges = [
+        k
+        for k, s in search.space.items()
+        if isinstance(s, dict) and next(iter(s), None) not in ("choice", "grid")
+    ]
     if algorithm.exhaustive and ranges:
-        out.append(Problem(_search_field(prefix, task, "algorithm"),
-                           f"{algorithm.name} search cannot sample ranges ({', '.join(ranges)}); use grid/choice lists or algorithm random"))
-    if not algorithm.takes_grid and any(isinstance(s, dict) and "grid" in s for s in search.space.values()):
-        out.append(Problem(_search_field(prefix, task, "algorithm"), f"{algorithm.name} cannot take grid entries; use choice instead"))
+        out.append(
+            Problem(
+                _search_field(prefix, task, "algorithm"),
+                f"{algorithm.name} search cannot sample ranges ({', '.join(ranges)}); use "
+                f"grid/choice lists or algorithm random",
+            )
+        )
+    if not algorithm.takes_grid and any(
+        isinstance(s, dict) and "grid" in s for s in search.space.values()
+    ):
+        out.append(
+            Problem(
+                _search_field(prefix, task, "algorithm"),
+                f"{algorithm.name} cannot take grid entries; use choice instead",
+            )
+        )
     # a trial's length as the manifest sets it (the task's TrainConfig is built after these checks)
-    epochs = sum(train.get(name, TRAIN_FIELDS[name].default) for name in ("n_epochs", "n_epochs_decay"))
+    epochs = sum(
+        train.get(name, TRAIN_FIELDS[name].default) for name in ("n_epochs", "n_epochs_decay")
+    )
     for name, options in (("algorithm", search.algorithm), ("scheduler", search.scheduler)):
         strategy = TABLES[name][options.type]
         where = _search_field(prefix, task, name)
         if missing := strategy.missing_dependency():
-            out.append(Problem(where, f"{strategy.name} needs the Python package '{missing}', which is not installed here: "
-                                      f"pip install {missing} (make setup installs it), or choose another {name}"))
+            out.append(
+                Problem(
+                    where,
+                    f"{strategy.name} needs the Python package '{missing}', which is not installed "
+                    f"here: "
+                    f"pip install {missing} (make setup installs it), or choose another {name}",
+                )
+            )
         out += [Problem(f"{where}.{option}", text) for option, text in options.problems(epochs)]
         for key, (option, spec) in options.searched().items():
             out += _searched_problems(f"{where}.{option}", key, spec)
@@ -268,15 +372,29 @@ def _strategy_problems(prefix: str, task: Task, search: Search, train: dict[str,
 
 
 def _searched_problems(where: str, key: str, spec: Any) -> list[Problem]:
-    """A scheduler's own search entry (e.g. a PBT mutation): a list of values, or a distribution other than grid."""
+    """A scheduler's own search entry (e.g. a PBT mutation): a list of values, or a distribution
+    other than grid."""
     if isinstance(spec, dict) and "grid" in spec:
-        return [Problem(f"{where}.{key}.grid", "a scheduler's entries are not grid axes; use a list or choice")]
+        return [
+            Problem(
+                f"{where}.{key}.grid",
+                "a scheduler's entries are not grid axes; use a list or choice",
+            )
+        ]
     if not isinstance(spec, (list, dict)):
-        return [Problem(f"{where}.{key}", f"must be a list of values or a distribution ({', '.join(d for d in DISTRIBUTIONS if d != 'grid')}), "
-                                          f"got {short(spec)}")]
+        return [
+            Problem(
+                f"{where}.{key}",
+                f"must be a list of values or a distribution "
+                f"({', '.join(d for d in DISTRIBUTIONS if d != 'grid')}), "
+                f"got {short(spec)}",
+            )
+        ]
     if isinstance(spec, list):  # checked as a choice, reported at the list's own path
-        return [Problem(p.path.replace(f"{where}.{key}.choice", f"{where}.{key}"), p.message)
-                for p in space_problems(where, key, {"choice": spec})]
+        return [
+            Problem(p.path.replace(f"{where}.{key}.choice", f"{where}.{key}"), p.message)
+            for p in space_problems(where, key, {"choice": spec})
+        ]
     return space_problems(where, key, spec)
 
 
@@ -290,25 +408,37 @@ def baseline_point(train: dict[str, Any], space: dict[str, Any]) -> dict[str, An
     return point
 
 
-def _baseline_problem(point: dict[str, Any], train: dict[str, Any], space: dict[str, Any], search: Search) -> str | None:
+def _baseline_problem(
+    point: dict[str, Any], train: dict[str, Any], space: dict[str, Any], search: Search
+) -> str | None:
     """Why the baseline cannot run in this task: outside a space that the algorithm keeps to, or an
     invalid configuration (a paper's value that the task's other options cannot take)."""
     if ALGORITHMS[search.algorithm.type].baseline_in_space:
-        outside = [f"{k}={point[k]!r} (the space has {short(spec)})" for k, spec in space.items()
-                   if not Distribution.of(spec).contains(point[k])]
+        outside = [
+            f"{k}={point[k]!r} (the space has {short(spec)})"
+            for k, spec in space.items()
+            if not Distribution.of(spec).contains(point[k])
+        ]
         if outside:
-            return (f"the baseline's {', '.join(outside)} lies outside the search space, and {search.algorithm.type} only "
-                    "evaluates points inside it: add the paper's value to the space, or set baseline: false")
+            return (
+                f"the baseline's {', '.join(outside)} lies outside the search space, and "
+                f"{search.algorithm.type} only "
+                "evaluates points inside it: add the paper's value to the space, or set baseline: "
+                "false"
+            )
     problem = option_problem({**train, **expand_aliases(point)})
     if problem:
-        return (f"the baseline ({', '.join(f'{k}={v!r}' for k, v in point.items())}) is not a valid configuration of this task: "
-                f"--{problem[0]}: {problem[1]}; set the option in the task's train, or baseline: false")
+        return (
+            f"the baseline ({', '.join(f'{k}={v!r}' for k, v in point.items())}) is not a valid "
+            f"configuration of this task: "
+            f"--{problem[0]}: {problem[1]}; set the option in the task's train, or baseline: false"
+        )
     return None
 
 
 def _parse_data_reference(ref: str) -> tuple[DatasetRef | None, str | None]:
-    """A dataset reference parsed (scheme, bucket, archive suffix, synthetic kind and parameters), offline;
-    or what is wrong with it."""
+    """A dataset reference parsed (scheme, bucket, archive suffix, synthetic kind and parameters),
+    offline; or what is wrong with it."""
     try:
         return parse_reference(ref), None
     except UserError as err:

@@ -1,4 +1,5 @@
-"""The manifest's schema: pydantic models, one description per field (docs/manifest.md is their reference).
+"""The manifest's schema: pydantic models, one description per field (docs/manifest.md is their
+reference).
 
 Each model checks what it can alone (names, bounds, known metrics, MLflow's limits on names); what
 depends on several sections (a task's merged options, its search space, its scheduler) is checked
@@ -26,29 +27,67 @@ class _Strict(BaseModel):
 
 
 class Search(_Strict):
-    space: dict[str, Any] = Field(default_factory=dict, description="training option -> constant or distribution")
-    num_samples: int = Field(1, ge=1, description="trials to sample (with grid: repeats of the whole grid); the baseline comes on top")
-    algorithm: AlgorithmField = Field(default_factory=lambda: ALGORITHMS["random"].options(),
-                                      description="a name, or {type: name, options...}: orchestrator.search")
-    scheduler: SchedulerField = Field(default_factory=lambda: SCHEDULERS["none"].options(),
-                                      description="a name, or {type: name, options...}: orchestrator.search")
-    metric: str = Field("fid", description="the number that ranks trials (by their best epoch): fid, kid, psnr, ssim, l1, cycle_l1, loss_G ...")
-    mode: Literal["min", "max"] | None = Field(None, description="min or max; implied by the metric when absent")
-    max_concurrent_trials: int | None = Field(None, ge=1, description="trials of this task running at once (default: what fits)")
-    max_failures: int = Field(2, ge=0, description="times a failed trial is retried from its last checkpoint")
+    space: dict[str, Any] = Field(
+        default_factory=dict, description="training option -> constant or distribution"
+    )
+    num_samples: int = Field(
+        1,
+        ge=1,
+        description=(
+            "trials to sample (with grid: repeats of the whole grid); the baseline comes on top"
+        ),
+    )
+    algorithm: AlgorithmField = Field(
+        default_factory=lambda: ALGORITHMS["random"].options(),
+        description="a name, or {type: name, options...}: orchestrator.search",
+    )
+    scheduler: SchedulerField = Field(
+        default_factory=lambda: SCHEDULERS["none"].options(),
+        description="a name, or {type: name, options...}: orchestrator.search",
+    )
+    metric: str = Field(
+        "fid",
+        description=(
+            "the number that ranks trials (by their best epoch): fid, kid, psnr, ssim, l1, "
+            "cycle_l1, loss_G ..."
+        ),
+    )
+    mode: Literal["min", "max"] | None = Field(
+        None, description="min or max; implied by the metric when absent"
+    )
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="trials of this task running at once (default: what fits)"
+    )
+    max_failures: int = Field(
+        2, ge=0, description="times a failed trial is retried from its last checkpoint"
+    )
     seed: int | None = Field(None, description="seed of the search algorithm")
-    baseline: bool = Field(True, description="run the paper's values of the searched hyperparameters as the first trial")
-    divergence_factor: float | None = Field(3.0, gt=1, description="a trial whose metric is this many times worse than the "
-                                            "baseline's at the same epoch has diverged (null: only non-finite numbers)")
-    time_budget_s: float | None = Field(None, gt=0, description="stop the task's sweep after this many seconds")
-    max_failed_trials: int | None = Field(None, ge=1, description="stop the task's sweep once this many trials have failed")
+    baseline: bool = Field(
+        True,
+        description="run the paper's values of the searched hyperparameters as the first trial",
+    )
+    divergence_factor: float | None = Field(
+        3.0,
+        gt=1,
+        description="a trial whose metric is this many times worse than the "
+        "baseline's at the same epoch has diverged (null: only non-finite numbers)",
+    )
+    time_budget_s: float | None = Field(
+        None, gt=0, description="stop the task's sweep after this many seconds"
+    )
+    max_failed_trials: int | None = Field(
+        None, ge=1, description="stop the task's sweep once this many trials have failed"
+    )
 
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
         base = base_metric(value)
         if base not in KNOWN_METRICS and not base.startswith("loss_"):
-            raise ValueError(f"unknown metric {value!r}{did_you_mean(base, KNOWN_METRICS)}; use one of {', '.join(KNOWN_METRICS)}")
+            raise ValueError(
+                f"unknown metric {value!r}{did_you_mean(base, KNOWN_METRICS)}; use one of "
+                f"{', '.join(KNOWN_METRICS)}"
+            )
         return value
 
     @property
@@ -68,18 +107,34 @@ MAX_EXPERIMENT_NAME = 500
 
 
 class Tracking(_Strict):
-    uri: str | None = Field(None, description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a local sqlite store)")
-    experiment: str | None = Field(None, description="MLflow experiment name (default: the manifest's name)")
-    registry_prefix: str = Field("cyclegan-", description="registered models are named <prefix><task>")
-    system_metrics: bool = Field(False, description="log MLflow's system metrics (CPU, memory, disk, network, GPU) on each trial's run")
+    uri: str | None = Field(
+        None,
+        description=(
+            "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a local sqlite store)"
+        ),
+    )
+    experiment: str | None = Field(
+        None, description="MLflow experiment name (default: the manifest's name)"
+    )
+    registry_prefix: str = Field(
+        "cyclegan-", description="registered models are named <prefix><task>"
+    )
+    system_metrics: bool = Field(
+        False,
+        description=(
+            "log MLflow's system metrics (CPU, memory, disk, network, GPU) on each trial's run"
+        ),
+    )
 
     @field_validator("registry_prefix")
     @classmethod
     def _registrable_prefix(cls, value: str) -> str:
         if not _REGISTRY_PREFIX.fullmatch(value):
             bad = sorted({c for c in value if not _REGISTRY_PREFIX.fullmatch(c)})
-            raise ValueError(f"{value!r}: MLflow model names cannot hold {' '.join(repr(c) for c in bad)}; "
-                             "use letters, digits, '_', '.' and '-'")
+            raise ValueError(
+                f"{value!r}: MLflow model names cannot hold {' '.join(repr(c) for c in bad)}; "
+                "use letters, digits, '_', '.' and '-'"
+            )
         if value.startswith(".."):
             raise ValueError(f"{value!r}: MLflow refuses model names starting with '..'")
         return value
@@ -87,15 +142,24 @@ class Tracking(_Strict):
     @field_validator("experiment")
     @classmethod
     def _experiment_name(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or len(value) > MAX_EXPERIMENT_NAME or value != value.strip()):
-            raise ValueError(f"MLflow experiment names are 1 to {MAX_EXPERIMENT_NAME} characters, "
-                             "without leading or trailing spaces")
+        if value is not None and (
+            not value.strip() or len(value) > MAX_EXPERIMENT_NAME or value != value.strip()
+        ):
+            raise ValueError(
+                f"MLflow experiment names are 1 to {MAX_EXPERIMENT_NAME} characters, "
+                "without leading or trailing spaces"
+            )
         return value
 
 
 class Defaults(_Strict):
-    train: dict[str, Any] = Field(default_factory=dict, description="training options of every task (TrainConfig fields or aliases)")
-    resources: Resources = Field(default_factory=Resources, description="what each trial of every task gets")
+    train: dict[str, Any] = Field(
+        default_factory=dict,
+        description="training options of every task (TrainConfig fields or aliases)",
+    )
+    resources: Resources = Field(
+        default_factory=Resources, description="what each trial of every task gets"
+    )
 
 
 # Names become folder names (storage, checkpoints, results) and MLflow names.
@@ -105,18 +169,33 @@ MAX_NAME_LENGTH = 64
 
 def _check_name(value: str) -> str:
     if not _NAME.fullmatch(value):
-        raise ValueError(f"{short(value)} is not a valid name: use letters, digits, '_', '.' and '-', starting with a letter or digit")
+        raise ValueError(
+            f"{short(value)} is not a valid name: use letters, digits, '_', '.' and '-', starting "
+            f"with a letter or digit"
+        )
     if len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"{short(value)} is {len(value)} characters long; a name has at most {MAX_NAME_LENGTH} (it becomes a folder name)")
+        raise ValueError(
+            f"{short(value)} is {len(value)} characters long; a name has at most {MAX_NAME_LENGTH} "
+            f"(it becomes a folder name)"
+        )
     return value
 
 
 class Task(_Strict):
     name: str = Field(description="unique task name (letters, digits, _ . -)")
-    data: str = Field(min_length=1, description="dataset reference: folder, s3://, archive or synthetic://")
-    train: dict[str, Any] = Field(default_factory=dict, description="the task's training options, over defaults.train")
-    resources: dict[str, Any] = Field(default_factory=dict, description="the task's resources, over defaults.resources")
-    search: dict[str, Any] = Field(default_factory=dict, description="the task's search settings, merged into the shared search")
+    data: str = Field(
+        min_length=1, description="dataset reference: folder, s3://, archive or synthetic://"
+    )
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="the task's training options, over defaults.train"
+    )
+    resources: dict[str, Any] = Field(
+        default_factory=dict, description="the task's resources, over defaults.resources"
+    )
+    search: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the task's search settings, merged into the shared search",
+    )
 
     _valid_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -124,10 +203,18 @@ class Task(_Strict):
 class Manifest(_Strict):
     name: str = Field(description="the experiment's name")
     description: str = Field("", description="free text about the experiment")
-    storage: str | None = Field(None, description="where trials checkpoint: a folder or s3://bucket/prefix (default ./runs)")
-    max_concurrent_trials: int | None = Field(None, ge=1, description="trials running at once across all tasks "
-                                              "(default: as many as the cluster holds)")
-    tracking: Tracking = Field(default_factory=Tracking, description="where and how MLflow records the sweep")
+    storage: str | None = Field(
+        None, description="where trials checkpoint: a folder or s3://bucket/prefix (default ./runs)"
+    )
+    max_concurrent_trials: int | None = Field(
+        None,
+        ge=1,
+        description="trials running at once across all tasks "
+        "(default: as many as the cluster holds)",
+    )
+    tracking: Tracking = Field(
+        default_factory=Tracking, description="where and how MLflow records the sweep"
+    )
     defaults: Defaults = Field(default_factory=Defaults, description="what every task starts from")
     search: Search = Field(default_factory=Search, description="the search shared by the tasks")
     tasks: list[Task] = Field(min_length=1, description="the domain pairs, each swept on its own")
@@ -149,14 +236,22 @@ class Manifest(_Strict):
         for i, task in enumerate(self.tasks):
             name = f"{self.tracking.registry_prefix}{task.name}"
             if len(name) > MAX_MODEL_NAME:
-                raise ValueError(f"tracking.registry_prefix + tasks[{i}].name: the registered model name {name[:40]!r}... "
-                                 f"is {len(name)} characters; MLflow takes at most {MAX_MODEL_NAME}")
+                raise ValueError(
+                    f"tracking.registry_prefix + tasks[{i}].name: the registered model name "
+                    f"{name[:40]!r}... "
+                    f"is {len(name)} characters; MLflow takes at most {MAX_MODEL_NAME}"
+                )
         return self
 
 
 def model_at(loc: tuple) -> type[BaseModel]:
     """The model whose fields hold the last name of an error's location `loc`."""
-    models: dict[str, type[BaseModel]] = {"tracking": Tracking, "defaults": Defaults, "search": Search, "resources": Resources}
+    models: dict[str, type[BaseModel]] = {
+        "tracking": Tracking,
+        "defaults": Defaults,
+        "search": Search,
+        "resources": Resources,
+    }
     named = [p for p in loc[:-1] if isinstance(p, str)]
     if named and named[-1] in models:
         return models[named[-1]]
@@ -169,7 +264,7 @@ def _salvage(model: type[BaseModel], values: Any) -> BaseModel:
     """`model` built from the fields of `values` that are valid on their own (the invalid ones
     are already reported), so that checks depending on the valid ones still run."""
     kept = {}
-    for key, value in (values.items() if isinstance(values, dict) else ()):
+    for key, value in values.items() if isinstance(values, dict) else ():
         try:
             model(**{key: value})
             kept[key] = value
@@ -187,9 +282,20 @@ def lenient_manifest(data: dict) -> Manifest:
     for item in data.get("tasks") if isinstance(data.get("tasks"), list) else []:
         try:
             tasks.append(Task.model_validate(item))
-        except ValidationError as err:  # keep its valid fields: the task's other problems are still found
+        except (
+            ValidationError
+        ) as err:  # keep its valid fields: the task's other problems are still found
             invalid = {e["loc"][0] for e in err.errors() if e["loc"]}
-            kept = {k: v for k, v in item.items() if k not in invalid and k in Task.model_fields} if isinstance(item, dict) else {}
+            kept = (
+                {k: v for k, v in item.items() if k not in invalid and k in Task.model_fields}
+                if isinstance(item, dict)
+                else {}
+            )
             tasks.append(Task.model_construct(**kept) if isinstance(item, dict) else None)
-    return Manifest.model_construct(name=str(data.get("name")), tasks=tasks, tracking=_salvage(Tracking, data.get("tracking")),
-                                    defaults=_salvage(Defaults, data.get("defaults")), search=_salvage(Search, data.get("search")))
+    return Manifest.model_construct(
+        name=str(data.get("name")),
+        tasks=tasks,
+        tracking=_salvage(Tracking, data.get("tracking")),
+        defaults=_salvage(Defaults, data.get("defaults")),
+        search=_salvage(Search, data.get("search")),
+    )

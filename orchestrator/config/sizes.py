@@ -1,7 +1,8 @@
-"""The options taken together: a task's constant options and every combination of its searched size options.
+"""The options taken together: a task's constant options and every combination of its searched size
+options.
 
-TrainConfig checks the image sizes against the networks, and the crop against the load size; a search
-over those options is checked combination by combination, before anything starts. The first
+TrainConfig checks the image sizes against the networks, and the crop against the load size; a
+search over those options is checked combination by combination, before anything starts. The first
 combination builds the task's TrainConfig (every rule). The others differ from it only in size
 options whose every value is valid alone (orchestrator.config.space checks them), so the only rules
 that can fail for them are the two between size options, `crop_problem` and `size_problem`: a
@@ -22,15 +23,17 @@ from orchestrator.config.aliases import expand_aliases, fields_of
 from orchestrator.config.problems import Problem
 from orchestrator.config.space import Distribution
 
-# Options the networks' size rules depend on: a search over them is checked combination by combination.
+# Options the networks' size rules depend on: a search over them is checked combination by
+# combination.
 SIZE_OPTIONS = ("crop_size", "load_size", "preprocess", "netG", "netD", "n_layers_D")
 MAX_COMBINATIONS = 2000
 
 
-def combined_config(prefix: str, train: dict[str, Any], set_in: dict[str, str], space: dict[str, Any],
-                    where: str) -> tuple[TrainConfig | None, list[Problem]]:
-    """The task's TrainConfig (constant options, the first combination of the searched size options) and
-    what TrainConfig says of the options together, for the constants and every combination.
+def combined_config(
+    prefix: str, train: dict[str, Any], set_in: dict[str, str], space: dict[str, Any], where: str
+) -> tuple[TrainConfig | None, list[Problem]]:
+    """The task's TrainConfig (constant options, the first combination of the searched size options)
+    and what TrainConfig says of the options together, for the constants and every combination.
 
     Args:
         prefix: the task's field path (`tasks[0]`).
@@ -40,7 +43,11 @@ def combined_config(prefix: str, train: dict[str, Any], set_in: dict[str, str], 
         where: the search space's field path.
     """
     constants = expand_aliases({k: v for k, v in space.items() if not isinstance(v, dict)})
-    axes = {k: Distribution.of(v).values() for k, v in space.items() if isinstance(v, dict) and fields_of(k)[0] in SIZE_OPTIONS}
+    axes = {
+        k: Distribution.of(v).values()
+        for k, v in space.items()
+        if isinstance(v, dict) and fields_of(k)[0] in SIZE_OPTIONS
+    }
     axes = {k: v for k, v in axes.items() if v}
     combos = itertools.islice(itertools.product(*axes.values()), MAX_COMBINATIONS)
     sampled = dict(zip(axes, next(combos)))
@@ -50,7 +57,11 @@ def combined_config(prefix: str, train: dict[str, Any], set_in: dict[str, str], 
             path = f"{where}.{option}"
         else:
             path = set_in.get(option, f"{prefix}.train")
-        chosen = f" (when the search picks {', '.join(f'{k}={v}' for k, v in sampled.items())})" if sampled else ""
+        chosen = (
+            f" (when the search picks {', '.join(f'{k}={v}' for k, v in sampled.items())})"
+            if sampled
+            else ""
+        )
         return Problem(path, detail + chosen)
 
     try:
@@ -58,7 +69,13 @@ def combined_config(prefix: str, train: dict[str, Any], set_in: dict[str, str], 
     except (UserError, TypeError, ValueError) as err:
         message = str(err)
         option = re.match(r"^--(\w+): ", message)
-        return None, [problem(option.group(1) if option else "", message[option.end():] if option else message, sampled)]
+        return None, [
+            problem(
+                option.group(1) if option else "",
+                message[option.end() :] if option else message,
+                sampled,
+            )
+        ]
     fixed = {name: getattr(config, name) for name in SIZE_OPTIONS}
     for combo in combos:
         sampled = dict(zip(axes, combo))

@@ -1,4 +1,5 @@
-"""A manifest's text and YAML, read safely: a bounded regular file, the node tree's lines, duplicate keys.
+"""A manifest's text and YAML, read safely: a bounded regular file, the node tree's lines, duplicate
+keys.
 
 Bounds on what a manifest may make us read and build: a YAML "billion laughs" of nested aliases is a
 few hundred bytes that expand to billions of nodes, so the node tree is walked (and counted) before
@@ -28,7 +29,11 @@ def read_manifest(path: Path) -> str:
     except OSError as err:
         raise ManifestError(f"{path}: cannot read the manifest ({err.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
-        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, FIFO or socket)"
+        kind = (
+            "a folder"
+            if stat.S_ISDIR(info.st_mode)
+            else "not a regular file (a device, FIFO or socket)"
+        )
         raise ManifestError(f"{path}: cannot read the manifest: {kind}; a manifest is a YAML file")
     try:
         with open(path, "rb") as f:
@@ -39,14 +44,18 @@ def read_manifest(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        raise ManifestError(f"{path}: not UTF-8 text (byte {err.start}, line {line}); save the manifest as UTF-8") from None
+        line = data[: err.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{path}: not UTF-8 text (byte {err.start}, line {line}); save the manifest as UTF-8"
+        ) from None
 
 
 def check_size(size: int, path: Path) -> None:
     """Refuse a manifest of more than MAX_MANIFEST_BYTES."""
     if size > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{path}: larger than {MAX_MANIFEST_BYTES // 1024} KiB; a manifest is a short YAML file")
+        raise ManifestError(
+            f"{path}: larger than {MAX_MANIFEST_BYTES // 1024} KiB; a manifest is a short YAML file"
+        )
 
 
 def parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[str, int], list[Problem]]:
@@ -61,9 +70,13 @@ def parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[str, int], l
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ManifestError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+        raise ManifestError(
+            f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}"
+        ) from None
     if not isinstance(data, dict):
-        raise ManifestError(f"{path}: a manifest is a YAML mapping with at least 'name' and 'tasks'")
+        raise ManifestError(
+            f"{path}: a manifest is a YAML mapping with at least 'name' and 'tasks'"
+        )
     return data, lines, duplicates
 
 
@@ -85,8 +98,10 @@ def yaml_tree(text: str, path: Path) -> tuple[dict[str, int], list[Problem]]:
         node, loc = stack.pop()
         count += 1
         if count > MAX_NODES:
-            raise ManifestError(f"{path}: more than {MAX_NODES} YAML values once its aliases (*name) are expanded; "
-                                "a manifest is a short file (is it a YAML bomb?)")
+            raise ManifestError(
+                f"{path}: more than {MAX_NODES} YAML values once its aliases (*name) are expanded; "
+                "a manifest is a short file (is it a YAML bomb?)"
+            )
         if isinstance(node, yaml.MappingNode):
             first: dict[str, int] = {}
             for key, value in node.value:
@@ -94,7 +109,13 @@ def yaml_tree(text: str, path: Path) -> tuple[dict[str, int], list[Problem]]:
                 line = key.start_mark.line + 1
                 if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                     if key.value in first:
-                        duplicates.append(Problem(field_path(sub), f"duplicate key (first at line {first[key.value]}); remove one", line))
+                        duplicates.append(
+                            Problem(
+                                field_path(sub),
+                                f"duplicate key (first at line {first[key.value]}); remove one",
+                                line,
+                            )
+                        )
                     first.setdefault(key.value, line)
                 lines.setdefault(field_path(sub), line)
                 stack.append((value, sub))

@@ -1,9 +1,11 @@
-"""The search space's distributions: one registry of kinds, each with its checks, values and Tune form.
+"""The search space's distributions: one registry of kinds, each with its checks, values and Tune
+form.
 
 A manifest writes a searched option as `{kind: args}`: `{choice: [a, b]}`, `{uniform: [low, high]}`,
 `{quniform: [low, high, q]}`... `KINDS` says, per kind, what its arguments are, which values it can
 give (for the combination checks, a grid's size and a baseline inside the space) and which Ray Tune
-function samples it (orchestrator.search.distributions builds it from here). A new kind is one entry.
+function samples it (orchestrator.search.distributions builds it from here). A new kind is one
+entry.
 """
 
 from __future__ import annotations
@@ -23,10 +25,15 @@ LIMIT = 1000  # values of one distribution that the combination checks try, even
 
 
 def _multiples(args: Sequence[float], limit: int) -> list[float]:
-    """Ray's quniform gives the multiples of q within the bounds (the two ends only, when there are far too many)."""
+    """Ray's quniform gives the multiples of q within the bounds (the two ends only, when there are
+    far too many)."""
     low, high, q = args
     first, last = math.ceil(low / q), math.floor(high / q)
-    return [k * q for k in range(first, last + 1)] if last - first < 10 * limit else [k * q for k in (first, last)]
+    return (
+        [k * q for k in range(first, last + 1)]
+        if last - first < 10 * limit
+        else [k * q for k in (first, last)]
+    )
 
 
 def _low_above_zero(args: Sequence[float]) -> str | None:
@@ -47,15 +54,18 @@ def _positive_q(args: Sequence[float]) -> str | None:
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of distribution. `arity`: how many numbers it takes (None: a non-empty list of values)."""
+    """One kind of distribution. `arity`: how many numbers it takes (None: a non-empty list of
+    values)."""
 
     name: str
     arity: int | None
-    tune: str                                       # the ray.tune function that samples it
-    values: Callable[[Sequence, int], Sequence] | None = None  # (args, limit) -> what it gives; None: a continuous range
-    check: Callable[[Sequence], str | None] | None = None      # a rule of its own on the arguments
+    tune: str  # the ray.tune function that samples it
+    values: Callable[[Sequence, int], Sequence] | None = (
+        None  # (args, limit) -> what it gives; None: a continuous range
+    )
+    check: Callable[[Sequence], str | None] | None = None  # a rule of its own on the arguments
     tune_args: Callable[[Sequence], tuple] = tuple  # the arguments of `tune`
-    grid_axis: bool = False                         # every value is a trial (crossed with the other axes)
+    grid_axis: bool = False  # every value is a trial (crossed with the other axes)
 
     @property
     def listed(self) -> bool:
@@ -63,16 +73,38 @@ class Kind:
         return self.arity is None
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("choice", None, "choice", values=lambda args, limit: list(args), tune_args=lambda args: (args,)),
-    Kind("grid", None, "grid_search", values=lambda args, limit: list(args), tune_args=lambda args: (args,), grid_axis=True),
-    Kind("uniform", 2, "uniform"),
-    Kind("loguniform", 2, "loguniform", check=_low_above_zero),
-    # the manifest's upper bound is inclusive, Tune's is not
-    Kind("randint", 2, "randint", values=lambda args, limit: range(args[0], args[1] + 1), check=_integer_bounds,
-         tune_args=lambda args: (args[0], args[1] + 1)),
-    Kind("quniform", 3, "quniform", values=_multiples, check=_positive_q),
-)}
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind(
+            "choice",
+            None,
+            "choice",
+            values=lambda args, limit: list(args),
+            tune_args=lambda args: (args,),
+        ),
+        Kind(
+            "grid",
+            None,
+            "grid_search",
+            values=lambda args, limit: list(args),
+            tune_args=lambda args: (args,),
+            grid_axis=True,
+        ),
+        Kind("uniform", 2, "uniform"),
+        Kind("loguniform", 2, "loguniform", check=_low_above_zero),
+        # the manifest's upper bound is inclusive, Tune's is not
+        Kind(
+            "randint",
+            2,
+            "randint",
+            values=lambda args, limit: range(args[0], args[1] + 1),
+            check=_integer_bounds,
+            tune_args=lambda args: (args[0], args[1] + 1),
+        ),
+        Kind("quniform", 3, "quniform", values=_multiples, check=_positive_q),
+    )
+}
 DISTRIBUTIONS = tuple(KINDS)
 
 
@@ -92,12 +124,15 @@ class Distribution:
         return cls(KINDS[name], args)
 
     def values(self, limit: int = LIMIT) -> list | None:
-        """The values it can give (at most about `limit` of them, evenly spread), or None for the continuous ones."""
+        """The values it can give (at most about `limit` of them, evenly spread), or None for the
+        continuous ones."""
         if self.kind.values is None:
             return None
         values = self.kind.values(self.args, limit)
         step = max(1, len(values) // limit)
-        return [values[i] for i in range(0, len(values), step)] + ([values[-1]] if len(values) > 1 and (len(values) - 1) % step else [])
+        return [values[i] for i in range(0, len(values), step)] + (
+            [values[-1]] if len(values) > 1 and (len(values) - 1) % step else []
+        )
 
     def contains(self, value: Any) -> bool:
         """Whether `value` lies in the space: one of its values, or within its bounds."""
@@ -115,16 +150,30 @@ def check_distribution(name: str, spec: Any) -> list[str]:
         return [problem] if problem else []
     if len(spec) != 1 or next(iter(spec)) not in KINDS:
         keys = ", ".join(map(str, spec)) or "nothing"
-        return [f"a distribution is one of {', '.join(DISTRIBUTIONS)} (got {keys}){did_you_mean(str(next(iter(spec), '')), DISTRIBUTIONS)}"]
+        return [
+            f"a distribution is one of {', '.join(DISTRIBUTIONS)} (got "
+            f"{keys}){did_you_mean(str(next(iter(spec), '')), DISTRIBUTIONS)}"
+        ]
     kind_name, args = next(iter(spec.items()))
     kind = KINDS[kind_name]
     if kind.listed:
         if not isinstance(args, list) or not args:
             return [f"{kind_name}: must be a non-empty list of values"]
-        return [f"{kind_name}[{i}]: {p}" for i, v in enumerate(args) if (p := check_train_value(name, v))]
+        return [
+            f"{kind_name}[{i}]: {p}"
+            for i, v in enumerate(args)
+            if (p := check_train_value(name, v))
+        ]
     arity = kind.arity
-    if not isinstance(args, list) or len(args) != arity or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
-        return [f"{kind_name}: must be a list of {arity} numbers ({'[low, high, q]' if arity == 3 else '[low, high]'})"]
+    if (
+        not isinstance(args, list)
+        or len(args) != arity
+        or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+    ):
+        return [
+            f"{kind_name}: must be a list of {arity} numbers "
+            f"({'[low, high, q]' if arity == 3 else '[low, high]'})"
+        ]
     if not all(math.isfinite(a) for a in args):
         return [f"{kind_name}: must be finite numbers, got {args}"]
     low, high = args[0], args[1]
@@ -132,8 +181,13 @@ def check_distribution(name: str, spec: Any) -> list[str]:
         return [f"{kind_name}: low ({low}) must be below high ({high})"]
     if kind.check and (problem := kind.check(args)):
         return [f"{kind_name}: {problem}"]
-    if is_whole_number(name) and (kind.values is None or not all(float(a).is_integer() for a in args)):
-        return [f"{kind_name}: {name} is a whole number, and this samples fractions; use randint, quniform with whole numbers, or choice"]
+    if is_whole_number(name) and (
+        kind.values is None or not all(float(a).is_integer() for a in args)
+    ):
+        return [
+            f"{kind_name}: {name} is a whole number, and this samples fractions; use randint, "
+            f"quniform with whole numbers, or choice"
+        ]
     return [f"{kind_name}: {p}" for v in (low, high) if (p := check_train_value(name, v))]
 
 
@@ -141,18 +195,25 @@ _DISTRIBUTION_PATH = re.compile(rf"^({'|'.join(DISTRIBUTIONS)})(\[\d+\])?$")
 
 
 def space_problems(where: str, key: str, spec: Any) -> list[Problem]:
-    """`check_distribution`'s findings at their paths: `search.space.lr.uniform`, `...pool_size.choice[1]`."""
+    """`check_distribution`'s findings at their paths: `search.space.lr.uniform`,
+    `...pool_size.choice[1]`."""
     out = []
     for p in check_distribution(key, spec):
         sub, sep, message = p.partition(": ")
         distribution = sep and _DISTRIBUTION_PATH.match(sub)
-        out.append(Problem(f"{where}.{key}.{sub}", message) if distribution else Problem(f"{where}.{key}", p))
+        out.append(
+            Problem(f"{where}.{key}.{sub}", message)
+            if distribution
+            else Problem(f"{where}.{key}", p)
+        )
     return out
 
 
 def grid_size(space: dict[str, Any]) -> int:
     """How many combinations the space's grid axes make (1 without any)."""
-    return math.prod(len(Distribution.of(spec).args) for spec in space.values() if _is_grid_axis(spec))
+    return math.prod(
+        len(Distribution.of(spec).args) for spec in space.values() if _is_grid_axis(spec)
+    )
 
 
 def grid_points(space: dict[str, Any]) -> list[dict[str, Any]]:
@@ -162,4 +223,9 @@ def grid_points(space: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _is_grid_axis(spec: Any) -> bool:
-    return isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in KINDS and KINDS[next(iter(spec))].grid_axis
+    return (
+        isinstance(spec, dict)
+        and len(spec) == 1
+        and next(iter(spec)) in KINDS
+        and KINDS[next(iter(spec))].grid_axis
+    )

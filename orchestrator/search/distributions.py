@@ -1,5 +1,6 @@
-"""A manifest's search distributions (`{uniform: [low, high]}` ...) as Ray Tune's: what the search space and a
-PBT scheduler's mutations are made of. The kinds and their Tune arguments are orchestrator.config.space's."""
+"""A manifest's search distributions (`{uniform: [low, high]}` ...) as Ray Tune's: what the search
+space and a PBT scheduler's mutations are made of. The kinds and their Tune arguments are
+orchestrator.config.space's."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Guard rails of each task's sweep: divergence, a time budget, a cap on failed trials.
 
 `SweepGuard` holds one task's rules and state; `TaskGuards`, the Tune stopper and a Tune callback
-of the manifest's one Tune run, routes each trial to its task's guard (orchestrator.sweep.router stops
-the trials of a task whose guard says so):
+of the manifest's one Tune run, routes each trial to its task's guard (orchestrator.sweep.router
+stops the trials of a task whose guard says so):
 
 - **Divergence.** A trial has diverged when an epoch reports a non-finite loss or metric, or a
   metric more than `divergence_factor` times worse than the baseline trial's at the same epoch
@@ -31,14 +31,20 @@ from orchestrator.config.baseline import baseline_trial
 from orchestrator.sweep.router import by_task, task_of
 
 DIVERGED = "diverged"  # the result key holding why a trial diverged
-WATCHED = frozenset({f"loss_{name}" for name in LOSS_NAMES} | set(EPOCH_METRICS))  # the losses, loss_G, cycle_l1
+WATCHED = frozenset(
+    {f"loss_{name}" for name in LOSS_NAMES} | set(EPOCH_METRICS)
+)  # the losses, loss_G, cycle_l1
 
 
 def nonfinite(result: dict[str, Any], metric: str) -> str | None:
     """The first loss or metric of `result` that is NaN or infinite, as 'name is value'."""
     for key, value in result.items():
-        if (key == metric or key in WATCHED) and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and not math.isfinite(value):
+        if (
+            (key == metric or key in WATCHED)
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and not math.isfinite(value)
+        ):
             return f"{key} is {value}"
     return None
 
@@ -51,15 +57,26 @@ def far_worse(value: float, reference: float, factor: float, mode: str) -> bool:
 
 
 class SweepGuard(Callback, Stopper):
-    def __init__(self, metric: str, mode: str, baseline: dict[str, Any] | None, divergence_factor: float | None = None,
-                 time_budget_s: float | None = None, max_failed_trials: int | None = None):
+    def __init__(
+        self,
+        metric: str,
+        mode: str,
+        baseline: dict[str, Any] | None,
+        divergence_factor: float | None = None,
+        time_budget_s: float | None = None,
+        max_failed_trials: int | None = None,
+    ):
         self.metric, self.mode, self.baseline = metric, mode, baseline
-        self.divergence_factor, self.time_budget_s, self.max_failed_trials = divergence_factor, time_budget_s, max_failed_trials
+        self.divergence_factor, self.time_budget_s, self.max_failed_trials = (
+            divergence_factor,
+            time_budget_s,
+            max_failed_trials,
+        )
         self.baseline_id: str | None = None
-        self.configs: dict[str, dict] = {}           # every trial's config, in Tune's order of creation
-        self.baseline_values: dict[int, float] = {}   # the baseline's metric by epoch
+        self.configs: dict[str, dict] = {}  # every trial's config, in Tune's order of creation
+        self.baseline_values: dict[int, float] = {}  # the baseline's metric by epoch
         self.failed = 0
-        self.completed: set[str] = set()              # trials Tune ended one by one (the rest: by stop_all)
+        self.completed: set[str] = set()  # trials Tune ended one by one (the rest: by stop_all)
         self.stop_reason: str | None = None
         self._started: float | None = None
         self._first_step = True
@@ -68,14 +85,19 @@ class SweepGuard(Callback, Stopper):
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         if len(trials) != len(self.configs):  # a trial's config never changes once it is created
             self.configs = {t.trial_id: dict(t.config or {}) for t in trials}
-        if self.baseline_id is None:  # the first matching trial created: once found, later trials cannot change it
+        if (
+            self.baseline_id is None
+        ):  # the first matching trial created: once found, later trials cannot change it
             self.baseline_id = baseline_trial(self.configs.items(), self.baseline)
         if self._first_step:
-            # A resumed sweep starts with the trials that ended before: none of them is this guard's doing, and
-            # the baseline's last result before the interruption is all that is left of its history.
+            # A resumed sweep starts with the trials that ended before: none of them is this guard's
+            # doing, and the baseline's last result before the interruption is all that is left of
+            # its history.
             self._first_step = False
             self.completed |= {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
-            last = next((t.last_result for t in trials if t.trial_id == self.baseline_id), None) or {}
+            last = (
+                next((t.last_result for t in trials if t.trial_id == self.baseline_id), None) or {}
+            )
             self._note_baseline(last)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
@@ -101,10 +123,21 @@ class SweepGuard(Callback, Stopper):
         now = time.monotonic()
         if self._started is None:
             self._started = now
-        if self.stop_reason is None and self.time_budget_s is not None and now - self._started >= self.time_budget_s:
+        if (
+            self.stop_reason is None
+            and self.time_budget_s is not None
+            and now - self._started >= self.time_budget_s
+        ):
             self.stop_reason = f"the task's time budget of {self.time_budget_s:g} s ran out"
-        if self.stop_reason is None and self.max_failed_trials is not None and self.failed >= self.max_failed_trials:
-            self.stop_reason = f"{self.failed} trial(s) failed (search.max_failed_trials: {self.max_failed_trials})"
+        if (
+            self.stop_reason is None
+            and self.max_failed_trials is not None
+            and self.failed >= self.max_failed_trials
+        ):
+            self.stop_reason = (
+                f"{self.failed} trial(s) failed (search.max_failed_trials: "
+                f"{self.max_failed_trials})"
+            )
         return self.stop_reason is not None
 
     # -- the rules ---------------------------------------------------------------------------
@@ -115,15 +148,24 @@ class SweepGuard(Callback, Stopper):
         if bad:
             return f"{where}: {bad}".lstrip(": ")
         value = result.get(self.metric)
-        if (self.divergence_factor is None or trial_id == self.baseline_id or not isinstance(value, (int, float))
-                or not isinstance(epoch, int)):
+        if (
+            self.divergence_factor is None
+            or trial_id == self.baseline_id
+            or not isinstance(value, (int, float))
+            or not isinstance(epoch, int)
+        ):
             return None
         reference = self._baseline_at(epoch)
-        if reference is None or not far_worse(float(value), reference[1], self.divergence_factor, self.mode):
+        if reference is None or not far_worse(
+            float(value), reference[1], self.divergence_factor, self.mode
+        ):
             return None
         relation = "above" if self.mode == "min" else "below"
-        return (f"{where}: {self.metric} {value:.4g} is more than {self.divergence_factor:g}x {relation} the baseline's "
-                f"{reference[1]:.4g} (epoch {reference[0]})")
+        return (
+            f"{where}: {self.metric} {value:.4g} is more than {self.divergence_factor:g}x "
+            f"{relation} the baseline's "
+            f"{reference[1]:.4g} (epoch {reference[0]})"
+        )
 
     def _note_baseline(self, result: dict[str, Any]) -> None:
         epoch, value = result.get("epoch"), result.get(self.metric)
@@ -143,7 +185,7 @@ class TaskGuards(Callback, Stopper):
 
     def __init__(self, guards: dict[str, SweepGuard]):
         self.guards = guards
-        self.tasks: dict[str, str] = {}   # trial id -> task, from the trials Tune lists at each step
+        self.tasks: dict[str, str] = {}  # trial id -> task, from the trials Tune lists at each step
         self._stopping: set[str] = set()
 
     def guard_of(self, trial_id: str) -> SweepGuard | None:

@@ -1,4 +1,5 @@
-"""A trial's best epoch: the generators it had when the task's metric was at its best, kept in storage.
+"""A trial's best epoch: the generators it had when the task's metric was at its best, kept in
+storage.
 
 GAN metrics oscillate from epoch to epoch, so a trial's result is its best evaluated epoch (an
 epoch that reported the task's metric), ties going to the later epoch. Rank 0 keeps that epoch's
@@ -33,9 +34,13 @@ log = logging.getLogger(__name__)
 
 BEST_DIR = "best"
 BEST_FILE = "best.json"
-BEST_EPOCH = "best_epoch"                  # reported each epoch once there is a best
-BEST_CHECKPOINT = "best_checkpoint_path"   # reported beside BEST_EPOCH: the best/ folder's URI
-BEST_FILES = (network_file(LATEST, "G_A"), network_file(LATEST, "G_B"), CONFIG_FILE)  # what registering needs
+BEST_EPOCH = "best_epoch"  # reported each epoch once there is a best
+BEST_CHECKPOINT = "best_checkpoint_path"  # reported beside BEST_EPOCH: the best/ folder's URI
+BEST_FILES = (
+    network_file(LATEST, "G_A"),
+    network_file(LATEST, "G_B"),
+    CONFIG_FILE,
+)  # what registering needs
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,13 @@ class BestRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> BestRecord:
         data = json.loads(text)
-        return cls(int(data["epoch"]), str(data["metric"]), str(data["mode"]), float(data["value"]), str(data["folder"]))
+        return cls(
+            int(data["epoch"]),
+            str(data["metric"]),
+            str(data["mode"]),
+            float(data["value"]),
+            str(data["folder"]),
+        )
 
 
 def _location(storage: Storage, run_name: str) -> tuple[pafs.FileSystem, str]:
@@ -78,7 +89,8 @@ def _location(storage: Storage, run_name: str) -> tuple[pafs.FileSystem, str]:
 
 
 def read_best(storage: Storage, run_name: str) -> BestRecord | None:
-    """What run `run_name` keeps as its best, or None (no evaluated epoch yet, or another layout)."""
+    """What run `run_name` keeps as its best, or None (no evaluated epoch yet, or another
+    layout)."""
     fs, root = _location(storage, run_name)
     try:
         with fs.open_input_stream(f"{root}/{BEST_FILE}") as stream:
@@ -102,22 +114,43 @@ class BestKeeper:
     """Rank 0's keeper of a run's best epoch (see the module docstring)."""
 
     def __init__(self, ranking: Ranking, storage: Storage, run_name: str):
-        self.metric, self.mode, self.storage, self.run_name = ranking.metric, ranking.mode, storage, run_name
+        self.metric, self.mode, self.storage, self.run_name = (
+            ranking.metric,
+            ranking.mode,
+            storage,
+            run_name,
+        )
         self.fs, self.root = _location(storage, run_name)
-        self.record = read_best(storage, run_name)  # a resumed run compares with what it kept before
-        if self.record is not None and (self.record.metric, self.record.mode) != (self.metric, self.mode):
-            log.warning("%s: the kept best is by %s, this run ranks by %s: starting afresh", run_name, self.record.metric, self.metric)
+        self.record = read_best(
+            storage, run_name
+        )  # a resumed run compares with what it kept before
+        if self.record is not None and (self.record.metric, self.record.mode) != (
+            self.metric,
+            self.mode,
+        ):
+            log.warning(
+                "%s: the kept best is by %s, this run ranks by %s: starting afresh",
+                run_name,
+                self.record.metric,
+                self.metric,
+            )
             self.record = None
 
     def update(self, epoch: int, metrics: dict, out_dir: Path) -> dict:
-        """Keep `out_dir`'s generators if `metrics` holds the best value so far; return the best_* keys to report."""
+        """Keep `out_dir`'s generators if `metrics` holds the best value so far; return the best_*
+        keys to report."""
         value = metrics.get(self.metric)
-        if isinstance(value, (int, float)) and improves(float(value), self.record.value if self.record else None, self.mode):
+        if isinstance(value, (int, float)) and improves(
+            float(value), self.record.value if self.record else None, self.mode
+        ):
             self._keep(epoch, float(value), out_dir)
         if self.record is None:
             return {best_key(self.metric): math.nan}
-        return {best_key(self.metric): self.record.value, BEST_EPOCH: self.record.epoch,
-                BEST_CHECKPOINT: self.storage.run_uri(self.run_name, BEST_DIR)}
+        return {
+            best_key(self.metric): self.record.value,
+            BEST_EPOCH: self.record.epoch,
+            BEST_CHECKPOINT: self.storage.run_uri(self.run_name, BEST_DIR),
+        }
 
     def _keep(self, epoch: int, value: float, out_dir: Path) -> None:
         folder = f"epoch_{epoch:04d}"
@@ -126,13 +159,30 @@ class BestKeeper:
         for name in BEST_FILES:
             if (out_dir / name).is_file():
                 upload(out_dir / name, self.fs, f"{target}/{name}")
-        previous, self.record = self.record, BestRecord(epoch, self.metric, self.mode, value, folder)
+        previous, self.record = (
+            self.record,
+            BestRecord(epoch, self.metric, self.mode, value, folder),
+        )
         with self.fs.open_output_stream(f"{self.root}/{BEST_FILE}") as stream:
             stream.write(json.dumps(asdict(self.record)).encode())
         if previous is not None and previous.folder != folder:
             try:
                 self.fs.delete_dir(f"{self.root}/{previous.folder}")
-            except (FileNotFoundError, OSError) as err:  # a leftover folder costs space, not correctness
-                log.warning("%s: could not delete the previous best %s: %s", self.run_name, previous.folder, err)
-        log.info("%s: best %s so far at epoch %d (%.4g), kept in %s", self.run_name, self.metric, epoch, value,
-                 self.storage.run_uri(self.run_name, BEST_DIR))
+            except (
+                FileNotFoundError,
+                OSError,
+            ) as err:  # a leftover folder costs space, not correctness
+                log.warning(
+                    "%s: could not delete the previous best %s: %s",
+                    self.run_name,
+                    previous.folder,
+                    err,
+                )
+        log.info(
+            "%s: best %s so far at epoch %d (%.4g), kept in %s",
+            self.run_name,
+            self.metric,
+            epoch,
+            value,
+            self.storage.run_uri(self.run_name, BEST_DIR),
+        )

@@ -1,9 +1,11 @@
 """Where Ray Train runs keep their checkpoints: a local (or shared) folder, or S3.
 
-    /shared/runs, ./runs, file:///shared/runs        a folder (shared by every node on a cluster)
-    s3://bucket/prefix                                AWS, or an S3-compatible store (MinIO, Ceph, moto):
-                                                      endpoint from $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL
-    s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http&region=R   the same, said in the URI
+    /shared/runs, ./runs, file:///shared/runs   a folder (shared by every node on a cluster)
+    s3://bucket/prefix                           AWS, or an S3-compatible store (MinIO, Ceph, moto):
+                                                 endpoint from $AWS_ENDPOINT_URL_S3 or
+                                                 $AWS_ENDPOINT_URL
+    s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http&region=R
+                                                 the same, said in the URI
 
 `validate_storage` checks, before anything starts, that the folder can be created and
 written, or that the endpoint answers, the bucket exists and a probe object can be written
@@ -32,17 +34,18 @@ CHECK_REQUEST_TIMEOUT_S = 20.0
 
 
 class StorageError(UserError):
-    """Storage that Ray Train could not use (missing bucket, unreachable endpoint, read-only folder...)."""
+    """Storage that Ray Train could not use (missing bucket, unreachable endpoint, read-only
+    folder...)."""
 
 
 @dataclass(frozen=True)
 class Storage:
     """A parsed storage location. `path` and `filesystem` are what `ray.train.RunConfig` takes."""
 
-    shown: str                                # the location for messages (credentials masked)
-    path: str                                 # local folder, or "bucket/prefix" for S3
+    shown: str  # the location for messages (credentials masked)
+    path: str  # local folder, or "bucket/prefix" for S3
     filesystem: pafs.FileSystem | None = None  # None: local
-    endpoint: str | None = None               # S3 endpoint URL (None: AWS)
+    endpoint: str | None = None  # S3 endpoint URL (None: AWS)
 
     @property
     def is_local(self) -> bool:
@@ -51,7 +54,9 @@ class Storage:
     def run_uri(self, name: str, *parts: str) -> str:
         """Where run `name` (and files under it) lives, as a user would write it."""
         tail = "/".join((name, *parts))
-        return str(Path(self.path, tail)) if self.is_local else f"s3://{self.path.rstrip('/')}/{tail}"
+        return (
+            str(Path(self.path, tail)) if self.is_local else f"s3://{self.path.rstrip('/')}/{tail}"
+        )
 
 
 def parse_storage(uri: str, endpoint_url: str | None = None) -> Storage:
@@ -61,18 +66,24 @@ def parse_storage(uri: str, endpoint_url: str | None = None) -> Storage:
         raise StorageError("storage: empty; pass a folder or s3://bucket/prefix")
     shown = mask_text(uri)
     if "://" not in uri or uri.startswith("file://"):
-        return Storage(shown=shown, path=str(Path(uri.removeprefix("file://")).expanduser().resolve()))
+        return Storage(
+            shown=shown, path=str(Path(uri.removeprefix("file://")).expanduser().resolve())
+        )
     parts = urlsplit(uri)
     if parts.scheme != "s3":
-        raise StorageError(f"storage {shown}: unsupported scheme {parts.scheme}://; use a folder or s3://bucket/prefix")
+        raise StorageError(
+            f"storage {shown}: unsupported scheme {parts.scheme}://; use a folder or s3://bucket/prefix"
+        )
     bucket, prefix = parts.netloc.rpartition("@")[2], parts.path.strip("/")
     if not bucket:
         raise StorageError(f"storage {shown}: no bucket; write s3://bucket/prefix")
     query = dict(parse_qsl(parts.query))
     unknown = set(query) - {"endpoint_override", "scheme", "region"}
     if unknown:
-        raise StorageError(f"storage {shown}: unknown option(s) {', '.join(sorted(unknown))}; "
-                           "the URI takes endpoint_override, scheme and region")
+        raise StorageError(
+            f"storage {shown}: unknown option(s) {', '.join(sorted(unknown))}; "
+            "the URI takes endpoint_override, scheme and region"
+        )
     endpoint = query.get("endpoint_override") or default_endpoint_url(endpoint_url)
     options: dict = {}
     if endpoint:
@@ -83,20 +94,31 @@ def parse_storage(uri: str, endpoint_url: str | None = None) -> Storage:
         scheme = scheme or "https"
         options.update(endpoint_override=endpoint, scheme=scheme)
         endpoint = f"{scheme}://{endpoint}"
-    region = query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = (
+        query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    )
     if region or endpoint:
-        options["region"] = region or "us-east-1"  # custom stores ignore it, but pyarrow would look it up
+        options["region"] = (
+            region or "us-east-1"
+        )  # custom stores ignore it, but pyarrow would look it up
     # No credentials here: every process (driver, Ray controller, workers) reads its own AWS chain,
     # so none travel inside the pickled filesystem.
     fs = pafs.S3FileSystem(**options)
-    return Storage(shown=shown, path=f"{bucket}/{prefix}".rstrip("/"), filesystem=fs, endpoint=endpoint)
+    return Storage(
+        shown=shown, path=f"{bucket}/{prefix}".rstrip("/"), filesystem=fs, endpoint=endpoint
+    )
 
 
 def without_userinfo(uri: str) -> str:
-    """`s3://KEY:SECRET@bucket/prefix` -> `s3://bucket/prefix`: the same storage (parse_storage ignores
-    user info; credentials come from the AWS chain), safe to hand to Ray, which stores it."""
+    """`s3://KEY:SECRET@bucket/prefix` -> `s3://bucket/prefix`: the same storage (parse_storage
+    ignores user info; credentials come from the AWS chain), safe to hand to Ray, which stores
+    it."""
     parts = urlsplit(uri)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else uri
+    return (
+        urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        if "@" in parts.netloc
+        else uri
+    )
 
 
 def validate_storage(storage: str | Storage, endpoint_url: str | None = None) -> Storage:
@@ -116,8 +138,10 @@ def _check_folder(target: Storage) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
             pass
     except OSError as err:
-        raise StorageError(f"storage {target.shown}: cannot create or write this folder ({err.strerror or err}); "
-                           "pass a writable folder (shared by all nodes on a cluster) or s3://bucket/prefix") from None
+        raise StorageError(
+            f"storage {target.shown}: cannot create or write this folder ({err.strerror or err}); "
+            "pass a writable folder (shared by all nodes on a cluster) or s3://bucket/prefix"
+        ) from None
 
 
 def _check_bucket(target: Storage) -> None:
@@ -129,8 +153,11 @@ def _check_bucket(target: Storage) -> None:
     except OSError as err:
         raise _s3_error(target, where, err) from None
     if info.type == pafs.FileType.NotFound:
-        raise StorageError(f"storage {target.shown}: bucket '{bucket}' does not exist {where}; create it, or fix the "
-                           "bucket name or the endpoint ($AWS_ENDPOINT_URL_S3, or ?endpoint_override= in the URI)")
+        raise StorageError(
+            f"storage {target.shown}: bucket '{bucket}' does not exist {where}; create it, or fix "
+            f"the "
+            "bucket name or the endpoint ($AWS_ENDPOINT_URL_S3, or ?endpoint_override= in the URI)"
+        )
     probe = f"{target.path}/.write-check-{uuid.uuid4().hex}"
     try:
         with checker.open_output_stream(probe) as stream:
@@ -142,8 +169,11 @@ def _check_bucket(target: Storage) -> None:
 
 def _checking_filesystem(target: Storage) -> pafs.S3FileSystem:
     """The same endpoint as `target`, with short timeouts and a single retry."""
-    options = {"connect_timeout": CHECK_CONNECT_TIMEOUT_S, "request_timeout": CHECK_REQUEST_TIMEOUT_S,
-               "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2)}
+    options = {
+        "connect_timeout": CHECK_CONNECT_TIMEOUT_S,
+        "request_timeout": CHECK_REQUEST_TIMEOUT_S,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2),
+    }
     if target.endpoint:
         parsed = urlsplit(target.endpoint)
         options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
@@ -155,19 +185,46 @@ def _checking_filesystem(target: Storage) -> pafs.S3FileSystem:
 
 def _s3_error(target: Storage, where: str, err: OSError, writing: bool = False) -> StorageError:
     text = str(err)
-    if "NETWORK_CONNECTION" in text or "curlCode" in text or "Could not connect" in text or "timed out" in text.lower():
-        return StorageError(f"storage {target.shown}: cannot reach the S3 endpoint {mask_text(target.endpoint or 'of AWS')}; check that it is "
-                            "up and that $AWS_ENDPOINT_URL_S3 (or ?endpoint_override= in the URI) names it")
-    if any(code in text for code in ("ACCESS_DENIED", "AccessDenied", "403", "INVALID_ACCESS_KEY", "SignatureDoesNotMatch")):
+    if (
+        "NETWORK_CONNECTION" in text
+        or "curlCode" in text
+        or "Could not connect" in text
+        or "timed out" in text.lower()
+    ):
+        return StorageError(
+            f"storage {target.shown}: cannot reach the S3 endpoint "
+            f"{mask_text(target.endpoint or 'of AWS')}; check that it is "
+            "up and that $AWS_ENDPOINT_URL_S3 (or ?endpoint_override= in the URI) names it"
+        )
+    if any(
+        code in text
+        for code in (
+            "ACCESS_DENIED",
+            "AccessDenied",
+            "403",
+            "INVALID_ACCESS_KEY",
+            "SignatureDoesNotMatch",
+        )
+    ):
         action = "write to" if writing else "read"
-        return StorageError(f"storage {target.shown}: access denied {where} (cannot {action} the bucket); check the AWS "
-                            "credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE / the instance role) and the bucket policy")
+        return StorageError(
+            f"storage {target.shown}: access denied {where} (cannot {action} the bucket); check "
+            f"the AWS "
+            "credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE / the instance role) and the bucket "
+            "policy"
+        )
     if "NO_SUCH_BUCKET" in text:
-        return StorageError(f"storage {target.shown}: the bucket does not exist {where}; create it first")
+        return StorageError(
+            f"storage {target.shown}: the bucket does not exist {where}; create it first"
+        )
     action = "writing a probe object" if writing else "checking the bucket"
-    return StorageError(f"storage {target.shown}: S3 error {where} while {action}: {mask_text(text.splitlines()[0])[:300]}")
+    return StorageError(
+        f"storage {target.shown}: S3 error {where} while {action}: "
+        f"{mask_text(text.splitlines()[0])[:300]}"
+    )
 
 
 def trial_run_name(task: str, trial_id: str) -> str:
-    """A trial's folder under the trials' storage, and its Ray Train run's name: stable across retries."""
+    """A trial's folder under the trials' storage, and its Ray Train run's name: stable across
+    retries."""
     return f"{task}-{trial_id}"

@@ -1,1 +1,2 @@
-"""The driver process: one Tune run for a manifest's tasks, progress, results, the summary. Imports no torch."""
+"""The driver process: one Tune run for a manifest's tasks, progress, results, the summary. Imports
+no torch."""

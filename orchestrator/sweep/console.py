@@ -29,7 +29,7 @@ class RunConsole:
 
     def __init__(self, log_path: Path, verbose: bool = False):
         self.log_path, self.verbose = Path(log_path), verbose
-        self._terminal = None   # a stream on the terminal's stdout while captured
+        self._terminal = None  # a stream on the terminal's stdout while captured
         self._log = None
 
     def echo(self, text: str = "") -> None:

@@ -18,7 +18,13 @@ from orchestrator.config.options import train_options
 from orchestrator.config.plan import LoadedManifest, TaskPlan
 from orchestrator.redact import environ_snapshot, is_secret_name, mask_text
 from orchestrator.runtime import connect, ray_logs_dir, shutdown_quietly
-from orchestrator.storage.location import Storage, parse_storage, trial_run_name, validate_storage, without_userinfo
+from orchestrator.storage.location import (
+    Storage,
+    parse_storage,
+    trial_run_name,
+    validate_storage,
+    without_userinfo,
+)
 from orchestrator.sweep.options import RunOptions
 from orchestrator.sweep.placement import check_cluster_fits, has_autoscaler
 from orchestrator.sweep.results import TaskResult, summary_table, write_results
@@ -29,12 +35,18 @@ from orchestrator.trial.trainable import SweepContext
 
 log = logging.getLogger(__name__)
 
-# Settings the Ray workers need to reach S3 and MLflow like the driver does (endpoints, region, cache).
+# Settings the Ray workers need to reach S3 and MLflow like the driver does (endpoints, region,
+# cache).
 FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_", "CYCLEGAN_")
 # Trials need no usage reports; MLflow's telemetry thread also changes os.environ while trials run.
 WORKER_ENV_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 # A trial's MLflow run status; its `cyclegan.status` tag tells diverged from failed.
-TRIAL_RUN_STATUS = {"finished": "FINISHED", "stopped": "KILLED", "diverged": "FAILED", "failed": "FAILED"}
+TRIAL_RUN_STATUS = {
+    "finished": "FINISHED",
+    "stopped": "KILLED",
+    "diverged": "FAILED",
+    "failed": "FAILED",
+}
 
 
 class Stopped(KeyboardInterrupt):
@@ -46,17 +58,21 @@ def _stop(signum, frame):
 
 
 def worker_env(environ: dict[str, str]) -> dict[str, str]:
-    """The runtime env's variables: the driver's non-secret settings only. Ray writes a runtime env in
-    plain text to its runtime_env_agent.log, so no secret goes there: a private local Ray inherits the
-    driver's environment anyway, and on a cluster the workers take credentials from their node
-    (instance profile, IRSA) or from the runtime env the user wrote (docs/cluster.md)."""
-    env = {k: v for k, v in environ.items()
-           if k.startswith(FORWARDED_ENV_PREFIXES) and not is_secret_name(k) and mask_text(v) == v}
+    """The runtime env's variables: the driver's non-secret settings only. Ray writes a runtime env
+    in plain text to its runtime_env_agent.log, so no secret goes there: a private local Ray
+    inherits the driver's environment anyway, and on a cluster the workers take credentials from
+    their node (instance profile, IRSA) or from the runtime env the user wrote (docs/cluster.md)."""
+    env = {
+        k: v
+        for k, v in environ.items()
+        if k.startswith(FORWARDED_ENV_PREFIXES) and not is_secret_name(k) and mask_text(v) == v
+    }
     return {**WORKER_ENV_DEFAULTS, **env}
 
 
 def _sweep_token(target: Storage, experiment: str, resume: bool) -> str:
-    """An id for this sweep, kept in storage so that `--resume` reopens the same MLflow parent runs."""
+    """An id for this sweep, kept in storage so that `--resume` reopens the same MLflow parent
+    runs."""
     fs = target.filesystem
     path = f"{target.path.rstrip('/')}/{experiment}/sweep.json"
     if fs is None:
@@ -69,66 +85,129 @@ def _sweep_token(target: Storage, experiment: str, resume: bool) -> str:
             with fs.open_input_stream(path) as f:
                 return json.loads(f.read())["token"]
         except (FileNotFoundError, OSError, KeyError, ValueError):
-            log.warning("no earlier sweep of %s found in the storage: starting a new one", experiment)
+            log.warning(
+                "no earlier sweep of %s found in the storage: starting a new one", experiment
+            )
     token = uuid.uuid4().hex[:12]
     with fs.open_output_stream(path) as f:
         f.write(json.dumps({"token": token}).encode())
     return token
 
 
-def _start_tracking(loaded: LoadedManifest, plans: list[TaskPlan], token: str) -> dict[str, TrackingContext]:
+def _start_tracking(
+    loaded: LoadedManifest, plans: list[TaskPlan], token: str
+) -> dict[str, TrackingContext]:
     """Check MLflow, then open one parent run per task; returns what the trials need."""
     manifest = loaded.manifest
     specs = [
         tracking.TaskRunSpec(
-            plan.name, dataset=plan.data, manifest_name=manifest.name, manifest_sha256=loaded.sha256,
-            metric=plan.search.metric, mode=plan.search.resolved_mode, sweep_key=f"{manifest.name}/{plan.name}/{token}",
-            # Hyperparameters by their TrainConfig names, as the trials' runs and the registry record them.
-            params={"search": plan.search.model_dump(exclude={"space"}), "space": expand_aliases(plan.space), "train": plan.train,
-                    "resources": plan.resources.model_dump()},
-            tags={tracking.SEARCHED_AS_TAG: alias_note(plan.space)})
-        for plan in plans]
-    return tracking.open_task_runs(tracking.resolve_tracking_uri(manifest.tracking.uri), manifest.tracking.experiment or manifest.name,
-                                   specs, loaded.path, manifest.tracking.system_metrics)
+            plan.name,
+            dataset=plan.data,
+            manifest_name=manifest.name,
+            manifest_sha256=loaded.sha256,
+            metric=plan.search.metric,
+            mode=plan.search.resolved_mode,
+            sweep_key=f"{manifest.name}/{plan.name}/{token}",
+            # Hyperparameters by their TrainConfig names, as the trials' runs and the registry
+            # record them.
+            params={
+                "search": plan.search.model_dump(exclude={"space"}),
+                "space": expand_aliases(plan.space),
+                "train": plan.train,
+                "resources": plan.resources.model_dump(),
+            },
+            tags={tracking.SEARCHED_AS_TAG: alias_note(plan.space)},
+        )
+        for plan in plans
+    ]
+    return tracking.open_task_runs(
+        tracking.resolve_tracking_uri(manifest.tracking.uri),
+        manifest.tracking.experiment or manifest.name,
+        specs,
+        loaded.path,
+        manifest.tracking.system_metrics,
+    )
 
 
-def _finish_task(result: TaskResult, plan: TaskPlan, spec: TrackingContext, prefix: str, trials: Storage) -> None:
-    """Close the trial runs, register the best trial's best epoch, record the outcome and close the parent run."""
+def _finish_task(
+    result: TaskResult, plan: TaskPlan, spec: TrackingContext, prefix: str, trials: Storage
+) -> None:
+    """Close the trial runs, register the best trial's best epoch, record the outcome and close the
+    parent run."""
     from orchestrator.storage.best import best_key, fetch_best
     from orchestrator.tracking.registry import Candidate, register_best
 
     uri, parent = spec.uri, spec.parent_run_id
     for trial in result.trials:
         if trial.trial_id != "-":
-            tags = {tracking.STATUS_TAG: trial.status, tracking.BASELINE_TAG: str(trial.baseline).lower(), tracking.NOTE_TAG: trial.note,
-                    BEST_EPOCH_TAG: trial.best_epoch}
-            tracking.set_trial_status(uri, parent, trial.trial_id, TRIAL_RUN_STATUS[trial.status], tags)
+            tags = {
+                tracking.STATUS_TAG: trial.status,
+                tracking.BASELINE_TAG: str(trial.baseline).lower(),
+                tracking.NOTE_TAG: trial.note,
+                BEST_EPOCH_TAG: trial.best_epoch,
+            }
+            tracking.set_trial_status(
+                uri, parent, trial.trial_id, TRIAL_RUN_STATUS[trial.status], tags
+            )
     best, baseline = result.best, result.baseline
     hyperparameters = train_options(best.params) if best else {}  # the names the trial's run has
     tracking.record_task_outcome(
-        uri, parent,
-        metrics={best_key(result.metric): best.metric if best else None, "best_epoch": best.best_epoch if best else None,
-                 f"baseline_{result.metric}": baseline.metric if baseline else None, "improvement_over_baseline": result.improvement},
-        tags={"cyclegan.best_trial": result.best_trial_id, "cyclegan.baseline_trial": result.baseline_trial_id,
-              "cyclegan.stopped": result.stopped, **{f"{tracking.BEST_PREFIX}{k}": v for k, v in hyperparameters.items()}})
+        uri,
+        parent,
+        metrics={
+            best_key(result.metric): best.metric if best else None,
+            "best_epoch": best.best_epoch if best else None,
+            f"baseline_{result.metric}": baseline.metric if baseline else None,
+            "improvement_over_baseline": result.improvement,
+        },
+        tags={
+            "cyclegan.best_trial": result.best_trial_id,
+            "cyclegan.baseline_trial": result.baseline_trial_id,
+            "cyclegan.stopped": result.stopped,
+            **{f"{tracking.BEST_PREFIX}{k}": v for k, v in hyperparameters.items()},
+        },
+    )
     summary = f"no successful trial: nothing registered for {result.task}"
     if best is not None:
         run_id = tracking.find_trial_run(uri, parent, best.trial_id)
         try:
             with tempfile.TemporaryDirectory(prefix="cyclegan-best-") as tmp:
-                # The best epoch's generators from storage (S3 too), else the ones logged to the trial's run.
+                # The best epoch's generators from storage (S3 too), else the ones logged to the
+                # trial's run.
                 fetched = fetch_best(trials, trial_run_name(plan.name, best.trial_id), Path(tmp))
                 folder, kept = fetched if fetched else (None, None)
-                value, epoch = (kept.value, kept.epoch) if kept else (best.metric, best.best_epoch)  # the files' own epoch
-                candidate = Candidate(result.task, run_id, metric=result.metric, value=value, mode=result.mode,
-                                      hyperparameters=hyperparameters, dataset=result.data, step=epoch or 0, checkpoint_dir=folder,
-                                      tags={"epoch": epoch, "baseline": str(best.baseline).lower(),
-                                            tracking.SEARCHED_AS_TAG: alias_note(best.params)})
+                value, epoch = (
+                    (kept.value, kept.epoch) if kept else (best.metric, best.best_epoch)
+                )  # the files' own epoch
+                candidate = Candidate(
+                    result.task,
+                    run_id,
+                    metric=result.metric,
+                    value=value,
+                    mode=result.mode,
+                    hyperparameters=hyperparameters,
+                    dataset=result.data,
+                    step=epoch or 0,
+                    checkpoint_dir=folder,
+                    tags={
+                        "epoch": epoch,
+                        "baseline": str(best.baseline).lower(),
+                        tracking.SEARCHED_AS_TAG: alias_note(best.params),
+                    },
+                )
                 registration = register_best(uri, candidate, prefix)
-            result.registry = {"name": registration.name, "version": registration.version, "champion": registration.champion,
-                               "model_uri": registration.model_uri, "summary": registration.summary()}
+            result.registry = {
+                "name": registration.name,
+                "version": registration.version,
+                "champion": registration.champion,
+                "model_uri": registration.model_uri,
+                "summary": registration.summary(),
+            }
             summary = registration.summary()
-        except (UserError, OSError) as err:  # MLflow's errors come as TrackingError; the parent run still ends, FINISHED
+        except (
+            UserError,
+            OSError,
+        ) as err:  # MLflow's errors come as TrackingError; the parent run still ends, FINISHED
             summary = f"registration failed: {mask_text(str(err))[:300]}"
             result.registry = {"error": summary}
     tracking.end_task_run(uri, parent, "FINISHED" if best else "FAILED", summary=summary)
@@ -142,17 +221,28 @@ def _logs_line(log_path: Path | None) -> str | None:
     return "logs: " + "; ".join(parts) if parts else None
 
 
-def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], options: RunOptions,
-                   echo: Callable[[str], None] = print) -> int:
-    """Sweep `plans` of the manifest `loaded` as `options` say, register each task's best, print the summary
-    through `echo`; returns the exit code. With `options.verbose` off, the Ray workers' output stays in Ray's
-    logs (the caller captures this process's own, see orchestrator.sweep.console)."""
+def run_experiment(
+    loaded: LoadedManifest,
+    plans: list[TaskPlan],
+    options: RunOptions,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """Sweep `plans` of the manifest `loaded` as `options` say, register each task's best, print the
+    summary through `echo`; returns the exit code. With `options.verbose` off, the Ray workers'
+    output stays in Ray's logs (the caller captures this process's own, see
+    orchestrator.sweep.console)."""
     experiment = loaded.manifest.name
     target = validate_storage(options.storage)
     token = _sweep_token(target, experiment, options.resume)
-    runs = _start_tracking(loaded, plans, token)  # before anything trains: an unreachable MLflow fails here
-    ctx = SweepContext(experiment=experiment, storage=target.path if target.is_local else without_userinfo(options.storage),
-                       resume=options.resume, tracking=runs)
+    runs = _start_tracking(
+        loaded, plans, token
+    )  # before anything trains: an unreachable MLflow fails here
+    ctx = SweepContext(
+        experiment=experiment,
+        storage=target.path if target.is_local else without_userinfo(options.storage),
+        resume=options.resume,
+        tracking=runs,
+    )
     # Under `ray job submit` the job's runtime env already carries the environment (and Ray refuses
     # a second one with the same keys); a driver started by hand forwards its settings (no secrets).
     in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
@@ -160,33 +250,53 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], options: RunOp
     previous = signal.signal(signal.SIGTERM, _stop)
     started_here = False
     try:
-        started_here = connect(options.address, runtime_env={"env_vars": env} if env else None, log_to_driver=options.verbose)
+        started_here = connect(
+            options.address,
+            runtime_env={"env_vars": env} if env else None,
+            log_to_driver=options.verbose,
+        )
         signal.signal(signal.SIGTERM, _stop)  # ray.init installs its own SIGTERM handler (sys.exit)
         can_grow = not started_here and has_autoscaler()
         try:
             check_cluster_fits(plans, can_grow=can_grow, wait_s=options.resource_wait_s, echo=echo)
         except UserError as err:
             for spec in runs.values():
-                tracking.end_task_run(spec.uri, spec.parent_run_id, "FAILED", summary=mask_text(str(err))[:2000])
+                tracking.end_task_run(
+                    spec.uri, spec.parent_run_id, "FAILED", summary=mask_text(str(err))[:2000]
+                )
             raise
-        echo(f"sweeping {len(plans)} task(s) of {experiment}: " + ", ".join(f"{p.name} ({p.trial_count} trials)" for p in plans))
+        echo(
+            f"sweeping {len(plans)} task(s) of {experiment}: "
+            + ", ".join(f"{p.name} ({p.trial_count} trials)" for p in plans)
+        )
         logs = _logs_line(options.log_path)
         if logs:
             echo(logs)
         results = run_sweeps(loaded, plans, ctx, echo=echo, can_grow=can_grow)
         trials = parse_storage(ctx.trials_storage)
         for result, plan in zip(results, plans):
-            _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix, trials)
+            _finish_task(
+                result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix, trials
+            )
         if started_here:
             shutdown_quietly()
     except KeyboardInterrupt:
         for spec in runs.values():  # no run is left RUNNING forever
-            tracking.end_task_run(spec.uri, spec.parent_run_id, "KILLED", summary="the driver was stopped")
+            tracking.end_task_run(
+                spec.uri, spec.parent_run_id, "KILLED", summary="the driver was stopped"
+            )
         echo(f"stopped: continue with `python -m orchestrator run {loaded.path} --resume`")
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    path = write_results(results, experiment, loaded.path, loaded.sha256, ctx.storage, options.results_dir / f"{experiment}.json")
+    path = write_results(
+        results,
+        experiment,
+        loaded.path,
+        loaded.sha256,
+        ctx.storage,
+        options.results_dir / f"{experiment}.json",
+    )
     echo("\n" + summary_table(results))
     for result in results:
         if result.registry and "summary" in result.registry:
@@ -195,12 +305,18 @@ def run_experiment(loaded: LoadedManifest, plans: list[TaskPlan], options: RunOp
     echo(f"\nresults: {path}")
     if logs:
         echo(logs)
-    echo(f"look up the champions: python -m orchestrator models list --tracking-uri '{mask_text(uri)}'"
-         f"  (or the MLflow UI: mlflow ui --backend-store-uri '{mask_text(uri)}')")
+    echo(
+        f"look up the champions: python -m orchestrator models list --tracking-uri "
+        f"'{mask_text(uri)}'"
+        f"  (or the MLflow UI: mlflow ui --backend-store-uri '{mask_text(uri)}')"
+    )
     failed = [r for r in results if r.best is None]
     for result in failed:
         reason = result.first_error()
-        echo(f"error: task {result.task}: no successful trial" + (f"; first error: {reason}" if reason else ""))
+        echo(
+            f"error: task {result.task}: no successful trial"
+            + (f"; first error: {reason}" if reason else "")
+        )
     if failed:
         echo(f"the trials' errors are in {path}")
         return 1

@@ -37,15 +37,23 @@ def check_outputs_outlast_the_job(storage: str, tracking_uri: str, manifest: Pat
     problems = []
     target = parse_storage(storage)
     if target.is_local and _inside(Path(target.path), job_dir):
-        problems.append(f"storage {storage!r} resolves to {target.path}: set `storage:` in {manifest} (or pass --storage) "
-                        "to s3://BUCKET/PREFIX or a folder every node shares")
+        problems.append(
+            f"storage {storage!r} resolves to {target.path}: set `storage:` in {manifest} (or pass "
+            f"--storage) "
+            "to s3://BUCKET/PREFIX or a folder every node shares"
+        )
     db = sqlite_path(tracking_uri)
     if db is not None and _inside(db, job_dir):
-        problems.append(f"tracking: the MLflow store would be {tracking_uri}: set `tracking.uri` in {manifest} or "
-                        "MLFLOW_TRACKING_URI in the env_vars of cluster/runtime_env.yaml to your MLflow server (http://HOST:5000)")
+        problems.append(
+            f"tracking: the MLflow store would be {tracking_uri}: set `tracking.uri` in {manifest} "
+            f"or "
+            "MLFLOW_TRACKING_URI in the env_vars of cluster/runtime_env.yaml to your MLflow server (http://HOST:5000)"
+        )
     if problems:
-        raise UserError(f"this is a Ray job: its working directory {job_dir} is temporary (Ray deletes it), so\n  "
-                        + "\n  ".join(problems))
+        raise UserError(
+            f"this is a Ray job: its working directory {job_dir} is temporary (Ray deletes it), "
+            f"so\n  " + "\n  ".join(problems)
+        )
 
 
 def _inside(path: Path, folder: Path) -> bool:

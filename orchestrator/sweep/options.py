@@ -16,10 +16,14 @@ from orchestrator.sweep.placement import DEFAULT_RESOURCE_WAIT_S
 class RunOptions:
     """One run's settings (the manifest holds the experiment itself)."""
 
-    storage: str                        # trials' checkpoints: a folder or s3://bucket/prefix
-    address: str | None = None          # the Ray cluster ('auto', ray://HOST:PORT); None: a private local Ray
-    resume: bool = False                # continue an interrupted run of the same manifest and storage
+    storage: str  # trials' checkpoints: a folder or s3://bucket/prefix
+    address: str | None = (
+        None  # the Ray cluster ('auto', ray://HOST:PORT); None: a private local Ray
+    )
+    resume: bool = False  # continue an interrupted run of the same manifest and storage
     results_dir: Path = Path("results")  # where <name>.json (the results) goes
-    verbose: bool = True                # False: the Ray workers' output stays in Ray's logs
-    log_path: Path | None = None        # this run's log, named in the summary (the caller writes it)
-    resource_wait_s: float = DEFAULT_RESOURCE_WAIT_S  # how long an autoscaling cluster may take to fit a trial
+    verbose: bool = True  # False: the Ray workers' output stays in Ray's logs
+    log_path: Path | None = None  # this run's log, named in the summary (the caller writes it)
+    resource_wait_s: float = (
+        DEFAULT_RESOURCE_WAIT_S  # how long an autoscaling cluster may take to fit a trial
+    )

@@ -1,5 +1,5 @@
-"""What a sweep's trials reserve on the cluster, how many the cluster holds at once, and whether it can
-ever run them.
+"""What a sweep's trials reserve on the cluster, how many the cluster holds at once, and whether it
+can ever run them.
 
 What one trial reserves (its Ray resource requests; Ray only starts it once they are free, so a
 manifest bigger than the cluster queues instead of starting everything at once):
@@ -27,10 +27,13 @@ from orchestrator.config.resources import GIB, Resources
 
 DEFAULT_RESOURCE_WAIT_S = 900.0
 POLL_S = 5.0
-TUNE_TRIAL_CPU = 0.01  # the Tune trial process that drives a Train run (Tune refuses a zero request)
-# A Train run's driver side, measured (docs/notes/sweep-scale-findings.md, b): Tune trial 383 MB, Train controller
-# 370 MB, PlacementGroupCleaner, DatasetManager and SynchronizationActor about 106 MB each (private memory),
-# with the preemption watcher off; rounded up. (The PlacementGroupCleaner runs on the head whatever is asked.)
+TUNE_TRIAL_CPU = (
+    0.01  # the Tune trial process that drives a Train run (Tune refuses a zero request)
+)
+# A Train run's driver side, measured (docs/notes/sweep-scale-findings.md, b): Tune trial 383 MB,
+# Train controller 370 MB, PlacementGroupCleaner, DatasetManager and SynchronizationActor about 106
+# MB each (private memory), with the preemption watcher off; rounded up. (The PlacementGroupCleaner
+# runs on the head whatever is asked.)
 TRAIN_DRIVER_MEMORY_GIB = 1.2
 
 
@@ -49,7 +52,8 @@ def trial_bundles(resources: Resources) -> list[dict[str, float]]:
 
 
 def trial_placement(resources: Resources):
-    """The Tune trial's `PlacementGroupFactory` (a Train run reserves its workers' bundles itself)."""
+    """The Tune trial's `PlacementGroupFactory` (a Train run reserves its workers' bundles
+    itself)."""
     from ray.tune import PlacementGroupFactory
 
     return PlacementGroupFactory([trial_bundle(resources)])
@@ -66,8 +70,13 @@ def _amounts(resources: dict[str, float]) -> str:
 
 
 def _fits(bundle: dict[str, float], node: dict[str, float]) -> bool:
-    """`bundle` fits in `node`'s resources (a node that does not report its memory is not judged by it)."""
-    return all(amount <= node.get(k, 0) + 1e-9 for k, amount in bundle.items() if k != "memory" or "memory" in node)
+    """`bundle` fits in `node`'s resources (a node that does not report its memory is not judged by
+    it)."""
+    return all(
+        amount <= node.get(k, 0) + 1e-9
+        for k, amount in bundle.items()
+        if k != "memory" or "memory" in node
+    )
 
 
 def shortfalls(plans: list[TaskPlan], nodes: list[dict[str, float]]) -> list[str]:
@@ -84,24 +93,39 @@ def shortfalls(plans: list[TaskPlan], nodes: list[dict[str, float]]) -> list[str
         if not (fits_total and fits_a_node):
             worker = {k: v for k, v in r.worker_bundle().items() if k != "memory"}
             largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
-            problems.append(f"task {plan.name}: a trial asks for {r.workers} worker(s) x ({_amounts(worker)}) = "
-                            f"{_amounts({'CPU': r.workers * r.cpus_per_worker, 'GPU': need['GPU']})}; the cluster has "
-                            f"{_amounts(total)} in {len(nodes)} node(s) (largest: {_amounts(largest)})")
+            problems.append(
+                f"task {plan.name}: a trial asks for {r.workers} worker(s) x ({_amounts(worker)}) "
+                f"= "
+                f"{_amounts({'CPU': r.workers * r.cpus_per_worker, 'GPU': need['GPU']})}; the "
+                f"cluster has "
+                f"{_amounts(total)} in {len(nodes)} node(s) (largest: {_amounts(largest)})"
+            )
             continue
         if not all(any(_fits(b, n) for n in nodes) for b in bundles):
             most = max((n.get("memory", 0) for n in nodes), default=0)
-            what = (f"its worker reserves {r.memory_per_worker:g} GiB of memory" if r.trains_in_trial else
-                    f"it reserves {TRAIN_DRIVER_MEMORY_GIB:g} GiB for its Train driver side and {r.memory_per_worker:g} GiB per worker")
-            problems.append(f"task {plan.name}: {what} (resources.memory_per_worker), and no node has that much with its "
-                            f"CPUs and GPUs (the most memory a node has for Ray: {most / GIB:.1f} GiB)")
+            what = (
+                f"its worker reserves {r.memory_per_worker:g} GiB of memory"
+                if r.trains_in_trial
+                else (
+                    f"it reserves {TRAIN_DRIVER_MEMORY_GIB:g} GiB for its Train driver side and "
+                    f"{r.memory_per_worker:g} GiB per worker"
+                )
+            )
+            problems.append(
+                f"task {plan.name}: {what} (resources.memory_per_worker), and no node has that "
+                f"much with its "
+                f"CPUs and GPUs (the most memory a node has for Ray: {most / GIB:.1f} GiB)"
+            )
     return problems
 
 
 def trials_at_once(plans: list[TaskPlan], nodes: list[dict[str, float]]) -> int:
-    """How many trials `nodes` hold at once, the tasks taking turns (each up to its own limit and trial
-    count), every bundle on the first node with room; at least 1."""
+    """How many trials `nodes` hold at once, the tasks taking turns (each up to its own limit and
+    trial count), every bundle on the first node with room; at least 1."""
     free = [dict(n) for n in nodes]
-    room = {p.name: min(p.trial_count, p.search.max_concurrent_trials or p.trial_count) for p in plans}
+    room = {
+        p.name: min(p.trial_count, p.search.max_concurrent_trials or p.trial_count) for p in plans
+    }
     placed, progress = 0, True
     while progress:
         progress = False
@@ -129,9 +153,11 @@ def _place(bundles: list[dict[str, float]], free: list[dict[str, float]]) -> boo
     return True
 
 
-def concurrency_limit(plans: list[TaskPlan], requested: int | None, nodes: list[dict[str, float]], can_grow: bool) -> int:
-    """Trials running at once across the tasks: the manifest's `max_concurrent_trials`, else what the
-    cluster holds now; a cluster that can grow gets every trial at once (their requests are what
+def concurrency_limit(
+    plans: list[TaskPlan], requested: int | None, nodes: list[dict[str, float]], can_grow: bool
+) -> int:
+    """Trials running at once across the tasks: the manifest's `max_concurrent_trials`, else what
+    the cluster holds now; a cluster that can grow gets every trial at once (their requests are what
     makes the autoscaler add nodes)."""
     if requested:
         return requested
@@ -141,20 +167,26 @@ def concurrency_limit(plans: list[TaskPlan], requested: int | None, nodes: list[
 
 
 def has_autoscaler() -> bool:
-    """Whether the cluster's autoscaler can launch nodes. `ray start --head` without a cluster config
-    (and the private local Ray) runs it read-only: its node types are the running nodes, named
-    node_<id>. No status at all (e.g. a KubeRay autoscaler of its own): assume it can grow."""
+    """Whether the cluster's autoscaler can launch nodes. `ray start --head` without a cluster
+    config (and the private local Ray) runs it read-only: its node types are the running nodes,
+    named node_<id>. No status at all (e.g. a KubeRay autoscaler of its own): assume it can grow."""
     from orchestrator.ray_internals import autoscaling_status
 
     raw = autoscaling_status()
     if not raw:
         return True
     report = json.loads(raw).get("autoscaler_report") or {}
-    types = set(report.get("active_nodes") or {}) | set(report.get("idle_nodes") or {}) | set(report.get("pending_nodes") or [])
+    types = (
+        set(report.get("active_nodes") or {})
+        | set(report.get("idle_nodes") or {})
+        | set(report.get("pending_nodes") or [])
+    )
     return not types or not all(str(t).startswith("node_") for t in types)
 
 
-def check_cluster_fits(plans: list[TaskPlan], *, can_grow: bool, wait_s: float = DEFAULT_RESOURCE_WAIT_S, echo=print) -> None:
+def check_cluster_fits(
+    plans: list[TaskPlan], *, can_grow: bool, wait_s: float = DEFAULT_RESOURCE_WAIT_S, echo=print
+) -> None:
     """Raise a UserError naming what each task asks and what the cluster has, unless one trial of
     every task fits; with `can_grow`, first ask the autoscaler and wait up to `wait_s` seconds."""
     from orchestrator.runtime import alive_nodes
@@ -162,10 +194,19 @@ def check_cluster_fits(plans: list[TaskPlan], *, can_grow: bool, wait_s: float =
     problems = shortfalls(plans, alive_nodes())
     if not problems:
         return
-    hint = "lower tasks[].resources (workers, cpus_per_worker, gpus_per_worker, memory_per_worker) or defaults.resources"
+    hint = (
+        "lower tasks[].resources (workers, cpus_per_worker, gpus_per_worker, memory_per_worker) or "
+        "defaults.resources"
+    )
     if not can_grow or wait_s <= 0:
         where = "and cannot grow (no autoscaler)" if not can_grow else "(--resource-wait 0)"
-        raise UserError("the cluster can never run these trials " + where + ":\n  " + "\n  ".join(problems) + f"\n{hint}")
+        raise UserError(
+            "the cluster can never run these trials "
+            + where
+            + ":\n  "
+            + "\n  ".join(problems)
+            + f"\n{hint}"
+        )
     from ray.autoscaler.sdk import request_resources
 
     request_resources(bundles=[b for plan in plans for b in trial_bundles(plan.resources)])
@@ -178,5 +219,8 @@ def check_cluster_fits(plans: list[TaskPlan], *, can_grow: bool, wait_s: float =
     finally:
         request_resources(bundles=[])  # the trials make their own requests from here on
     if problems:
-        raise UserError(f"the autoscaler did not add the nodes within {wait_s:g} s (--resource-wait):\n  "
-                        + "\n  ".join(problems) + f"\n{hint}, or check the cluster's node types and limits")
+        raise UserError(
+            f"the autoscaler did not add the nodes within {wait_s:g} s (--resource-wait):\n  "
+            + "\n  ".join(problems)
+            + f"\n{hint}, or check the cluster's node types and limits"
+        )

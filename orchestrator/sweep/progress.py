@@ -1,4 +1,5 @@
-"""Live progress of a sweep: per task, trials running / finished / stopped / diverged / failed and the best so far.
+"""Live progress of a sweep: per task, trials running / finished / stopped / diverged / failed and
+the best so far.
 
 The sweep's Tune run feeds a small Ray actor through one Tune callback per task
 (orchestrator.sweep.router.TaskCallbacks); the driver polls it and prints one line per task whenever
@@ -37,10 +38,25 @@ class ProgressBoard:
         self.tasks: dict[str, dict] = {}
 
     def register(self, task: str, metric: str, mode: str, total: int) -> None:
-        self.tasks[task] = {"metric": metric, "mode": mode, "total": total, "trials": {}, "best": None, "best_trial": None,
-                            "ended": [], "stopped": None}
+        self.tasks[task] = {
+            "metric": metric,
+            "mode": mode,
+            "total": total,
+            "trials": {},
+            "best": None,
+            "best_trial": None,
+            "ended": [],
+            "stopped": None,
+        }
 
-    def update(self, task: str, trial: str, status: str, value: float | None = None, note: str | None = None) -> None:
+    def update(
+        self,
+        task: str,
+        trial: str,
+        status: str,
+        value: float | None = None,
+        note: str | None = None,
+    ) -> None:
         """Record a trial's news.
 
         Args:
@@ -61,7 +77,8 @@ class ProgressBoard:
             state["best"], state["best_trial"] = value, trial
 
     def stop(self, task: str, reason: str) -> None:
-        """The task's sweep ended early (orchestrator.search.guards): the trials it did not create never will be."""
+        """The task's sweep ended early (orchestrator.search.guards): the trials it did not create
+        never will be."""
         self.tasks[task]["stopped"] = reason
 
     def snapshot(self) -> dict:
@@ -75,8 +92,20 @@ class ProgressCallback(Callback):
     (tuner.pkl), and a handle to the board of a driver that has since died cannot be unpickled
     when the sweep is resumed. Progress is only shown, so a board that is gone is ignored."""
 
-    def __init__(self, board_name: str, task: str, metric: str, total_epochs: int, baseline: dict[str, Any] | None = None):
-        self.board_name, self.task, self.metric, self.total_epochs = board_name, task, metric, total_epochs
+    def __init__(
+        self,
+        board_name: str,
+        task: str,
+        metric: str,
+        total_epochs: int,
+        baseline: dict[str, Any] | None = None,
+    ):
+        self.board_name, self.task, self.metric, self.total_epochs = (
+            board_name,
+            task,
+            metric,
+            total_epochs,
+        )
         self.baseline = baseline
         self._board = None
         self._seen_restored = False
@@ -93,7 +122,8 @@ class ProgressCallback(Callback):
             pass
 
     def on_step_begin(self, iteration, trials, **info):
-        # A resumed sweep starts with the trials that ended before it was interrupted: show them too.
+        # A resumed sweep starts with the trials that ended before it was interrupted: show them
+        # too.
         if not self._seen_restored:
             self._seen_restored = True
             for trial in trials:
@@ -122,20 +152,36 @@ class ProgressCallback(Callback):
         scored = isinstance(value, (int, float)) and not math.isnan(value)
         best = f", best {self.metric} {value:.4g} at epoch {last.get(BEST_EPOCH)}" if scored else ""
         status, how = ending(last, epoch, self.total_epochs)
-        self._send(trial.trial_id, status, value if scored else None, f"{how}{best}{self._label(trials, trial)}")
+        self._send(
+            trial.trial_id,
+            status,
+            value if scored else None,
+            f"{how}{best}{self._label(trials, trial)}",
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._send(trial.trial_id, "failed", None, f"failed{self._label(trials, trial)}: its error is in the results file")
+        self._send(
+            trial.trial_id,
+            "failed",
+            None,
+            f"failed{self._label(trials, trial)}: its error is in the results file",
+        )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self._send(trial.trial_id, "running", None, "failed; Tune retries it from its last checkpoint")
+        self._send(
+            trial.trial_id, "running", None, "failed; Tune retries it from its last checkpoint"
+        )
 
     def _label(self, trials, trial) -> str:
         """The trial's hyperparameters, and whether it is the baseline."""
-        pairs = [(t.trial_id, getattr(t, "config", None) or {}) for t in trials] or [(trial.trial_id, getattr(trial, "config", None) or {})]
+        pairs = [(t.trial_id, getattr(t, "config", None) or {}) for t in trials] or [
+            (trial.trial_id, getattr(trial, "config", None) or {})
+        ]
         mark = ", the baseline" if baseline_trial(pairs, self.baseline) == trial.trial_id else ""
         config = without_task(getattr(trial, "config", None))
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items())
+        params = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items()
+        )
         return f" ({params}{mark})" if params else (f" ({mark.removeprefix(', ')})" if mark else "")
 
 
@@ -157,16 +203,16 @@ def describe(snapshot: dict) -> list[str]:
 
 
 def follow(board, wait_done, interval: float = 5.0, echo=print) -> None:
-    """Print the board whenever it changes until the sweep is over. `wait_done(timeout)` blocks up to
-    `timeout` seconds and says whether it is: the last state is printed as soon as it ends."""
+    """Print the board whenever it changes until the sweep is over. `wait_done(timeout)` blocks up
+    to `timeout` seconds and says whether it is: the last state is printed as soon as it ends."""
     last: list[str] = []
-    shown: dict[str, int] = {}   # per task, how many of its `ended` lines were printed
+    shown: dict[str, int] = {}  # per task, how many of its `ended` lines were printed
     finished = False
     while True:
         snapshot = ray.get(board.snapshot.remote())
         for task, state in snapshot.items():
             ended = state.get("ended", [])
-            for line in ended[shown.get(task, 0):]:
+            for line in ended[shown.get(task, 0) :]:
                 echo(line)
             shown[task] = len(ended)
         lines = describe(snapshot)

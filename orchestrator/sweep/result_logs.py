@@ -1,4 +1,5 @@
-"""Tune's per-trial result files, `progress.csv` and `result.json`, kept whole across a trial's restarts.
+"""Tune's per-trial result files, `progress.csv` and `result.json`, kept whole across a trial's
+restarts.
 
 Tune's own loggers, when a trial restarts from a checkpoint (a retry, a PBT exploit or pause),
 replace the driver's copy of these files with the copy in storage, which Tune syncs only every

@@ -1,12 +1,13 @@
-"""What a sweep found, per task: written as `results/<experiment>.json`, read back as Python objects.
+"""What a sweep found, per task: written as `results/<experiment>.json`, read back as Python
+objects.
 
     from orchestrator.sweep.results import load_results
     results = load_results("results/quickstart.json")
     task = results["colorshift"]
-    task.best.trial_id, task.best.best_epoch, task.best.metric   # the winner, its best epoch and value there
-    task.baseline, task.improvement                              # the paper's setting, and by how much the best beat it
-    task.history(task.best.trial_id)                             # that trial's epochs: one dict each
-    task.history_frame()                                         # every trial's epochs as one pandas DataFrame
+    task.best.trial_id, task.best.best_epoch, task.best.metric  # the winner, its best epoch, value
+    task.baseline, task.improvement      # the paper's setting, and by how much the best beat it
+    task.history(task.best.trial_id)     # that trial's epochs: one dict each
+    task.history_frame()                 # every trial's epochs as one pandas DataFrame
 
 No Ray here: reading results needs neither a cluster nor MLflow.
 """
@@ -24,8 +25,9 @@ from cyclegan.errors import UserError
 from orchestrator.config.aliases import alias_note
 from orchestrator.redact import mask_text
 
-# How a trial ended. Only finished and stopped trials are ranked: a failed or diverged trial keeps its
-# best epoch in storage and in the results file, but an unhealthy run does not become the champion.
+# How a trial ended. Only finished and stopped trials are ranked: a failed or diverged trial keeps
+# its best epoch in storage and in the results file, but an unhealthy run does not become the
+# champion.
 STATUSES = ("finished", "stopped", "diverged", "failed")
 RANKED_STATUSES = ("finished", "stopped")
 
@@ -34,18 +36,26 @@ RANKED_STATUSES = ("finished", "stopped")
 class TrialRecord:
     trial_id: str
     params: dict[str, Any]
-    status: str                       # one of STATUSES; stopped: by the scheduler, the time budget or max_failed_trials
-    metric: float | None              # the trial's best value of the task's metric (at best_epoch)
-    epochs: int                       # epochs trained
-    history: list[dict]               # one row per epoch: losses, metrics, throughput
-    checkpoint: str | None            # the last checkpoint (what a resumed trial continues from)
+    status: str  # one of STATUSES; stopped: by the scheduler, the time budget or max_failed_trials
+    metric: float | None  # the trial's best value of the task's metric (at best_epoch)
+    epochs: int  # epochs trained
+    history: list[dict]  # one row per epoch: losses, metrics, throughput
+    checkpoint: str | None  # the last checkpoint (what a resumed trial continues from)
     error: str | None = None
-    best_epoch: int | None = None     # the epoch of `metric` (ties: the later one); a stopped trial's may be one
-                                      # its workers finished while the stop reached them (> epochs)
+    best_epoch: int | None = (
+        None  # the epoch of `metric` (ties: the later one); a stopped trial's may be one
+    )
+    # its workers finished while the stop reached them (> epochs)
     best_checkpoint: str | None = None  # its generators, in storage (orchestrator.storage.best)
-    baseline: bool = False            # the paper's setting (orchestrator.config.baseline)
-    note: str | None = None           # how it ended, when not finished: the scheduler, the budget, the divergence
-    lineage: dict | None = None       # PBT: its exploits and the values its weights were trained with (orchestrator.search.schedulers.pbt)
+    baseline: bool = False  # the paper's setting (orchestrator.config.baseline)
+    note: str | None = (
+        None  # how it ended, when not finished: the scheduler, the budget, the divergence
+    )
+    lineage: dict | None = (
+        # PBT: its exploits and the values its weights were trained with
+        # (orchestrator.search.schedulers.pbt)
+        None
+    )
 
     @classmethod
     def from_dict(cls, data: dict) -> TrialRecord:
@@ -62,7 +72,9 @@ class TaskResult:
     best_trial_id: str | None
     registry: dict | None = None
     baseline_trial_id: str | None = None
-    stopped: str | None = None        # why the task's sweep ended early (time budget, failed trials), if it did
+    stopped: str | None = (
+        None  # why the task's sweep ended early (time budget, failed trials), if it did
+    )
 
     @property
     def best(self) -> TrialRecord | None:
@@ -82,12 +94,17 @@ class TaskResult:
         best, baseline = self.best, self.baseline
         if best is None or baseline is None or best.metric is None or baseline.metric is None:
             return None
-        return baseline.metric - best.metric if self.mode == "min" else best.metric - baseline.metric
+        return (
+            baseline.metric - best.metric if self.mode == "min" else best.metric - baseline.metric
+        )
 
     def history(self, trial_id: str) -> list[dict]:
         trial = self.trial(trial_id)
         if trial is None:
-            raise KeyError(f"task {self.task} has no trial {trial_id!r} (trials: {', '.join(t.trial_id for t in self.trials)})")
+            raise KeyError(
+                f"task {self.task} has no trial {trial_id!r} (trials: "
+                f"{', '.join(t.trial_id for t in self.trials)})"
+            )
         return trial.history
 
     @property
@@ -98,19 +115,29 @@ class TaskResult:
         """Every trial's epochs as one pandas DataFrame, with `trial_id` and `baseline` columns."""
         import pandas as pd
 
-        rows = [{"trial_id": t.trial_id, "baseline": t.baseline, **row} for t in self.trials for row in t.history]
+        rows = [
+            {"trial_id": t.trial_id, "baseline": t.baseline, **row}
+            for t in self.trials
+            for row in t.history
+        ]
         return pd.DataFrame(rows)
 
     def first_error(self) -> str | None:
-        """The last line of the first failed trial's error: where Ray's wrapped tracebacks say what went wrong."""
+        """The last line of the first failed trial's error: where Ray's wrapped tracebacks say what
+        went wrong."""
         error = next((t.error for t in self.trials if t.error), None)
         lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
         return mask_text(lines[-1])[:300] if lines else None
 
     def to_dict(self) -> dict:
         best = self.best
-        return {**asdict(self), "best_trial": self.best_trial_id, "best_epoch": best.best_epoch if best else None,
-                "baseline_trial": self.baseline_trial_id, "improvement_over_baseline": self.improvement}
+        return {
+            **asdict(self),
+            "best_trial": self.best_trial_id,
+            "best_epoch": best.best_epoch if best else None,
+            "baseline_trial": self.baseline_trial_id,
+            "improvement_over_baseline": self.improvement,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> TaskResult:
@@ -120,9 +147,14 @@ class TaskResult:
 
 
 def pick_best(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
-    """The trial with the best best-epoch value among the finished and stopped ones (an ASHA-stopped trial
-    wins if its best is best: its best epoch's generators are in storage); ties go to the earlier trial."""
-    scored = [t for t in trials if t.status in RANKED_STATUSES and t.metric is not None and not math.isnan(t.metric)]
+    """The trial with the best best-epoch value among the finished and stopped ones (an ASHA-stopped
+    trial wins if its best is best: its best epoch's generators are in storage); ties go to the
+    earlier trial."""
+    scored = [
+        t
+        for t in trials
+        if t.status in RANKED_STATUSES and t.metric is not None and not math.isnan(t.metric)
+    ]
     if not scored:
         return None
     return (min if mode == "min" else max)(scored, key=lambda t: t.metric)
@@ -144,15 +176,24 @@ class ExperimentResults:
     def __getitem__(self, task: str) -> TaskResult:
         found = next((t for t in self.tasks if t.task == task), None)
         if found is None:
-            raise KeyError(f"{self.experiment} has no task {task!r} (tasks: {', '.join(t.task for t in self.tasks)})")
+            raise KeyError(
+                f"{self.experiment} has no task {task!r} (tasks: "
+                f"{', '.join(t.task for t in self.tasks)})"
+            )
         return found
 
     def __iter__(self):
         return iter(self.tasks)
 
 
-def write_results(results: list[TaskResult], experiment: str, manifest: Path | str, manifest_sha256: str, storage: str,
-                  path: Path) -> Path:
+def write_results(
+    results: list[TaskResult],
+    experiment: str,
+    manifest: Path | str,
+    manifest_sha256: str,
+    storage: str,
+    path: Path,
+) -> Path:
     """Write the experiment's results file (what `load_results` reads); returns its path.
 
     Args:
@@ -163,24 +204,42 @@ def write_results(results: list[TaskResult], experiment: str, manifest: Path | s
         path: the file to write (its folder is created).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"experiment": experiment, "manifest": str(manifest), "manifest_sha256": manifest_sha256, "storage": storage,
-               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "tasks": [r.to_dict() for r in results]}
+    payload = {
+        "experiment": experiment,
+        "manifest": str(manifest),
+        "manifest_sha256": manifest_sha256,
+        "storage": storage,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "tasks": [r.to_dict() for r in results],
+    }
     path.write_text(json.dumps(payload, indent=2, default=str))
     return path
 
 
 def load_results(path: str | Path) -> ExperimentResults:
-    """A finished (or interrupted) experiment's results file, as written by `python -m orchestrator run`."""
+    """A finished (or interrupted) experiment's results file, as written by `python -m orchestrator
+    run`."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-        return ExperimentResults(experiment=data["experiment"], manifest=data.get("manifest", ""), storage=data.get("storage", ""),
-                                 finished_at=data.get("finished_at", ""), manifest_sha256=data.get("manifest_sha256", ""),
-                                 tasks=[TaskResult.from_dict(t) for t in data["tasks"]])
+        return ExperimentResults(
+            experiment=data["experiment"],
+            manifest=data.get("manifest", ""),
+            storage=data.get("storage", ""),
+            finished_at=data.get("finished_at", ""),
+            manifest_sha256=data.get("manifest_sha256", ""),
+            tasks=[TaskResult.from_dict(t) for t in data["tasks"]],
+        )
     except FileNotFoundError:
-        raise UserError(f"{path}: no results file (`python -m orchestrator run MANIFEST` writes results/<name>.json)") from None
+        raise UserError(
+            f"{path}: no results file (`python -m orchestrator run MANIFEST` writes "
+            f"results/<name>.json)"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path}: not a results file of `python -m orchestrator run` ({type(err).__name__}: {err})") from None
+        raise UserError(
+            f"{path}: not a results file of `python -m orchestrator run` ({type(err).__name__}: "
+            f"{err})"
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -188,8 +247,19 @@ def load_results(path: str | Path) -> ExperimentResults:
 
 
 def summary_table(results: list[TaskResult]) -> str:
-    """One row per task: its best trial, the best epoch's value, how it compares with the baseline."""
-    rows = [("task", "best trial", "metric (best epoch)", "vs baseline", "hyperparameters", "trials", "best checkpoint")]
+    """One row per task: its best trial, the best epoch's value, how it compares with the
+    baseline."""
+    rows = [
+        (
+            "task",
+            "best trial",
+            "metric (best epoch)",
+            "vs baseline",
+            "hyperparameters",
+            "trials",
+            "best checkpoint",
+        )
+    ]
     for r in results:
         counts: dict[str, int] = {}
         for t in r.trials:
@@ -199,19 +269,32 @@ def summary_table(results: list[TaskResult]) -> str:
             trials += f" ({r.stopped})"
         best = r.best
         if best is None:
-            rows.append((r.task, "-", f"{r.metric}: no successful trial", _versus(r), "-", trials, "-"))
+            rows.append(
+                (r.task, "-", f"{r.metric}: no successful trial", _versus(r), "-", trials, "-")
+            )
             continue
         params = " ".join(f"{k}={_short(v)}" for k, v in best.params.items())
         name = f"{best.trial_id}*" if best.baseline else best.trial_id
-        rows.append((r.task, name, f"{r.metric}={best.metric:.4g} @ epoch {best.best_epoch} ({r.mode})", _versus(r), params or "-",
-                     trials, best.best_checkpoint or best.checkpoint or "-"))
+        rows.append(
+            (
+                r.task,
+                name,
+                f"{r.metric}={best.metric:.4g} @ epoch {best.best_epoch} ({r.mode})",
+                _versus(r),
+                params or "-",
+                trials,
+                best.best_checkpoint or best.checkpoint or "-",
+            )
+        )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if any(r.baseline_trial_id for r in results):
         lines.append("* the baseline: the paper's values of the searched hyperparameters")
     if note := alias_note(k for r in results if r.best for k in r.best.params):
-        lines.append(f"hyperparameters as searched: {note} (the names MLflow and the registry record)")
+        lines.append(
+            f"hyperparameters as searched: {note} (the names MLflow and the registry record)"
+        )
     return "\n".join(lines)
 
 

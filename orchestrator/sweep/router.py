@@ -58,8 +58,11 @@ def without_task(config: dict | None) -> dict:
 Item = TypeVar("Item")
 
 
-def by_task(items: Iterable[Item], tasks: Iterable[str] = (), task: Callable[[Item], str | None] = task_of) -> dict[str | None, list[Item]]:
-    """`items` (trials, by default) grouped by their task, in order; every one of `tasks` has a list, even empty."""
+def by_task(
+    items: Iterable[Item], tasks: Iterable[str] = (), task: Callable[[Item], str | None] = task_of
+) -> dict[str | None, list[Item]]:
+    """`items` (trials, by default) grouped by their task, in order; every one of `tasks` has a
+    list, even empty."""
     groups: dict[str | None, list[Item]] = {name: [] for name in tasks}
     for item in items:
         groups.setdefault(task(item), []).append(item)
@@ -67,13 +70,15 @@ def by_task(items: Iterable[Item], tasks: Iterable[str] = (), task: Callable[[It
 
 
 class RoundRobin:
-    """The tasks take turns: each call asks them in order, starting after the one that gave last time."""
+    """The tasks take turns: each call asks them in order, starting after the one that gave last
+    time."""
 
     def __init__(self, names: Iterable[str]):
         self.names, self.turn = list(names), 0
 
     def first(self, give: Callable[[str], Item | None]) -> Item | None:
-        """The first thing `give(task)` gives, asking the tasks from this turn's; the next turn starts after that task."""
+        """The first thing `give(task)` gives, asking the tasks from this turn's; the next turn
+        starts after that task."""
         for i in range(len(self.names)):
             index = (self.turn + i) % len(self.names)
             found = give(self.names[index])
@@ -92,14 +97,16 @@ class TaskSearchSpec:
     num_samples: int
     metric: str
     mode: str
-    max_concurrent: int | None = None   # trials of this task at once (None: no limit of its own)
-    max_failures: int | None = None     # retries of a failed trial (None: the run's FailureConfig)
+    max_concurrent: int | None = None  # trials of this task at once (None: no limit of its own)
+    max_failures: int | None = None  # retries of a failed trial (None: the run's FailureConfig)
     search_alg: SearchAlgorithm = field(init=False)
 
     def __post_init__(self) -> None:
         alg = self.algorithm
         if isinstance(alg, Searcher):  # what Tune does with a Searcher and max_concurrent_trials
-            alg = SearchGenerator(ConcurrencyLimiter(alg, self.max_concurrent) if self.max_concurrent else alg)
+            alg = SearchGenerator(
+                ConcurrencyLimiter(alg, self.max_concurrent) if self.max_concurrent else alg
+            )
         self.search_alg = alg
 
 
@@ -111,15 +118,21 @@ class TaskStops(Protocol):
 class TaskSearch(SearchAlgorithm):
     """One search algorithm per task behind one Tune run (see the module docstring)."""
 
-    def __init__(self, tasks: dict[str, TaskSearchSpec], max_concurrent: int | None = None, stops: TaskStops | None = None):
+    def __init__(
+        self,
+        tasks: dict[str, TaskSearchSpec],
+        max_concurrent: int | None = None,
+        stops: TaskStops | None = None,
+    ):
         self.specs = tasks
         self.inner = {task: spec.search_alg for task, spec in tasks.items()}
         self.max_concurrent, self.stops = max_concurrent, stops
-        self.live: dict[str, str] = {}   # live trial id -> task
-        self.ended: set[str] = set()     # tasks ended early (TaskScheduler.end_task)
+        self.live: dict[str, str] = {}  # live trial id -> task
+        self.ended: set[str] = set()  # tasks ended early (TaskScheduler.end_task)
         self.turns = RoundRobin(self.inner)
-        # BasicVariantGenerator names trials <5 hex digits of a uuid1>_<counter>, the counter from 0 in each
-        # generator: generators made in the same instant would give two tasks the same trial ids.
+        # BasicVariantGenerator names trials <5 hex digits of a uuid1>_<counter>, the counter from 0
+        # in each generator: generators made in the same instant would give two tasks the same trial
+        # ids.
         prefixes: set[str] = set()
         for alg in self.inner.values():
             if isinstance(alg, BasicVariantGenerator):
@@ -151,7 +164,9 @@ class TaskSearch(SearchAlgorithm):
             own.spec = {**experiment.spec, "config": config, "num_samples": spec.num_samples}
             if spec.max_failures is not None:
                 own.spec["max_failures"] = spec.max_failures
-            self.inner[task].set_search_properties(spec.metric, spec.mode, config, **own.public_spec)
+            self.inner[task].set_search_properties(
+                spec.metric, spec.mode, config, **own.public_spec
+            )
             self.inner[task].add_configurations([own])
 
     def next_trial(self) -> Trial | None:
@@ -170,7 +185,9 @@ class TaskSearch(SearchAlgorithm):
         trial = self.turns.first(create)
         if trial is not None:
             return trial
-        if all(t in self.ended or t in stopping or alg.is_finished() for t, alg in self.inner.items()):
+        if all(
+            t in self.ended or t in stopping or alg.is_finished() for t, alg in self.inner.items()
+        ):
             self.set_finished()
         return None
 
@@ -178,13 +195,15 @@ class TaskSearch(SearchAlgorithm):
         if task := self.live.get(trial_id):
             self.inner[task].on_trial_result(trial_id, result)
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
         if task := self.live.pop(trial_id, None):
             self.inner[task].on_trial_complete(trial_id, result=result, error=error)
 
     def end_task(self, task: str) -> None:
-        """No more trials of `task`; its live trials (stopped without a word to the search, as Tune's
-        own stop_all does) free their places."""
+        """No more trials of `task`; its live trials (stopped without a word to the search, as
+        Tune's own stop_all does) free their places."""
         self.ended.add(task)
         self.live = {trial_id: t for trial_id, t in self.live.items() if t != task}
 
@@ -192,7 +211,12 @@ class TaskSearch(SearchAlgorithm):
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> None:
         for task, alg in self.inner.items():  # Tune's own files, one set per task
             alg.save_to_dir(dirpath, session_str=f"@{task}@{session_str}")
-        state = {"live": self.live, "ended": self.ended, "turn": self.turns.turn, "finished": self.is_finished()}
+        state = {
+            "live": self.live,
+            "ended": self.ended,
+            "turn": self.turns.turn,
+            "finished": self.is_finished(),
+        }
         tmp = Path(dirpath, f".tmp-{STATE_FILE.format(session_str)}")
         with open(tmp, "wb") as f:
             cloudpickle.dump(state, f)
@@ -215,8 +239,8 @@ class TaskSearch(SearchAlgorithm):
 
 @contextlib.contextmanager
 def _task_files(dirpath: str, task: str) -> Iterator[str]:
-    """A folder holding links to `task`'s own state files under their Tune names' patterns: where its
-    algorithm's `restore_from_dir` finds them (and no other task's)."""
+    """A folder holding links to `task`'s own state files under their Tune names' patterns: where
+    its algorithm's `restore_from_dir` finds them (and no other task's)."""
     marker = f"-@{task}@"
     with tempfile.TemporaryDirectory(prefix="cyclegan-task-search-") as tmp:
         for path in Path(dirpath).iterdir():
@@ -229,7 +253,9 @@ class TaskView(ray_internals.ControllerFacade):
     """What one task's scheduler sees of the Tune run: that task's trials and search algorithm, and
     the run's pausing and saving of trials (ControllerFacade); nothing else of the controller."""
 
-    def __init__(self, controller, task: str, search_alg: SearchAlgorithm, trials: list | None = None):
+    def __init__(
+        self, controller, task: str, search_alg: SearchAlgorithm, trials: list | None = None
+    ):
         super().__init__(controller)
         self.task, self.search_alg = task, search_alg
         self.trials = trials
@@ -246,8 +272,13 @@ class TaskView(ray_internals.ControllerFacade):
 class TaskScheduler(TrialScheduler):
     """One trial scheduler per task behind one Tune run (see the module docstring)."""
 
-    def __init__(self, schedulers: dict[str, TrialScheduler], search: TaskSearch, metrics: dict[str, tuple[str, str]] | None = None,
-                 stops: TaskStops | None = None):
+    def __init__(
+        self,
+        schedulers: dict[str, TrialScheduler],
+        search: TaskSearch,
+        metrics: dict[str, tuple[str, str]] | None = None,
+        stops: TaskStops | None = None,
+    ):
         super().__init__()
         self.inner, self.search, self.stops = schedulers, search, stops
         for task, (metric, mode) in (metrics or {}).items():
@@ -296,12 +327,16 @@ class TaskScheduler(TrialScheduler):
         for task in (self.stops.stopping() if self.stops else set()) - self.search.ended:
             self.end_task(controller, task, trials.get(task, []))
         return self.turns.first(
-            lambda task: self.inner[task].choose_trial_to_run(TaskView(controller, task, self.search.inner[task], trials[task])))
+            lambda task: self.inner[task].choose_trial_to_run(
+                TaskView(controller, task, self.search.inner[task], trials[task])
+            )
+        )
 
     def end_task(self, controller, task: str, trials: list) -> None:
-        """Stop `task`'s trials that have not ended and create no more: what Tune does to every trial when its
-        stopper's stop_all() says so (TuneController._stop_experiment_if_needed), for one task. As there, no
-        scheduler, search or callback hears of these stops: the sweep gives them the guard's reason itself."""
+        """Stop `task`'s trials that have not ended and create no more: what Tune does to every
+        trial when its stopper's stop_all() says so (TuneController._stop_experiment_if_needed), for
+        one task. As there, no scheduler, search or callback hears of these stops: the sweep gives
+        them the guard's reason itself."""
         for trial in trials:
             if trial.status not in ENDED:
                 ray_internals.schedule_trial_stop(controller, trial)
@@ -326,7 +361,9 @@ class TaskCallbacks(Callback):
     def _route(self, hook: str, iteration: int, trials: list, trial, **info) -> None:
         task = task_of(trial)
         if task in self.callbacks:
-            getattr(self.callbacks[task], hook)(iteration, by_task(trials, [task])[task], trial, **info)
+            getattr(self.callbacks[task], hook)(
+                iteration, by_task(trials, [task])[task], trial, **info
+            )
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self._route("on_trial_start", iteration, trials, trial, **info)

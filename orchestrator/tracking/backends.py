@@ -13,7 +13,9 @@ from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.recorder import TrialRecorder
 
 
-def open_trial_recorder(context: TrackingContext, params: Mapping[str, Any] | None = None) -> TrialRecorder:
+def open_trial_recorder(
+    context: TrackingContext, params: Mapping[str, Any] | None = None
+) -> TrialRecorder:
     """The recorder of trial `context.trial` under its task's record, with `params` logged once."""
     from orchestrator.tracking.mlflow_recorder import MlflowTrialRecorder
 

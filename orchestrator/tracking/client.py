@@ -19,7 +19,8 @@ PAGE_SIZE = 1000  # the most MLflow's searches return per page
 
 
 class TrackingError(UserError):
-    """MLflow refused or failed, in words for the user (masked): what callers outside this package catch."""
+    """MLflow refused or failed, in words for the user (masked): what callers outside this package
+    catch."""
 
 
 def all_pages(search: Callable[..., Any], *args: Any, **kwargs: Any) -> list:

@@ -1,7 +1,8 @@
 """Where a trial's tracking goes: plain ids the driver made, safe to send to any Ray process.
 
 No mlflow import here: the driver's sweep and the trial processes pass this around, and only the
-recorder that a trial opens from it (orchestrator.tracking.backends.open_trial_recorder) talks to MLflow.
+recorder that a trial opens from it (orchestrator.tracking.backends.open_trial_recorder) talks to
+MLflow.
 """
 
 from __future__ import annotations

@@ -60,7 +60,9 @@ def dataset_name(reference: str) -> str:
     return tail
 
 
-def log_dataset_input(client: MlflowClient, run_id: str, reference: str, folder: str | Path, context: str = "train") -> MetaDataset:
+def log_dataset_input(
+    client: MlflowClient, run_id: str, reference: str, folder: str | Path, context: str = "train"
+) -> MetaDataset:
     """Log the dataset as an input of the run: its masked reference and the digest of `folder`
     (where it was resolved to).
 
@@ -71,8 +73,15 @@ def log_dataset_input(client: MlflowClient, run_id: str, reference: str, folder:
         folder: where it was resolved to; its file listing makes the digest.
         context: the input's role, MLflow's `mlflow.data.context` tag.
     """
-    dataset = MetaDataset(DatasetReference(reference), name=dataset_name(reference), digest=content_digest(folder))
-    client.log_inputs(run_id, datasets=[DatasetInput(dataset_entity(dataset), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+    dataset = MetaDataset(
+        DatasetReference(reference), name=dataset_name(reference), digest=content_digest(folder)
+    )
+    client.log_inputs(
+        run_id,
+        datasets=[
+            DatasetInput(dataset_entity(dataset), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+        ],
+    )
     return dataset
 
 
@@ -82,11 +91,14 @@ def git_commit(path: str | Path | None = None) -> str | None:
     path = Path(path or Path(__file__).resolve().parent)
 
     def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10)
+        return subprocess.run(
+            ["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10
+        )
 
     try:
         done = git("rev-parse", "HEAD")
-        # Code installed in an ignored folder of some checkout (a .venv in a repository) is not its code.
+        # Code installed in an ignored folder of some checkout (a .venv in a repository) is not its
+        # code.
         ignored = done.returncode == 0 and git("check-ignore", "-q", ".").returncode == 0
     except (OSError, subprocess.SubprocessError):
         return None
@@ -94,7 +106,9 @@ def git_commit(path: str | Path | None = None) -> str | None:
     return commit if done.returncode == 0 and not ignored and len(commit) == 40 else None
 
 
-def log_task_lineage(uri: str, run_id: str, manifest_path: str | Path | None, commit: str | None = None) -> None:
+def log_task_lineage(
+    uri: str, run_id: str, manifest_path: str | Path | None, commit: str | None = None
+) -> None:
     """On a task's parent run: the code version (when there is a git commit) and the manifest,
     masked, as `manifest/<file name>`."""
     client = MlflowClient(uri)
@@ -103,8 +117,11 @@ def log_task_lineage(uri: str, run_id: str, manifest_path: str | Path | None, co
         client.set_tag(run_id, MLFLOW_GIT_COMMIT, commit)
     if manifest_path and Path(manifest_path).is_file():
         name = Path(manifest_path).name
-        client.log_text(run_id, mask_text(Path(manifest_path).read_text(encoding="utf-8", errors="replace")),
-                        f"{MANIFEST_ARTIFACT_DIR}/{name}")
+        client.log_text(
+            run_id,
+            mask_text(Path(manifest_path).read_text(encoding="utf-8", errors="replace")),
+            f"{MANIFEST_ARTIFACT_DIR}/{name}",
+        )
 
 
 def start_system_metrics(uri: str, run_id: str, resume: bool, sampling_interval: float = 10.0):
@@ -113,7 +130,9 @@ def start_system_metrics(uri: str, run_id: str, resume: bool, sampling_interval:
     try:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        monitor = SystemMetricsMonitor(run_id, sampling_interval=sampling_interval, resume_logging=resume, tracking_uri=uri)
+        monitor = SystemMetricsMonitor(
+            run_id, sampling_interval=sampling_interval, resume_logging=resume, tracking_uri=uri
+        )
     except ImportError as err:
         log.warning("system metrics are off: %s (install psutil)", err)
         return None

@@ -1,4 +1,5 @@
-"""The MLflow `TrialRecorder` (orchestrator.tracking.recorder): a trial's child run under its task's run.
+"""The MLflow `TrialRecorder` (orchestrator.tracking.recorder): a trial's child run under its task's
+run.
 
 A trial's run is found again by its tags (parent run + `trial=<name>`), so a trial that restarts
 after a failure appends to the run it already has: no duplicate runs, and `log_epoch` drops epochs
@@ -25,7 +26,14 @@ from orchestrator.redact import MAX_TAG_VALUE, mask_text
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import log_dataset_input, start_system_metrics
 from orchestrator.tracking.recorder import TrialRecorder
-from orchestrator.tracking.runs import LAST_EPOCH_TAG, ROLE_TAG, find_trial_run, log_params_once, masked_tags, run_status
+from orchestrator.tracking.runs import (
+    LAST_EPOCH_TAG,
+    ROLE_TAG,
+    find_trial_run,
+    log_params_once,
+    masked_tags,
+    run_status,
+)
 
 
 class MlflowTrialRecorder(TrialRecorder):
@@ -34,8 +42,18 @@ class MlflowTrialRecorder(TrialRecorder):
     `tracking` (plain ids, see orchestrator.tracking.context) names the task's run and the trial.
     """
 
-    def __init__(self, tracking: TrackingContext, params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None):
-        uri, experiment_id, parent_run_id, trial_name = tracking.uri, tracking.experiment_id, tracking.parent_run_id, str(tracking.trial)
+    def __init__(
+        self,
+        tracking: TrackingContext,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ):
+        uri, experiment_id, parent_run_id, trial_name = (
+            tracking.uri,
+            tracking.experiment_id,
+            tracking.parent_run_id,
+            str(tracking.trial),
+        )
         self.uri, self.parent_run_id, self.trial_name = uri, parent_run_id, trial_name
         self.client = MlflowClient(uri)
         existing = find_trial_run(uri, parent_run_id, trial_name)
@@ -45,14 +63,31 @@ class MlflowTrialRecorder(TrialRecorder):
             self.resumed = True
         else:
             parent = self.client.get_run(parent_run_id).data.tags
-            inherited = {k: parent[k] for k in ("task", "dataset", "manifest", "metric", "mode") if k in parent}
-            run_tags = masked_tags({**inherited, **(tags or {}), "mlflow.parentRunId": parent_run_id, "trial": trial_name,
-                                    ROLE_TAG: "trial"})
-            self.run_id = self.client.create_run(experiment_id, run_name=trial_name, tags=run_tags).info.run_id
+            inherited = {
+                k: parent[k]
+                for k in ("task", "dataset", "manifest", "metric", "mode")
+                if k in parent
+            }
+            run_tags = masked_tags(
+                {
+                    **inherited,
+                    **(tags or {}),
+                    "mlflow.parentRunId": parent_run_id,
+                    "trial": trial_name,
+                    ROLE_TAG: "trial",
+                }
+            )
+            self.run_id = self.client.create_run(
+                experiment_id, run_name=trial_name, tags=run_tags
+            ).info.run_id
             self.resumed = False
         log_params_once(self.client, self.run_id, params or {})
         self.last_step = self._last_logged_step()
-        self.system_metrics = start_system_metrics(uri, self.run_id, self.resumed) if tracking.system_metrics else None
+        self.system_metrics = (
+            start_system_metrics(uri, self.run_id, self.resumed)
+            if tracking.system_metrics
+            else None
+        )
 
     def _last_logged_step(self) -> int:
         """The highest step of any metric the run holds (-1 for none): read once, on (re)start."""
@@ -67,22 +102,38 @@ class MlflowTrialRecorder(TrialRecorder):
         if epoch <= self.last_step:
             return False
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, epoch) for key, value in metrics.items()
-                 if key != "epoch" and isinstance(value, numbers.Real)]  # numpy scalars too
+        batch = [
+            Metric(key, float(value), now, epoch)
+            for key, value in metrics.items()
+            if key != "epoch" and isinstance(value, numbers.Real)
+        ]  # numpy scalars too
         tags = [RunTag(LAST_EPOCH_TAG, str(epoch))]
-        if metrics.get(FALLBACK_REASON):  # why the trial left torch.compile / CUDA graphs for the eager step
-            tags.append(RunTag(FALLBACK_REASON, mask_text(str(metrics[FALLBACK_REASON]))[:MAX_TAG_VALUE]))
+        if metrics.get(
+            FALLBACK_REASON
+        ):  # why the trial left torch.compile / CUDA graphs for the eager step
+            tags.append(
+                RunTag(FALLBACK_REASON, mask_text(str(metrics[FALLBACK_REASON]))[:MAX_TAG_VALUE])
+            )
         for start in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[start:start + 1000], tags=tags if start == 0 else ())
+            self.client.log_batch(
+                self.run_id, metrics=batch[start : start + 1000], tags=tags if start == 0 else ()
+            )
         self.last_step = epoch
         return True
 
-    def log_values(self, step: int, values: Mapping[str, float], tags: Mapping[str, Any] | None = None) -> None:
+    def log_values(
+        self, step: int, values: Mapping[str, float], tags: Mapping[str, Any] | None = None
+    ) -> None:
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()],
-                              tags=[RunTag(k, v) for k, v in masked_tags(tags or {}).items()])
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, v, now, step) for k, v in values.items()],
+            tags=[RunTag(k, v) for k, v in masked_tags(tags or {}).items()],
+        )
 
-    def log_artifact(self, source: str | Path | Mapping[str, Any], path: str, step: int | None = None) -> str:
+    def log_artifact(
+        self, source: str | Path | Mapping[str, Any], path: str, step: int | None = None
+    ) -> str:
         folder, name = str(PurePosixPath(path).parent), PurePosixPath(path).name
         if isinstance(source, Mapping):
             self.client.log_dict(self.run_id, dict(source), path)

@@ -55,7 +55,9 @@ def decode_image(text: str, channels: int) -> Image.Image:
         with Image.open(io.BytesIO(base64.b64decode(text, validate=True))) as img:
             return img.convert("RGB" if channels == 3 else "L")
     except Exception as err:  # bad base64 or not an image: say which, not where in PIL
-        raise _bad_input(f"column {IMAGE_COLUMN!r}: not a base64-encoded image file ({err.__class__.__name__})") from None
+        raise _bad_input(
+            f"column {IMAGE_COLUMN!r}: not a base64-encoded image file ({err.__class__.__name__})"
+        ) from None
 
 
 def _bad_input(message: str) -> MlflowException:
@@ -86,12 +88,28 @@ class CycleGANModel(mlflow.pyfunc.PythonModel):
         device = "cuda" if torch.cuda.is_available() else "cpu"
         c = self.config
         # G_A maps the training's "A" side; with direction BtoA that side is the dataset's B.
-        files = {"AtoB": "G_A", "BtoA": "G_B"} if c["direction"] == "AtoB" else {"AtoB": "G_B", "BtoA": "G_A"}
+        files = (
+            {"AtoB": "G_A", "BtoA": "G_B"}
+            if c["direction"] == "AtoB"
+            else {"AtoB": "G_B", "BtoA": "G_A"}
+        )
         self.generators: dict[str, torch.nn.Module] = {}
         for direction, name in files.items():
-            in_nc, out_nc = (c["input_nc"], c["output_nc"]) if name == "G_A" else (c["output_nc"], c["input_nc"])
-            self.generators[direction] = load_generator(context.artifacts[name], netG=c["netG"], ngf=c["ngf"], norm=c["norm"],
-                                                        input_nc=in_nc, output_nc=out_nc, dropout=c["dropout"], device=device)
+            in_nc, out_nc = (
+                (c["input_nc"], c["output_nc"])
+                if name == "G_A"
+                else (c["output_nc"], c["input_nc"])
+            )
+            self.generators[direction] = load_generator(
+                context.artifacts[name],
+                netG=c["netG"],
+                ngf=c["ngf"],
+                norm=c["norm"],
+                input_nc=in_nc,
+                output_nc=out_nc,
+                dropout=c["dropout"],
+                device=device,
+            )
         self.multiple = size_multiple(c["netG"])
 
     def generator(self, direction: str) -> torch.nn.Module:
@@ -99,13 +117,25 @@ class CycleGANModel(mlflow.pyfunc.PythonModel):
             raise _bad_input(f"direction {direction!r}: use AtoB or BtoA")
         return self.generators[direction]
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         net = self.generator((params or {}).get("direction") or "AtoB")
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame({IMAGE_COLUMN: list(model_input)})
+        frame = (
+            model_input
+            if isinstance(model_input, pd.DataFrame)
+            else pd.DataFrame({IMAGE_COLUMN: list(model_input)})
+        )
         if IMAGE_COLUMN not in frame.columns:
-            raise _bad_input(f"expected a column {IMAGE_COLUMN!r} of base64-encoded images, got columns {list(frame.columns)}")
+            raise _bad_input(
+                f"expected a column {IMAGE_COLUMN!r} of base64-encoded images, got columns "
+                f"{list(frame.columns)}"
+            )
         channels = next(net.parameters()).shape[1]
-        out = [encode_png(self._translate_image(net, decode_image(text, channels), self.multiple)) for text in frame[IMAGE_COLUMN]]
+        out = [
+            encode_png(self._translate_image(net, decode_image(text, channels), self.multiple))
+            for text in frame[IMAGE_COLUMN]
+        ]
         return pd.DataFrame({IMAGE_COLUMN: out})
 
 

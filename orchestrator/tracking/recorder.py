@@ -1,11 +1,12 @@
 """What a trial records, whatever the tracking backend: the `TrialRecorder` interface.
 
-The trial side (orchestrator.trial.session's listener, the PBT lineage in orchestrator.trial.pbt_session)
-gets its recorder from orchestrator.tracking.backends.open_trial_recorder and knows nothing of MLflow.
-The MLflow implementation is orchestrator.tracking.mlflow_recorder.MlflowTrialRecorder. A second
-tracking backend is one new class implementing `TrialRecorder`'s methods (subclass it to inherit the
-helpers built on them) plus one line in `open_trial_recorder` choosing it (for instance by the
-context's URI scheme).
+The trial side (orchestrator.trial.session's listener, the PBT lineage in
+orchestrator.trial.pbt_session) gets its recorder from
+orchestrator.tracking.backends.open_trial_recorder and knows nothing of MLflow. The MLflow
+implementation is orchestrator.tracking.mlflow_recorder.MlflowTrialRecorder. A second tracking
+backend is one new class implementing `TrialRecorder`'s methods (subclass it to inherit the helpers
+built on them) plus one line in `open_trial_recorder` choosing it (for instance by the context's URI
+scheme).
 
 No mlflow import here.
 """
@@ -20,8 +21,11 @@ from cyclegan.errors import UserError
 from cyclegan.run_files import NETWORK_FILES
 from orchestrator.redact import mask_value
 
-BEST_EPOCH_TAG = "cyclegan.best_epoch"  # on a trial's run: its best epoch so far (orchestrator.storage.best)
-SAMPLES_FOLDER = "samples"  # the sample grids, one per epoch (MLflow also shows them as an image series of this name)
+BEST_EPOCH_TAG = (
+    "cyclegan.best_epoch"  # on a trial's run: its best epoch so far (orchestrator.storage.best)
+)
+# the sample grids, one per epoch (MLflow also shows them as an image series of this name)
+SAMPLES_FOLDER = "samples"
 CHECKPOINTS_FOLDER = "checkpoints"
 
 
@@ -34,7 +38,8 @@ class TrialRecorder(Protocol):
     """
 
     def log_dataset(self, reference: str, folder: str | Path) -> None:
-        """The dataset as the trial's input: its masked reference and a digest of `folder`'s files."""
+        """The dataset as the trial's input: its masked reference and a digest of `folder`'s
+        files."""
         ...
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> bool:
@@ -42,14 +47,18 @@ class TrialRecorder(Protocol):
         already holds this epoch or a later one (after a resume)."""
         ...
 
-    def log_values(self, step: int, values: Mapping[str, float], tags: Mapping[str, Any] | None = None) -> None:
+    def log_values(
+        self, step: int, values: Mapping[str, float], tags: Mapping[str, Any] | None = None
+    ) -> None:
         """`values` at `step` even when the record holds that step (e.g. PBT's hyperparameters of an
         epoch trained again after an exploit), and `tags`."""
         ...
 
-    def log_artifact(self, source: str | Path | Mapping[str, Any], path: str, step: int | None = None) -> str:
-        """Store a file or folder (or a mapping, as a JSON document) as artifact `path`; with `step`,
-        the file is that epoch's image. Returns `path`."""
+    def log_artifact(
+        self, source: str | Path | Mapping[str, Any], path: str, step: int | None = None
+    ) -> str:
+        """Store a file or folder (or a mapping, as a JSON document) as artifact `path`; with
+        `step`, the file is that epoch's image. Returns `path`."""
         ...
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
@@ -57,7 +66,8 @@ class TrialRecorder(Protocol):
         ...
 
     def close(self) -> None:
-        """Stop what the recorder runs in the background; the record stays open (the driver ends it)."""
+        """Stop what the recorder runs in the background; the record stays open (the driver ends
+        it)."""
         ...
 
     def finish(self, status: str = "FINISHED") -> None:
@@ -66,17 +76,30 @@ class TrialRecorder(Protocol):
 
     # -- built on the methods above ----------------------------------------------------------
     def mark_best_epoch(self, epoch: int) -> None:
-        """The trial's best epoch so far (its generators are kept in storage: orchestrator.storage.best)."""
+        """The trial's best epoch so far (its generators are kept in storage:
+        orchestrator.storage.best)."""
         self.set_tags({BEST_EPOCH_TAG: str(epoch)})
 
     def log_sample_grid(self, epoch: int, image: str | Path) -> str:
-        """A sample grid as `samples/epoch_NNN.png`, the image of step `epoch`; returns the artifact path."""
-        return self.log_artifact(Path(image), f"{SAMPLES_FOLDER}/epoch_{epoch:03d}{Path(image).suffix or '.png'}", step=epoch)
+        """A sample grid as `samples/epoch_NNN.png`, the image of step `epoch`; returns the artifact
+        path."""
+        return self.log_artifact(
+            Path(image),
+            f"{SAMPLES_FOLDER}/epoch_{epoch:03d}{Path(image).suffix or '.png'}",
+            step=epoch,
+        )
 
-    def log_checkpoint(self, directory: str | Path, kind: str = "final", epoch: int | None = None,
-                       config: Mapping[str, Any] | None = None, files: Iterable[str] = NETWORK_FILES) -> str:
+    def log_checkpoint(
+        self,
+        directory: str | Path,
+        kind: str = "final",
+        epoch: int | None = None,
+        config: Mapping[str, Any] | None = None,
+        files: Iterable[str] = NETWORK_FILES,
+    ) -> str:
         """A checkpoint's network files (and the masked training `config` as config.json) under
-        `checkpoints/<kind>/` (kind: final or best; a later call replaces the files). Returns the folder.
+        `checkpoints/<kind>/` (kind: final or best; a later call replaces the files). Returns the
+        folder.
 
         Args:
             directory: the folder holding the network files.
@@ -92,8 +115,10 @@ class TrialRecorder(Protocol):
         for path in present:
             self.log_artifact(path, f"{folder}/{path.name}")
         if config is not None:
-            self.log_artifact({k: mask_value(k, v) if isinstance(v, str) else v for k, v in config.items()}, f"{folder}/config.json")
+            self.log_artifact(
+                {k: mask_value(k, v) if isinstance(v, str) else v for k, v in config.items()},
+                f"{folder}/config.json",
+            )
         if epoch is not None:
             self.set_tags({f"cyclegan.checkpoint.{kind}.epoch": str(epoch)})
         return folder
-

@@ -46,7 +46,9 @@ CHAMPION = "champion"
 DEFAULT_PREFIX = "cyclegan-"
 MODEL_NAME = "generators"  # the logged model's name inside the trial's run
 GENERATOR_FILES = {name: network_file(LATEST, name) for name in ("G_A", "G_B")}
-HP_PREFIX = "hp."  # a version's hyperparameter tags: hp.<TrainConfig field> (orchestrator.config.aliases)
+HP_PREFIX = (
+    "hp."  # a version's hyperparameter tags: hp.<TrainConfig field> (orchestrator.config.aliases)
+)
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Registration:
     metric: str
     mode: str
     value: float
-    champion: bool                       # the alias now points at this version
+    champion: bool  # the alias now points at this version
     previous_champion: str | None = None
     previous_value: float | None = None
     reason: str = ""
@@ -69,7 +71,11 @@ class Registration:
 
     def summary(self) -> str:
         head = f"{self.name} v{self.version} ({self.metric}={self.value:.4g})"
-        return f"{head}: {CHAMPION} ({self.reason})" if self.champion else f"{head}: registered, not {CHAMPION} ({self.reason})"
+        return (
+            f"{head}: {CHAMPION} ({self.reason})"
+            if self.champion
+            else f"{head}: registered, not {CHAMPION} ({self.reason})"
+        )
 
 
 @dataclass
@@ -92,7 +98,9 @@ class ModelInfo:
     task: str
     champion: VersionInfo | None
     latest_version: str | None
-    versions: list[VersionInfo] = field(default_factory=list)  # newest first; filled by show_model only
+    versions: list[VersionInfo] = field(
+        default_factory=list
+    )  # newest first; filled by show_model only
 
 
 # ------------------------------------------------------------------------------------------------
@@ -101,15 +109,25 @@ class ModelInfo:
 
 def signature() -> ModelSignature:
     images = Schema([ColSpec("string", IMAGE_COLUMN)])
-    return ModelSignature(inputs=images, outputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
-                          params=ParamSchema([ParamSpec("direction", "string", "AtoB")]))
+    return ModelSignature(
+        inputs=images,
+        outputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
+        params=ParamSchema([ParamSpec("direction", "string", "AtoB")]),
+    )
 
 
 def input_example(config: dict[str, Any]) -> pd.DataFrame:
     """One small gradient image, as large as the generator's smallest input."""
     side = max(size_multiple(config["netG"]), 16)
     ramp = np.linspace(0, 255, side, dtype=np.uint8)
-    pixels = np.stack([np.tile(ramp, (side, 1)), np.tile(ramp[:, None], (1, side)), np.full((side, side), 128, np.uint8)], -1)
+    pixels = np.stack(
+        [
+            np.tile(ramp, (side, 1)),
+            np.tile(ramp[:, None], (1, side)),
+            np.full((side, side), 128, np.uint8),
+        ],
+        -1,
+    )
     channels = config["input_nc"] if config["direction"] == "AtoB" else config["output_nc"]
     img = Image.fromarray(pixels) if channels == 3 else Image.fromarray(pixels[:, :, 0])
     return pd.DataFrame({IMAGE_COLUMN: [encode_png(img)]})
@@ -133,7 +151,9 @@ def _pip_requirements() -> list[str]:
     return pins
 
 
-def _checkpoint_files(client: MlflowClient, run_id: str, checkpoint_dir: str | Path | None, tmp: Path) -> tuple[Path, dict | None]:
+def _checkpoint_files(
+    client: MlflowClient, run_id: str, checkpoint_dir: str | Path | None, tmp: Path
+) -> tuple[Path, dict | None]:
     """A local folder with latest_net_G_A/G_B.pth: the given one, else the run's best (or final)
     checkpoint artifacts. Also the config.json logged beside them, if any."""
     if checkpoint_dir is not None:
@@ -141,16 +161,22 @@ def _checkpoint_files(client: MlflowClient, run_id: str, checkpoint_dir: str | P
     else:
         folder = None
         for kind in ("best", "final"):
-            names = {Path(a.path).name for a in client.list_artifacts(run_id, f"checkpoints/{kind}")}
+            names = {
+                Path(a.path).name for a in client.list_artifacts(run_id, f"checkpoints/{kind}")
+            }
             if set(GENERATOR_FILES.values()) <= names:
                 folder = Path(client.download_artifacts(run_id, f"checkpoints/{kind}", str(tmp)))
                 break
         if folder is None:
-            raise UserError(f"run {run_id}: no checkpoints/best or checkpoints/final artifacts with "
-                            f"{' and '.join(GENERATOR_FILES.values())}; pass the checkpoint folder")
+            raise UserError(
+                f"run {run_id}: no checkpoints/best or checkpoints/final artifacts with "
+                f"{' and '.join(GENERATOR_FILES.values())}; pass the checkpoint folder"
+            )
     missing = [name for name in GENERATOR_FILES.values() if not (folder / name).is_file()]
     if missing:
-        raise UserError(f"{folder}: missing {', '.join(missing)}; register a folder holding both generators")
+        raise UserError(
+            f"{folder}: missing {', '.join(missing)}; register a folder holding both generators"
+        )
     config_file = folder / "config.json"
     return folder, (json.loads(config_file.read_text()) if config_file.is_file() else None)
 
@@ -197,7 +223,13 @@ def register_best(uri: str, candidate: Candidate, prefix: str = DEFAULT_PREFIX) 
 
 
 def _register(uri: str, candidate: Candidate, prefix: str) -> Registration:
-    task, run_id, metric, value, mode = candidate.task, candidate.run_id, candidate.metric, candidate.value, candidate.mode
+    task, run_id, metric, value, mode = (
+        candidate.task,
+        candidate.run_id,
+        candidate.metric,
+        candidate.value,
+        candidate.mode,
+    )
     if mode not in ("min", "max"):
         raise ValueError(f"mode {mode!r}: use min or max")
     name = f"{prefix}{task}"
@@ -205,45 +237,105 @@ def _register(uri: str, candidate: Candidate, prefix: str) -> Registration:
     run = client.get_run(run_id)
     with tempfile.TemporaryDirectory(prefix="cyclegan-register-") as tmp_dir:
         tmp = Path(tmp_dir)
-        folder, logged_config = _checkpoint_files(client, run_id, candidate.checkpoint_dir, tmp / "download")
+        folder, logged_config = _checkpoint_files(
+            client, run_id, candidate.checkpoint_dir, tmp / "download"
+        )
         train_config = candidate.config or logged_config
         if train_config is None:
-            raise UserError(f"{folder}: no config.json beside the checkpoint; pass the trial's training config")
+            raise UserError(
+                f"{folder}: no config.json beside the checkpoint; pass the trial's training config"
+            )
         gen_config = generator_config(train_config)
         (tmp / "generators.json").write_text(json.dumps(gen_config, indent=2))
-        artifacts = {"G_A": str(folder / GENERATOR_FILES["G_A"]), "G_B": str(folder / GENERATOR_FILES["G_B"]),
-                     "config": str(tmp / "generators.json"), "code": str(zip_package(tmp / "cyclegan.zip"))}
-        version_tags = _version_tags(task, run, metric, value, mode, candidate.hyperparameters, candidate.dataset, candidate.tags)
+        artifacts = {
+            "G_A": str(folder / GENERATOR_FILES["G_A"]),
+            "G_B": str(folder / GENERATOR_FILES["G_B"]),
+            "config": str(tmp / "generators.json"),
+            "code": str(zip_package(tmp / "cyclegan.zip")),
+        }
+        version_tags = _version_tags(
+            task,
+            run,
+            metric,
+            value,
+            mode,
+            candidate.hyperparameters,
+            candidate.dataset,
+            candidate.tags,
+        )
         with using_uri(uri):
-            logged = mlflow.initialize_logged_model(name=MODEL_NAME, source_run_id=run_id, experiment_id=run.info.experiment_id,
-                                                    tags={k: v for k, v in version_tags.items() if not k.startswith(HP_PREFIX)},
-                                                    params={k.removeprefix(HP_PREFIX): v for k, v in version_tags.items() if k.startswith(HP_PREFIX)})
-            info = mlflow.pyfunc.log_model(name=MODEL_NAME, model_id=logged.model_id, python_model=pyfunc_model.__file__,
-                                           artifacts=artifacts, signature=signature(),
-                                           input_example=input_example(gen_config), pip_requirements=_pip_requirements())
+            logged = mlflow.initialize_logged_model(
+                name=MODEL_NAME,
+                source_run_id=run_id,
+                experiment_id=run.info.experiment_id,
+                tags={k: v for k, v in version_tags.items() if not k.startswith(HP_PREFIX)},
+                params={
+                    k.removeprefix(HP_PREFIX): v
+                    for k, v in version_tags.items()
+                    if k.startswith(HP_PREFIX)
+                },
+            )
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                model_id=logged.model_id,
+                python_model=pyfunc_model.__file__,
+                artifacts=artifacts,
+                signature=signature(),
+                input_example=input_example(gen_config),
+                pip_requirements=_pip_requirements(),
+            )
             client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=candidate.step)])
             version = mlflow.register_model(info.model_uri, name, tags=version_tags).version
     client.set_registered_model_tag(name, "task", task)
-    client.update_model_version(name, str(version), description=_description(version_tags, candidate.step))
+    client.update_model_version(
+        name, str(version), description=_description(version_tags, candidate.step)
+    )
     result = _maybe_crown(client, name, str(version), metric, float(value), mode)
-    client.set_model_version_tag(name, str(version), "champion_decision", result.reason[:MAX_TAG_VALUE])
+    client.set_model_version_tag(
+        name, str(version), "champion_decision", result.reason[:MAX_TAG_VALUE]
+    )
     log.info("%s", result.summary())
     return result
 
 
-def _version_tags(task: str, run, metric: str, value: float, mode: str, hyperparameters: dict[str, Any],
-                  dataset: str | None, extra: dict[str, Any]) -> dict[str, str]:
-    tags = {"task": task, "metric": metric, "metric_value": repr(float(value)), "mode": mode, "run_id": run.info.run_id,
-            "trial": run.data.tags.get("trial", run.info.run_name), "dataset": dataset or run.data.tags.get("dataset", ""),
-            **{f"{HP_PREFIX}{k}": v for k, v in hyperparameters.items()}, **extra}
+def _version_tags(
+    task: str,
+    run,
+    metric: str,
+    value: float,
+    mode: str,
+    hyperparameters: dict[str, Any],
+    dataset: str | None,
+    extra: dict[str, Any],
+) -> dict[str, str]:
+    tags = {
+        "task": task,
+        "metric": metric,
+        "metric_value": repr(float(value)),
+        "mode": mode,
+        "run_id": run.info.run_id,
+        "trial": run.data.tags.get("trial", run.info.run_name),
+        "dataset": dataset or run.data.tags.get("dataset", ""),
+        **{f"{HP_PREFIX}{k}": v for k, v in hyperparameters.items()},
+        **extra,
+    }
     return {k: mask_value(k, v)[:MAX_TAG_VALUE] for k, v in tags.items() if v is not None}
 
 
 def _description(tags: dict[str, str], epoch: int) -> str:
-    """The version's description, from its tags: where it comes from, its score, its hyperparameters (the tags' names)."""
-    hyperparameters = " ".join(f"{k.removeprefix(HP_PREFIX)}={v}" for k, v in sorted(tags.items()) if k.startswith(HP_PREFIX))
-    text = (f"Trial {tags.get('trial')} of task {tags['task']} (run {tags['run_id']}): {tags['metric']}={float(tags['metric_value']):.4g} "
-            f"({tags['mode']}) at epoch {epoch}. Hyperparameters: {hyperparameters or 'the task as it is'}.")
+    """The version's description, from its tags: where it comes from, its score, its hyperparameters
+    (the tags' names)."""
+    hyperparameters = " ".join(
+        f"{k.removeprefix(HP_PREFIX)}={v}"
+        for k, v in sorted(tags.items())
+        if k.startswith(HP_PREFIX)
+    )
+    text = (
+        f"Trial {tags.get('trial')} of task {tags['task']} (run {tags['run_id']}): "
+        f"{tags['metric']}={float(tags['metric_value']):.4g} "
+        f"({tags['mode']}) at epoch {epoch}. Hyperparameters: "
+        f"{hyperparameters or 'the task as it is'}."
+    )
     return text + (f" Searched as: {tags[SEARCHED_AS_TAG]}." if tags.get(SEARCHED_AS_TAG) else "")
 
 
@@ -251,7 +343,9 @@ def _better(value: float, than: float, mode: str) -> bool:
     return value < than if mode == "min" else value > than
 
 
-def _maybe_crown(client: MlflowClient, name: str, version: str, metric: str, value: float, mode: str) -> Registration:
+def _maybe_crown(
+    client: MlflowClient, name: str, version: str, metric: str, value: float, mode: str
+) -> Registration:
     result = Registration(name, version, metric, mode, value, champion=False)
     current = champion_version(client, name)
     if not math.isfinite(value):
@@ -264,15 +358,24 @@ def _maybe_crown(client: MlflowClient, name: str, version: str, metric: str, val
         result.previous_champion = current.version
         result.previous_value = _as_float(tags.get("metric_value"))
         if (tags.get("metric"), tags.get("mode")) != (metric, mode):
-            result.reason = (f"champion v{current.version} is ranked by {tags.get('metric') or 'no metric'} "
-                             f"({tags.get('mode') or 'no mode'}), not {metric} ({mode}); move the alias by hand to change")
+            result.reason = (
+                f"champion v{current.version} is ranked by {tags.get('metric') or 'no metric'} "
+                f"({tags.get('mode') or 'no mode'}), not {metric} ({mode}); move the alias by hand "
+                f"to change"
+            )
             return result
         previous = result.previous_value
         if previous is not None and math.isfinite(previous) and not _better(value, previous, mode):
-            result.reason = f"champion v{current.version} has {metric}={previous:.4g}, at least as good"
+            result.reason = (
+                f"champion v{current.version} has {metric}={previous:.4g}, at least as good"
+            )
             return result
-        result.champion, result.reason = True, f"beats v{current.version} ({metric}={previous:.4g})" if previous is not None \
-            else f"v{current.version} has no {metric} value"
+        result.champion, result.reason = (
+            True,
+            f"beats v{current.version} ({metric}={previous:.4g})"
+            if previous is not None
+            else f"v{current.version} has no {metric} value",
+        )
     client.set_registered_model_alias(name, CHAMPION, version)
     return result
 
@@ -300,11 +403,20 @@ def champion_version(client: MlflowClient, name: str):
 
 def _version_info(mv) -> VersionInfo:
     tags = mv.tags or {}
-    return VersionInfo(version=str(mv.version), created=datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc),
-                       aliases=list(getattr(mv, "aliases", []) or []), metric=tags.get("metric"), mode=tags.get("mode"),
-                       value=_as_float(tags.get("metric_value")), run_id=tags.get("run_id") or mv.run_id,
-                       trial=tags.get("trial"), dataset=tags.get("dataset"),
-                       hyperparameters={k.removeprefix(HP_PREFIX): v for k, v in tags.items() if k.startswith(HP_PREFIX)})
+    return VersionInfo(
+        version=str(mv.version),
+        created=datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc),
+        aliases=list(getattr(mv, "aliases", []) or []),
+        metric=tags.get("metric"),
+        mode=tags.get("mode"),
+        value=_as_float(tags.get("metric_value")),
+        run_id=tags.get("run_id") or mv.run_id,
+        trial=tags.get("trial"),
+        dataset=tags.get("dataset"),
+        hyperparameters={
+            k.removeprefix(HP_PREFIX): v for k, v in tags.items() if k.startswith(HP_PREFIX)
+        },
+    )
 
 
 def list_models(uri: str, prefix: str = DEFAULT_PREFIX) -> list[ModelInfo]:
@@ -318,8 +430,14 @@ def list_models(uri: str, prefix: str = DEFAULT_PREFIX) -> list[ModelInfo]:
     for model in sorted(found, key=lambda m: m.name):
         champion = champion_version(client, model.name)
         latest = max((int(v.version) for v in model.latest_versions or []), default=None)
-        out.append(ModelInfo(model.name, model.name.removeprefix(prefix), _version_info(champion) if champion else None,
-                             str(latest) if latest is not None else None))
+        out.append(
+            ModelInfo(
+                model.name,
+                model.name.removeprefix(prefix),
+                _version_info(champion) if champion else None,
+                str(latest) if latest is not None else None,
+            )
+        )
     return out
 
 
@@ -332,16 +450,26 @@ def show_model(uri: str, task: str, prefix: str = DEFAULT_PREFIX) -> ModelInfo:
         registered = client.get_registered_model(name)
     except MlflowException as err:
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise UserError(f"no registered model {name!r} at {mask_text(uri)}; "
-                            "`python -m orchestrator models list` shows the ones there") from None
-        raise UserError(f"model registry at {mask_text(uri)}: {mask_text(err.message)[:300]}") from None
+            raise UserError(
+                f"no registered model {name!r} at {mask_text(uri)}; "
+                "`python -m orchestrator models list` shows the ones there"
+            ) from None
+        raise UserError(
+            f"model registry at {mask_text(uri)}: {mask_text(err.message)[:300]}"
+        ) from None
     with reported_as(f"model registry at {mask_text(uri)}"):
         versions = all_pages(client.search_model_versions, f"name = '{name}'")
     infos = sorted((_version_info(v) for v in versions), key=lambda v: int(v.version), reverse=True)
     for info in infos:  # version searches may leave aliases out; the registered model has them all
-        info.aliases = sorted(alias for alias, version in (registered.aliases or {}).items() if str(version) == info.version)
+        info.aliases = sorted(
+            alias
+            for alias, version in (registered.aliases or {}).items()
+            if str(version) == info.version
+        )
     champion = next((v for v in infos if CHAMPION in v.aliases), None)
-    return ModelInfo(name, name.removeprefix(prefix), champion, infos[0].version if infos else None, infos)
+    return ModelInfo(
+        name, name.removeprefix(prefix), champion, infos[0].version if infos else None, infos
+    )
 
 
 def load_registered_model(uri: str, model_uri: str):
@@ -351,4 +479,6 @@ def load_registered_model(uri: str, model_uri: str):
         with using_uri(uri):
             return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     except MlflowException as err:
-        raise TrackingError(f"cannot load it from {mask_text(uri)}: {mask_text(err.message)[:300]}") from None
+        raise TrackingError(
+            f"cannot load it from {mask_text(uri)}: {mask_text(err.message)[:300]}"
+        ) from None

@@ -1,4 +1,5 @@
-"""MLflow tracking for sweeps: one experiment per manifest, a parent run per task, a child run per trial.
+"""MLflow tracking for sweeps: one experiment per manifest, a parent run per task, a child run per
+trial.
 
 Everything here talks to MLflow through an explicit `MlflowClient(uri)`, never the fluent
 API's global state, so it works the same in the driver and in a Ray Train rank-0 worker.
@@ -38,13 +39,16 @@ DEFAULT_ARTIFACTS = "mlartifacts"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 ROLE_TAG = "cyclegan.role"  # "task" on parent runs, "trial" on child runs
 LAST_EPOCH_TAG = "cyclegan.last_epoch"
-STATUS_TAG = "cyclegan.status"          # on a trial's run: finished, stopped, diverged or failed (orchestrator.sweep.results)
-BASELINE_TAG = "cyclegan.baseline"      # on a trial's run: "true" for the task's baseline trial
-NOTE_TAG = "cyclegan.note"              # on a trial's run: how it ended when it did not finish
-# Hyperparameters carry their TrainConfig names everywhere (orchestrator.config.aliases): a trial run's params,
-# `space.<name>.<distribution>` params and `best.<name>` tags on its task's run, `hp.<name>` registry tags.
-BEST_PREFIX = "best."                   # on a task's run: the best trial's hyperparameters, one tag each
-SEARCHED_AS_TAG = "cyclegan.searched_as"  # on a task's run and a registered version: which manifest alias set which fields
+# on a trial's run: finished, stopped, diverged or failed (orchestrator.sweep.results)
+STATUS_TAG = "cyclegan.status"
+BASELINE_TAG = "cyclegan.baseline"  # on a trial's run: "true" for the task's baseline trial
+NOTE_TAG = "cyclegan.note"  # on a trial's run: how it ended when it did not finish
+# Hyperparameters carry their TrainConfig names everywhere (orchestrator.config.aliases): a trial
+# run's params, `space.<name>.<distribution>` params and `best.<name>` tags on its task's run,
+# `hp.<name>` registry tags.
+BEST_PREFIX = "best."  # on a task's run: the best trial's hyperparameters, one tag each
+# on a task's run and a registered version: which manifest alias set which fields
+SEARCHED_AS_TAG = "cyclegan.searched_as"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -60,7 +64,7 @@ def resolve_tracking_uri(manifest_uri: str | None = None, cwd: str | Path | None
     uri = manifest_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{cwd / DEFAULT_DB}"
     db = sqlite_path(uri)
     if db is not None and not db.is_absolute():
-        uri = f"sqlite:///{cwd / db}" + (uri[uri.index("?"):] if "?" in uri else "")
+        uri = f"sqlite:///{cwd / db}" + (uri[uri.index("?") :] if "?" in uri else "")
     return uri
 
 
@@ -84,40 +88,63 @@ def check_tracking(uri: str, timeout: float = 10.0) -> None:
     Called before any training starts: MLflow's own client retries a dead server for minutes.
     """
     shown = mask_text(uri)
-    hint = "start it, or set tracking.uri in the manifest (or MLFLOW_TRACKING_URI) to a running MLflow server"
+    hint = (
+        "start it, or set tracking.uri in the manifest (or MLFLOW_TRACKING_URI) to a running "
+        "MLflow server"
+    )
     db = sqlite_path(uri)
     if db is not None:
         if not db.parent.is_dir():
-            raise UserError(f"tracking URI {shown}: folder {db.parent} does not exist; create it or choose another sqlite path")
+            raise UserError(
+                f"tracking URI {shown}: folder {db.parent} does not exist; create it or choose "
+                f"another sqlite path"
+            )
         if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
-            raise UserError(f"tracking URI {shown}: {db} is not writable; choose another sqlite path")
+            raise UserError(
+                f"tracking URI {shown}: {db} is not writable; choose another sqlite path"
+            )
         return
     if uri.startswith(("http://", "https://")):
         _probe_health(uri, shown, hint, timeout)
-    _call_with_timeout(lambda: MlflowClient(uri).search_experiments(max_results=1), timeout,
-                       f"MLflow tracking server {shown}", hint)
+    _call_with_timeout(
+        lambda: MlflowClient(uri).search_experiments(max_results=1),
+        timeout,
+        f"MLflow tracking server {shown}",
+        hint,
+    )
 
 
 def _probe_health(uri: str, shown: str, hint: str, timeout: float) -> None:
     parts = urllib.parse.urlsplit(uri)
     headers = {}
     if parts.username is not None:  # urllib wants credentials in a header, not in the host
-        token = base64.b64encode(f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}".encode())
+        user = urllib.parse.unquote(parts.username)
+        token = base64.b64encode(f"{user}:{urllib.parse.unquote(parts.password or '')}".encode())
         headers["Authorization"] = f"Basic {token.decode()}"
         parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
-    request = urllib.request.Request(urllib.parse.urlunsplit(parts).rstrip("/") + "/health", headers=headers)
+    request = urllib.request.Request(
+        urllib.parse.urlunsplit(parts).rstrip("/") + "/health", headers=headers
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read(64)
     except urllib.error.HTTPError as err:
         if err.code in (401, 403):
-            raise UserError(f"MLflow tracking server {shown} refused access (HTTP {err.code}): set MLFLOW_TRACKING_USERNAME and "
-                            "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN") from None
+            raise UserError(
+                f"MLflow tracking server {shown} refused access (HTTP {err.code}): set "
+                f"MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
+            ) from None
         if err.code != 404:  # a 404 may be a proxy path; the API call below decides
-            raise UserError(f"MLflow tracking server {shown} is not healthy (HTTP {err.code} on /health): {hint}") from None
+            raise UserError(
+                f"MLflow tracking server {shown} is not healthy (HTTP {err.code} on /health): "
+                f"{hint}"
+            ) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise UserError(f"MLflow tracking server {shown} is not reachable ({mask_text(str(reason))}): {hint}") from None
+        raise UserError(
+            f"MLflow tracking server {shown} is not reachable ({mask_text(str(reason))}): {hint}"
+        ) from None
 
 
 def _call_with_timeout(call, timeout: float, what: str, hint: str):
@@ -136,7 +163,11 @@ def _call_with_timeout(call, timeout: float, what: str, hint: str):
     if worker.is_alive():
         raise UserError(f"{what} did not answer within {timeout:g} s: {hint}")
     if "error" in outcome:
-        message = str(outcome["error"]).splitlines()[0] if str(outcome["error"]) else outcome["error"].__class__.__name__
+        message = (
+            str(outcome["error"]).splitlines()[0]
+            if str(outcome["error"])
+            else outcome["error"].__class__.__name__
+        )
         raise UserError(f"{what} failed: {mask_text(message)[:300]}")
     return outcome.get("value")
 
@@ -147,13 +178,19 @@ def _call_with_timeout(call, timeout: float, what: str, hint: str):
 
 def _quoted(value: str) -> str:
     if "'" in value or "\\" in value:
-        raise ValueError(f"{value!r}: names used in MLflow searches cannot contain quotes or backslashes")
+        raise ValueError(
+            f"{value!r}: names used in MLflow searches cannot contain quotes or backslashes"
+        )
     return f"'{value}'"
 
 
 def masked_tags(values: Mapping[str, Any]) -> dict[str, str]:
     """Tag values as MLflow stores them: masked, cut to its limit; None values left out."""
-    return {key: mask_value(key, value)[:MAX_TAG_VALUE] for key, value in values.items() if value is not None}
+    return {
+        key: mask_value(key, value)[:MAX_TAG_VALUE]
+        for key, value in values.items()
+        if value is not None
+    }
 
 
 def get_or_create_experiment(uri: str, name: str, artifact_location: str | None = None) -> str:
@@ -164,9 +201,13 @@ def get_or_create_experiment(uri: str, name: str, artifact_location: str | None 
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             try:
-                return client.create_experiment(name, artifact_location=artifact_location or default_artifact_location(uri))
+                return client.create_experiment(
+                    name, artifact_location=artifact_location or default_artifact_location(uri)
+                )
             except MlflowException as err:
-                if err.error_code != "RESOURCE_ALREADY_EXISTS":  # else another driver created it just now
+                if (
+                    err.error_code != "RESOURCE_ALREADY_EXISTS"
+                ):  # else another driver created it just now
                     raise
                 experiment = client.get_experiment_by_name(name)
         if experiment.lifecycle_stage == "deleted":
@@ -174,16 +215,23 @@ def get_or_create_experiment(uri: str, name: str, artifact_location: str | None 
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
     except MlflowException as err:
-        raise UserError(f"tracking URI {mask_text(uri)}: cannot open experiment {name!r}: {mask_text(err.message)[:300]}") from None
+        raise UserError(
+            f"tracking URI {mask_text(uri)}: cannot open experiment {name!r}: "
+            f"{mask_text(err.message)[:300]}"
+        ) from None
 
 
 def open_training_experiment(uri: str, name: str) -> str:
-    """`get_or_create_experiment`, marked as a model-training experiment (MLflow 3's UI then opens on its runs)."""
+    """`get_or_create_experiment`, marked as a model-training experiment (MLflow 3's UI then opens
+    on its runs)."""
     experiment_id = get_or_create_experiment(uri, name)
     try:
         mark_training_experiment(MlflowClient(uri), experiment_id)
     except MlflowException as err:
-        raise UserError(f"tracking URI {mask_text(uri)}: cannot tag experiment {name!r}: {mask_text(err.message)[:300]}") from None
+        raise UserError(
+            f"tracking URI {mask_text(uri)}: cannot tag experiment {name!r}: "
+            f"{mask_text(err.message)[:300]}"
+        ) from None
     return experiment_id
 
 
@@ -208,13 +256,27 @@ def start_task_run(uri: str, experiment_id: str, spec: TaskRunSpec) -> str:
     """Start (or, with the `sweep_key` of an earlier unfinished driver, resume) a task's parent run.
     Returns the run id."""
     client = MlflowClient(uri)
-    all_tags = masked_tags({"task": spec.task, "dataset": spec.dataset, "manifest": spec.manifest_name,
-                            "manifest_sha256": spec.manifest_sha256, "metric": spec.metric, "mode": spec.mode,
-                            "sweep_key": spec.sweep_key, ROLE_TAG: "task", **spec.tags})
+    all_tags = masked_tags(
+        {
+            "task": spec.task,
+            "dataset": spec.dataset,
+            "manifest": spec.manifest_name,
+            "manifest_sha256": spec.manifest_sha256,
+            "metric": spec.metric,
+            "mode": spec.mode,
+            "sweep_key": spec.sweep_key,
+            ROLE_TAG: "task",
+            **spec.tags,
+        }
+    )
     run_id = None
     if spec.sweep_key:
-        found = client.search_runs([experiment_id], f"tags.`{ROLE_TAG}` = 'task' AND tags.task = {_quoted(spec.task)} "
-                                   f"AND tags.sweep_key = {_quoted(spec.sweep_key)}", max_results=1)
+        found = client.search_runs(
+            [experiment_id],
+            f"tags.`{ROLE_TAG}` = 'task' AND tags.task = {_quoted(spec.task)} "
+            f"AND tags.sweep_key = {_quoted(spec.sweep_key)}",
+            max_results=1,
+        )
         if found:
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
@@ -224,8 +286,13 @@ def start_task_run(uri: str, experiment_id: str, spec: TaskRunSpec) -> str:
     return run_id
 
 
-def open_task_runs(uri: str, experiment: str, specs: Iterable[TaskRunSpec], manifest_path: str | Path | None,
-                   system_metrics: bool = False) -> dict[str, TrackingContext]:
+def open_task_runs(
+    uri: str,
+    experiment: str,
+    specs: Iterable[TaskRunSpec],
+    manifest_path: str | Path | None,
+    system_metrics: bool = False,
+) -> dict[str, TrackingContext]:
     """Check the tracking store (within seconds), open the experiment as a model-training one and
     one parent run per task with the code version and the manifest; what each task's trials need.
 
@@ -247,7 +314,9 @@ def open_task_runs(uri: str, experiment: str, specs: Iterable[TaskRunSpec], mani
     return runs
 
 
-def end_task_run(uri: str, run_id: str, status: str = "FINISHED", summary: str | None = None) -> list[str]:
+def end_task_run(
+    uri: str, run_id: str, status: str = "FINISHED", summary: str | None = None
+) -> list[str]:
     """End a task's parent run; trials still RUNNING under it are ended as KILLED (their
     worker is gone). `summary` becomes the run's description. Returns the trial runs ended."""
     client = MlflowClient(uri)
@@ -259,7 +328,8 @@ def end_task_run(uri: str, run_id: str, status: str = "FINISHED", summary: str |
 
 
 def run_status(status: str) -> str:
-    """`status` as a terminal MLflow run status (FINISHED, FAILED or KILLED); a ValueError for anything else."""
+    """`status` as a terminal MLflow run status (FINISHED, FAILED or KILLED); a ValueError for
+    anything else."""
     status = status.upper()
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"run status {status!r}: use one of {', '.join(TERMINAL_STATUSES)}")
@@ -284,8 +354,13 @@ def find_trial_run(uri: str, parent_run_id: str, trial_name: str) -> str | None:
     return None
 
 
-def set_trial_status(uri: str, parent_run_id: str, trial_name: str, status: str,
-                     tags: Mapping[str, Any] | None = None) -> str | None:
+def set_trial_status(
+    uri: str,
+    parent_run_id: str,
+    trial_name: str,
+    status: str,
+    tags: Mapping[str, Any] | None = None,
+) -> str | None:
     """End a trial's run from the driver (e.g. a Tune callback: error -> FAILED, early stop ->
     KILLED, complete -> FINISHED), with `tags` (masked) set first. Returns the run id, or None when
     the trial has no run.
@@ -306,11 +381,17 @@ def set_trial_status(uri: str, parent_run_id: str, trial_name: str, status: str,
     return run_id
 
 
-def record_task_outcome(uri: str, run_id: str, metrics: Mapping[str, float | None], tags: Mapping[str, Any]) -> None:
-    """What a task's sweep found, on its parent run: numbers as metrics (None left out), the rest as tags."""
+def record_task_outcome(
+    uri: str, run_id: str, metrics: Mapping[str, float | None], tags: Mapping[str, Any]
+) -> None:
+    """What a task's sweep found, on its parent run: numbers as metrics (None left out), the rest as
+    tags."""
     now = int(time.time() * 1000)
-    MlflowClient(uri).log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
-                                tags=[RunTag(k, v) for k, v in masked_tags(tags).items()])
+    MlflowClient(uri).log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
+        tags=[RunTag(k, v) for k, v in masked_tags(tags).items()],
+    )
 
 
 def end_running_children(uri: str, parent_run_id: str, status: str = "KILLED") -> list[str]:
@@ -325,13 +406,20 @@ def end_running_children(uri: str, parent_run_id: str, status: str = "KILLED") -
 
 
 def log_params_once(client: MlflowClient, run_id: str, values: Mapping[str, Any]) -> None:
-    """Log the params the run lacks; a param cannot change, so a differing value is only warned about."""
+    """Log the params the run lacks; a param cannot change, so a differing value is only warned
+    about."""
     existing = client.get_run(run_id).data.params
     new = []
     for key, value in safe_params(values).items():
         if key not in existing:
             new.append(Param(key, value))
         elif existing[key] != value:
-            log.warning("run %s: param %s is already %r; keeping it (not %r)", run_id, key, existing[key], value)
+            log.warning(
+                "run %s: param %s is already %r; keeping it (not %r)",
+                run_id,
+                key,
+                existing[key],
+                value,
+            )
     for start in range(0, len(new), 100):  # MLflow takes at most 100 params per batch
-        client.log_batch(run_id, params=new[start:start + 100])
+        client.log_batch(run_id, params=new[start : start + 100])

@@ -29,13 +29,19 @@ from cyclegan.speed import ddp_wrap
 log = logging.getLogger(__name__)
 
 
-def make_wrap(cfg: TrainConfig, device: torch.device, world_size: int) -> Callable[[nn.Module], nn.Module] | None:
-    """The Trainer's `wrap` for this world size (None alone: DDP over one process only costs time)."""
+def make_wrap(
+    cfg: TrainConfig, device: torch.device, world_size: int
+) -> Callable[[nn.Module], nn.Module] | None:
+    """The Trainer's `wrap` for this world size (None alone: DDP over one process only costs
+    time)."""
     if world_size <= 1:
         return None
     to_ddp = ddp_wrap(device)
     if cfg.norm == "batch" and device.type == "cpu":
-        log.warning("--norm batch on CPU workers: batch statistics are per worker (torch's SyncBatchNorm needs GPUs)")
+        log.warning(
+            "--norm batch on CPU workers: batch statistics are per worker (torch's SyncBatchNorm "
+            "needs GPUs)"
+        )
 
     def wrap(module: nn.Module) -> nn.Module:
         return to_ddp(synchronize_norms(module, cfg, device))
@@ -53,12 +59,16 @@ def synchronize_norms(module: nn.Module, cfg: TrainConfig, device: torch.device)
 
 def worker_state(model: CycleGAN) -> dict:
     """The part of the training state that is this rank's own: pools and RNG."""
-    return {"pool_A": model.pool_A.state_dict(), "pool_B": model.pool_B.state_dict(), "rng": ckpt.rng_state()}
+    return {
+        "pool_A": model.pool_A.state_dict(),
+        "pool_B": model.pool_B.state_dict(),
+        "rng": ckpt.rng_state(),
+    }
 
 
 def decorrelate_pools(model: CycleGAN, rank: int) -> None:
-    """Give rank r > 0 its own stream of pool choices (rank 0 keeps the single-machine seeds), so that
-    the ranks' pools do not all swap in a stored image at the same steps."""
+    """Give rank r > 0 its own stream of pool choices (rank 0 keeps the single-machine seeds), so
+    that the ranks' pools do not all swap in a stored image at the same steps."""
     if rank:
         for offset, pool in enumerate((model.pool_A, model.pool_B), start=1):
             pool.generator.manual_seed(model.cfg.seed * 2 + offset + 1_000_003 * rank)
@@ -67,7 +77,11 @@ def decorrelate_pools(model: CycleGAN, rank: int) -> None:
 def rank_record(model: CycleGAN, shard: list[int]) -> dict:
     """What a rank contributes to a checkpoint: its own state, plus its weights' fingerprint and
     this epoch's shard (for `consistency`, and for anyone auditing the checkpoint later)."""
-    return {**worker_state(model), "fingerprint": fingerprint([model.generators, model.discriminators]), "shard": list(shard)}
+    return {
+        **worker_state(model),
+        "fingerprint": fingerprint([model.generators, model.discriminators]),
+        "shard": list(shard),
+    }
 
 
 def load_worker_state(model: CycleGAN, state: dict) -> None:
@@ -81,19 +95,25 @@ def fingerprint(modules: list[nn.Module]) -> list[float]:
     replicas exactly when their weights are (for all practical purposes)."""
     tensors = [t for m in modules for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]
     with torch.no_grad():
-        stats = torch.stack([torch.stack([t.double().sum(), t.double().square().sum()]) for t in tensors])
+        stats = torch.stack(
+            [torch.stack([t.double().sum(), t.double().square().sum()]) for t in tensors]
+        )
     return stats.flatten().cpu().tolist()
 
 
 class Collectives:
-    """Small per-epoch exchanges between the ranks. Every method is collective: all ranks call it."""
+    """Small per-epoch exchanges between the ranks. Every method is collective: all ranks call
+    it."""
 
     def __init__(self, rank: int, world_size: int):
         self.rank, self.world_size = rank, world_size
         self.group = None
         if world_size > 1:
-            # Objects go through gloo (CPU), whatever the training backend: NCCL would need them on a GPU.
-            self.group = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+            # Objects go through gloo (CPU), whatever the training backend: NCCL would need them on
+            # a GPU.
+            self.group = (
+                dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+            )
 
     def barrier(self) -> None:
         if self.world_size > 1:
@@ -108,9 +128,13 @@ class Collectives:
         return out
 
     def average_losses(self, metrics: dict) -> dict:
-        """The epoch's mean losses over all ranks (each rank trained on its own shard): the model's losses
-        and every per-epoch metric that can rank trials (metric_names.EPOCH_METRICS)."""
-        keys = [k for k in dict.fromkeys([f"loss_{k}" for k in LOSS_NAMES] + list(EPOCH_METRICS)) if k in metrics]
+        """The epoch's mean losses over all ranks (each rank trained on its own shard): the model's
+        losses and every per-epoch metric that can rank trials (metric_names.EPOCH_METRICS)."""
+        keys = [
+            k
+            for k in dict.fromkeys([f"loss_{k}" for k in LOSS_NAMES] + list(EPOCH_METRICS))
+            if k in metrics
+        ]
         if self.world_size == 1 or not keys:
             return metrics
         values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
@@ -129,5 +153,8 @@ def consistency(states: list[dict], dataset_size: int) -> dict:
     # The sampler pads the last round by wrapping around: that many repeats are expected.
     padding = max(len(states[0]["shard"]) * len(states) - dataset_size, 0)
     overlap = sum(n - 1 for n in seen.values() if n > 1) - padding
-    return {"ddp_replicas_in_sync": all(p == prints[0] for p in prints), "ddp_shard_overlap": overlap,
-            "ddp_shard_coverage": len(seen) / max(dataset_size, 1)}
+    return {
+        "ddp_replicas_in_sync": all(p == prints[0] for p in prints),
+        "ddp_shard_overlap": overlap,
+        "ddp_shard_coverage": len(seen) / max(dataset_size, 1),
+    }

@@ -8,8 +8,8 @@ differs between them:
   hands back the last checkpoint after a failure and keeps the checkpoint folders;
 - a **one-worker sweep trial** (`train_in_trial`, `TrialSession`): the Tune trial's own process
   trains, with no Train controller and no helper actors. It keeps the same checkpoint folders in
-  storage itself (orchestrator.storage.checkpoints.StoredCheckpoints) and continues from the newest one
-  when Tune retries or resumes the trial; it reports with `tune.report`.
+  storage itself (orchestrator.storage.checkpoints.StoredCheckpoints) and continues from the newest
+  one when Tune retries or resumes the trial; it reports with `tune.report`.
 
 Both read the rank, resolve the dataset once per node, load the checkpoint to continue from, and
 report from the Trainer's end-of-epoch hook. Everything else is the library's.
@@ -32,9 +32,22 @@ from cyclegan.config import TrainConfig
 from cyclegan.sources import resolve_dataset
 from cyclegan.trainer import Trainer
 from orchestrator.storage.best import BEST_EPOCH, BestKeeper
-from orchestrator.storage.checkpoints import StoredCheckpoints, checkpoint_dir_name, load_reported_metrics, load_resume_state, stage
+from orchestrator.storage.checkpoints import (
+    StoredCheckpoints,
+    checkpoint_dir_name,
+    load_reported_metrics,
+    load_resume_state,
+    stage,
+)
 from orchestrator.tracking.context import TrackingContext
-from orchestrator.trial.ddp import Collectives, consistency, decorrelate_pools, load_worker_state, make_wrap, rank_record
+from orchestrator.trial.ddp import (
+    Collectives,
+    consistency,
+    decorrelate_pools,
+    load_worker_state,
+    make_wrap,
+    rank_record,
+)
 from orchestrator.trial.spec import TrialSpec
 
 log = logging.getLogger(__name__)
@@ -63,8 +76,15 @@ class TrainSession:
 
     def __init__(self, spec: TrialSpec, resume_from: ray.train.Checkpoint | None = None):
         ctx = ray.train.get_context()
-        self.spec, self.resume_from = spec, resume_from  # resume_from: checked by the driver (ray_train.prepare_run)
-        self.rank, self.world_size, self.local_rank = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
+        self.spec, self.resume_from = (
+            spec,
+            resume_from,
+        )  # resume_from: checked by the driver (ray_train.prepare_run)
+        self.rank, self.world_size, self.local_rank = (
+            ctx.get_world_rank(),
+            ctx.get_world_size(),
+            ctx.get_local_rank(),
+        )
 
     def device(self) -> torch.device:
         from ray.train.torch import get_device
@@ -97,7 +117,9 @@ class TrialSession:
 
     def device(self) -> torch.device:
         # Ray gives the trial's process its GPU (CUDA_VISIBLE_DEVICES): the first visible one.
-        return torch.device("cuda", 0) if self.spec.resources.gpus_per_worker else torch.device("cpu")
+        return (
+            torch.device("cuda", 0) if self.spec.resources.gpus_per_worker else torch.device("cpu")
+        )
 
     @contextlib.contextmanager
     def checkpoint(self) -> Iterator[tuple[Path, str] | None]:
@@ -122,15 +144,18 @@ class TrialSession:
 
 
 def train_loop_per_worker(config: dict) -> dict:
-    """The TorchTrainer's per-worker function; `config` is {"spec": TrialSpec, "resume_from": its checkpoint}
-    (orchestrator.trial.ray_train.prepare_run)."""
+    """The TorchTrainer's per-worker function; `config` is {"spec": TrialSpec, "resume_from": its
+    checkpoint} (orchestrator.trial.ray_train.prepare_run)."""
     spec: TrialSpec = config["spec"]
     return run_worker(spec, TrainSession(spec, config["resume_from"]))
 
 
-def train_in_trial(spec: TrialSpec, session: Callable[[TrialSpec], TrialSession] = TrialSession) -> dict:
-    """Train a one-worker sweep trial in this process (a Tune function trial): the run `spec.name` in `spec.storage`.
-    `session`: builds the trial's session from its spec (a PBT trial's: orchestrator.trial.pbt_session)."""
+def train_in_trial(
+    spec: TrialSpec, session: Callable[[TrialSpec], TrialSession] = TrialSession
+) -> dict:
+    """Train a one-worker sweep trial in this process (a Tune function trial): the run `spec.name`
+    in `spec.storage`. `session`: builds the trial's session from its spec (a PBT trial's:
+    orchestrator.trial.pbt_session)."""
     return run_worker(spec, session(spec))
 
 
@@ -159,20 +184,43 @@ def run_worker(spec: TrialSpec, session: Session) -> dict:
 
     listeners = []
     if spec.tracking and rank == 0:
-        listeners.append(_tracking_listener(spec.tracking, cfg, spec.name, spec.output_dir, data_root))
-    keeper = BestKeeper(spec.ranking, spec.storage, spec.name) if spec.ranking and rank == 0 else None
-    reporter = EpochReporter(cfg, comm, session, spec.output_dir, spec.run_uri,
-                             resumed_from=state["epoch"] if state else 0, listeners=listeners, keeper=keeper)
-    trainer = Trainer(cfg, rank=rank, world_size=world_size, device=device, wrap=make_wrap(cfg, device, world_size),
-                      on_epoch_end=[reporter], resume_state=state, output_dir=spec.output_dir,
-                      data_root=data_root, show_progress=False)
+        listeners.append(
+            _tracking_listener(spec.tracking, cfg, spec.name, spec.output_dir, data_root)
+        )
+    keeper = (
+        BestKeeper(spec.ranking, spec.storage, spec.name) if spec.ranking and rank == 0 else None
+    )
+    reporter = EpochReporter(
+        cfg,
+        comm,
+        session,
+        spec.output_dir,
+        spec.run_uri,
+        resumed_from=state["epoch"] if state else 0,
+        listeners=listeners,
+        keeper=keeper,
+    )
+    trainer = Trainer(
+        cfg,
+        rank=rank,
+        world_size=world_size,
+        device=device,
+        wrap=make_wrap(cfg, device, world_size),
+        on_epoch_end=[reporter],
+        resume_state=state,
+        output_dir=spec.output_dir,
+        data_root=data_root,
+        show_progress=False,
+    )
     if state is None:
         decorrelate_pools(trainer.model, rank)
     elif own is not None:
         load_worker_state(trainer.model, own)  # this rank's own pools and RNG, as they were
     if trainer.start_epoch > cfg.total_epochs:
         if rank == 0:
-            log.info("%s is already complete (%d epochs); nothing to train", spec.name, cfg.total_epochs)
+            log.info(
+                "%s is already complete (%d epochs); nothing to train", spec.name, cfg.total_epochs
+            )
         # Report the final epoch again: a relaunched Tune trial whose driver died before it recorded
         # that result would otherwise keep an earlier epoch as the trial's last.
         session.report(reported if rank == 0 else {})
@@ -186,8 +234,14 @@ def resolve_once_per_node(cfg: TrainConfig, local_rank: int, comm: Collectives) 
     """Local rank 0 of each node fetches the dataset into the node's cache; the node's other
     workers then find it there (the cache's file lock would also make them wait, but this way
     they do not even list the bucket)."""
+
     def resolve() -> Path:
-        return resolve_dataset(cfg.dataroot, cfg.cache_dir or None, endpoint_url=cfg.s3_endpoint_url or None, show_progress=False)
+        return resolve_dataset(
+            cfg.dataroot,
+            cfg.cache_dir or None,
+            endpoint_url=cfg.s3_endpoint_url or None,
+            show_progress=False,
+        )
 
     root = resolve() if local_rank == 0 else None
     comm.barrier()
@@ -200,9 +254,24 @@ class EpochReporter:
     rank 0 attaches the checkpoint. With a `keeper` (rank 0), each report also carries the best
     epoch so far, whose generators the keeper holds in storage (orchestrator.storage.best)."""
 
-    def __init__(self, cfg: TrainConfig, comm: Collectives, session: Session, out_dir: Path, run_uri: str, resumed_from: int = 0,
-                 listeners: list[Listener] | None = None, keeper: BestKeeper | None = None):
-        self.cfg, self.comm, self.session, self.out_dir, self.run_uri = cfg, comm, session, out_dir, run_uri
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        comm: Collectives,
+        session: Session,
+        out_dir: Path,
+        run_uri: str,
+        resumed_from: int = 0,
+        listeners: list[Listener] | None = None,
+        keeper: BestKeeper | None = None,
+    ):
+        self.cfg, self.comm, self.session, self.out_dir, self.run_uri = (
+            cfg,
+            comm,
+            session,
+            out_dir,
+            run_uri,
+        )
         self.resumed_from = resumed_from
         self.listeners = listeners or []
         self.keeper = keeper
@@ -222,16 +291,25 @@ class EpochReporter:
         comm, main = self.comm, trainer.is_main
         metrics = comm.average_losses(metrics)
         out = {k: v for k, v in metrics.items() if isinstance(v, (bool, int, float, str))}
-        # Wall time of the epoch with everything around it (saving, sample grid, the previous report),
-        # and since this attempt's first epoch began: what the Ray overhead is measured on.
-        out.update(epoch_wall_s=wall, train_wall_s=now - self.fit_started, world_size=comm.world_size,
-                   batch_size_total=self.cfg.batch_size * comm.world_size, resumed_from_epoch=self.resumed_from)
+        # Wall time of the epoch with everything around it (saving, sample grid, the previous
+        # report), and since this attempt's first epoch began: what the Ray overhead is measured on.
+        out.update(
+            epoch_wall_s=wall,
+            train_wall_s=now - self.fit_started,
+            world_size=comm.world_size,
+            batch_size_total=self.cfg.batch_size * comm.world_size,
+            resumed_from_epoch=self.resumed_from,
+        )
         if main and self.keeper is not None:
             out.update(self.keeper.update(epoch, out, trainer.out_dir))
         if not self.is_checkpoint_epoch(epoch):
             self._report(epoch, out if main else {})
             return
-        states = comm.gather_to_main(rank_record(trainer.model, trainer.loader.sampler.indices())) if comm.world_size > 1 else None
+        states = (
+            comm.gather_to_main(rank_record(trainer.model, trainer.loader.sampler.indices()))
+            if comm.world_size > 1
+            else None
+        )
         if not main:
             self._report(epoch, {})
             return
@@ -244,7 +322,9 @@ class EpochReporter:
             folder = stage(self.out_dir, Path(tmp) / name, states, metrics=out)
             self._report(epoch, out, folder, name)
 
-    def _report(self, epoch: int, metrics: dict, folder: Path | None = None, name: str | None = None) -> None:
+    def _report(
+        self, epoch: int, metrics: dict, folder: Path | None = None, name: str | None = None
+    ) -> None:
         if metrics:
             if self.checkpoint_path:
                 metrics["checkpoint_path"] = self.checkpoint_path
@@ -263,12 +343,16 @@ def _setup_logging() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
-def _tracking_listener(tracking: TrackingContext, cfg: TrainConfig, run_name: str, output_dir: Path, data_root: Path) -> Listener:
-    """The trial's record (MLflow), from rank 0: the dataset as input, each epoch's metrics and sample grid,
-    and the final networks."""
+def _tracking_listener(
+    tracking: TrackingContext, cfg: TrainConfig, run_name: str, output_dir: Path, data_root: Path
+) -> Listener:
+    """The trial's record (MLflow), from rank 0: the dataset as input, each epoch's metrics and
+    sample grid, and the final networks."""
     from orchestrator.tracking.backends import open_trial_recorder
 
-    recorder = open_trial_recorder(tracking if tracking.trial else tracking.for_trial(run_name), params=cfg.to_record())
+    recorder = open_trial_recorder(
+        tracking if tracking.trial else tracking.for_trial(run_name), params=cfg.to_record()
+    )
     recorder.log_dataset(cfg.dataroot, data_root)
 
     def listener(epoch: int, metrics: dict) -> None:

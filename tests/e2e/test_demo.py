@@ -32,7 +32,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def _user_env(home: Path, ray_tmp: Path) -> dict[str, str]:
-    """A new user's shell: nothing pointing Ray, MLflow or S3 elsewhere, the code of this checkout."""
+    """A new user's shell: nothing pointing Ray, MLflow or S3 elsewhere, the code of this
+    checkout."""
     drop = ("AWS_", "MLFLOW_", "RAY_", "TUNE_", "CYCLEGAN_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(HOME=str(home), PYTHONPATH=str(REPO), RAY_TMPDIR=str(ray_tmp), PYTHONUNBUFFERED="1")
@@ -43,10 +44,18 @@ def test_the_quickstart_runs_clean_every_trial_at_its_first_attempt(tmp_path):
     work = tmp_path / "work"
     shutil.copytree(REPO / "experiments", work / "experiments")
     (tmp_path / "home").mkdir()
-    ray_tmp = Path(tempfile.mkdtemp(prefix="demo-", dir="/tmp"))   # short: Ray's socket paths must fit
+    ray_tmp = Path(
+        tempfile.mkdtemp(prefix="demo-", dir="/tmp")
+    )  # short: Ray's socket paths must fit
     try:
-        run = subprocess.run([sys.executable, "-m", "orchestrator", "run", "experiments/quickstart.yaml"], cwd=work,
-                             env=_user_env(tmp_path / "home", ray_tmp), capture_output=True, text=True, timeout=1400)
+        run = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "run", "experiments/quickstart.yaml"],
+            cwd=work,
+            env=_user_env(tmp_path / "home", ray_tmp),
+            capture_output=True,
+            text=True,
+            timeout=1400,
+        )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     output = run.stdout + run.stderr
@@ -63,14 +72,22 @@ def test_the_quickstart_runs_clean_every_trial_at_its_first_attempt(tmp_path):
     for plan in loaded.plans:
         trials = by_task[plan.name]["trials"]
         assert len(trials) == plan.trial_count, trials
-        assert {t["status"] for t in trials} <= {"finished", "stopped"}, [(t["trial_id"], t["status"], t["error"]) for t in trials]
+        assert {t["status"] for t in trials} <= {"finished", "stopped"}, [
+            (t["trial_id"], t["status"], t["error"]) for t in trials
+        ]
         failures = tune_failures(work / "runs", experiment, plan.name)
-        assert failures == {t["trial_id"]: 0 for t in trials}, f"{plan.name}: trials retried after a failure: {failures}"
+        assert failures == {t["trial_id"]: 0 for t in trials}, (
+            f"{plan.name}: trials retried after a failure: {failures}"
+        )
         assert f"registry: cyclegan-{plan.name} v1" in output
         ended = [line for line in lines if line.startswith(f"  {plan.name}: trial ")]
-        assert len(ended) == plan.trial_count, ended   # one line per finished or stopped trial
-    assert "best trial" in output and "vs baseline" in output        # the summary table, against the paper's setting
-    assert output.count(", the baseline)") == len(loaded.plans)      # each task's baseline trial, marked in its line
+        assert len(ended) == plan.trial_count, ended  # one line per finished or stopped trial
+    assert (
+        "best trial" in output and "vs baseline" in output
+    )  # the summary table, against the paper's setting
+    assert output.count(", the baseline)") == len(
+        loaded.plans
+    )  # each task's baseline trial, marked in its line
     log = work / "results" / f"{experiment}.log"
     assert f"this run's log: results/{experiment}.log" in output and log.stat().st_size > 0
     assert "Ray's logs: " in output

@@ -1,9 +1,11 @@
-"""Ray Train on a real local Ray (2 CPU workers, gloo), all sharing one Ray instance (`ray_session`):
+"""Ray Train on a real local Ray (2 CPU workers, gloo), all sharing one Ray instance
+(`ray_session`):
 
 - DDP: the two workers end with identical weights while training on disjoint shards;
-- checkpoints in local storage and in a moto-served s3:// bucket, loadable by the single-machine code;
-- a worker process killed from outside: the run finishes (--max-failures 1) from its last checkpoint,
-  with the same final weights as the uninterrupted run;
+- checkpoints in local storage and in a moto-served s3:// bucket, loadable by the single-machine
+  code;
+- a worker process killed from outside: the run finishes (--max-failures 1) from its last
+  checkpoint, with the same final weights as the uninterrupted run;
 - the driver killed: relaunching the same command resumes;
 - a complete run relaunched: trains nothing and reports its final metrics again.
 
@@ -51,15 +53,30 @@ RUN = dict(n_epochs=3, n_epochs_decay=3, save_epoch_freq=2, pool_size=4, load_si
 @pytest.fixture(scope="module")
 def data64(tmp_path_factory) -> Path:
     """12 images per domain at 64x64: epochs long enough to be interrupted from outside."""
-    return generate("colorshift", tmp_path_factory.mktemp("data64") / "colorshift", n_train=12, n_test=2, size=64, seed=1)
+    return generate(
+        "colorshift",
+        tmp_path_factory.mktemp("data64") / "colorshift",
+        n_train=12,
+        n_test=2,
+        size=64,
+        seed=1,
+    )
 
 
 @pytest.fixture(scope="module")
 def ddp_run(ray_session, data64, tmp_path_factory):
-    """The uninterrupted 2-worker run, in local storage: the reference the other runs are compared with."""
+    """The uninterrupted 2-worker run, in local storage: the reference the other runs are compared
+    with."""
     root = tmp_path_factory.mktemp("ddp")
-    result = train_on_ray(TrialSpec(tiny_config(data64, root / "outputs", **RUN), Resources(workers=2), str(root / "storage"),
-                                    name="ddp", keep_checkpoints=2))
+    result = train_on_ray(
+        TrialSpec(
+            tiny_config(data64, root / "outputs", **RUN),
+            Resources(workers=2),
+            str(root / "storage"),
+            name="ddp",
+            keep_checkpoints=2,
+        )
+    )
     return result, root
 
 
@@ -77,10 +94,17 @@ def test_two_workers_average_gradients_on_disjoint_shards(ddp_run, data64, tmp_p
     assert metrics["epoch"] == 6 and result.start_epoch == 1
     assert metrics["world_size"] == 2 and metrics["batch_size_total"] == 2
     assert metrics["iterations"] == 6  # each worker took half of the 12 images
-    assert metrics["ddp_replicas_in_sync"] is True and metrics["ddp_shard_overlap"] == 0 and metrics["ddp_shard_coverage"] == 1.0
+    assert (
+        metrics["ddp_replicas_in_sync"] is True
+        and metrics["ddp_shard_overlap"] == 0
+        and metrics["ddp_shard_coverage"] == 1.0
+    )
 
     run = root / "storage" / "ddp"
-    assert _checkpoints(run) == ["checkpoint_epoch_0004", "checkpoint_epoch_0006"]  # the last 2 kept
+    assert _checkpoints(run) == [
+        "checkpoint_epoch_0004",
+        "checkpoint_epoch_0006",
+    ]  # the last 2 kept
     last = run / "checkpoint_epoch_0006"
     assert result.checkpoint_path == str(last)
 
@@ -93,25 +117,48 @@ def test_two_workers_average_gradients_on_disjoint_shards(ddp_run, data64, tmp_p
     for net, state in _networks(last).items():
         model.nets[net].load_state_dict(state)
     assert states[1]["fingerprint"] == fingerprint([model.generators, model.discriminators])
-    assert states[0]["pool_A"]["images"].shape[0] == 4 and not torch.equal(states[0]["pool_A"]["images"], states[1]["pool_A"]["images"])
+    assert states[0]["pool_A"]["images"].shape[0] == 4 and not torch.equal(
+        states[0]["pool_A"]["images"], states[1]["pool_A"]["images"]
+    )
 
     # The checkpoint is the single-machine trainer's format: translate with it, continue from it.
     net = load_generator(last / "latest_net_G_A.pth")
-    written = translate_folder(net, data64 / "testA", tmp_path / "translated", size_multiple(net.netG), show_progress=False)
+    written = translate_folder(
+        net, data64 / "testA", tmp_path / "translated", size_multiple(net.netG), show_progress=False
+    )
     assert len(written) == 2
-    again = Trainer(tiny_config(data64, run, name="checkpoint_epoch_0004", continue_train=True, **RUN), show_progress=False)
+    again = Trainer(
+        tiny_config(data64, run, name="checkpoint_epoch_0004", continue_train=True, **RUN),
+        show_progress=False,
+    )
     assert again.start_epoch == 5
 
 
 def test_relaunching_a_complete_run_trains_nothing_and_reports_its_final_metrics(ddp_run, data64):
-    """What a resumed Tune trial relies on when its driver died before it recorded the last epoch."""
+    """What a resumed Tune trial relies on when its driver died before it recorded the last
+    epoch."""
     result, root = ddp_run
-    again = train_on_ray(TrialSpec(tiny_config(data64, root / "outputs", **RUN), Resources(workers=2), str(root / "storage"),
-                                   name="ddp", keep_checkpoints=2))
+    again = train_on_ray(
+        TrialSpec(
+            tiny_config(data64, root / "outputs", **RUN),
+            Resources(workers=2),
+            str(root / "storage"),
+            name="ddp",
+            keep_checkpoints=2,
+        )
+    )
     assert again.already_complete and again.metrics["epoch"] == 6
-    assert again.metrics["loss_G"] == result.metrics["loss_G"] and again.checkpoint_path == result.checkpoint_path
-    assert again.ray_result.metrics["epoch"] == 6  # reported to Ray again, so a Tune callback sees it
-    assert _checkpoints(root / "storage" / "ddp") == ["checkpoint_epoch_0004", "checkpoint_epoch_0006"]
+    assert (
+        again.metrics["loss_G"] == result.metrics["loss_G"]
+        and again.checkpoint_path == result.checkpoint_path
+    )
+    assert (
+        again.ray_result.metrics["epoch"] == 6
+    )  # reported to Ray again, so a Tune callback sees it
+    assert _checkpoints(root / "storage" / "ddp") == [
+        "checkpoint_epoch_0004",
+        "checkpoint_epoch_0006",
+    ]
 
 
 def _train_workers() -> set[int]:
@@ -121,7 +168,9 @@ def _train_workers() -> set[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
                 names[int(entry.name)] = (entry / "cmdline").read_bytes().decode(errors="replace")
             except (OSError, IndexError, ValueError):
                 pass
@@ -146,7 +195,9 @@ def _wait_for(condition, timeout: float, what: str, interval: float = 0.1):
     pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def test_a_killed_worker_is_replaced_and_the_run_resumes_from_its_last_checkpoint(ddp_run, data64, tmp_path, s3_env):
+def test_a_killed_worker_is_replaced_and_the_run_resumes_from_its_last_checkpoint(
+    ddp_run, data64, tmp_path, s3_env
+):
     import boto3
 
     s3 = boto3.client("s3")
@@ -164,8 +215,16 @@ def test_a_killed_worker_is_replaced_and_the_run_resumes_from_its_last_checkpoin
 
     def run() -> None:
         try:
-            outcome["result"] = train_on_ray(TrialSpec(tiny_config(data64, tmp_path / "outputs", **RUN), Resources(workers=2),
-                                                       "s3://ray-runs/ft", name="killed", max_failures=1, keep_checkpoints=2))
+            outcome["result"] = train_on_ray(
+                TrialSpec(
+                    tiny_config(data64, tmp_path / "outputs", **RUN),
+                    Resources(workers=2),
+                    "s3://ray-runs/ft",
+                    name="killed",
+                    max_failures=1,
+                    keep_checkpoints=2,
+                )
+            )
         except BaseException as err:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = err
 
@@ -185,12 +244,21 @@ def test_a_killed_worker_is_replaced_and_the_run_resumes_from_its_last_checkpoin
     assert victim not in _train_workers()  # replaced by a new process
     assert result.metrics["epoch"] == 6
     # Resumed after a checkpoint (2, or 4 if the kill came late), not from scratch.
-    assert result.start_epoch in (3, 5) and result.metrics["resumed_from_epoch"] == result.start_epoch - 1
-    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="ray-runs", Prefix="ft/killed/")["Contents"]}
-    assert {k.split("/")[2] for k in keys if "checkpoint_epoch_" in k} == {"checkpoint_epoch_0004", "checkpoint_epoch_0006"}
+    assert (
+        result.start_epoch in (3, 5)
+        and result.metrics["resumed_from_epoch"] == result.start_epoch - 1
+    )
+    keys = {
+        o["Key"] for o in s3.list_objects_v2(Bucket="ray-runs", Prefix="ft/killed/")["Contents"]
+    }
+    assert {k.split("/")[2] for k in keys if "checkpoint_epoch_" in k} == {
+        "checkpoint_epoch_0004",
+        "checkpoint_epoch_0006",
+    }
     assert "ft/killed/checkpoint_epoch_0006/latest_net_G_A.pth" in keys
 
-    # Same epochs, same schedule, same data, same pools: the same final weights as the uninterrupted run.
+    # Same epochs, same schedule, same data, same pools: the same final weights as the uninterrupted
+    # run.
     local = tmp_path / "from_s3"
     result.checkpoint.to_directory(str(local))
     reference = _networks(ddp_run[1] / "storage" / "ddp" / "checkpoint_epoch_0006")
@@ -198,17 +266,47 @@ def test_a_killed_worker_is_replaced_and_the_run_resumes_from_its_last_checkpoin
         for key, value in state.items():
             assert torch.equal(value, reference[net][key]), f"{net}.{key}"
     assert load_file(local / "latest_state.pt")["model"]["schedulers"][0]["last_epoch"] == 6
-    written = translate_folder(load_generator(local / "latest_net_G_A.pth"), data64 / "testA", tmp_path / "translated",
-                               show_progress=False)
+    written = translate_folder(
+        load_generator(local / "latest_net_G_A.pth"),
+        data64 / "testA",
+        tmp_path / "translated",
+        show_progress=False,
+    )
     assert len(written) == 2
 
 
 def test_relaunch_after_the_driver_is_killed_resumes(ray_session, data64, tmp_path, capsys):
     storage = tmp_path / "storage"
-    args = ["train", "--address", ray_session, "--dataroot", str(data64),
-            "--storage", str(storage), "--name", "relaunch", "--workers", "1", "--checkpoints_dir", str(tmp_path / "outputs"),
-            "--netG", "resnet_2blocks", "--ngf", "8", "--ndf", "8", "--num_threads", "0", "--device", "cpu", "--print_freq", "5",
-            "--n_samples", "2", *[f"--{k}={v}" for k, v in RUN.items()]]
+    args = [
+        "train",
+        "--address",
+        ray_session,
+        "--dataroot",
+        str(data64),
+        "--storage",
+        str(storage),
+        "--name",
+        "relaunch",
+        "--workers",
+        "1",
+        "--checkpoints_dir",
+        str(tmp_path / "outputs"),
+        "--netG",
+        "resnet_2blocks",
+        "--ngf",
+        "8",
+        "--ndf",
+        "8",
+        "--num_threads",
+        "0",
+        "--device",
+        "cpu",
+        "--print_freq",
+        "5",
+        "--n_samples",
+        "2",
+        *[f"--{k}={v}" for k, v in RUN.items()],
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     snapshot = storage / "relaunch" / "checkpoint_manager_snapshot.json"
 
@@ -219,19 +317,35 @@ def test_relaunch_after_the_driver_is_killed_resumes(ray_session, data64, tmp_pa
             return False
 
     with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        first = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        _wait_for(lambda: registered() or first.poll() is not None, 300, "the first driver's epoch-2 checkpoint")
+        _wait_for(
+            lambda: registered() or first.poll() is not None,
+            300,
+            "the first driver's epoch-2 checkpoint",
+        )
         assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # the driver, as a crash or a lost SSH session would
         first.wait(30)
 
-    # The same command again (in this process, already joined to the same Ray: no second start-up to pay for)
+    # The same command again (in this process, already joined to the same Ray: no second start-up to
+    # pay for)
     assert run_cli(main, args) == 0, capsys.readouterr().err[-3000:]
     printed = capsys.readouterr().out
-    assert "done: relaunch, 6 epochs on 1 worker(s) x batch 1 (effective batch 1), resumed after epoch " in printed
+    assert (
+        "done: relaunch, 6 epochs on 1 worker(s) x batch 1 (effective batch 1), resumed after "
+        "epoch " in printed
+    )
     resumed_after = int(printed.split("resumed after epoch ")[1].split()[0])
     assert resumed_after in (2, 4)
-    assert "checkpoint_epoch_0006" in json.loads(snapshot.read_text())["checkpoint_results"][-1]["checkpoint_dir_name"]
+    assert (
+        "checkpoint_epoch_0006"
+        in json.loads(snapshot.read_text())["checkpoint_results"][-1]["checkpoint_dir_name"]
+    )

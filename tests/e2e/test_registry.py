@@ -44,28 +44,74 @@ def registry(mlflow_server, tiny_trained, tmp_path_factory) -> dict:
     torch.manual_seed(1)
     save_networks(other, "latest", define_networks(TrainConfig.from_dict(config)))
     exp = get_or_create_experiment(uri, "registry-test")
-    parent = start_task_run(uri, exp, TaskRunSpec("zebra", dataset=DATASET, manifest_name="m", manifest_sha256="0", metric="psnr", mode="max"))
+    parent = start_task_run(
+        uri,
+        exp,
+        TaskRunSpec(
+            "zebra",
+            dataset=DATASET,
+            manifest_name="m",
+            manifest_sha256="0",
+            metric="psnr",
+            mode="max",
+        ),
+    )
     runs = []
     for i, folder in enumerate((tiny_trained, tiny_trained, other)):
-        with MlflowTrialRecorder(TrackingContext(uri, exp, parent, trial=f"trial_{i}"), params={**config, "lr": 1e-4 * (i + 1)}) as logger:
-            logger.log_checkpoint(folder, "best", epoch=2, config=config, files=("latest_net_G_A.pth", "latest_net_G_B.pth"))
+        with MlflowTrialRecorder(
+            TrackingContext(uri, exp, parent, trial=f"trial_{i}"),
+            params={**config, "lr": 1e-4 * (i + 1)},
+        ) as logger:
+            logger.log_checkpoint(
+                folder,
+                "best",
+                epoch=2,
+                config=config,
+                files=("latest_net_G_A.pth", "latest_net_G_B.pth"),
+            )
         runs.append(logger.run_id)
 
     def register(task, run, value, metric="psnr", mode="max", **kwargs):
-        return register_best(uri, Candidate(task, run, metric=metric, value=value, mode=mode, dataset=DATASET,
-                                            hyperparameters={"lr": 1e-4, "lambda_A": 10.0, "lambda_B": 10.0}, **kwargs))
+        return register_best(
+            uri,
+            Candidate(
+                task,
+                run,
+                metric=metric,
+                value=value,
+                mode=mode,
+                dataset=DATASET,
+                hyperparameters={"lr": 1e-4, "lambda_A": 10.0, "lambda_B": 10.0},
+                **kwargs,
+            ),
+        )
 
-    zebra = [register("zebra", runs[0], 12.0),  # checkpoint and config from the run's artifacts
-             register("zebra", runs[1], 11.0, checkpoint_dir=tiny_trained, config=config),
-             register("zebra", runs[2], 13.0)]
-    maps = [register("maps", runs[0], 50.0, "fid", "min"), register("maps", runs[1], 60.0, "fid", "min")]
-    return {"uri": uri, "zebra": zebra, "maps": maps, "runs": runs, "champion_dir": other, "first_dir": tiny_trained}
+    zebra = [
+        register("zebra", runs[0], 12.0),  # checkpoint and config from the run's artifacts
+        register("zebra", runs[1], 11.0, checkpoint_dir=tiny_trained, config=config),
+        register("zebra", runs[2], 13.0),
+    ]
+    maps = [
+        register("maps", runs[0], 50.0, "fid", "min"),
+        register("maps", runs[1], 60.0, "fid", "min"),
+    ]
+    return {
+        "uri": uri,
+        "zebra": zebra,
+        "maps": maps,
+        "runs": runs,
+        "champion_dir": other,
+        "first_dir": tiny_trained,
+    }
 
 
 def direct(folder: Path, direction: str, images: list[Path]) -> dict[str, np.ndarray]:
     """What the checkpoint's generator itself makes of each image."""
     net = load_generator(folder / f"latest_net_G_{'A' if direction == 'AtoB' else 'B'}.pth")
-    return {p.name: np.asarray(translate_image(net, load_image(p, 3), 4), dtype=np.int16) for p in images}
+    return {
+        p.name: np.asarray(translate_image(net, load_image(p, 3), 4), dtype=np.int16)
+        for p in images
+    }
 
 
 def decode(text: str) -> np.ndarray:
@@ -76,7 +122,9 @@ def assert_same_images(got: dict[str, np.ndarray], expected: dict[str, np.ndarra
     assert got.keys() == expected.keys()
     for name in expected:
         assert got[name].shape == expected[name].shape, name
-        assert np.abs(got[name] - expected[name]).max() <= 1, name  # within 1/255; in practice bit-equal
+        assert np.abs(got[name] - expected[name]).max() <= 1, (
+            name
+        )  # within 1/255; in practice bit-equal
 
 
 def as_frame(images: list[Path]) -> pd.DataFrame:
@@ -88,12 +136,21 @@ def test_champion_moves_only_to_a_strictly_better_version(registry):
     assert (first.version, first.champion, first.reason) == ("1", True, "first champion")
     assert (worse.version, worse.champion, worse.previous_champion) == ("2", False, "1")
     assert "not champion" in worse.summary() and "psnr=12" in worse.reason
-    assert (better.version, better.champion, better.previous_champion, better.previous_value) == ("3", True, "1", 12.0)
+    assert (better.version, better.champion, better.previous_champion, better.previous_value) == (
+        "3",
+        True,
+        "1",
+        12.0,
+    )
     info = show_model(registry["uri"], "zebra")
     assert info.champion.version == "3" and [v.version for v in info.versions] == ["3", "2", "1"]
     assert info.champion.run_id == registry["runs"][2] and info.champion.dataset == DATASET
     assert info.champion.hyperparameters == {"lr": "0.0001", "lambda_A": "10.0", "lambda_B": "10.0"}
-    assert info.versions[1].aliases == [] and info.versions[1].metric == "psnr" and info.versions[1].value == 11.0
+    assert (
+        info.versions[1].aliases == []
+        and info.versions[1].metric == "psnr"
+        and info.versions[1].value == 11.0
+    )
 
 
 def test_lower_is_better_for_min_metrics(registry):
@@ -106,25 +163,60 @@ def test_models_list_and_show_print_compact_tables(registry, capsys):
     uri = registry["uri"]
     assert orchestrator_main(["models", "list", "--tracking-uri", uri]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["MODEL", "CHAMPION", "METRIC", "VALUE", "DATASET", "REGISTERED", "LATEST"]
+    assert lines[0].split() == [
+        "MODEL",
+        "CHAMPION",
+        "METRIC",
+        "VALUE",
+        "DATASET",
+        "REGISTERED",
+        "LATEST",
+    ]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert rows["cyclegan-zebra"][1:5] == ["v3", "psnr", "13", DATASET] and rows["cyclegan-zebra"][-1] == "v3"
-    assert rows["cyclegan-maps"][1:5] == ["v1", "fid", "50", DATASET] and rows["cyclegan-maps"][-1] == "v2"
+    assert (
+        rows["cyclegan-zebra"][1:5] == ["v3", "psnr", "13", DATASET]
+        and rows["cyclegan-zebra"][-1] == "v3"
+    )
+    assert (
+        rows["cyclegan-maps"][1:5] == ["v1", "fid", "50", DATASET]
+        and rows["cyclegan-maps"][-1] == "v2"
+    )
     assert orchestrator_main(["models", "show", "zebra", "--tracking-uri", uri]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].startswith("champion: v3  psnr=13 (max)")
-    assert [line.split()[:2] for line in out.splitlines()[3:]] == [["v3", "champion"], ["v2", "-"], ["v1", "-"]]
+    assert [line.split()[:2] for line in out.splitlines()[3:]] == [
+        ["v3", "champion"],
+        ["v2", "-"],
+        ["v1", "-"],
+    ]
     assert "lambda_A=10.0 lambda_B=10.0 lr=0.0001" in out
 
 
 @pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
-def test_translate_with_the_registered_champion_equals_the_checkpoint(registry, tiny_dataset, tmp_path, direction):
+def test_translate_with_the_registered_champion_equals_the_checkpoint(
+    registry, tiny_dataset, tmp_path, direction
+):
     images = sorted((tiny_dataset / f"test{direction[0]}").glob("*.png"))
-    code = orchestrator_main(["translate", "--model", "models:/cyclegan-zebra@champion", "--direction", direction,
-                              "--input", str(tiny_dataset / f"test{direction[0]}"), "--output", str(tmp_path / "out"),
-                              "--tracking-uri", registry["uri"]])
+    code = orchestrator_main(
+        [
+            "translate",
+            "--model",
+            "models:/cyclegan-zebra@champion",
+            "--direction",
+            direction,
+            "--input",
+            str(tiny_dataset / f"test{direction[0]}"),
+            "--output",
+            str(tmp_path / "out"),
+            "--tracking-uri",
+            registry["uri"],
+        ]
+    )
     assert code == 0
-    got = {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((tmp_path / "out").glob("*.png"))}
+    got = {
+        p.name: np.asarray(Image.open(p), dtype=np.int16)
+        for p in sorted((tmp_path / "out").glob("*.png"))
+    }
     assert_same_images(got, direct(registry["champion_dir"], direction, images))
 
 
@@ -137,14 +229,30 @@ def test_translate_reads_s3_input(registry, tiny_dataset, tmp_path, s3_env, monk
     images = sorted((tiny_dataset / "testA").glob("*.png"))
     for p in images:
         s3.upload_file(str(p), "translate-inputs", f"horses/{p.name}")
-    code = orchestrator_main(["translate", "--model", "models:/cyclegan-zebra/1", "--input", "s3://translate-inputs/horses",
-                              "--output", str(tmp_path / "out"), "--tracking-uri", registry["uri"]])
+    code = orchestrator_main(
+        [
+            "translate",
+            "--model",
+            "models:/cyclegan-zebra/1",
+            "--input",
+            "s3://translate-inputs/horses",
+            "--output",
+            str(tmp_path / "out"),
+            "--tracking-uri",
+            registry["uri"],
+        ]
+    )
     assert code == 0
-    got = {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((tmp_path / "out").glob("*.png"))}
+    got = {
+        p.name: np.asarray(Image.open(p), dtype=np.int16)
+        for p in sorted((tmp_path / "out").glob("*.png"))
+    }
     assert_same_images(got, direct(registry["first_dir"], "AtoB", images))
 
 
-def test_pyfunc_predict_from_plain_mlflow_equals_the_checkpoint(registry, tiny_dataset, monkeypatch):
+def test_pyfunc_predict_from_plain_mlflow_equals_the_checkpoint(
+    registry, tiny_dataset, monkeypatch
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
     model = mlflow.pyfunc.load_model("models:/cyclegan-zebra@champion")
     assert model.metadata.signature.params.params[0].name == "direction"
@@ -159,19 +267,41 @@ def test_mlflow_models_serve_answers_with_translated_images(registry, tiny_datas
     port = free_port()
     log_file = tmp_path / "serve.log"
     # The scoring server runs `uvicorn` from PATH: the venv's, as when it is activated.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry["uri"],
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    command = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", "models:/cyclegan-zebra@champion",
-               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": registry["uri"],
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        "models:/cyclegan-zebra@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     with open(log_file, "w") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/ping", proc, log_file, timeout=180)
         images = sorted((tiny_dataset / "testA").glob("*.png"))
-        body = {"dataframe_split": as_frame(images).to_dict(orient="split"), "params": {"direction": "AtoB"}}
+        body = {
+            "dataframe_split": as_frame(images).to_dict(orient="split"),
+            "params": {"direction": "AtoB"},
+        }
         body["dataframe_split"].pop("index", None)
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = json.loads(response.read())["predictions"]
         got = {p.name: decode(row["image"]) for p, row in zip(images, predictions)}

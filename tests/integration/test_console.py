@@ -1,5 +1,5 @@
-"""The main job's terminal (orchestrator.sweep.console): the user's lines there; library prints, C-level
-writes and other loggers' records in the run's log; this project's own warnings in both."""
+"""The main job's terminal (orchestrator.sweep.console): the user's lines there; library prints,
+C-level writes and other loggers' records in the run's log; this project's own warnings in both."""
 
 from __future__ import annotations
 
@@ -27,18 +27,31 @@ SCRIPT = textwrap.dedent("""\
 
 def _run(tmp_path: Path, mode: str) -> tuple[subprocess.CompletedProcess, Path]:
     log = tmp_path / mode / "results" / "x.log"
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(log), mode], capture_output=True, text=True, timeout=120,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(log), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     return out, log
 
 
-def test_only_the_users_lines_and_our_warnings_reach_the_terminal_the_rest_goes_to_the_log(tmp_path):
+def test_only_the_users_lines_and_our_warnings_reach_the_terminal_the_rest_goes_to_the_log(
+    tmp_path,
+):
     out, log = _run(tmp_path, "quiet")
     assert out.stdout == "what the user reads\nafter the run\n"
     assert out.stderr == "WARNING orchestrator.sweep.tuner: our warning\n"
     written = log.read_text()
-    for line in ("a library's print", "a C++ log line", "Ray's warning", "our warning", "what the user reads"):
+    for line in (
+        "a library's print",
+        "a C++ log line",
+        "Ray's warning",
+        "our warning",
+        "what the user reads",
+    ):
         assert line in written, written
 
 

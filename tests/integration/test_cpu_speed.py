@@ -1,4 +1,5 @@
-"""On CPU, our training step must be no slower than a plain eager PyTorch step of the same networks."""
+"""On CPU, our training step must be no slower than a plain eager PyTorch step of the same
+networks."""
 
 from __future__ import annotations
 
@@ -23,8 +24,14 @@ def plain_step(nets, opt_G, opt_D, real_A, real_B):
     for p in list(D_A.parameters()) + list(D_B.parameters()):
         p.requires_grad_(False)
     pa, pb = D_A(fake_B), D_B(fake_A)
-    loss_G = (mse(pa, torch.ones_like(pa)) + mse(pb, torch.ones_like(pb)) + 10 * l1(rec_A, real_A) + 10 * l1(rec_B, real_B)
-              + 5 * l1(idt_A, real_B) + 5 * l1(idt_B, real_A))
+    loss_G = (
+        mse(pa, torch.ones_like(pa))
+        + mse(pb, torch.ones_like(pb))
+        + 10 * l1(rec_A, real_A)
+        + 10 * l1(rec_B, real_B)
+        + 5 * l1(idt_A, real_B)
+        + 5 * l1(idt_B, real_A)
+    )
     opt_G.zero_grad()
     loss_G.backward()
     opt_G.step()
@@ -49,8 +56,12 @@ def test_training_step_is_not_slower_than_plain_eager():
     cfg = TrainConfig(netG="resnet_3blocks", ngf=16, ndf=16, pool_size=50)
     model = CycleGAN(cfg)
     nets = [copy.deepcopy(model.nets[k]) for k in ("G_A", "G_B", "D_A", "D_B")]
-    opt_G = torch.optim.Adam(list(nets[0].parameters()) + list(nets[1].parameters()), lr=2e-4, betas=(0.5, 0.999))
-    opt_D = torch.optim.Adam(list(nets[2].parameters()) + list(nets[3].parameters()), lr=2e-4, betas=(0.5, 0.999))
+    opt_G = torch.optim.Adam(
+        list(nets[0].parameters()) + list(nets[1].parameters()), lr=2e-4, betas=(0.5, 0.999)
+    )
+    opt_D = torch.optim.Adam(
+        list(nets[2].parameters()) + list(nets[3].parameters()), lr=2e-4, betas=(0.5, 0.999)
+    )
     real_A, real_B = torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 3, 64, 64) * 2 - 1
 
     ours = lambda: model.train_step(real_A, real_B)  # noqa: E731
@@ -61,5 +72,8 @@ def test_training_step_is_not_slower_than_plain_eager():
         ours_times.append(_time(ours, 4))
         plain_times.append(_time(plain, 4))
     ratio = statistics.median(ours_times) / statistics.median(plain_times)
-    print(f"ours {statistics.median(ours_times) * 1e3:.1f} ms, plain {statistics.median(plain_times) * 1e3:.1f} ms, ratio {ratio:.2f}")
+    print(
+        f"ours {statistics.median(ours_times) * 1e3:.1f} ms, plain "
+        f"{statistics.median(plain_times) * 1e3:.1f} ms, ratio {ratio:.2f}"
+    )
     assert ratio <= 1.10

@@ -27,7 +27,8 @@ def weights_file(tmp_path_factory):
 
 @pytest.fixture
 def env(weights_file, monkeypatch, tmp_path):
-    """The (random) Inception weights through $CYCLEGAN_INCEPTION_WEIGHTS, private caches, offline."""
+    """The (random) Inception weights through $CYCLEGAN_INCEPTION_WEIGHTS, private caches,
+    offline."""
     monkeypatch.setenv(M.WEIGHTS_ENV, str(weights_file))
     monkeypatch.setenv("CYCLEGAN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("CYCLEGAN_FEATURE_CACHE", raising=False)
@@ -45,11 +46,25 @@ def trained(tiny_dataset, tmp_path_factory):
 
 def test_evaluate_prints_a_table_and_writes_json(trained, tiny_dataset, env, tmp_path, capsys):
     out_json = tmp_path / "eval" / "result.json"
-    argv = ["evaluate", "--checkpoint_dir", str(trained), "--dataroot", str(tiny_dataset), "--metrics", "fid,kid,psnr,ssim,l1",
-            "--json", str(out_json), "--no_progress", "--batch_size", "3"]
+    argv = [
+        "evaluate",
+        "--checkpoint_dir",
+        str(trained),
+        "--dataroot",
+        str(tiny_dataset),
+        "--metrics",
+        "fid,kid,psnr,ssim,l1",
+        "--json",
+        str(out_json),
+        "--no_progress",
+        "--batch_size",
+        "3",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "combined" in printed and all(f"\n{name} " in printed for name in ("fid", "kid", "psnr", "ssim", "l1"))
+    assert "combined" in printed and all(
+        f"\n{name} " in printed for name in ("fid", "kid", "psnr", "ssim", "l1")
+    )
     assert "0 from the cache, 2 computed" in printed
 
     result = json.loads(out_json.read_text())
@@ -67,18 +82,35 @@ def test_evaluate_prints_a_table_and_writes_json(trained, tiny_dataset, env, tmp
     fakes = [load_image_tensor(p) for p in written]
     truths = [load_image_tensor(tiny_dataset / "testA_gt" / p.name) for p in written]
     expected = M.paired_metrics(torch.stack(fakes), torch.stack(truths), ["psnr", "l1"])
-    # (batched vs. one-by-one convolutions may round a few pixels the other way: hence 1e-4, not 1e-9)
+    # (batched vs. one-by-one convolutions may round a few pixels the other way: hence 1e-4, not
+    # 1e-9)
     assert values["psnr_AtoB"] == pytest.approx(expected["psnr"], rel=1e-4)
     assert values["l1_AtoB"] == pytest.approx(expected["l1"], rel=1e-4)
 
 
-def test_evaluate_untranslated_scores_the_test_images_as_they_are(trained, tiny_dataset, env, tmp_path, capsys):
+def test_evaluate_untranslated_scores_the_test_images_as_they_are(
+    trained, tiny_dataset, env, tmp_path, capsys
+):
     out_json = tmp_path / "result.json"
-    argv = ["evaluate", "--checkpoint_dir", str(trained), "--dataroot", str(tiny_dataset), "--metrics", "psnr,l1",
-            "--untranslated", "--json", str(out_json), "--no_progress"]
+    argv = [
+        "evaluate",
+        "--checkpoint_dir",
+        str(trained),
+        "--dataroot",
+        str(tiny_dataset),
+        "--metrics",
+        "psnr,l1",
+        "--untranslated",
+        "--json",
+        str(out_json),
+        "--no_progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "\nuntranslated (each test image scored as its own translation: the baseline)\nmetric " in printed
+    assert (
+        "\nuntranslated (each test image scored as its own translation: the baseline)\nmetric "
+        in printed
+    )
     result = json.loads(out_json.read_text())
     for d, folder in (("AtoB", "testA"), ("BtoA", "testB")):
         names = sorted(p.name for p in (tiny_dataset / folder).iterdir())
@@ -90,27 +122,44 @@ def test_evaluate_untranslated_scores_the_test_images_as_they_are(trained, tiny_
         assert result["metrics"][f"psnr_{d}"] != result["untranslated"][f"psnr_{d}"]
 
 
-@pytest.mark.parametrize("case, message", [
-    ("no_weights", M.INCEPTION_FILE),
-    ("no_checkpoint", "no latest_net_G_A.pth there"),
-    ("paired_only_without_gt", "--metrics psnr: "),
-    ("bad_metric", "--metrics: unknown metric(s) fdi"),
-])
-def test_evaluate_errors_are_one_clear_line(case, message, trained, tiny_dataset, env, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no_weights", M.INCEPTION_FILE),
+        ("no_checkpoint", "no latest_net_G_A.pth there"),
+        ("paired_only_without_gt", "--metrics psnr: "),
+        ("bad_metric", "--metrics: unknown metric(s) fdi"),
+    ],
+)
+def test_evaluate_errors_are_one_clear_line(
+    case, message, trained, tiny_dataset, env, tmp_path, capsys
+):
     dataroot, metrics, checkpoint_dir = tiny_dataset, "fid,psnr", trained
     if case == "no_weights":
         env.delenv(M.WEIGHTS_ENV)
     elif case == "no_checkpoint":
         checkpoint_dir = tmp_path
     elif case == "paired_only_without_gt":
-        dataroot, metrics = generate("colorshift", tmp_path / "real", n_train=1, n_test=2, size=32), "psnr"
+        dataroot, metrics = (
+            generate("colorshift", tmp_path / "real", n_train=1, n_test=2, size=32),
+            "psnr",
+        )
         for folder in ("testA_gt", "testB_gt"):
             for f in (dataroot / folder).iterdir():
                 f.unlink()
             (dataroot / folder).rmdir()
     else:
         metrics = "fdi"
-    argv = ["evaluate", "--checkpoint_dir", str(checkpoint_dir), "--dataroot", str(dataroot), "--metrics", metrics, "--no_progress"]
+    argv = [
+        "evaluate",
+        "--checkpoint_dir",
+        str(checkpoint_dir),
+        "--dataroot",
+        str(dataroot),
+        "--metrics",
+        metrics,
+        "--no_progress",
+    ]
     assert run_cli(main, argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
@@ -118,9 +167,37 @@ def test_evaluate_errors_are_one_clear_line(case, message, trained, tiny_dataset
 
 def test_train_eval_freq_logs_metrics_and_reuses_real_features(tmp_path, env, caplog):
     data = generate("colorshift", tmp_path / "data", n_train=3, n_test=2, size=32, seed=1)
-    argv = ["train", "--dataroot", str(data), "--checkpoints_dir", str(tmp_path), "--name", "cli", "--netG", "resnet_2blocks",
-            "--ngf", "8", "--ndf", "8", "--load_size", "32", "--crop_size", "32", "--n_epochs", "2", "--n_epochs_decay", "1",
-            "--num_threads", "0", "--device", "cpu", "--eval_freq", "2", "--eval_metrics", "fid,psnr,l1"]
+    argv = [
+        "train",
+        "--dataroot",
+        str(data),
+        "--checkpoints_dir",
+        str(tmp_path),
+        "--name",
+        "cli",
+        "--netG",
+        "resnet_2blocks",
+        "--ngf",
+        "8",
+        "--ndf",
+        "8",
+        "--load_size",
+        "32",
+        "--crop_size",
+        "32",
+        "--n_epochs",
+        "2",
+        "--n_epochs_decay",
+        "1",
+        "--num_threads",
+        "0",
+        "--device",
+        "cpu",
+        "--eval_freq",
+        "2",
+        "--eval_metrics",
+        "fid,psnr,l1",
+    ]
     with caplog.at_level(logging.INFO, logger="cyclegan.evaluate"):
         assert main(argv) == 0
 
@@ -128,15 +205,31 @@ def test_train_eval_freq_logs_metrics_and_reuses_real_features(tmp_path, env, ca
     assert [x["epoch"] for x in lines] == [1, 2, 3]
     assert "fid" not in lines[0]  # every 2nd epoch, and the last one
     for line in lines[1:]:
-        for key in ("fid", "fid_AtoB", "fid_BtoA", "psnr", "psnr_AtoB", "l1", "eval_time_s", "epoch_time_s", "loss_G"):
+        for key in (
+            "fid",
+            "fid_AtoB",
+            "fid_BtoA",
+            "psnr",
+            "psnr_AtoB",
+            "l1",
+            "eval_time_s",
+            "epoch_time_s",
+            "loss_G",
+        ):
             assert math.isfinite(line[key]), key
         assert line["fid"] > 0 and 0 < line["l1"] < 1 and line["eval_time_s"] > 0
     log = (tmp_path / "cli" / "loss_log.txt").read_text()
-    assert "(epoch: 2, evaluation) " in log and "(epoch: 3, evaluation) " in log and "fid_AtoB: " in log
+    assert (
+        "(epoch: 2, evaluation) " in log
+        and "(epoch: 3, evaluation) " in log
+        and "fid_AtoB: " in log
+    )
     # Real-set features were extracted at the first evaluation and reused at the second.
     reports = [r.getMessage() for r in caplog.records if "real-set features" in r.getMessage()]
     assert len(reports) == 2
-    assert reports[0].endswith("0 from the cache, 2 computed") and reports[1].endswith("2 from the cache, 0 computed")
+    assert reports[0].endswith("0 from the cache, 2 computed") and reports[1].endswith(
+        "2 from the cache, 0 computed"
+    )
 
 
 def test_train_with_fid_but_no_weights_fails_before_training(tiny_dataset, env, tmp_path):

@@ -25,7 +25,11 @@ REFUSED = [
     ('{registry_prefix: "..hidden-"}', "tracking.registry_prefix (line 2)", "'..'"),
     ('{registry_prefix: "my team "}', "tracking.registry_prefix (line 2)", "' '"),
     ('{registry_prefix: "cyc\\n"}', "tracking.registry_prefix (line 2)", "'\\n'"),
-    ('{registry_prefix: "' + "p" * 250 + '"}', "tracking.registry_prefix + tasks[0].name", "at most 256"),
+    (
+        '{registry_prefix: "' + "p" * 250 + '"}',
+        "tracking.registry_prefix + tasks[0].name",
+        "at most 256",
+    ),
     ('{experiment: ""}', "tracking.experiment (line 2)", "1 to 500"),
     ('{experiment: "' + "e" * 501 + '"}', "tracking.experiment (line 2)", "1 to 500"),
 ]
@@ -40,7 +44,8 @@ def test_names_mlflow_refuses_fail_validation_with_the_field_path(tmp_path, trac
 
 @pytest.mark.parametrize("prefix", ["team/", "org:team-", "..hidden-", "p" * 250])
 def test_what_we_refuse_mlflow_refuses_too(prefix):
-    """The rules are MLflow's own (3.17): its validator (or its 256-character column) refuses these."""
+    """The rules are MLflow's own (3.17): its validator (or its 256-character column) refuses
+    these."""
     name = f"{prefix}horse2zebra"
     if len(name) > 256:
         return
@@ -48,8 +53,15 @@ def test_what_we_refuse_mlflow_refuses_too(prefix):
         _validate_model_name(name)
 
 
-@pytest.mark.parametrize("tracking", ['{registry_prefix: "cyclegan-"}', '{registry_prefix: ""}', '{registry_prefix: "team_a.v2-"}',
-                                      '{experiment: "CycleGAN sweeps (2026)"}'])
+@pytest.mark.parametrize(
+    "tracking",
+    [
+        '{registry_prefix: "cyclegan-"}',
+        '{registry_prefix: ""}',
+        '{registry_prefix: "team_a.v2-"}',
+        '{experiment: "CycleGAN sweeps (2026)"}',
+    ],
+)
 def test_names_mlflow_accepts_pass(tmp_path, tracking):
     loaded = load_manifest(_manifest(tmp_path, tracking))
     tracking_cfg = loaded.manifest.tracking

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.storage.best import BEST_CHECKPOINT, BEST_EPOCH, BestKeeper, Ranking, best_key, fetch_best, read_best
+from orchestrator.storage.best import (
+    BEST_CHECKPOINT,
+    BEST_EPOCH,
+    BestKeeper,
+    Ranking,
+    best_key,
+    fetch_best,
+    read_best,
+)
 from orchestrator.storage.location import parse_storage
 
 
@@ -39,15 +47,30 @@ def test_the_best_epoch_is_kept_ties_go_to_the_later_epoch_and_nan_never_wins(st
     reported = {}
     for epoch, fid in enumerate([90.0, 80.0, 85.0, 80.0, math.nan, 95.0], start=1):
         reported[epoch] = keeper.update(epoch, {"fid": fid}, _trainer_output(out, epoch))
-    assert reported[1] == {best_key("fid"): 90.0, BEST_EPOCH: 1, BEST_CHECKPOINT: storage.run_uri("task-t1", "best")}
-    assert [reported[e][BEST_EPOCH] for e in range(1, 7)] == [1, 2, 2, 4, 4, 4]  # epoch 4 ties epoch 2 and wins
+    assert reported[1] == {
+        best_key("fid"): 90.0,
+        BEST_EPOCH: 1,
+        BEST_CHECKPOINT: storage.run_uri("task-t1", "best"),
+    }
+    assert [reported[e][BEST_EPOCH] for e in range(1, 7)] == [
+        1,
+        2,
+        2,
+        4,
+        4,
+        4,
+    ]  # epoch 4 ties epoch 2 and wins
     record = read_best(storage, "task-t1")
     assert (record.epoch, record.value, record.metric, record.mode) == (4, 80.0, "fid", "min")
 
     fetched, again = fetch_best(storage, "task-t1", tmp_path / "fetched")
     assert again == record
     assert (fetched / "latest_net_G_A.pth").read_bytes() == b"G_A after epoch 4"
-    assert sorted(p.name for p in fetched.iterdir()) == ["config.json", "latest_net_G_A.pth", "latest_net_G_B.pth"]
+    assert sorted(p.name for p in fetched.iterdir()) == [
+        "config.json",
+        "latest_net_G_A.pth",
+        "latest_net_G_B.pth",
+    ]
     # only one epoch's folder stays
     fs = storage.filesystem
     if fs is None:
@@ -73,4 +96,7 @@ def test_no_evaluated_epoch_reports_nan_and_keeps_nothing(tmp_path):
     keeper = BestKeeper(Ranking("psnr", "max"), storage, "task-t3")
     report = keeper.update(1, {"loss_G": 3.0}, _trainer_output(tmp_path / "out", 1))
     assert list(report) == [best_key("psnr")] and math.isnan(report[best_key("psnr")])
-    assert read_best(storage, "task-t3") is None and fetch_best(storage, "task-t3", tmp_path / "x") is None
+    assert (
+        read_best(storage, "task-t3") is None
+        and fetch_best(storage, "task-t3", tmp_path / "x") is None
+    )

@@ -1,4 +1,5 @@
-"""TrainConfig: one object per run, valid from its birth (constructor, from_dict, replace), and frozen."""
+"""TrainConfig: one object per run, valid from its birth (constructor, from_dict, replace), and
+frozen."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def test_a_bad_option_is_refused_when_the_config_is_built_naming_the_flag():
 def test_replace_checks_the_new_config_again():
     cfg = TrainConfig(crop_size=128, load_size=143)
     assert cfg.replace(crop_size=64).crop_size == 64
-    with pytest.raises(UserError, match="^--crop_size: 126 cannot go through --netG resnet_9blocks"):
+    with pytest.raises(
+        UserError, match="^--crop_size: 126 cannot go through --netG resnet_9blocks"
+    ):
         cfg.replace(crop_size=126)
 
 
@@ -35,6 +38,7 @@ def test_a_config_cannot_be_changed_in_place():
 def test_option_problem_checks_values_without_building_a_config():
     assert option_problem({"lr": 0.001}) is None
     assert option_problem({"lr": -1}) == ("lr", "must be positive")
-    # Sizes are a relation between options: left out on request (the manifest checks them per combination).
+    # Sizes are a relation between options: left out on request (the manifest checks them per
+    # combination).
     assert option_problem({"crop_size": 250}) is not None
     assert option_problem({"crop_size": 250}, sizes=False) is None

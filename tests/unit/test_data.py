@@ -31,7 +31,9 @@ def test_random_b_and_serial_b(tiny_dataset):
     assert len(ds) == 12
     b_names = {ds[(0, i)]["B_path"] for i in range(12)}
     assert {ds[(0, i)]["A_path"] for i in range(12)} == {str(p) for p in ds.A_paths}  # every A once
-    assert b_names != {str(p) for p in ds.B_paths} or len(b_names) < 12  # B drawn at random, with repeats
+    assert (
+        b_names != {str(p) for p in ds.B_paths} or len(b_names) < 12
+    )  # B drawn at random, with repeats
     serial = UnalignedDataset(tiny_dataset, _cfg(tiny_dataset, serial_batches=True))
     assert all(serial[(0, i)]["B_path"] == str(serial.B_paths[i]) for i in range(12))
 
@@ -41,12 +43,21 @@ def test_sample_randomness_is_a_function_of_seed_epoch_and_index(tiny_dataset):
     a, b = ds[(3, 5)], ds[(3, 5)]
     assert torch.equal(a["A"], b["A"]) and a["B_path"] == b["B_path"]
     other_epochs = [ds[(e, 5)] for e in range(4, 12)]
-    assert any(not torch.equal(a["A"], o["A"]) for o in other_epochs)  # crop/flip change with the epoch
+    assert any(
+        not torch.equal(a["A"], o["A"]) for o in other_epochs
+    )  # crop/flip change with the epoch
 
 
-@pytest.mark.parametrize("preprocess,expected", [("resize_and_crop", (32, 32)), ("crop", (32, 32)),
-                                                 ("scale_width", (36, 34)), ("scale_width_and_crop", (32, 32)),
-                                                 ("none", (32, 32))])
+@pytest.mark.parametrize(
+    "preprocess,expected",
+    [
+        ("resize_and_crop", (32, 32)),
+        ("crop", (32, 32)),
+        ("scale_width", (36, 34)),
+        ("scale_width_and_crop", (32, 32)),
+        ("none", (32, 32)),
+    ],
+)
 def test_preprocess_modes(tmp_path, preprocess, expected):
     for domain in "AB":
         _write(tmp_path / f"train{domain}" / "x.png", size=(34, 33))
@@ -117,7 +128,9 @@ def test_image_smaller_than_the_crop(tmp_path):
     for domain in "AB":
         _write(tmp_path / f"train{domain}" / "a.png", size=(64, 64))
     _write(tmp_path / "trainB" / "small.png", size=(20, 40))
-    with pytest.raises(DatasetError, match=r"small\.png: image is 20x40, smaller than --crop_size 32"):
+    with pytest.raises(
+        DatasetError, match=r"small\.png: image is 20x40, smaller than --crop_size 32"
+    ):
         UnalignedDataset(tmp_path, _cfg(tmp_path, preprocess="crop"))
     UnalignedDataset(tmp_path, _cfg(tmp_path))  # resize_and_crop scales it up first: fine
 
@@ -136,12 +149,18 @@ def _png16_rgb(path, array: np.ndarray) -> None:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     h, w, _ = array.shape
     rows = b"".join(b"\0" + array[y].astype(">u2").tobytes() for y in range(h))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_16_bit_pngs_are_scaled_to_8_bits_not_saturated(tmp_path):
@@ -157,11 +176,18 @@ def test_16_bit_pngs_are_scaled_to_8_bits_not_saturated(tmp_path):
         out = out if out.ndim == 2 else out[..., 0]
         assert np.abs(out - expected).max() <= 1.0 and (out == 255).mean() < 0.01
     rgb = np.asarray(load_image(tmp_path / "rgb16.png", 3), dtype=np.float64)
-    assert np.abs(rgb[..., 0] - expected).max() <= 1.0 and np.abs(rgb[..., 2] - 30000 / 257).max() <= 1.0
+    assert (
+        np.abs(rgb[..., 0] - expected).max() <= 1.0
+        and np.abs(rgb[..., 2] - 30000 / 257).max() <= 1.0
+    )
 
 
 def test_worker_tracebacks_are_cut_to_the_message():
-    text = ("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
-            '  File "x.py", line 1, in f\ncyclegan.errors.DatasetError: /d/a.png: cannot read image (image file is truncated)\n')
+    text = (
+        "Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+        "last):\n"
+        '  File "x.py", line 1, in f\ncyclegan.errors.DatasetError: /d/a.png: cannot read image '
+        "(image file is truncated)\n"
+    )
     assert str(DatasetError(text)) == "/d/a.png: cannot read image (image file is truncated)"
     assert str(DatasetError("/d: plain")) == "/d: plain"

@@ -1,5 +1,6 @@
-"""The layout keeps its promises: the model and the loop load no Ray, MLflow, boto3 or filelock; what
-the Ray driver and the command lines read loads no torch; and no module imports another in a cycle."""
+"""The layout keeps its promises: the model and the loop load no Ray, MLflow, boto3 or filelock;
+what the Ray driver and the command lines read loads no torch; and no module imports another in a
+cycle."""
 
 from __future__ import annotations
 
@@ -17,23 +18,42 @@ PACKAGES = ("cyclegan", "orchestrator")
 
 def _loaded_after(code: str, watched: tuple[str, ...]) -> list[str]:
     """Which of `watched` a fresh interpreter has imported after running `code`."""
-    probe = f"import json, sys\n{code}\nprint(json.dumps([m for m in {list(watched)!r} if m in sys.modules]))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    probe = (
+        f"import json, sys\n{code}\nprint(json.dumps([m for m in {list(watched)!r} if m in "
+        f"sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_the_model_and_the_loop_load_no_ray_mlflow_boto3_or_filelock():
-    code = "import cyclegan.networks, cyclegan.losses, cyclegan.pool, cyclegan.schedules, cyclegan.model, cyclegan.trainer"
-    assert _loaded_after(code, ("ray", "mlflow", "boto3", "botocore", "filelock", "torch")) == ["torch"]
+    code = (
+        "import cyclegan.networks, cyclegan.losses, cyclegan.pool, cyclegan.schedules, "
+        "cyclegan.model, cyclegan.trainer"
+    )
+    assert _loaded_after(code, ("ray", "mlflow", "boto3", "botocore", "filelock", "torch")) == [
+        "torch"
+    ]
 
 
-@pytest.mark.parametrize("code", [
-    "import cyclegan.metric_names, cyclegan.run_files, cyclegan.architectures, cyclegan.config",  # the driver's vocabulary
-    "from cyclegan.sources import parse_reference; parse_reference('/data/horse2zebra')",  # the manifest's data check
-    "from cyclegan.commands import build_parser; build_parser()",  # python -m cyclegan --help
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        # the driver's vocabulary
+        "import cyclegan.metric_names, cyclegan.run_files, cyclegan.architectures, cyclegan.config",
+        # the manifest's data check
+        "from cyclegan.sources import parse_reference; parse_reference('/data/horse2zebra')",
+        "from cyclegan.commands import build_parser; build_parser()",  # python -m cyclegan --help
+    ],
+)
 def test_what_the_driver_and_the_command_lines_read_loads_no_torch(code):
     assert _loaded_after(code, ("torch", "ray", "mlflow")) == []
 
@@ -44,14 +64,22 @@ def test_both_command_lines_are_console_commands():
     import tomllib
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"cyclegan": "cyclegan.commands:entry_point", "cyclegan-orchestrator": "orchestrator.commands:entry_point"}
+    assert scripts == {
+        "cyclegan": "cyclegan.commands:entry_point",
+        "cyclegan-orchestrator": "orchestrator.commands:entry_point",
+    }
     for target in scripts.values():
         module, _, function = target.partition(":")
         assert callable(getattr(importlib.import_module(module), function))
 
 
-@pytest.mark.parametrize("argv0,usage", [("/venv/bin/cyclegan-orchestrator", "usage: cyclegan-orchestrator"),
-                                         ("/repo/orchestrator/__main__.py", "usage: python -m orchestrator")])
+@pytest.mark.parametrize(
+    "argv0,usage",
+    [
+        ("/venv/bin/cyclegan-orchestrator", "usage: cyclegan-orchestrator"),
+        ("/repo/orchestrator/__main__.py", "usage: python -m orchestrator"),
+    ],
+)
 def test_usage_lines_name_the_command_as_the_user_typed_it(argv0, usage):
     from cyclegan.commands.runner import program_name
     from orchestrator.commands import build_parser
@@ -69,9 +97,9 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The modules of ours that `name` imports anywhere in its file, inside functions too. `from P import x`
-    counts as importing P.x when that is a module, else P; a package's own __init__ is not counted for
-    importing one of its modules (Python runs it first, but it is no dependency)."""
+    """The modules of ours that `name` imports anywhere in its file, inside functions too. `from P
+    import x` counts as importing P.x when that is a module, else P; a package's own __init__ is not
+    counted for importing one of its modules (Python runs it first, but it is no dependency)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -103,7 +131,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         path.pop()
@@ -119,7 +147,10 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_no_module_imports_another_in_a_cycle_even_inside_functions():
     modules = _modules()
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
-    assert graph["cyclegan.commands"] >= {"cyclegan.commands.train", "cyclegan.commands.runner"}  # the parser sees them
+    assert graph["cyclegan.commands"] >= {
+        "cyclegan.commands.train",
+        "cyclegan.commands.runner",
+    }  # the parser sees them
     cycle = _cycle(graph)
     assert cycle is None, " -> ".join(cycle)
 
@@ -132,26 +163,36 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path
     assert _cycle(graph) == ["a", "b", "a"]
 
 
-# The orchestrator's seams (docs/architecture.md): which process runs a subpackage, and what it may load.
+# The orchestrator's seams (docs/architecture.md): which process runs a subpackage, and what it may
+# load.
 ORCHESTRATOR = REPO / "orchestrator"
 MAX_ROOT_MODULES = 6  # besides __init__.py and __main__.py
 MAX_MODULE_LINES = 400
-# What `validate` and the driver load, whatever the number of tasks: never torch; the manifest's checks not even Ray or MLflow.
+# What `validate` and the driver load, whatever the number of tasks: never torch; the manifest's
+# checks not even Ray or MLflow.
 NOT_LOADED = {"config": ("torch", "ray", "mlflow"), "search": ("torch",), "sweep": ("torch",)}
 
 
 def test_the_orchestrators_root_keeps_few_modules_and_no_module_is_long():
-    root = [p.name for p in ORCHESTRATOR.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    root = [
+        p.name for p in ORCHESTRATOR.glob("*.py") if p.name not in ("__init__.py", "__main__.py")
+    ]
     assert len(root) <= MAX_ROOT_MODULES, sorted(root)
-    long = {str(p.relative_to(REPO)): n for p in sorted(REPO.glob("*/**/*.py"))
-            if p.parts[len(REPO.parts)] in PACKAGES and (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in sorted(REPO.glob("*/**/*.py"))
+        if p.parts[len(REPO.parts)] in PACKAGES
+        and (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
     assert long == {}
 
 
 @pytest.mark.parametrize("package", NOT_LOADED)
 def test_the_config_search_and_driver_packages_load_no_torch(package):
-    modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-                     for p in (ORCHESTRATOR / package).rglob("*.py"))
+    modules = sorted(
+        ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        for p in (ORCHESTRATOR / package).rglob("*.py")
+    )
     code = "\n".join(f"import {m}" for m in modules)
     assert _loaded_after(code, NOT_LOADED[package]) == []
 
@@ -162,7 +203,16 @@ def test_only_the_tracking_package_imports_mlflow():
         if path.relative_to(ORCHESTRATOR).parts[0] == "tracking":
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
-            outside += [f"{path.relative_to(REPO)}:{node.lineno} {n}" for n in names if n.split(".")[0] == "mlflow"]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            outside += [
+                f"{path.relative_to(REPO)}:{node.lineno} {n}"
+                for n in names
+                if n.split(".")[0] == "mlflow"
+            ]
     assert outside == []

@@ -22,8 +22,12 @@ def test_gan_losses_match_hand_computation():
     assert GANLoss("lsgan")(p, True).item() == pytest.approx(sum((v - 1) ** 2 for v in values) / 4)
     assert GANLoss("lsgan")(p, False).item() == pytest.approx(sum(v**2 for v in values) / 4)
     sig = [1 / (1 + math.exp(-v)) for v in values]
-    assert GANLoss("vanilla")(p, True).item() == pytest.approx(-sum(math.log(s) for s in sig) / 4, rel=1e-5)
-    assert GANLoss("vanilla")(p, False).item() == pytest.approx(-sum(math.log(1 - s) for s in sig) / 4, rel=1e-5)
+    assert GANLoss("vanilla")(p, True).item() == pytest.approx(
+        -sum(math.log(s) for s in sig) / 4, rel=1e-5
+    )
+    assert GANLoss("vanilla")(p, False).item() == pytest.approx(
+        -sum(math.log(1 - s) for s in sig) / 4, rel=1e-5
+    )
     assert GANLoss("wgangp")(p, True).item() == pytest.approx(-sum(values) / 4)
     assert GANLoss("wgangp")(p, False).item() == pytest.approx(sum(values) / 4)
 
@@ -42,7 +46,15 @@ def test_gradient_penalty_is_zero_for_a_unit_gradient_critic():
 def test_training_step_losses_are_the_papers_objective():
     """Recompute every loss of one step by hand, from a copy of the model taken before the step."""
     torch.manual_seed(0)
-    cfg = TrainConfig(netG="resnet_1blocks", ngf=4, ndf=4, pool_size=0, lambda_A=10, lambda_B=7, lambda_identity=0.5)
+    cfg = TrainConfig(
+        netG="resnet_1blocks",
+        ngf=4,
+        ndf=4,
+        pool_size=0,
+        lambda_A=10,
+        lambda_B=7,
+        lambda_identity=0.5,
+    )
     model = CycleGAN(cfg)
     before = copy.deepcopy(model)
     real_A, real_B = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
@@ -59,16 +71,27 @@ def test_training_step_losses_are_the_papers_objective():
             "cycle_B": l1(G_A(fake_A), real_B) * 7,
             "idt_A": l1(G_A(real_B), real_B) * 7 * 0.5,
             "idt_B": l1(G_B(real_A), real_A) * 10 * 0.5,
-            # the generator step does not touch the discriminators, so they are judged with their old weights
-            "D_A": 0.5 * (mse(D_A(real_B), torch.ones_like(D_A(real_B))) + mse(D_A(fake_B), torch.zeros_like(D_A(fake_B)))),
-            "D_B": 0.5 * (mse(D_B(real_A), torch.ones_like(D_B(real_A))) + mse(D_B(fake_A), torch.zeros_like(D_B(fake_A)))),
+            # the generator step does not touch the discriminators, so they are judged with their
+            # old weights
+            "D_A": 0.5
+            * (
+                mse(D_A(real_B), torch.ones_like(D_A(real_B)))
+                + mse(D_A(fake_B), torch.zeros_like(D_A(fake_B)))
+            ),
+            "D_B": 0.5
+            * (
+                mse(D_B(real_A), torch.ones_like(D_B(real_A)))
+                + mse(D_B(fake_A), torch.zeros_like(D_B(fake_A)))
+            ),
         }
     for name, value in expected.items():
         assert losses[name].item() == pytest.approx(value.item(), rel=1e-4, abs=1e-6), name
     # both optimizers stepped once: every network moved
     for name in ("G_A", "G_B", "D_A", "D_B"):
         after = nn.utils.parameters_to_vector(model.nets[name].parameters())
-        assert not torch.equal(after, nn.utils.parameters_to_vector(before.nets[name].parameters())), name
+        assert not torch.equal(
+            after, nn.utils.parameters_to_vector(before.nets[name].parameters())
+        ), name
 
 
 def test_identity_weight_zero_turns_identity_loss_off():
@@ -92,7 +115,9 @@ def test_pool_fills_then_swaps_half_the_time():
         out = pool.query(new)
         if out.item() != new.item():
             returned_old += 1
-            assert new.item() in [img.item() for img in pool.images]  # the new image took the returned one's place
+            assert new.item() in [
+                img.item() for img in pool.images
+            ]  # the new image took the returned one's place
     assert 70 < returned_old < 130  # probability 1/2
     assert len(pool.images) == 4
 
@@ -121,10 +146,10 @@ def _lrs(cfg: TrainConfig, epochs: int) -> list[float]:
 
 def test_linear_schedule_matches_the_paper():
     lrs = _lrs(TrainConfig(), 200)
-    assert lrs[0] == lrs[99] == pytest.approx(2e-4)           # constant for 100 epochs
-    assert lrs[100] == pytest.approx(2e-4 * (1 - 1 / 101))    # then linear decay ...
+    assert lrs[0] == lrs[99] == pytest.approx(2e-4)  # constant for 100 epochs
+    assert lrs[100] == pytest.approx(2e-4 * (1 - 1 / 101))  # then linear decay ...
     assert lrs[149] == pytest.approx(2e-4 * (1 - 50 / 101))
-    assert lrs[199] == pytest.approx(2e-4 / 101)              # ... towards zero over 100 more
+    assert lrs[199] == pytest.approx(2e-4 / 101)  # ... towards zero over 100 more
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
     assert linear_factor(200, 100, 100) == pytest.approx(1 / 101)
 
@@ -136,18 +161,25 @@ def test_linear_schedule_continues_from_epoch_count():
 
 def test_other_policies():
     step = _lrs(TrainConfig(lr_policy="step", lr_decay_iters=10), 25)
-    assert step[9] == pytest.approx(2e-4) and step[10] == pytest.approx(2e-5) and step[20] == pytest.approx(2e-6)
+    assert (
+        step[9] == pytest.approx(2e-4)
+        and step[10] == pytest.approx(2e-5)
+        and step[20] == pytest.approx(2e-6)
+    )
     cosine = _lrs(TrainConfig(lr_policy="cosine", n_epochs=5, n_epochs_decay=5), 10)
-    assert cosine[0] == pytest.approx(2e-4) and cosine[5] == pytest.approx(1e-4) and cosine[9] < 1e-5
+    assert (
+        cosine[0] == pytest.approx(2e-4) and cosine[5] == pytest.approx(1e-4) and cosine[9] < 1e-5
+    )
     plateau = _lrs(TrainConfig(lr_policy="plateau"), 10)  # a constant loss: no improvement
     assert plateau[0] == pytest.approx(2e-4) and plateau[-1] == pytest.approx(4e-5)
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_discriminators_judge_real_and_fake_images_as_the_reference_does(norm):
-    """The reference's backward_D_basic: pred_real = netD(real), pred_fake = netD(fake), two calls, so
-    that with batch norm real and fake images never share batch statistics. The losses, the gradients
-    that the Adam step takes, and batch norm's running statistics must all be the reference's."""
+    """The reference's backward_D_basic: pred_real = netD(real), pred_fake = netD(fake), two calls,
+    so that with batch norm real and fake images never share batch statistics. The losses, the
+    gradients that the Adam step takes, and batch norm's running statistics must all be the
+    reference's."""
     torch.manual_seed(0)
     cfg = TrainConfig(netG="resnet_1blocks", ngf=4, ndf=8, norm=norm, pool_size=0)
     model = CycleGAN(cfg)
@@ -159,21 +191,41 @@ def test_discriminators_judge_real_and_fake_images_as_the_reference_does(norm):
     losses = []
     for net, real, fake in ((reference["D_A"], real_B, fake_B), (reference["D_B"], real_A, fake_A)):
         pred_real, pred_fake = net(real), net(fake.detach())
-        losses.append((mse(pred_real, torch.ones_like(pred_real)) + mse(pred_fake, torch.zeros_like(pred_fake))) * 0.5)
+        losses.append(
+            (
+                mse(pred_real, torch.ones_like(pred_real))
+                + mse(pred_fake, torch.zeros_like(pred_fake))
+            )
+            * 0.5
+        )
     (losses[0] + losses[1]).backward()
 
-    assert loss_D_A.item() == pytest.approx(losses[0].item(), rel=1e-5) and loss_D_B.item() == pytest.approx(losses[1].item(), rel=1e-5)
+    assert loss_D_A.item() == pytest.approx(
+        losses[0].item(), rel=1e-5
+    ) and loss_D_B.item() == pytest.approx(losses[1].item(), rel=1e-5)
     for name in ("D_A", "D_B"):
-        ours, theirs = dict(model.nets[name].named_parameters()), dict(reference[name].named_parameters())
+        ours, theirs = (
+            dict(model.nets[name].named_parameters()),
+            dict(reference[name].named_parameters()),
+        )
         for key, param in theirs.items():
             # atol: a conv bias before instance norm has a zero gradient, up to rounding
-            assert torch.allclose(ours[key].grad, param.grad, rtol=1e-4, atol=1e-5), f"{name}.{key}.grad"
+            assert torch.allclose(ours[key].grad, param.grad, rtol=1e-4, atol=1e-5), (
+                f"{name}.{key}.grad"
+            )
         ours, theirs = dict(model.nets[name].named_buffers()), dict(reference[name].named_buffers())
         assert ours.keys() == theirs.keys() and (norm != "batch" or theirs)
         for key, buffer in theirs.items():  # batch norm: running mean and variance after both calls
-            assert torch.allclose(ours[key].float(), buffer.float(), rtol=1e-5, atol=1e-7), f"{name}.{key}"
-    if norm == "batch":  # one concatenated batch would mix the statistics: this test tells the two apart
+            assert torch.allclose(ours[key].float(), buffer.float(), rtol=1e-5, atol=1e-7), (
+                f"{name}.{key}"
+            )
+    if (
+        norm == "batch"
+    ):  # one concatenated batch would mix the statistics: this test tells the two apart
         with torch.no_grad():
             net = copy.deepcopy(model.nets["D_A"])
-            mixed, separate = net(torch.cat([real_B, fake_B])), torch.cat([net(real_B), net(fake_B)])
+            mixed, separate = (
+                net(torch.cat([real_B, fake_B])),
+                torch.cat([net(real_B), net(fake_B)]),
+            )
         assert not torch.allclose(mixed, separate, atol=1e-3)

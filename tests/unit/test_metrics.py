@@ -38,7 +38,8 @@ def weights_env(weights_file, monkeypatch, tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def torch_home(weights_file, tmp_path_factory) -> Path:
-    """A torch home whose hub cache holds the weights, where torch-fidelity's own download puts them."""
+    """A torch home whose hub cache holds the weights, where torch-fidelity's own download puts
+    them."""
     home = tmp_path_factory.mktemp("torch_home")
     (home / "hub" / "checkpoints").mkdir(parents=True)
     os.symlink(weights_file, home / "hub" / "checkpoints" / M.INCEPTION_FILE)
@@ -47,7 +48,8 @@ def torch_home(weights_file, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def inception(torch_home) -> M.InceptionFeatures:
-    """Loaded the way a user with the file in torch's cache gets it: no option, no env var, offline."""
+    """Loaded the way a user with the file in torch's cache gets it: no option, no env var,
+    offline."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(M.WEIGHTS_ENV, raising=False)
         mp.setenv("TORCH_HOME", str(torch_home))
@@ -57,7 +59,9 @@ def inception(torch_home) -> M.InceptionFeatures:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> torch.Tensor:
-    root = generate("stripes", tmp_path_factory.mktemp("imgs"), n_train=1, n_test=4, size=32, seed=3)
+    root = generate(
+        "stripes", tmp_path_factory.mktemp("imgs"), n_train=1, n_test=4, size=32, seed=3
+    )
     return torch.stack([load_image_tensor(p) for p in sorted((root / "testA").iterdir())])
 
 
@@ -68,7 +72,8 @@ def _perturb(images: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
 
 # -- the weights file ---------------------------------------------------------------------------
 def test_weights_are_found_by_option_env_var_and_torch_hub_cache_and_loaded_into_torch_fidelity(
-        weights_file, torch_home, inception, monkeypatch):
+    weights_file, torch_home, inception, monkeypatch
+):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     monkeypatch.delenv(M.WEIGHTS_ENV, raising=False)
@@ -84,7 +89,10 @@ def test_weights_are_found_by_option_env_var_and_torch_hub_cache_and_loaded_into
     assert isinstance(inception.net, FeatureExtractorInceptionV3) and inception.weights == cached
     reference = torch.load(weights_file, weights_only=True)
     loaded = inception.net.state_dict()
-    assert all(torch.equal(loaded[k], reference[k]) for k in ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.bias"))
+    assert all(
+        torch.equal(loaded[k], reference[k])
+        for k in ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.bias")
+    )
     features = inception(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     assert features.shape == (1, 2048) and features.abs().sum() > 0
 
@@ -131,27 +139,46 @@ def test_fast_fid_equals_torch_fidelity_formula():
     for n1, n2 in ((6, 9), (40, 50)):  # fewer and more images than feature dimensions
         f1 = torch.randn(n1, 16, generator=g, dtype=torch.float64)
         f2 = torch.randn(n2, 16, generator=g, dtype=torch.float64) * 1.5 + 0.3
-        expected = fid_statistics_to_metric(fid_features_to_statistics(f1), fid_features_to_statistics(f2), False)
-        assert M.fid_from_features(f1, f2) == pytest.approx(expected["frechet_inception_distance"], rel=1e-6)
-        assert M._fid_low_rank(f1.numpy(), f2.numpy()) == pytest.approx(expected["frechet_inception_distance"], rel=1e-6)
+        expected = fid_statistics_to_metric(
+            fid_features_to_statistics(f1), fid_features_to_statistics(f2), False
+        )
+        assert M.fid_from_features(f1, f2) == pytest.approx(
+            expected["frechet_inception_distance"], rel=1e-6
+        )
+        assert M._fid_low_rank(f1.numpy(), f2.numpy()) == pytest.approx(
+            expected["frechet_inception_distance"], rel=1e-6
+        )
 
 
 # -- paired metrics -----------------------------------------------------------------------------
 def test_paired_metrics_match_hand_computations():
-    target = torch.tensor([[[[0, 255], [255, 0]]], [[[10, 20], [30, 40]]]], dtype=torch.uint8)  # 2 images, 1x2x2
-    pred = torch.tensor([[[[51, 255], [255, 0]]], [[[10, 20], [30, 40]]]], dtype=torch.uint8)  # image 0: one pixel off by 51
+    target = torch.tensor(
+        [[[[0, 255], [255, 0]]], [[[10, 20], [30, 40]]]], dtype=torch.uint8
+    )  # 2 images, 1x2x2
+    pred = torch.tensor(
+        [[[[51, 255], [255, 0]]], [[[10, 20], [30, 40]]]], dtype=torch.uint8
+    )  # image 0: one pixel off by 51
     values = M.paired_metrics(pred, target, ["l1", "psnr"])
     assert values["l1"] == pytest.approx(((51 / 255) / 4 + 0) / 2)
     assert math.isinf(values["psnr"])  # image 1 is identical
-    assert M.psnr_per_image(pred, target)[0].item() == pytest.approx(10 * math.log10(1 / ((0.2**2) / 4)))
+    assert M.psnr_per_image(pred, target)[0].item() == pytest.approx(
+        10 * math.log10(1 / ((0.2**2) / 4))
+    )
 
-    # SSIM of two constant images reduces to the luminance term (2ab + C1) / (a^2 + b^2 + C1), C1 = 0.01^2.
-    a, b = torch.full((1, 3, 16, 16), 0.3, dtype=torch.float64), torch.full((1, 3, 16, 16), 0.6, dtype=torch.float64)
-    assert M.paired_metrics(a, b, ["ssim"])["ssim"] == pytest.approx((2 * 0.18 + 1e-4) / (0.09 + 0.36 + 1e-4), rel=1e-9)
+    # SSIM of two constant images reduces to the luminance term (2ab + C1) / (a^2 + b^2 + C1), C1 =
+    # 0.01^2.
+    a, b = (
+        torch.full((1, 3, 16, 16), 0.3, dtype=torch.float64),
+        torch.full((1, 3, 16, 16), 0.6, dtype=torch.float64),
+    )
+    assert M.paired_metrics(a, b, ["ssim"])["ssim"] == pytest.approx(
+        (2 * 0.18 + 1e-4) / (0.09 + 0.36 + 1e-4), rel=1e-9
+    )
     assert M.paired_metrics(a, a)["ssim"] == pytest.approx(1.0)
 
     # And on a random pair, the formula written out: Gaussian-weighted local statistics (sigma 1.5,
-    # truncated at 3.5 sigma), the SSIM map without its 5-pixel border, averaged over pixels and channels.
+    # truncated at 3.5 sigma), the SSIM map without its 5-pixel border, averaged over pixels and
+    # channels.
     from scipy.ndimage import gaussian_filter
 
     g = torch.Generator().manual_seed(1)
@@ -163,22 +190,34 @@ def test_paired_metrics_match_hand_computations():
         mu_u, mu_v = blur(u), blur(v)
         var_u, var_v, cov = blur(u * u) - mu_u**2, blur(v * v) - mu_v**2, blur(u * v) - mu_u * mu_v
         c1, c2 = 0.01**2, 0.03**2
-        maps.append(((2 * mu_u * mu_v + c1) * (2 * cov + c2) / ((mu_u**2 + mu_v**2 + c1) * (var_u + var_v + c2)))[5:-5, 5:-5])
+        maps.append(
+            (
+                (2 * mu_u * mu_v + c1)
+                * (2 * cov + c2)
+                / ((mu_u**2 + mu_v**2 + c1) * (var_u + var_v + c2))
+            )[5:-5, 5:-5]
+        )
     assert M.paired_metrics(y, x, ["ssim"])["ssim"] == pytest.approx(float(np.mean(maps)), rel=1e-9)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
-def test_synthetic_ground_truth_is_perfect_and_the_untranslated_baseline_is_worse(kind, direction, tmp_path):
+def test_synthetic_ground_truth_is_perfect_and_the_untranslated_baseline_is_worse(
+    kind, direction, tmp_path
+):
     root = generate(kind, tmp_path / kind, n_train=1, n_test=4, size=32, seed=0)
-    cfg = TrainConfig(load_size=32, crop_size=32, direction=direction)  # BtoA: G_A's inputs are testB/
+    cfg = TrainConfig(
+        load_size=32, crop_size=32, direction=direction
+    )  # BtoA: G_A's inputs are testB/
     evaluator = Evaluator(root, cfg, ["l1", "psnr", "ssim"], show_progress=False)
 
     # An oracle that answers each test image with its ground truth, through the whole pipeline.
     truth = {}
     for folder in ("testA", "testB"):
         for path in sorted((root / folder).iterdir()):
-            truth[load_image_tensor(path).numpy().tobytes()] = load_image_tensor(root / f"{folder}_gt" / path.name)
+            truth[load_image_tensor(path).numpy().tobytes()] = load_image_tensor(
+                root / f"{folder}_gt" / path.name
+            )
 
     def oracle(x: torch.Tensor, direction: str) -> torch.Tensor:
         inputs = ((x + 1) * 127.5 + 0.5).to(torch.uint8)
@@ -187,8 +226,16 @@ def test_synthetic_ground_truth_is_perfect_and_the_untranslated_baseline_is_wors
     perfect = evaluator.evaluate(oracle).metrics
     baseline = evaluator.evaluate(lambda x, direction: x).metrics  # untranslated inputs
     for d in ("AtoB", "BtoA"):
-        assert math.isinf(perfect[f"psnr_{d}"]) and perfect[f"l1_{d}"] == 0 and perfect[f"ssim_{d}"] == pytest.approx(1)
-        assert baseline[f"psnr_{d}"] < 30 and baseline[f"l1_{d}"] > 0.02 and baseline[f"ssim_{d}"] < 0.97
+        assert (
+            math.isinf(perfect[f"psnr_{d}"])
+            and perfect[f"l1_{d}"] == 0
+            and perfect[f"ssim_{d}"] == pytest.approx(1)
+        )
+        assert (
+            baseline[f"psnr_{d}"] < 30
+            and baseline[f"l1_{d}"] > 0.02
+            and baseline[f"ssim_{d}"] < 0.97
+        )
     assert baseline["psnr"] == pytest.approx((baseline["psnr_AtoB"] + baseline["psnr_BtoA"]) / 2)
     assert baseline["eval_time_s"] > 0
 
@@ -204,7 +251,9 @@ def test_paired_metrics_alone_without_ground_truth_and_unknown_metrics_are_error
         Evaluator(root, cfg, ["fid", "bogus"])
 
 
-def test_real_set_features_are_cached_and_the_second_evaluation_hits_the_cache(tmp_path, weights_env, inception):
+def test_real_set_features_are_cached_and_the_second_evaluation_hits_the_cache(
+    tmp_path, weights_env, inception
+):
     # A real-style dataset: no ground truth, so psnr is reported unavailable next to fid.
     root = generate("colorshift", tmp_path / "data", n_train=1, n_test=2, size=32, seed=0)
     shutil.rmtree(root / "testA_gt")
@@ -216,7 +265,10 @@ def test_real_set_features_are_cached_and_the_second_evaluation_hits_the_cache(t
         return evaluator.evaluate(lambda x, d: x)
 
     first = evaluate()
-    assert (first.feature_cache_hits, first.feature_cache_misses) == (0, 2)  # real A and real B extracted
+    assert (first.feature_cache_hits, first.feature_cache_misses) == (
+        0,
+        2,
+    )  # real A and real B extracted
     cache = tmp_path / "cache" / "features"  # $CYCLEGAN_CACHE_DIR/features
     assert len(list(cache.glob("*.pt"))) == 2
     assert "psnr" in first.unavailable and "psnr" not in first.metrics and first.metrics["fid"] > 0
@@ -237,16 +289,27 @@ def test_feature_cache_key_follows_files_resolution_and_extractor(tmp_path):
         return torch.ones(len(files), 4, dtype=torch.float64)
 
     def key(**changes):
-        parts = dict(files=M.files_fingerprint(files), channels=3, preprocess="resize_and_crop", crop_size=16, extractor="abc")
+        parts = dict(
+            files=M.files_fingerprint(files),
+            channels=3,
+            preprocess="resize_and_crop",
+            crop_size=16,
+            extractor="abc",
+        )
         return M.FeatureCache.key(**{**parts, **changes})
 
     cache = M.FeatureCache(tmp_path / "features")
     original = key()
     cache.get_or_compute(original, compute)
-    assert torch.equal(M.FeatureCache(tmp_path / "features").get_or_compute(original, compute), torch.ones(2, 4, dtype=torch.float64))
+    assert torch.equal(
+        M.FeatureCache(tmp_path / "features").get_or_compute(original, compute),
+        torch.ones(2, 4, dtype=torch.float64),
+    )
     assert len(calls) == 1
     assert len({original, key(crop_size=32), key(extractor="abd"), key(channels=1)}) == 4
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(files[0])  # a changed image changes the key
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(
+        files[0]
+    )  # a changed image changes the key
     assert key() != original
 
 
@@ -261,6 +324,16 @@ def test_ssim_equals_scikit_images_on_images_of_every_size():
         y = _perturb(x, 40)
         u, v = x.double().numpy() / 255, y.double().numpy() / 255
         radius = (min(shape[-2:]) - 1) // 2
-        expected = [structural_similarity(a, b, channel_axis=0, data_range=1.0, gaussian_weights=True, sigma=min(1.5, radius / 3.5),
-                                          use_sample_covariance=False) for a, b in zip(v, u)]
+        expected = [
+            structural_similarity(
+                a,
+                b,
+                channel_axis=0,
+                data_range=1.0,
+                gaussian_weights=True,
+                sigma=min(1.5, radius / 3.5),
+                use_sample_covariance=False,
+            )
+            for a, b in zip(v, u)
+        ]
         assert M.ssim_per_image(y, x).tolist() == pytest.approx(expected, rel=1e-9), shape

@@ -24,7 +24,14 @@ def test_each_public_name_resolves_to_what_its_module_defines(name):
 
 
 def test_the_api_names_the_entry_points():
-    assert {"load_manifest", "run_experiment", "train_on_ray", "load_results", "TrialSpec", "RunOptions"} <= set(orchestrator.__all__)
+    assert {
+        "load_manifest",
+        "run_experiment",
+        "train_on_ray",
+        "load_results",
+        "TrialSpec",
+        "RunOptions",
+    } <= set(orchestrator.__all__)
 
 
 def test_an_unknown_name_is_an_attribute_error():
@@ -33,8 +40,17 @@ def test_an_unknown_name_is_an_attribute_error():
 
 
 def test_importing_orchestrator_loads_no_ray_torch_or_mlflow():
-    probe = "import json, sys, orchestrator\nprint(json.dumps([m for m in ('ray', 'torch', 'mlflow') if m in sys.modules]))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    probe = (
+        "import json, sys, orchestrator\nprint(json.dumps([m for m in ('ray', 'torch', 'mlflow') "
+        "if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -1,5 +1,5 @@
-"""What a sweep found: trials ranked by their best epoch, the summary table against the baseline, and
-the Python API that reads a results file back."""
+"""What a sweep found: trials ranked by their best epoch, the summary table against the baseline,
+and the Python API that reads a results file back."""
 
 from __future__ import annotations
 
@@ -8,59 +8,127 @@ import json
 import pytest
 
 from cyclegan.errors import UserError
-from orchestrator.sweep.results import TaskResult, TrialRecord, load_results, pick_best, summary_table, write_results
+from orchestrator.sweep.results import (
+    TaskResult,
+    TrialRecord,
+    load_results,
+    pick_best,
+    summary_table,
+    write_results,
+)
 
 
-def _trial(trial_id: str, metric: float | None, status: str = "finished", baseline: bool = False, best_epoch: int = 2) -> TrialRecord:
+def _trial(
+    trial_id: str,
+    metric: float | None,
+    status: str = "finished",
+    baseline: bool = False,
+    best_epoch: int = 2,
+) -> TrialRecord:
     history = [{"epoch": 1, "psnr": 10.0}, {"epoch": 2, "psnr": metric}, {"epoch": 3, "psnr": 9.0}]
-    return TrialRecord(trial_id=trial_id, params={"lambda_cyc": 10 if baseline else 5}, status=status, metric=metric, epochs=3,
-                       history=history, checkpoint=f"/runs/{trial_id}/checkpoint_epoch_0003", best_epoch=best_epoch,
-                       best_checkpoint=f"/runs/{trial_id}/best", baseline=baseline)
+    return TrialRecord(
+        trial_id=trial_id,
+        params={"lambda_cyc": 10 if baseline else 5},
+        status=status,
+        metric=metric,
+        epochs=3,
+        history=history,
+        checkpoint=f"/runs/{trial_id}/checkpoint_epoch_0003",
+        best_epoch=best_epoch,
+        best_checkpoint=f"/runs/{trial_id}/best",
+        baseline=baseline,
+    )
 
 
 def test_trials_are_ranked_by_their_best_and_only_healthy_ones():
-    trials = [_trial("low", 18.0), _trial("high", 24.0), _trial("failed", 99.0, "failed"), _trial("diverged", 98.0, "diverged"),
-              _trial("nan", float("nan")), _trial("none", None), _trial("stopped", 20.0, "stopped")]
-    assert pick_best(trials, "max").trial_id == "high"      # psnr: higher is better
-    assert pick_best(trials, "min").trial_id == "low"       # cycle_l1: lower is better
+    trials = [
+        _trial("low", 18.0),
+        _trial("high", 24.0),
+        _trial("failed", 99.0, "failed"),
+        _trial("diverged", 98.0, "diverged"),
+        _trial("nan", float("nan")),
+        _trial("none", None),
+        _trial("stopped", 20.0, "stopped"),
+    ]
+    assert pick_best(trials, "max").trial_id == "high"  # psnr: higher is better
+    assert pick_best(trials, "min").trial_id == "low"  # cycle_l1: lower is better
     # a trial the scheduler stopped wins when its best is best: its best epoch's generators are kept
-    assert pick_best([_trial("finished", 18.0), _trial("stopped", 20.0, "stopped")], "max").trial_id == "stopped"
+    assert (
+        pick_best([_trial("finished", 18.0), _trial("stopped", 20.0, "stopped")], "max").trial_id
+        == "stopped"
+    )
     assert pick_best([_trial("failed", 1.0, "failed"), _trial("nan", float("nan"))], "min") is None
 
 
 def _task(trials: list[TrialRecord], baseline_id: str | None) -> TaskResult:
     best = pick_best(trials, "max")
-    return TaskResult("colorshift", "synthetic://colorshift", "psnr", "max", trials, best.trial_id if best else None,
-                      baseline_trial_id=baseline_id)
+    return TaskResult(
+        "colorshift",
+        "synthetic://colorshift",
+        "psnr",
+        "max",
+        trials,
+        best.trial_id if best else None,
+        baseline_trial_id=baseline_id,
+    )
 
 
 def test_the_summary_says_by_how_much_the_best_beat_the_baseline():
     beaten = _task([_trial("t0", 16.0, baseline=True), _trial("t1", 18.0, best_epoch=2)], "t0")
     assert beaten.improvement == pytest.approx(2.0)
-    table = summary_table([beaten, _task([_trial("t0", 18.0, baseline=True), _trial("t1", 17.0)], "t0"),
-                           _task([_trial("t0", None, "diverged", baseline=True), _trial("t1", 17.0)], "t0")])
+    table = summary_table(
+        [
+            beaten,
+            _task([_trial("t0", 18.0, baseline=True), _trial("t1", 17.0)], "t0"),
+            _task([_trial("t0", None, "diverged", baseline=True), _trial("t1", 17.0)], "t0"),
+        ]
+    )
     lines = table.splitlines()
     assert "vs baseline" in lines[0] and "metric (best epoch)" in lines[0]
-    assert "t1 " in lines[2] and "psnr=18 @ epoch 2 (max)" in lines[2] and "beat it by 2 (12%)" in lines[2]
+    assert (
+        "t1 " in lines[2]
+        and "psnr=18 @ epoch 2 (max)" in lines[2]
+        and "beat it by 2 (12%)" in lines[2]
+    )
     assert "t0* " in lines[3] and "the baseline is best" in lines[3]
     assert "baseline diverged, no value" in lines[4]
     assert lines[5].startswith("* the baseline")
     # The manifest's alias, as searched, and the names MLflow records it under.
-    assert lines[6] == "hyperparameters as searched: lambda_cyc sets lambda_A and lambda_B (the names MLflow and the registry record)"
+    assert lines[6] == (
+        "hyperparameters as searched: lambda_cyc sets lambda_A and lambda_B (the names MLflow "
+        "and the registry record)"
+    )
 
 
 def test_a_results_file_reads_back_as_objects(tmp_path):
-    task = _task([_trial("t0", 16.0, baseline=True), _trial("t1", 18.0), _trial("t2", 12.0, "stopped")], "t0")
+    task = _task(
+        [_trial("t0", 16.0, baseline=True), _trial("t1", 18.0), _trial("t2", 12.0, "stopped")], "t0"
+    )
     task.stopped = "the task's time budget of 60 s ran out"
-    path = write_results([task], "quickstart", "experiments/quickstart.yaml", "ab" * 32, "./runs", tmp_path / "quickstart.json")
+    path = write_results(
+        [task],
+        "quickstart",
+        "experiments/quickstart.yaml",
+        "ab" * 32,
+        "./runs",
+        tmp_path / "quickstart.json",
+    )
     assert json.loads(path.read_text())["tasks"][0]["best_epoch"] == 2  # the raw file says it too
 
     results = load_results(path)
     assert results.experiment == "quickstart" and [t.task for t in results] == ["colorshift"]
     found = results["colorshift"]
     assert found.best.trial_id == "t1" and found.best.best_epoch == 2 and found.best.metric == 18.0
-    assert found.baseline.trial_id == "t0" and found.improvement == pytest.approx(2.0) and found.stopped == task.stopped
-    assert found.history("t1")[1] == {"epoch": 2, "psnr": 18.0} and set(found.histories) == {"t0", "t1", "t2"}
+    assert (
+        found.baseline.trial_id == "t0"
+        and found.improvement == pytest.approx(2.0)
+        and found.stopped == task.stopped
+    )
+    assert found.history("t1")[1] == {"epoch": 2, "psnr": 18.0} and set(found.histories) == {
+        "t0",
+        "t1",
+        "t2",
+    }
     frame = found.history_frame()
     assert len(frame) == 9 and frame[frame.baseline].trial_id.unique().tolist() == ["t0"]
     with pytest.raises(KeyError, match="no task 'nope'"):

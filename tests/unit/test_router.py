@@ -15,7 +15,16 @@ from ray.tune.experiment import Experiment, Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, Searcher
 
-from orchestrator.sweep.router import STATE_FILE, TaskCallbacks, TaskScheduler, TaskSearch, TaskSearchSpec, TaskView, by_task, task_of
+from orchestrator.sweep.router import (
+    STATE_FILE,
+    TaskCallbacks,
+    TaskScheduler,
+    TaskSearch,
+    TaskSearchSpec,
+    TaskView,
+    by_task,
+    task_of,
+)
 
 
 class Controller:
@@ -37,14 +46,18 @@ class Controller:
     def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
         self.paused.append(trial)
 
-    def stop_trial(self, trial: Trial) -> None:  # Tune's wrapper has it; no scheduler of the sweep needs it
+    def stop_trial(
+        self, trial: Trial
+    ) -> None:  # Tune's wrapper has it; no scheduler of the sweep needs it
         self.stopped.append(trial)
 
     def _schedule_trial_save(self, trial: Trial, result: dict | None = None) -> str:
         self.saved.append(trial)
         return "saving"
 
-    def _schedule_trial_stop(self, trial: Trial) -> None:  # as Tune's: the trial is TERMINATED at once
+    def _schedule_trial_stop(
+        self, trial: Trial
+    ) -> None:  # as Tune's: the trial is TERMINATED at once
         self.stopped.append(trial)
         trial.set_status(Trial.TERMINATED)
 
@@ -54,7 +67,13 @@ class Recorder(Searcher):
 
     def __init__(self, limit: int):
         super().__init__()
-        self.limit, self.suggested, self.results, self.completed, self.properties = limit, [], [], [], None
+        self.limit, self.suggested, self.results, self.completed, self.properties = (
+            limit,
+            [],
+            [],
+            [],
+            None,
+        )
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         self.properties = (metric, mode, config)
@@ -69,7 +88,9 @@ class Recorder(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.results.append(trial_id)
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
         self.completed.append(trial_id)
 
     def save(self, checkpoint_path: str) -> None:
@@ -83,13 +104,28 @@ def _trainable(config):
     pass
 
 
-def _search(tmp_path: Path, samples: dict[str, int], max_concurrent: int | None = None, searchers: dict | None = None) -> TaskSearch:
-    """A TaskSearch of tasks named by `samples` (random search, or `searchers`), given its experiment."""
-    specs = {task: TaskSearchSpec((searchers or {}).get(task) or BasicVariantGenerator(), {"lr": tune.uniform(0, 1)}, n,
-                                  metric=f"loss_{task}", mode="min")
-             for task, n in samples.items()}
+def _search(
+    tmp_path: Path,
+    samples: dict[str, int],
+    max_concurrent: int | None = None,
+    searchers: dict | None = None,
+) -> TaskSearch:
+    """A TaskSearch of tasks named by `samples` (random search, or `searchers`), given its
+    experiment."""
+    specs = {
+        task: TaskSearchSpec(
+            (searchers or {}).get(task) or BasicVariantGenerator(),
+            {"lr": tune.uniform(0, 1)},
+            n,
+            metric=f"loss_{task}",
+            mode="min",
+        )
+        for task, n in samples.items()
+    }
     search = TaskSearch(specs, max_concurrent=max_concurrent)
-    search.add_configurations(Experiment(name="run", run=_trainable, config={}, storage_path=str(tmp_path)))
+    search.add_configurations(
+        Experiment(name="run", run=_trainable, config={}, storage_path=str(tmp_path))
+    )
     return search
 
 
@@ -105,11 +141,19 @@ def _created(search: TaskSearch, n: int) -> list[Trial | None]:
 
 def test_trials_are_grouped_by_their_task_in_order():
     trials = [_trial("a", "a1"), _trial("b", "b1"), _trial("a", "a2")]
-    assert by_task(trials, ["a", "b", "c"]) == {"a": [trials[0], trials[2]], "b": [trials[1]], "c": []}
-    assert by_task([{"t": "x"}, {"t": "y"}], task=lambda d: d["t"]) == {"x": [{"t": "x"}], "y": [{"t": "y"}]}
+    assert by_task(trials, ["a", "b", "c"]) == {
+        "a": [trials[0], trials[2]],
+        "b": [trials[1]],
+        "c": [],
+    }
+    assert by_task([{"t": "x"}, {"t": "y"}], task=lambda d: d["t"]) == {
+        "x": [{"t": "x"}],
+        "y": [{"t": "y"}],
+    }
 
 
 # -- TaskSearch ----------------------------------------------------------------------------------
+
 
 def test_each_tasks_searcher_sees_only_its_own_trials(tmp_path):
     searchers = {"a": Recorder(2), "b": Recorder(2)}
@@ -126,12 +170,16 @@ def test_each_tasks_searcher_sees_only_its_own_trials(tmp_path):
         assert (metric, mode, config["task"]) == (f"loss_{task}", "min", task)
 
 
-def test_the_tasks_take_turns_creating_trials_and_one_that_runs_out_leaves_the_others_theirs(tmp_path):
+def test_the_tasks_take_turns_creating_trials_and_one_that_runs_out_leaves_the_others_theirs(
+    tmp_path,
+):
     search = _search(tmp_path, {"a": 1, "b": 3, "c": 2})
     trials = _created(search, 7)
     assert [task_of(t) for t in trials[:6]] == ["a", "b", "c", "b", "c", "b"]
     assert trials[6] is None
-    assert len({t.trial_id for t in trials[:6]}) == 6  # two generators made at once name their trials apart
+    assert (
+        len({t.trial_id for t in trials[:6]}) == 6
+    )  # two generators made at once name their trials apart
 
 
 def test_the_end_of_one_tasks_search_does_not_end_the_others(tmp_path):
@@ -172,7 +220,11 @@ def test_the_search_state_saved_per_task_is_restored_per_task(tmp_path):
     restored = _search(tmp_path, {"a": 3, "b": 3}, searchers=again)
     assert restored.has_checkpoint(str(state))
     restored.restore_from_dir(str(state))
-    assert (restored.live, restored.ended, restored.turns.turn) == (search.live, search.ended, search.turns.turn)
+    assert (restored.live, restored.ended, restored.turns.turn) == (
+        search.live,
+        search.ended,
+        search.turns.turn,
+    )
     assert restored.is_finished() == search.is_finished()
     for task in ("a", "b"):
         assert again[task].suggested == searchers[task].suggested
@@ -180,6 +232,7 @@ def test_the_search_state_saved_per_task_is_restored_per_task(tmp_path):
 
 
 # -- TaskScheduler and TaskView ------------------------------------------------------------------
+
 
 class Spy(FIFOScheduler):
     """A FIFO scheduler writing down the controller it is given and the trials it sees there."""
@@ -197,15 +250,21 @@ class Spy(FIFOScheduler):
         return super().choose_trial_to_run(tune_controller)
 
 
-def _scheduler(search: TaskSearch, schedulers: dict[str, TrialScheduler], stops=None) -> TaskScheduler:
-    return TaskScheduler(schedulers, search, {task: (f"loss_{task}", "min") for task in schedulers}, stops=stops)
+def _scheduler(
+    search: TaskSearch, schedulers: dict[str, TrialScheduler], stops=None
+) -> TaskScheduler:
+    return TaskScheduler(
+        schedulers, search, {task: (f"loss_{task}", "min") for task in schedulers}, stops=stops
+    )
 
 
 def test_a_tasks_scheduler_sees_only_its_tasks_trials(tmp_path):
     search = _search(tmp_path, {"a": 2, "b": 2})
     spies = {"a": Spy(), "b": Spy()}
     scheduler = _scheduler(search, spies)
-    controller = Controller([_trial("a", "a1"), _trial("b", "b1"), _trial("a", "a2", Trial.RUNNING)])
+    controller = Controller(
+        [_trial("a", "a1"), _trial("b", "b1"), _trial("a", "a2", Trial.RUNNING)]
+    )
     scheduler.choose_trial_to_run(controller)
     scheduler.choose_trial_to_run(controller)
     scheduler.on_trial_result(controller, controller.trials[2], {"loss_a": 1.0})
@@ -215,7 +274,13 @@ def test_a_tasks_scheduler_sees_only_its_tasks_trials(tmp_path):
 
 def test_a_task_view_hands_on_only_what_the_schedulers_use(tmp_path):
     search = _search(tmp_path, {"a": 1, "b": 1})
-    controller = Controller([_trial("a", "a1", Trial.RUNNING), _trial("b", "b1", Trial.RUNNING), _trial("a", "a2", Trial.TERMINATED)])
+    controller = Controller(
+        [
+            _trial("a", "a1", Trial.RUNNING),
+            _trial("b", "b1", Trial.RUNNING),
+            _trial("a", "a2", Trial.TERMINATED),
+        ]
+    )
     view = TaskView(controller, "a", search.inner["a"])
     assert [t.trial_id for t in view.get_trials()] == ["a1", "a2"]
     assert {t.trial_id for t in view.get_live_trials()} == {"a1"}
@@ -223,23 +288,42 @@ def test_a_task_view_hands_on_only_what_the_schedulers_use(tmp_path):
     view.pause_trial(controller.trials[0], should_checkpoint=False)
     assert view._schedule_trial_save(controller.trials[0], result={}) == "saving"  # PBT's exploit
     assert controller.paused == controller.saved == [controller.trials[0]]
-    for name in ("stop_trial", "_schedule_trial_stop", "paused", "get_all"):  # the controller's, not the view's
+    for name in (
+        "stop_trial",
+        "_schedule_trial_stop",
+        "paused",
+        "get_all",
+    ):  # the controller's, not the view's
         assert not hasattr(view, name), name
 
 
 def test_asha_compares_only_trials_of_its_own_task(tmp_path):
     search = _search(tmp_path, {"a": 2, "b": 2})
-    asha = {task: ASHAScheduler(time_attr="training_iteration", max_t=8, grace_period=1, reduction_factor=2) for task in "ab"}
+    asha = {
+        task: ASHAScheduler(
+            time_attr="training_iteration", max_t=8, grace_period=1, reduction_factor=2
+        )
+        for task in "ab"
+    }
     scheduler = _scheduler(search, asha)
     trials = {tid: _trial(tid[0], tid, Trial.RUNNING) for tid in ("a1", "b1", "b2")}
     controller = Controller(list(trials.values()))
     for trial in trials.values():
         scheduler.on_trial_add(controller, trial)
     result = scheduler.on_trial_result
-    assert result(controller, trials["a1"], {"training_iteration": 1, "loss_a": 1.0}) == TrialScheduler.CONTINUE
+    assert (
+        result(controller, trials["a1"], {"training_iteration": 1, "loss_a": 1.0})
+        == TrialScheduler.CONTINUE
+    )
     # Far worse than a1, but the first of its task at this rung: one ASHA for both would stop it.
-    assert result(controller, trials["b1"], {"training_iteration": 1, "loss_b": 100.0}) == TrialScheduler.CONTINUE
-    assert result(controller, trials["b2"], {"training_iteration": 1, "loss_b": 200.0}) == TrialScheduler.STOP
+    assert (
+        result(controller, trials["b1"], {"training_iteration": 1, "loss_b": 100.0})
+        == TrialScheduler.CONTINUE
+    )
+    assert (
+        result(controller, trials["b2"], {"training_iteration": 1, "loss_b": 200.0})
+        == TrialScheduler.STOP
+    )
 
 
 def test_the_tasks_schedulers_take_turns_choosing(tmp_path):
@@ -282,6 +366,7 @@ def test_a_task_whose_guard_says_stop_ends_alone(tmp_path):
 
 
 # -- TaskCallbacks -------------------------------------------------------------------------------
+
 
 class Heard(tune.Callback):
     def __init__(self):

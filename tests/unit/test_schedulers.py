@@ -1,5 +1,5 @@
-"""The search tables (orchestrator.search): their names, their options' defaults, the docs' entry point,
-what importing them loads, and that a new scheduler is one module plus the table's line."""
+"""The search tables (orchestrator.search): their names, their options' defaults, the docs' entry
+point, what importing them loads, and that a new scheduler is one module plus the table's line."""
 
 from __future__ import annotations
 
@@ -13,19 +13,35 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from orchestrator.search import ALGORITHMS, EXPLOITS_ONE_WORKER, SCHEDULERS, TABLES, AlgorithmField, SchedulerField
+from orchestrator.search import (
+    ALGORITHMS,
+    EXPLOITS_ONE_WORKER,
+    SCHEDULERS,
+    TABLES,
+    AlgorithmField,
+    SchedulerField,
+)
 from orchestrator.search.strategy import Strategy
 
 REPO = Path(__file__).resolve().parents[2]
 # The options an entry cannot do without, the least a manifest must give.
-REQUIRED = {"pbt": {"perturbation_interval": 1, "hyperparam_mutations": {"lr": [1e-4, 2e-4]}},
-            "pb2": {"perturbation_interval": 1, "hyperparam_bounds": {"lr": [1e-4, 2e-4]}}}
+REQUIRED = {
+    "pbt": {"perturbation_interval": 1, "hyperparam_mutations": {"lr": [1e-4, 2e-4]}},
+    "pb2": {"perturbation_interval": 1, "hyperparam_bounds": {"lr": [1e-4, 2e-4]}},
+}
 
 
 def _run(code: str, where: Path = REPO) -> subprocess.CompletedProcess:
-    """`code` in a fresh interpreter, importing our packages from `where` first, then from the repository."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=where, timeout=120,
-                          env={"PYTHONPATH": f"{where}:{REPO}", "PATH": "/usr/bin:/bin"})
+    """`code` in a fresh interpreter, importing our packages from `where` first, then from the
+    repository."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=where,
+        timeout=120,
+        env={"PYTHONPATH": f"{where}:{REPO}", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_the_tables_name_the_same_entries_as_before():
@@ -51,8 +67,13 @@ def test_every_entrys_options_validate_their_defaults(field, name):
 
 
 def test_python_m_orchestrator_search_prints_both_tables():
-    out = subprocess.run([sys.executable, "-m", "orchestrator.search"], capture_output=True, text=True, cwd=REPO,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "orchestrator.search"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "**Search algorithms** (`search.algorithm`):" in out.stdout
     assert "**Schedulers** (`search.scheduler`):" in out.stdout
@@ -70,7 +91,7 @@ def test_importing_the_tables_and_their_options_loads_no_ray_sklearn_or_optuna()
             TypeAdapter(SchedulerField).validate_python({{"type": name, **extra}})
         TABLES["scheduler"]["pb2"].missing_dependency()
         print(json.dumps([m for m in ("ray", "sklearn", "optuna", "torch") if m in sys.modules]))
-        """)
+        """)  # noqa: E501 (test data as the user writes it)
     out = _run(code)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
@@ -102,7 +123,8 @@ ENTRY = Strategy("median", "stops a trial below the median of the others", Media
 
 
 def test_a_new_scheduler_is_one_module_plus_the_tables_line(tmp_path):
-    """Validation, the docs' table and the sweep's build take a new scheduler with no other change."""
+    """Validation, the docs' table and the sweep's build take a new scheduler with no other
+    change."""
     copy = tmp_path / "orchestrator"
     shutil.copytree(REPO / "orchestrator", copy, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "search" / "schedulers" / "median.py").write_text(NEW_SCHEDULER)
@@ -111,7 +133,11 @@ def test_a_new_scheduler_is_one_module_plus_the_tables_line(tmp_path):
     changed = [i for i, line in enumerate(lines) if "import asha" in line or "= by_name(" in line]
     assert len(changed) == 2
     for i in changed:
-        lines[i] = lines[i].replace("import asha,", "import asha, median,").replace("pb2.ENTRY)", "pb2.ENTRY, median.ENTRY)")
+        lines[i] = (
+            lines[i]
+            .replace("import asha,", "import asha, median,")
+            .replace("pb2.ENTRY)", "pb2.ENTRY, median.ENTRY)")
+        )
     table.write_text("".join(lines))
     code = textwrap.dedent("""\
         import orchestrator
@@ -126,7 +152,7 @@ def test_a_new_scheduler_is_one_module_plus_the_tables_line(tmp_path):
             parse_manifest("name: m\\nsearch: {scheduler: {type: median, grace_period: 0}}\\ntasks: [{name: t, data: /d}]")
         except ManifestError as error:
             print(error)
-        """) % str(copy)
+        """) % str(copy)  # noqa: E501 (test data as the user writes it)
     out = _run(code, tmp_path)
     assert out.returncode == 0, out.stderr
     assert "MedianStoppingRule" in out.stdout

@@ -1,4 +1,5 @@
-"""Dataset references without S3: folders, archives, synthetic://, traversal refusal, the `data` CLI."""
+"""Dataset references without S3: folders, archives, synthetic://, traversal refusal, the `data`
+CLI."""
 
 from __future__ import annotations
 
@@ -20,10 +21,16 @@ from cyclegan.sources.synthetic import generate
 
 def tree(root: Path) -> dict[str, bytes]:
     """Every file under root (relative posix path -> bytes), for file-for-file comparisons."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
-def make_zip(path: Path, source: Path, top: str = "tiny", extra: dict[str, bytes] | None = None) -> Path:
+def make_zip(
+    path: Path, source: Path, top: str = "tiny", extra: dict[str, bytes] | None = None
+) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for rel, data in tree(source).items():
             zf.writestr(f"{top}/{rel}", data)
@@ -38,15 +45,18 @@ def make_tar(path: Path, source: Path, mode: str = "w:gz", top: str = "tiny") ->
     return path
 
 
-@pytest.mark.parametrize("ref,kind,location", [
-    ("/data/horse2zebra", "folder", "/data/horse2zebra"),
-    ("file:///data/horse2zebra", "folder", "/data/horse2zebra"),
-    ("/data/h2z.tar.gz", "archive", "/data/h2z.tar.gz"),
-    ("s3://bucket/horse2zebra/", "s3", "s3://bucket/horse2zebra"),
-    ("s3://bucket", "s3", "s3://bucket"),
-    ("s3://bucket/zips/horse2zebra.zip", "s3-archive", "s3://bucket/zips/horse2zebra.zip"),
-    ("synthetic://stripes?size=16&seed=3", "synthetic", "stripes"),
-])
+@pytest.mark.parametrize(
+    "ref,kind,location",
+    [
+        ("/data/horse2zebra", "folder", "/data/horse2zebra"),
+        ("file:///data/horse2zebra", "folder", "/data/horse2zebra"),
+        ("/data/h2z.tar.gz", "archive", "/data/h2z.tar.gz"),
+        ("s3://bucket/horse2zebra/", "s3", "s3://bucket/horse2zebra"),
+        ("s3://bucket", "s3", "s3://bucket"),
+        ("s3://bucket/zips/horse2zebra.zip", "s3-archive", "s3://bucket/zips/horse2zebra.zip"),
+        ("synthetic://stripes?size=16&seed=3", "synthetic", "stripes"),
+    ],
+)
 def test_reference_forms(ref, kind, location):
     parsed = parse_reference(ref)
     assert (parsed.kind, parsed.location) == (kind, location)
@@ -54,24 +64,39 @@ def test_reference_forms(ref, kind, location):
         assert parsed.canonical == "synthetic://stripes?size=16&n_train=200&n_test=40&seed=3"
 
 
-@pytest.mark.parametrize("ref,message", [
-    ("gs://bucket/data", "unsupported scheme gs://"),
-    ("https://example.com/h2z.zip", "unsupported scheme https://"),
-    ("s3:///prefix", "no bucket name"),
-    ("synthetic://zebras", "unknown synthetic kind 'zebras' (available: colorshift, stripes, photo)"),
-    ("synthetic://colorshift?size=big", "size='big' is not an integer"),
-    ("synthetic://colorshift?colour=red", "unknown synthetic parameter 'colour'"),
-    ("synthetic://colorshift?size=4", "out of bounds: size=4 (accepted: size 8..1024"),
-    ("synthetic://photo?size=512&n_train=0", "out of bounds: size=512, n_train=0 (accepted for photo: size 8..256, n_train 1..20000"),
-])
+@pytest.mark.parametrize(
+    "ref,message",
+    [
+        ("gs://bucket/data", "unsupported scheme gs://"),
+        ("https://example.com/h2z.zip", "unsupported scheme https://"),
+        ("s3:///prefix", "no bucket name"),
+        (
+            "synthetic://zebras",
+            "unknown synthetic kind 'zebras' (available: colorshift, stripes, photo)",
+        ),
+        ("synthetic://colorshift?size=big", "size='big' is not an integer"),
+        ("synthetic://colorshift?colour=red", "unknown synthetic parameter 'colour'"),
+        ("synthetic://colorshift?size=4", "out of bounds: size=4 (accepted: size 8..1024"),
+        (
+            "synthetic://photo?size=512&n_train=0",
+            "out of bounds: size=512, n_train=0 (accepted for photo: size 8..256, n_train 1..20000",
+        ),
+    ],
+)
 def test_bad_references_list_the_accepted_forms(ref, message):
     with pytest.raises(DatasetError) as err:
         parse_reference(ref)
-    assert message in str(err.value) and "s3://bucket/prefix" in str(err.value) and "synthetic://KIND" in str(err.value)
+    assert (
+        message in str(err.value)
+        and "s3://bucket/prefix" in str(err.value)
+        and "synthetic://KIND" in str(err.value)
+    )
 
 
 def test_missing_folder_and_plain_file(tmp_path):
-    with pytest.raises(DatasetError, match="nowhere: dataset folder not found; a dataset reference is one of"):
+    with pytest.raises(
+        DatasetError, match="nowhere: dataset folder not found; a dataset reference is one of"
+    ):
         resolve_dataset(str(tmp_path / "nowhere"))
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(DatasetError, match="not a .zip, .tar or .tar.gz archive"):
@@ -88,7 +113,9 @@ def test_local_folder_is_used_in_place(tiny_dataset, tmp_path):
 @pytest.mark.parametrize("fmt", ["zip", "tar", "tar.gz"])
 def test_archive_resolves_to_the_folder_inside_and_is_extracted_once(tiny_dataset, tmp_path, fmt):
     archive = tmp_path / f"tiny.{fmt}"
-    make_zip(archive, tiny_dataset) if fmt == "zip" else make_tar(archive, tiny_dataset, "w" if fmt == "tar" else "w:gz")
+    make_zip(archive, tiny_dataset) if fmt == "zip" else make_tar(
+        archive, tiny_dataset, "w" if fmt == "tar" else "w:gz"
+    )
     cache = str(tmp_path / "cache")
     first = fetch_dataset(str(archive), cache)
     assert first.built and first.path.name == "tiny" and (first.path / "trainA").is_dir()
@@ -97,7 +124,9 @@ def test_archive_resolves_to_the_folder_inside_and_is_extracted_once(tiny_datase
     again = fetch_dataset(str(archive), cache)
     assert not again.built and again.path == first.path
     # A replaced archive (new size or mtime) is extracted again, into a new snapshot.
-    make_zip(archive, tiny_dataset, extra={"tiny/README": b"v2"}) if fmt == "zip" else archive.write_bytes(archive.read_bytes() + bytes(10240))
+    make_zip(
+        archive, tiny_dataset, extra={"tiny/README": b"v2"}
+    ) if fmt == "zip" else archive.write_bytes(archive.read_bytes() + bytes(10240))
     os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))
     changed = fetch_dataset(str(archive), cache)
     assert changed.built and changed.path != first.path and tree(first.path) == tree(tiny_dataset)
@@ -105,7 +134,9 @@ def test_archive_resolves_to_the_folder_inside_and_is_extracted_once(tiny_datase
 
 def test_tar_of_the_dataset_folder_itself(tiny_dataset, tmp_path):
     """`tar czf d.tgz .` writes './' and './trainA/...': the root is the top of the archive."""
-    result = fetch_dataset(str(make_tar(tmp_path / "d.tgz", tiny_dataset, top=".")), str(tmp_path / "cache"))
+    result = fetch_dataset(
+        str(make_tar(tmp_path / "d.tgz", tiny_dataset, top=".")), str(tmp_path / "cache")
+    )
     assert result.path == result.snapshot / "data" and tree(result.path) == tree(tiny_dataset)
 
 
@@ -135,14 +166,29 @@ def _tar_with(path: Path, name: str, kind: bytes = tarfile.REGTYPE) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make,name,why", [
-    (lambda p: _zip_with(p / "a.zip", "ds/../../evil.png"), "ds/../../evil.png", "'..' in the path"),
-    (lambda p: _zip_with(p / "a.zip", "/tmp/evil.png"), "/tmp/evil.png", "absolute path"),
-    (lambda p: _zip_with(p / "a.zip", "ds/trainA/link.png", symlink=True), "ds/trainA/link.png", "symbolic link"),
-    (lambda p: _tar_with(p / "a.tar", "../evil.png"), "../evil.png", "'..' in the path"),
-    (lambda p: _tar_with(p / "a.tar", "/evil.png"), "/evil.png", "absolute path"),
-    (lambda p: _tar_with(p / "a.tar", "ds/trainA/link.png", tarfile.SYMTYPE), "ds/trainA/link.png", "is a link"),
-])
+@pytest.mark.parametrize(
+    "make,name,why",
+    [
+        (
+            lambda p: _zip_with(p / "a.zip", "ds/../../evil.png"),
+            "ds/../../evil.png",
+            "'..' in the path",
+        ),
+        (lambda p: _zip_with(p / "a.zip", "/tmp/evil.png"), "/tmp/evil.png", "absolute path"),
+        (
+            lambda p: _zip_with(p / "a.zip", "ds/trainA/link.png", symlink=True),
+            "ds/trainA/link.png",
+            "symbolic link",
+        ),
+        (lambda p: _tar_with(p / "a.tar", "../evil.png"), "../evil.png", "'..' in the path"),
+        (lambda p: _tar_with(p / "a.tar", "/evil.png"), "/evil.png", "absolute path"),
+        (
+            lambda p: _tar_with(p / "a.tar", "ds/trainA/link.png", tarfile.SYMTYPE),
+            "ds/trainA/link.png",
+            "is a link",
+        ),
+    ],
+)
 def test_archive_members_outside_the_cache_are_refused(tmp_path, make, name, why):
     archive = make(tmp_path)
     cache = tmp_path / "deep" / "cache"
@@ -150,7 +196,9 @@ def test_archive_members_outside_the_cache_are_refused(tmp_path, make, name, why
         fetch_dataset(str(archive), str(cache))
     assert repr(name) in str(err.value) and why in str(err.value) and str(archive) in str(err.value)
     assert not list(tmp_path.rglob("evil.png")) and not list(tmp_path.rglob("link.png"))
-    assert not [p for p in cache.rglob("snapshots/*") if not p.name.startswith(".")]  # nothing published
+    assert not [
+        p for p in cache.rglob("snapshots/*") if not p.name.startswith(".")
+    ]  # nothing published
 
 
 def test_corrupt_archive_and_archive_without_the_layout(tmp_path):
@@ -167,7 +215,9 @@ def test_corrupt_archive_and_archive_without_the_layout(tmp_path):
     with zipfile.ZipFile(flat, "w") as zf:
         zf.writestr("photos/horses/1.jpg", b"x")
         zf.writestr("README", b"x")
-    with pytest.raises(DatasetError, match=r"no trainA/ or trainB/ anywhere in it \(found: README, photos/\)"):
+    with pytest.raises(
+        DatasetError, match=r"no trainA/ or trainB/ anywhere in it \(found: README, photos/\)"
+    ):
         resolve_dataset(str(flat), str(tmp_path / "cache"))
 
 
@@ -204,7 +254,11 @@ def test_data_inspect_reports_folders_counts_and_unreadable_files(tiny_dataset, 
     assert main(["data", "inspect", str(tiny_dataset)]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()[3:]}
-    assert rows["trainA/"] == ["12", "0"] and rows["testB_gt/"] == ["4", "0"] and rows["total"] == ["40", "0"]
+    assert (
+        rows["trainA/"] == ["12", "0"]
+        and rows["testB_gt/"] == ["4", "0"]
+        and rows["total"] == ["40", "0"]
+    )
 
     broken = tmp_path / "broken"
     generate("colorshift", broken, 2, 0, 8)
@@ -224,7 +278,11 @@ def test_data_fetch_prints_the_local_root(tmp_path, capsys):
     assert main(args) == 0
     captured = capsys.readouterr()
     root = Path(captured.out.strip())
-    assert root.name == "tiny" and tree(root) == tree(tmp_path / "src") and "extracted into the cache" in captured.err
+    assert (
+        root.name == "tiny"
+        and tree(root) == tree(tmp_path / "src")
+        and "extracted into the cache" in captured.err
+    )
     assert main(args) == 0
     captured = capsys.readouterr()
     assert Path(captured.out.strip()) == root and "already up to date" in captured.err
@@ -247,7 +305,9 @@ def test_a_changed_archive_keeps_only_the_two_newest_snapshots(tmp_path):
 def test_an_endpoint_that_is_not_a_url(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with pytest.raises(DatasetError, match=r"S3 endpoint 'minio:9000' is not usable .* such as http://minio:9000"):
+    with pytest.raises(
+        DatasetError, match=r"S3 endpoint 'minio:9000' is not usable .* such as http://minio:9000"
+    ):
         resolve_dataset("s3://bucket/h2z", str(tmp_path / "cache"), endpoint_url="minio:9000")
 
 
@@ -258,7 +318,9 @@ def test_every_data_flag_has_help():
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     data = commands.choices["data"]
-    subcommands = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction)).choices
+    subcommands = next(
+        a for a in data._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
     assert set(subcommands) == {"inspect", "fetch"}
     for parser in subcommands.values():
         flags = {opt for action in parser._actions for opt in action.option_strings}

@@ -1,10 +1,17 @@
-"""orchestrator.config.space: one registry of distribution kinds, read by the checks and by Tune's distributions."""
+"""orchestrator.config.space: one registry of distribution kinds, read by the checks and by Tune's
+distributions."""
 
 from __future__ import annotations
 
 import pytest
 
-from orchestrator.config.space import KINDS, Distribution, check_distribution, grid_points, grid_size
+from orchestrator.config.space import (
+    KINDS,
+    Distribution,
+    check_distribution,
+    grid_points,
+    grid_size,
+)
 from orchestrator.search.distributions import tune_distribution
 
 # One valid entry per kind, on an option whose type it fits.
@@ -50,14 +57,22 @@ def test_values_and_bounds_outside_a_distribution_are_not_in_it():
 
 
 def test_only_grid_entries_are_axes_of_the_grid():
-    space = {name: spec for name, spec in SPECS.values()} | {"netG": {"grid": ["resnet_6blocks", "unet_256"]}}
+    space = {name: spec for name, spec in SPECS.values()} | {
+        "netG": {"grid": ["resnet_6blocks", "unet_256"]}
+    }
     assert grid_size(space) == 3 * 2
-    assert grid_points(space)[:2] == [{"lambda_cyc": 5.0, "netG": "resnet_6blocks"}, {"lambda_cyc": 5.0, "netG": "unet_256"}]
+    assert grid_points(space)[:2] == [
+        {"lambda_cyc": 5.0, "netG": "resnet_6blocks"},
+        {"lambda_cyc": 5.0, "netG": "unet_256"},
+    ]
     assert grid_size({}) == 1 and grid_points({}) == [{}]
 
 
 def test_an_unknown_kind_is_refused_with_the_known_ones():
     (problem,) = check_distribution("lr", {"unifrom": [0.1, 0.2]})
-    assert problem.startswith(f"a distribution is one of {', '.join(KINDS)} (got unifrom)") and "did you mean 'uniform'" in problem
+    assert (
+        problem.startswith(f"a distribution is one of {', '.join(KINDS)} (got unifrom)")
+        and "did you mean 'uniform'" in problem
+    )
     with pytest.raises(ValueError, match="unknown distribution 'unifrom'"):
         Distribution.of({"unifrom": [0.1, 0.2]})

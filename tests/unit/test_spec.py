@@ -23,29 +23,46 @@ def test_the_name_renames_the_run_and_paths_become_absolute(tiny_dataset, tmp_pa
     assert isinstance(spec.storage, Storage) and spec.storage.path == str(tmp_path / "runs")
     assert spec.run_uri == str(tmp_path / "runs" / "h2z")
     assert spec.output_dir == tmp_path / "ckpts" / "h2z"
-    assert not (tmp_path / "runs").exists()  # parsed, not checked: the driver checks before it starts
+    assert not (
+        tmp_path / "runs"
+    ).exists()  # parsed, not checked: the driver checks before it starts
 
 
 def test_without_a_name_the_run_is_the_configs(tiny_dataset, tmp_path):
     spec = TrialSpec(tiny_config(tiny_dataset, tmp_path), storage=str(tmp_path / "runs"))
-    assert spec.name == "tiny" and spec.resources == Resources() and spec.max_failures == 0 and spec.callbacks == ()
+    assert (
+        spec.name == "tiny"
+        and spec.resources == Resources()
+        and spec.max_failures == 0
+        and spec.callbacks == ()
+    )
 
 
-@pytest.mark.parametrize("options,message", [
-    (dict(keep_checkpoints=0), "--keep-checkpoints 0: keep at least 1"),
-    (dict(max_failures=-2), "--max-failures -2: use 0 or more"),
-    (dict(name="a/b"), "--name 'a/b'"),
-    (dict(storage="gs://bucket/runs"), "unsupported scheme gs://"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (dict(keep_checkpoints=0), "--keep-checkpoints 0: keep at least 1"),
+        (dict(max_failures=-2), "--max-failures -2: use 0 or more"),
+        (dict(name="a/b"), "--name 'a/b'"),
+        (dict(storage="gs://bucket/runs"), "unsupported scheme gs://"),
+    ],
+)
 def test_bad_options_are_refused_at_birth(tiny_dataset, tmp_path, options, message):
     with pytest.raises(UserError, match=message):
-        TrialSpec(tiny_config(tiny_dataset, tmp_path), **{"storage": str(tmp_path / "runs"), **options})
+        TrialSpec(
+            tiny_config(tiny_dataset, tmp_path), **{"storage": str(tmp_path / "runs"), **options}
+        )
 
 
 def test_it_is_frozen_and_travels_to_ray_processes_whole(tiny_dataset, tmp_path):
     tracking = TrackingContext("sqlite:///m.db", "1", "parent", trial="t1")
-    spec = TrialSpec(tiny_config(tiny_dataset, tmp_path), storage=str(tmp_path / "runs"), ranking=Ranking("fid", "min"),
-                     tracking=tracking, keep_checkpoints=3)
+    spec = TrialSpec(
+        tiny_config(tiny_dataset, tmp_path),
+        storage=str(tmp_path / "runs"),
+        ranking=Ranking("fid", "min"),
+        tracking=tracking,
+        keep_checkpoints=3,
+    )
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.keep_checkpoints = 5
     again = pickle.loads(pickle.dumps(spec))
@@ -54,7 +71,11 @@ def test_it_is_frozen_and_travels_to_ray_processes_whole(tiny_dataset, tmp_path)
 
 def test_resume_from_a_folder_without_a_state_file_is_refused(tiny_dataset, tmp_path):
     (tmp_path / "empty").mkdir()
-    spec = TrialSpec(tiny_config(tiny_dataset, tmp_path), storage=str(tmp_path / "runs"), resume_from=str(tmp_path / "empty"))
+    spec = TrialSpec(
+        tiny_config(tiny_dataset, tmp_path),
+        storage=str(tmp_path / "runs"),
+        resume_from=str(tmp_path / "empty"),
+    )
     with pytest.raises(UserError, match="no latest_state.pt here"):
         spec.resume_checkpoint()
     assert dataclasses.replace(spec, resume_from=None).resume_checkpoint() is None

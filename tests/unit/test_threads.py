@@ -1,6 +1,7 @@
 """The CLIs' CPU thread settings for a shared machine (cyclegan.threads): a passive OpenMP wait, one
 torch thread per idle core, at most one data-loading process per core beside the training process;
-whatever the user set wins. (Their effect on speed is measured by scripts/bench_cpu_load.py, not here.)"""
+whatever the user set wins. (Their effect on speed is measured by scripts/bench_cpu_load.py, not
+here.)"""
 
 from __future__ import annotations
 
@@ -10,23 +11,39 @@ import sys
 import cyclegan.threads as threads
 
 
-def test_the_wait_is_passive_and_the_threads_follow_the_idle_cores_unless_the_user_chose(monkeypatch):
+def test_the_wait_is_passive_and_the_threads_follow_the_idle_cores_unless_the_user_chose(
+    monkeypatch,
+):
     monkeypatch.setattr(threads, "idle_cores", lambda: 1)
     env: dict[str, str] = {}
-    assert threads.configure_cpu_threads(env) == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0", "OMP_NUM_THREADS": "1"}
+    assert threads.configure_cpu_threads(env) == {
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "KMP_BLOCKTIME": "0",
+        "OMP_NUM_THREADS": "1",
+    }
     mine = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "8"}
-    assert threads.configure_cpu_threads(mine) == {"KMP_BLOCKTIME": "0"} and mine["OMP_NUM_THREADS"] == "8"
-    assert "OMP_NUM_THREADS" not in threads.configure_cpu_threads({}, threads=False)   # the orchestrator's: Ray sets its workers'
+    assert (
+        threads.configure_cpu_threads(mine) == {"KMP_BLOCKTIME": "0"}
+        and mine["OMP_NUM_THREADS"] == "8"
+    )
+    assert "OMP_NUM_THREADS" not in threads.configure_cpu_threads(
+        {}, threads=False
+    )  # the orchestrator's: Ray sets its workers'
 
 
 def test_idle_cores_leaves_out_the_cores_other_processes_keep_busy(monkeypatch):
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
-    for busy_share, idle in ((0.0, 4), (0.25, 3), (0.55, 2), (1.0, 1)):   # never fewer than one thread
+    for busy_share, idle in (
+        (0.0, 4),
+        (0.25, 3),
+        (0.55, 2),
+        (1.0, 1),
+    ):  # never fewer than one thread
         samples = iter([(0.0, 0.0), (busy_share * 100, 100.0)])
         monkeypatch.setattr(threads, "_cpu_times", samples.__next__)
         assert threads.idle_cores(sample_s=0) == idle, busy_share
-    monkeypatch.setattr(threads, "_cpu_times", lambda: None)               # no /proc/stat: every core
+    monkeypatch.setattr(threads, "_cpu_times", lambda: None)  # no /proc/stat: every core
     assert threads.idle_cores(sample_s=0) == 4
 
 
@@ -39,10 +56,25 @@ def test_data_loading_processes_are_at_most_one_per_core_beside_the_training_pro
 def test_the_cyclegan_command_sets_them_before_torch_is_imported(tmp_path):
     import subprocess
 
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "OMP_NUM_THREADS")}
-    code = ("import os, sys, runpy; sys.argv = ['cyclegan', 'synth', '--out', sys.argv[1], '--n-train', '1', '--n-test', '1', "
-            "'--size', '16']\ntry:\n    runpy.run_module('cyclegan', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "import torch; print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads() == int(os.environ['OMP_NUM_THREADS']))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "synth")], env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "OMP_NUM_THREADS")
+    }
+    code = (
+        "import os, sys, runpy; sys.argv = ['cyclegan', 'synth', '--out', sys.argv[1], "
+        "'--n-train', '1', '--n-test', '1', "
+        "'--size', '16']\ntry:\n    runpy.run_module('cyclegan', run_name='__main__')\nexcept "
+        "SystemExit:\n    pass\n"
+        "import torch; print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads() == "
+        "int(os.environ['OMP_NUM_THREADS']))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "synth")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-2:] == ["PASSIVE", "True"], out.stdout

@@ -1,4 +1,5 @@
-"""`search.scheduler: none`: Tune's first-in-first-out scheduler; every trial runs to its last epoch."""
+"""`search.scheduler: none`: Tune's first-in-first-out scheduler; every trial runs to its last
+epoch."""
 
 from __future__ import annotations
 
