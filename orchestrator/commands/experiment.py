@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         print("dry run: nothing started")
         return 0
     from orchestrator.sweep.job_dir import check_outputs_outlast_the_job
-    from orchestrator.tracking.runs import resolve_tracking_uri
+    from orchestrator.tracking.server import resolve_tracking_uri
 
     check_outputs_outlast_the_job(
         storage, resolve_tracking_uri(loaded.manifest.tracking.uri), loaded.path

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     from orchestrator.redact import mask_text
-    from orchestrator.tracking.registry import list_models
+    from orchestrator.tracking.models import list_models
 
     uri = tracking_uri(args)
     models = list_models(uri, args.prefix)
@@ -64,7 +64,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from orchestrator.tracking.registry import show_model
+    from orchestrator.tracking.models import show_model
 
     info = show_model(tracking_uri(args), args.task, args.prefix)
     c = info.champion

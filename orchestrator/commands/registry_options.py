@@ -17,7 +17,7 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
 def tracking_uri(args: argparse.Namespace) -> str:
     """The URI --tracking-uri resolves to, checked: a UserError naming it within seconds when it
     does not answer."""
-    from orchestrator.tracking.runs import check_tracking, resolve_tracking_uri
+    from orchestrator.tracking.server import check_tracking, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking(uri)

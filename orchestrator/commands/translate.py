@@ -71,7 +71,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from cyclegan.translate import translate_folder
     from orchestrator.tracking.client import TrackingError
-    from orchestrator.tracking.registry import load_registered_model
+    from orchestrator.tracking.models import load_registered_model
 
     # The input first: a bad one fails in seconds, before the model is loaded.
     source = (

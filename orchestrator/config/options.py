@@ -65,3 +65,11 @@ def train_options(sampled: Mapping[str, Any]) -> dict[str, Any]:
         )
         values[target] = int(value) if integral else value
     return values
+
+
+def total_epochs(train: Mapping[str, Any]) -> int:
+    """A trial's length as the options set it (TrainConfig's defaults for the rest): what the
+    strategies' checks need before the task's TrainConfig is built (TaskPlan.total_epochs after)."""
+    return sum(
+        train.get(name, TRAIN_FIELDS[name].default) for name in ("n_epochs", "n_epochs_decay")
+    )

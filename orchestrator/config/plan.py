@@ -32,8 +32,9 @@ from orchestrator.config.resources import Resources
 from orchestrator.config.schema import Manifest, Search, Task, lenient_manifest, model_at
 from orchestrator.config.sizes import combined_config
 from orchestrator.config.source import parse_yaml, read_manifest
-from orchestrator.config.space import DISTRIBUTIONS, Distribution, grid_size, space_problems
-from orchestrator.search import ALGORITHMS, EXPLOITS_ONE_WORKER, SCHEDULERS, TABLES
+from orchestrator.config.space import Distribution, grid_size, space_problems
+from orchestrator.config.strategy_checks import search_field, strategy_problems
+from orchestrator.search import ALGORITHMS, SCHEDULERS, TABLES
 
 WORDING = Wording(TABLES, model_at)
 
@@ -235,7 +236,7 @@ def _plan_task(
         where = f"{prefix}.search.space" if task.search.get("space") else "search.space"
         for key, spec in search.space.items():
             problems += space_problems(where, key, spec)
-        problems += _strategy_problems(prefix, task, search, train, resources)
+        problems += strategy_problems(prefix, task, search, train, resources)
         if base_metric(search.metric) in EVAL_METRICS and train.get("eval_freq", 1) != 1:
             problems.append(
                 Problem(
@@ -268,7 +269,7 @@ def _plan_task(
         space.setdefault(key, {"choice": spec} if isinstance(spec, list) else spec)
     baseline = baseline_point(train, space) if search.baseline else None
     if baseline is not None and (problem := _baseline_problem(baseline, train, space, search)):
-        problems.append(Problem(_search_field(prefix, task, "baseline"), problem))
+        problems.append(Problem(search_field(prefix, task, "baseline"), problem))
         return None
     # A baseline the search runs anyway (a point of its grid, or the one configuration of an empty
     # space) is not added.
@@ -289,113 +290,6 @@ def _plan_task(
         dataset,
         tuple(train),
     )
-
-
-def _search_field(prefix: str, task: Task, name: str) -> str:
-    """The path of search field `name` as the user wrote it: the task's own, else the shared one."""
-    return f"{prefix}.search.{name}" if name in task.search else f"search.{name}"
-
-
-def _strategy_problems(
-    prefix: str, task: Task, search: Search, train: dict[str, Any], resources: Resources | None
-) -> list[Problem]:
-    """What the chosen algorithm and scheduler say of the space, the trial length, the workers and
-    this Python."""
-    out = []
-    algorithm, scheduler = ALGORITHMS[search.algorithm.type], SCHEDULERS[search.scheduler.type]
-    if algorithm.searcher and not scheduler.takes_searcher:
-        out.append(
-            Problem(
-                _search_field(prefix, task, "algorithm"),
-                f"scheduler {scheduler.name} cannot follow the suggestions of "
-                f"algorithm {algorithm.name}: use algorithm random or grid ({scheduler.name} "
-                f"explores by itself)",
-            )
-        )
-    if scheduler.exploits and resources is not None and resources.workers > 1:
-        where = (
-            f"{prefix}.resources.workers"
-            if "workers" in task.resources
-            else "defaults.resources.workers"
-        )
-        out.append(
-            Problem(
-                where,
-                f"{resources.workers} workers with scheduler {scheduler.name} "
-                f"({_search_field(prefix, task, 'scheduler')}): "
-                f"{scheduler.name} runs trials of one worker only ({EXPLOITS_ONE_WORKER}); "
-                "set workers: 1, or choose another scheduler",
-            )
-        )
-    ranges = [
-        k
-        for k, s in search.space.items()
-        if isinstance(s, dict) and next(iter(s), None) not in ("choice", "grid")
-    ]
-    if algorithm.exhaustive and ranges:
-        out.append(
-            Problem(
-                _search_field(prefix, task, "algorithm"),
-                f"{algorithm.name} search cannot sample ranges ({', '.join(ranges)}); use "
-                f"grid/choice lists or algorithm random",
-            )
-        )
-    if not algorithm.takes_grid and any(
-        isinstance(s, dict) and "grid" in s for s in search.space.values()
-    ):
-        out.append(
-            Problem(
-                _search_field(prefix, task, "algorithm"),
-                f"{algorithm.name} cannot take grid entries; use choice instead",
-            )
-        )
-    # a trial's length as the manifest sets it (the task's TrainConfig is built after these checks)
-    epochs = sum(
-        train.get(name, TRAIN_FIELDS[name].default) for name in ("n_epochs", "n_epochs_decay")
-    )
-    for name, options in (("algorithm", search.algorithm), ("scheduler", search.scheduler)):
-        strategy = TABLES[name][options.type]
-        where = _search_field(prefix, task, name)
-        if missing := strategy.missing_dependency():
-            out.append(
-                Problem(
-                    where,
-                    f"{strategy.name} needs the Python package '{missing}', which is not installed "
-                    f"here: "
-                    f"pip install {missing} (make setup installs it), or choose another {name}",
-                )
-            )
-        out += [Problem(f"{where}.{option}", text) for option, text in options.problems(epochs)]
-        for key, (option, spec) in options.searched().items():
-            out += _searched_problems(f"{where}.{option}", key, spec)
-    return out
-
-
-def _searched_problems(where: str, key: str, spec: Any) -> list[Problem]:
-    """A scheduler's own search entry (e.g. a PBT mutation): a list of values, or a distribution
-    other than grid."""
-    if isinstance(spec, dict) and "grid" in spec:
-        return [
-            Problem(
-                f"{where}.{key}.grid",
-                "a scheduler's entries are not grid axes; use a list or choice",
-            )
-        ]
-    if not isinstance(spec, (list, dict)):
-        return [
-            Problem(
-                f"{where}.{key}",
-                f"must be a list of values or a distribution "
-                f"({', '.join(d for d in DISTRIBUTIONS if d != 'grid')}), "
-                f"got {short(spec)}",
-            )
-        ]
-    if isinstance(spec, list):  # checked as a choice, reported at the list's own path
-        return [
-            Problem(p.path.replace(f"{where}.{key}.choice", f"{where}.{key}"), p.message)
-            for p in space_problems(where, key, {"choice": spec})
-        ]
-    return space_problems(where, key, spec)
 
 
 def baseline_point(train: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def check_outputs_outlast_the_job(storage: str, tracking_uri: str, manifest: Pat
     if job_dir is None:
         return
     from orchestrator.storage.location import parse_storage
-    from orchestrator.tracking.runs import sqlite_path
+    from orchestrator.tracking.server import sqlite_path
 
     problems = []
     target = parse_storage(storage)

@@ -4,7 +4,7 @@
 pyfunc_model.py for its input/output contract), registers it as a new version, tags the
 version with its metric, hyperparameters, run and dataset, and moves the alias `champion`
 to it only when it strictly beats the current champion on the same metric and mode.
-`list_models` / `show_model` are the lookups behind `python -m orchestrator models`.
+The lookups behind `python -m orchestrator models` are orchestrator.tracking.models.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import math
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,8 @@ import orchestrator.tracking.pyfunc_model as pyfunc_model
 from cyclegan.errors import UserError
 from cyclegan.networks import size_multiple
 from cyclegan.run_files import LATEST, network_file
-from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value
-from orchestrator.tracking.client import TrackingError, all_pages, reported_as
+from orchestrator.redact import MAX_TAG_VALUE, mask_value
+from orchestrator.tracking.client import reported_as
 from orchestrator.tracking.mlflow_internals import using_uri
 from orchestrator.tracking.pyfunc_model import IMAGE_COLUMN, encode_png, generator_config
 from orchestrator.tracking.runs import SEARCHED_AS_TAG
@@ -76,35 +75,6 @@ class Registration:
             if self.champion
             else f"{head}: registered, not {CHAMPION} ({self.reason})"
         )
-
-
-@dataclass
-class VersionInfo:
-    version: str
-    created: datetime
-    aliases: list[str]
-    metric: str | None
-    mode: str | None
-    value: float | None
-    run_id: str | None
-    trial: str | None
-    dataset: str | None
-    hyperparameters: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class ModelInfo:
-    name: str
-    task: str
-    champion: VersionInfo | None
-    latest_version: str | None
-    versions: list[VersionInfo] = field(
-        default_factory=list
-    )  # newest first; filled by show_model only
-
-
-# ------------------------------------------------------------------------------------------------
-# Registering
 
 
 def signature() -> ModelSignature:
@@ -356,7 +326,7 @@ def _maybe_crown(
     else:
         tags = current.tags
         result.previous_champion = current.version
-        result.previous_value = _as_float(tags.get("metric_value"))
+        result.previous_value = as_float(tags.get("metric_value"))
         if (tags.get("metric"), tags.get("mode")) != (metric, mode):
             result.reason = (
                 f"champion v{current.version} is ranked by {tags.get('metric') or 'no metric'} "
@@ -380,7 +350,7 @@ def _maybe_crown(
     return result
 
 
-def _as_float(text: str | None) -> float | None:
+def as_float(text: str | None) -> float | None:
     try:
         return float(text) if text is not None else None
     except ValueError:
@@ -399,86 +369,3 @@ def champion_version(client: MlflowClient, name: str):
 
 # ------------------------------------------------------------------------------------------------
 # Lookups
-
-
-def _version_info(mv) -> VersionInfo:
-    tags = mv.tags or {}
-    return VersionInfo(
-        version=str(mv.version),
-        created=datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc),
-        aliases=list(getattr(mv, "aliases", []) or []),
-        metric=tags.get("metric"),
-        mode=tags.get("mode"),
-        value=_as_float(tags.get("metric_value")),
-        run_id=tags.get("run_id") or mv.run_id,
-        trial=tags.get("trial"),
-        dataset=tags.get("dataset"),
-        hyperparameters={
-            k.removeprefix(HP_PREFIX): v for k, v in tags.items() if k.startswith(HP_PREFIX)
-        },
-    )
-
-
-def list_models(uri: str, prefix: str = DEFAULT_PREFIX) -> list[ModelInfo]:
-    """Every registered model named `<prefix>*`, with its champion (if any), sorted by name."""
-    client = MlflowClient(uri, registry_uri=uri)
-    # LIKE treats "_" as a wildcard: keep exact prefix matches only.
-    with reported_as(f"model registry at {mask_text(uri)}"):
-        models = all_pages(client.search_registered_models, f"name LIKE '{prefix}%'")
-    found = [m for m in models if m.name.startswith(prefix)]
-    out = []
-    for model in sorted(found, key=lambda m: m.name):
-        champion = champion_version(client, model.name)
-        latest = max((int(v.version) for v in model.latest_versions or []), default=None)
-        out.append(
-            ModelInfo(
-                model.name,
-                model.name.removeprefix(prefix),
-                _version_info(champion) if champion else None,
-                str(latest) if latest is not None else None,
-            )
-        )
-    return out
-
-
-def show_model(uri: str, task: str, prefix: str = DEFAULT_PREFIX) -> ModelInfo:
-    """One task's registered model with all its versions (newest first). `task` may also be
-    the full model name."""
-    client = MlflowClient(uri, registry_uri=uri)
-    name = task if task.startswith(prefix) else f"{prefix}{task}"
-    try:
-        registered = client.get_registered_model(name)
-    except MlflowException as err:
-        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise UserError(
-                f"no registered model {name!r} at {mask_text(uri)}; "
-                "`python -m orchestrator models list` shows the ones there"
-            ) from None
-        raise UserError(
-            f"model registry at {mask_text(uri)}: {mask_text(err.message)[:300]}"
-        ) from None
-    with reported_as(f"model registry at {mask_text(uri)}"):
-        versions = all_pages(client.search_model_versions, f"name = '{name}'")
-    infos = sorted((_version_info(v) for v in versions), key=lambda v: int(v.version), reverse=True)
-    for info in infos:  # version searches may leave aliases out; the registered model has them all
-        info.aliases = sorted(
-            alias
-            for alias, version in (registered.aliases or {}).items()
-            if str(version) == info.version
-        )
-    champion = next((v for v in infos if CHAMPION in v.aliases), None)
-    return ModelInfo(
-        name, name.removeprefix(prefix), champion, infos[0].version if infos else None, infos
-    )
-
-
-def load_registered_model(uri: str, model_uri: str):
-    """The Python model behind `model_uri` (models:/<name>@<alias>, models:/<name>/<version>,
-    runs:/..., a folder) from the registry at `uri`; a TrackingError when MLflow cannot load it."""
-    try:
-        with using_uri(uri):
-            return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    except MlflowException as err:
-        raise TrackingError(
-            f"cannot load it from {mask_text(uri)}: {mask_text(err.message)[:300]}"
-        ) from None

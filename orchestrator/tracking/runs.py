@@ -9,14 +9,8 @@ into its own run through orchestrator.tracking.recorder.
 
 from __future__ import annotations
 
-import base64
 import logging
-import os
-import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +25,10 @@ from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value, safe_param
 from orchestrator.tracking.client import all_pages
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import git_commit, log_task_lineage, mark_training_experiment
+from orchestrator.tracking.server import check_tracking, default_artifact_location
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DB = "mlflow.db"
-DEFAULT_ARTIFACTS = "mlartifacts"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 ROLE_TAG = "cyclegan.role"  # "task" on parent runs, "trial" on child runs
 LAST_EPOCH_TAG = "cyclegan.last_epoch"
@@ -49,127 +42,6 @@ NOTE_TAG = "cyclegan.note"  # on a trial's run: how it ended when it did not fin
 BEST_PREFIX = "best."  # on a task's run: the best trial's hyperparameters, one tag each
 # on a task's run and a registered version: which manifest alias set which fields
 SEARCHED_AS_TAG = "cyclegan.searched_as"
-
-
-# ------------------------------------------------------------------------------------------------
-# Where runs go, and whether it answers
-
-
-def resolve_tracking_uri(manifest_uri: str | None = None, cwd: str | Path | None = None) -> str:
-    """The manifest's `tracking.uri`, else $MLFLOW_TRACKING_URI, else `sqlite:///<cwd>/mlflow.db`.
-
-    A relative sqlite path is made absolute against `cwd`: Ray workers run in other folders.
-    """
-    cwd = Path(cwd or Path.cwd()).resolve()
-    uri = manifest_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{cwd / DEFAULT_DB}"
-    db = sqlite_path(uri)
-    if db is not None and not db.is_absolute():
-        uri = f"sqlite:///{cwd / db}" + (uri[uri.index("?") :] if "?" in uri else "")
-    return uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a local `sqlite:///` URI; None for anything else."""
-    if not uri.startswith("sqlite:///") or ":memory:" in uri:
-        return None
-    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
-
-
-def default_artifact_location(uri: str) -> str | None:
-    """Artifacts of a local sqlite store live beside the database, in `mlartifacts/`;
-    a server decides for itself (None)."""
-    db = sqlite_path(uri)
-    return (db.parent / DEFAULT_ARTIFACTS).resolve().as_uri() if db else None
-
-
-def check_tracking(uri: str, timeout: float = 10.0) -> None:
-    """Raise UserError, naming the URI, when the tracking store cannot be used; takes seconds.
-
-    Called before any training starts: MLflow's own client retries a dead server for minutes.
-    """
-    shown = mask_text(uri)
-    hint = (
-        "start it, or set tracking.uri in the manifest (or MLFLOW_TRACKING_URI) to a running "
-        "MLflow server"
-    )
-    db = sqlite_path(uri)
-    if db is not None:
-        if not db.parent.is_dir():
-            raise UserError(
-                f"tracking URI {shown}: folder {db.parent} does not exist; create it or choose "
-                f"another sqlite path"
-            )
-        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
-            raise UserError(
-                f"tracking URI {shown}: {db} is not writable; choose another sqlite path"
-            )
-        return
-    if uri.startswith(("http://", "https://")):
-        _probe_health(uri, shown, hint, timeout)
-    _call_with_timeout(
-        lambda: MlflowClient(uri).search_experiments(max_results=1),
-        timeout,
-        f"MLflow tracking server {shown}",
-        hint,
-    )
-
-
-def _probe_health(uri: str, shown: str, hint: str, timeout: float) -> None:
-    parts = urllib.parse.urlsplit(uri)
-    headers = {}
-    if parts.username is not None:  # urllib wants credentials in a header, not in the host
-        user = urllib.parse.unquote(parts.username)
-        token = base64.b64encode(f"{user}:{urllib.parse.unquote(parts.password or '')}".encode())
-        headers["Authorization"] = f"Basic {token.decode()}"
-        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
-    request = urllib.request.Request(
-        urllib.parse.urlunsplit(parts).rstrip("/") + "/health", headers=headers
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read(64)
-    except urllib.error.HTTPError as err:
-        if err.code in (401, 403):
-            raise UserError(
-                f"MLflow tracking server {shown} refused access (HTTP {err.code}): set "
-                f"MLFLOW_TRACKING_USERNAME and "
-                "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
-            ) from None
-        if err.code != 404:  # a 404 may be a proxy path; the API call below decides
-            raise UserError(
-                f"MLflow tracking server {shown} is not healthy (HTTP {err.code} on /health): "
-                f"{hint}"
-            ) from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise UserError(
-            f"MLflow tracking server {shown} is not reachable ({mask_text(str(reason))}): {hint}"
-        ) from None
-
-
-def _call_with_timeout(call, timeout: float, what: str, hint: str):
-    """Run `call` in a daemon thread; a UserError if it fails or takes longer than `timeout`."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = call()
-        except Exception as err:  # reported below, masked
-            outcome["error"] = err
-
-    worker = threading.Thread(target=target, daemon=True, name="mlflow-check")
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise UserError(f"{what} did not answer within {timeout:g} s: {hint}")
-    if "error" in outcome:
-        message = (
-            str(outcome["error"]).splitlines()[0]
-            if str(outcome["error"])
-            else outcome["error"].__class__.__name__
-        )
-        raise UserError(f"{what} failed: {mask_text(message)[:300]}")
-    return outcome.get("value")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ from cyclegan.translate import translate_image
 from orchestrator.commands import main as orchestrator_main
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.mlflow_recorder import MlflowTrialRecorder
-from orchestrator.tracking.registry import Candidate, register_best, show_model
+from orchestrator.tracking.models import show_model
+from orchestrator.tracking.registry import Candidate, register_best
 from orchestrator.tracking.runs import TaskRunSpec, get_or_create_experiment, start_task_run
 
 DATASET = "synthetic://colorshift"

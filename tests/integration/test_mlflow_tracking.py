@@ -31,14 +31,13 @@ from orchestrator.tracking.recorder import SAMPLES_FOLDER
 from orchestrator.tracking.registry import Candidate, champion_version, register_best
 from orchestrator.tracking.runs import (
     TaskRunSpec,
-    check_tracking,
     end_task_run,
     get_or_create_experiment,
     open_training_experiment,
-    resolve_tracking_uri,
     start_task_run,
     trial_runs,
 )
+from orchestrator.tracking.server import check_tracking, resolve_tracking_uri
 
 SECRET = "hunter2-s3cr3t"
 DATASET = f"https://alice:{SECRET}@data.example.org/colorshift"
