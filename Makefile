@@ -32,7 +32,8 @@ test-integration: setup  ## the unit and integration tests (CLIs, moto S3, sqlit
 	$(PY) -m pytest -q -m "not slow" tests/unit tests/integration
 
 lint: setup
-	$(PY) -m ruff check cyclegan orchestrator tests
+	$(PY) -m ruff format --check cyclegan orchestrator tests scripts
+	$(PY) -m ruff check cyclegan orchestrator tests scripts
 
 clean:  ## remove what the demo and the tests leave in the working tree
 	rm -rf runs results mlflow.db mlartifacts checkpoints .pytest_cache
