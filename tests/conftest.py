@@ -321,3 +321,24 @@ def load_image_tensor(path: Path):
     from PIL import Image
 
     return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).contiguous()
+
+
+def loaded_after(code: str, watched: tuple[str, ...]) -> list[str]:
+    """Which of `watched` a fresh interpreter has imported after running `code` (in the repository,
+    with only the repository on its path)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    report = f"print(json.dumps([m for m in {list(watched)!r} if m in sys.modules]))"
+    probe = f"import json, sys\n{code}\n{report}"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=120,
+        env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -5,33 +5,16 @@ cycle."""
 from __future__ import annotations
 
 import ast
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import loaded_after
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("cyclegan", "orchestrator")
-
-
-def _loaded_after(code: str, watched: tuple[str, ...]) -> list[str]:
-    """Which of `watched` a fresh interpreter has imported after running `code`."""
-    probe = (
-        f"import json, sys\n{code}\nprint(json.dumps([m for m in {list(watched)!r} if m in "
-        f"sys.modules]))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_the_model_and_the_loop_load_no_ray_mlflow_boto3_or_filelock():
@@ -39,7 +22,7 @@ def test_the_model_and_the_loop_load_no_ray_mlflow_boto3_or_filelock():
         "import cyclegan.networks, cyclegan.losses, cyclegan.pool, cyclegan.schedules, "
         "cyclegan.model, cyclegan.trainer"
     )
-    assert _loaded_after(code, ("ray", "mlflow", "boto3", "botocore", "filelock", "torch")) == [
+    assert loaded_after(code, ("ray", "mlflow", "boto3", "botocore", "filelock", "torch")) == [
         "torch"
     ]
 
@@ -55,7 +38,7 @@ def test_the_model_and_the_loop_load_no_ray_mlflow_boto3_or_filelock():
     ],
 )
 def test_what_the_driver_and_the_command_lines_read_loads_no_torch(code):
-    assert _loaded_after(code, ("torch", "ray", "mlflow")) == []
+    assert loaded_after(code, ("torch", "ray", "mlflow")) == []
 
 
 def test_both_command_lines_are_console_commands():
@@ -193,7 +176,7 @@ def test_the_config_search_and_driver_packages_load_no_torch(package):
         for p in (ORCHESTRATOR / package).rglob("*.py")
     )
     code = "\n".join(f"import {m}" for m in modules)
-    assert _loaded_after(code, NOT_LOADED[package]) == []
+    assert loaded_after(code, NOT_LOADED[package]) == []
 
 
 def test_only_the_tracking_package_imports_mlflow():

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import orchestrator
+from conftest import loaded_after
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,17 +38,4 @@ def test_an_unknown_name_is_an_attribute_error():
 
 
 def test_importing_orchestrator_loads_no_ray_torch_or_mlflow():
-    probe = (
-        "import json, sys, orchestrator\nprint(json.dumps([m for m in ('ray', 'torch', 'mlflow') "
-        "if m in sys.modules]))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-    )
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert loaded_after("import orchestrator", ("ray", "torch", "mlflow")) == []
