@@ -31,6 +31,7 @@ from orchestrator.sweep.results import TaskResult, summary_table, write_results
 from orchestrator.sweep.tuner import run_sweeps
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.recorder import BEST_EPOCH_TAG
+from orchestrator.tracking.server import resolve_tracking_uri
 from orchestrator.trial.trainable import SweepContext
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def _start_tracking(
         for plan in plans
     ]
     return tracking.open_task_runs(
-        tracking.resolve_tracking_uri(manifest.tracking.uri),
+        resolve_tracking_uri(manifest.tracking.uri),
         manifest.tracking.experiment or manifest.name,
         specs,
         loaded.path,
