@@ -99,7 +99,7 @@ def test_a_hung_step_is_stopped_at_its_limit_and_a_failed_one_recorded(tmp_path)
 
 @pytest.mark.slow
 def test_the_dry_run_runs_every_step_and_writes_its_results_as_it_goes(tmp_path):
-    """The whole dry run (about 2 minutes on 2 idle cores), with one step failing and one hanging."""
+    """The whole dry run (4.5 to 6 minutes on 2 shared cores), with one step failing and one hanging."""
     out = tmp_path / "out"
     left_in_tree = new_files_in_tree()
     env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_INJECT": "fallback=fail,ddp=hang", "GPU_CHECK_LIMIT_ddp": "2"}
