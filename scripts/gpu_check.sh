@@ -323,7 +323,7 @@ EOF
   rm -rf "$tmp"
   size=$(du -cb "$WHEELS"/*.whl | tail -n 1 | cut -f1)
   tree=$(git ls-files -z | xargs -0 du -cb | tail -n 1 | cut -f1)
-  largest=$(find "$WHEELS" -name '*.whl' -printf '%s %f\n' | sort -rn | head -n 3 | awk '{printf "%s%s %d MiB", NR > 1 ? ", " : "", $2, $1 / 1048576}')
+  largest=$(find "$WHEELS" -name '*.whl' -printf '%s %f\n' | sort -rn | head -n 3 | awk '{printf "%s%s %d MiB", (NR > 1 ? ", " : ""), $2, $1 / 1048576}')
   echo "wheels: $((size / 1048576)) MiB ($size bytes; the largest: $largest)"
   echo "the tracked tree: $((tree / 1048576)) MiB ($tree bytes); what travels must stay under 64 MiB"
   if [ "$size" -gt $((WHEEL_BUDGET_MIB * 1048576)) ]; then
