@@ -106,11 +106,15 @@ def train_config(spec: BenchConfig, shape: Shape) -> TrainConfig:
     )
 
 
-def build_model(spec: BenchConfig, shape: Shape, device: torch.device, seed: int = 0) -> CycleGAN:
+def build_model(
+    spec: BenchConfig, shape: Shape, device: torch.device, seed: int = 0, wrap=None
+) -> CycleGAN:
+    """`wrap`: applied to both network groups (e.g. cyclegan.speed.ddp_wrap), as a DDP worker
+    does."""
     cfg = train_config(spec, shape)
     torch.manual_seed(seed)
     model = CycleGAN(cfg, device)
-    apply_speed_options(model, cfg, device)
+    apply_speed_options(model, cfg, device, wrap=wrap)
     return model
 
 
@@ -194,11 +198,13 @@ def _release(spec: BenchConfig, device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def measure(spec: BenchConfig, shape: Shape, device: torch.device, iters: int, warmup: int) -> dict:
+def measure(
+    spec: BenchConfig, shape: Shape, device: torch.device, iters: int, warmup: int, wrap=None
+) -> dict:
     """Time `iters` training steps after `warmup` ones (compilation, cuDNN benchmarking, graph
     capture)."""
     memory = PeakMemory(device)
-    model = build_model(spec, shape, device)
+    model = build_model(spec, shape, device, wrap=wrap)
     real_A, real_B = _inputs(spec.batch, shape.size, device, model.memory_format)
     if model.graphed_step is not None:
         warmup = max(
