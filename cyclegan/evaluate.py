@@ -7,6 +7,11 @@ dataset has ground truth, and G_B's the other way round. Keys are `<metric>_AtoB
 `<metric>_BtoA` and `<metric>` = the mean of the directions that have it (`kid_*_std` too),
 plus `eval_time_s`. "AtoB" is the model's direction: with --direction BtoA, G_A's input is testB/.
 
+Every metric also gets its 95 % bootstrap interval (`<key>_ci_low`, `<key>_ci_high`), and the
+result keeps its evidence, `EvalResult.scores` (cyclegan.scores: per-image values, features, the
+protocol's fingerprint), from which two models are compared image by image. `untranslated()`
+scores the test images as their own translations: the reference a translation must beat.
+
 Translations are quantised to uint8 exactly as saved images are, so the numbers are those of
 the PNGs `translate` would write. The real images' Inception features are cached (see
 `metrics.FeatureCache`); an `Evaluator` also keeps the Inception network between calls, so
@@ -15,6 +20,7 @@ a trainer evaluating every epoch pays for both once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +42,7 @@ from .metric_names import (
     check_eval_metrics,
     per_direction,
 )
+from .scores import Scores
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +68,15 @@ class EvalResult:
     n_images: dict[str, int] = field(default_factory=dict)
     feature_cache_hits: int = 0  # real-set feature extractions answered from the cache...
     feature_cache_misses: int = 0  # ...and computed (then cached)
+    scores: Scores | None = None  # the evidence: per-image values, features, protocol
+
+    @property
+    def protocol(self) -> str:
+        return self.scores.protocol if self.scores else ""
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "scores"}
+        return {**out, "protocol": self.protocol}
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -161,6 +174,35 @@ class Evaluator:
             if self.distribution and not inception
             else None
         )
+        self.protocol = self._protocol()
+
+    def _protocol(self) -> str:
+        """The fingerprint of how this evaluator scores: resolution and resizing, the test images
+        (their number and a hash of their bytes), and for FID/KID the extractor's weights."""
+        cfg, digest = self.cfg, hashlib.sha256()
+        for d in self.directions:
+            for path in (*d.inputs, *(d.truths or ())):
+                digest.update(str(path.relative_to(self.root)).encode() + b"\0")
+                digest.update(path.read_bytes())
+        resize = f"{cfg.load_size}" if "resize" in cfg.preprocess else "-"
+        parts = [
+            f"res={cfg.crop_size}",
+            f"preprocess={cfg.preprocess}",
+            f"load={resize}",
+            "filter=bicubic",
+            f"test={len(self.directions[0].inputs)}+{len(self.directions[1].inputs)}",
+            f"test_sha256={digest.hexdigest()[:16]}",
+        ]
+        if self.distribution:
+            weights = (
+                self.inception.sha256
+                if self.inception
+                else hashlib.sha256(Path(self.inception_weights).read_bytes()).hexdigest()
+            )
+            parts += ["fid=torch-fidelity-inception-v3-compat-pool3", f"weights_sha256={weights}"]
+        else:
+            parts.append("fid=none")
+        return ";".join(parts)
 
     @property
     def distribution(self) -> list[str]:
@@ -235,12 +277,20 @@ class Evaluator:
         return self.cache.get_or_compute(key, compute)
 
     # -- the evaluation ------------------------------------------------------------------------
-    def evaluate(self, translate: Translator) -> EvalResult:
+    def untranslated(self) -> EvalResult | None:
+        """The test images scored as their own translations (None when the domains' channels
+        differ). Their Inception features are the other direction's real ones: from the cache."""
+        if any(d.input_nc != d.real_nc for d in self.directions):
+            return None
+        return self.evaluate(lambda images, direction: images, untranslated=True)
+
+    def evaluate(self, translate: Translator, untranslated: bool = False) -> EvalResult:
         start = time.perf_counter()
         hits, misses = self.cache.hits, self.cache.misses
         result = EvalResult(metrics={}, unavailable=dict(self.unavailable))
+        result.scores = Scores(self.protocol)
         for d in self.directions:
-            self._evaluate_direction(translate, d, result)
+            self._evaluate_direction(translate, d, result, untranslated)
         for name in self.metric_names:
             values = [
                 result.metrics[per_direction(name, d)]
@@ -249,6 +299,8 @@ class Evaluator:
             ]
             if values:
                 result.metrics[name] = float(np.mean(values))
+        computed = [n for n in self.metric_names if n in result.metrics]
+        result.metrics.update(result.scores.intervals(computed))
         result.metrics["eval_time_s"] = time.perf_counter() - start
         result.feature_cache_hits = self.cache.hits - hits
         result.feature_cache_misses = self.cache.misses - misses
@@ -262,8 +314,11 @@ class Evaluator:
         return result
 
     @torch.no_grad()
-    def _evaluate_direction(self, translate: Translator, d: _Direction, result: EvalResult) -> None:
+    def _evaluate_direction(
+        self, translate: Translator, d: _Direction, result: EvalResult, untranslated: bool
+    ) -> None:
         paired = self.paired if d.truths is not None else []
+        computes_features = self.distribution and not untranslated
         fake_features: list[torch.Tensor] = []
         per_image: dict[str, list[torch.Tensor]] = {name: [] for name in paired}
         bar = tqdm(
@@ -277,15 +332,18 @@ class Evaluator:
             d.inputs, d.input_nc, d.truths if paired else None, d.real_nc
         ):
             fakes = to_uint8(translate(to_model_input(images, self.device), d.name))
-            if self.distribution:
+            if computes_features:
                 fake_features.append(self._inception()(fakes))
             for name in paired:
                 per_image[name].append(M.PAIRED_FUNCTIONS[name](fakes, truths))
             bar.update(len(images))
         bar.close()
         result.n_images[d.name] = len(d.inputs)
+        result.scores.inputs[d.name] = [str(p.relative_to(self.root)) for p in d.inputs]
         for name in paired:
-            result.metrics[per_direction(name, d.name)] = float(torch.cat(per_image[name]).mean())
+            values = torch.cat(per_image[name])
+            result.scores.paired[per_direction(name, d.name)] = values.numpy()
+            result.metrics[per_direction(name, d.name)] = float(values.mean())
         if not self.distribution:
             return
         if min(len(d.inputs), len(d.reals)) < 2:
@@ -294,7 +352,13 @@ class Evaluator:
                     "needs at least 2 test images per domain"
                 )
             return
-        fakes, reals = torch.cat(fake_features), self._real_features(d)
+        reals = self._real_features(d)
+        if untranslated:  # the inputs are the other direction's real images
+            fakes = self._real_features(next(o for o in self.directions if o is not d))
+        else:
+            fakes = torch.cat(fake_features)
+        result.scores.features[f"fake_{d.name}"] = fakes.numpy()
+        result.scores.features[f"real_{d.name}"] = reals.numpy()
         if "fid" in self.distribution:
             result.metrics[per_direction("fid", d.name)] = M.fid_from_features(fakes, reals)
         if "kid" in self.distribution:

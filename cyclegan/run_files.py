@@ -5,6 +5,8 @@
     latest_state.pt                     the full training state, from which --continue_train resumes
     config.json                         the options (credentials masked)
     metrics.jsonl, loss_log.txt         per-epoch metrics, the reference's loss log
+    evaluation.npz                      the last evaluation's evidence (cyclegan.scores)
+    untranslated.npz                    the test images scored untranslated: the reference
     samples/epoch_NNN.png, index.html   sample grids
 
 Imports no torch: the Ray driver and the MLflow code name these files too.
@@ -19,6 +21,8 @@ CONFIG_FILE = "config.json"
 METRICS_LOG = "metrics.jsonl"
 LOSS_LOG = "loss_log.txt"
 SAMPLES_DIR = "samples"
+EVALUATION_FILE = "evaluation.npz"
+UNTRANSLATED_FILE = "untranslated.npz"
 
 
 def network_file(prefix: str | int, net: str) -> str:

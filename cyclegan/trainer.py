@@ -85,6 +85,7 @@ class Trainer:
             self.start_epoch = state["epoch"] + 1
         self.sample_A, self.sample_B = self._sample_images()
         self.evaluator = self._make_evaluator()
+        self.reference_saved = False  # untranslated.npz, written at this run's first evaluation
         self.history: list[dict] = []
 
     # -- set-up helpers ----------------------------------------------------------------------
@@ -277,7 +278,11 @@ class Trainer:
                 "epoch %d/%d: %s",
                 epoch,
                 cfg.total_epochs,
-                " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
+                " ".join(
+                    f"{k}={v:.4g}"
+                    for k, v in metrics.items()
+                    if isinstance(v, float) and "_ci_" not in k
+                ),
             )
         self.history.append(metrics)
         for hook in self.hooks:
@@ -285,19 +290,25 @@ class Trainer:
 
     def _evaluate(self, epoch: int, metrics: dict) -> None:
         """Every --eval_freq epochs and at the last one: test-split metrics into `metrics` and the
-        loss log. Their cost is `eval_time_s`, apart from `epoch_time_s`."""
+        loss log, the evidence into evaluation.npz; at the first, the untranslated reference into
+        untranslated.npz. Their cost is `eval_time_s`, apart from `epoch_time_s`."""
         if self.evaluator is None or not (
             epoch % self.cfg.eval_freq == 0 or epoch == self.cfg.total_epochs
         ):
             return
+        lines = []
+        if not self.reference_saved:
+            reference, self.reference_saved = self.evaluator.untranslated(), True
+            if reference is not None:
+                reference.scores.save(self.out_dir / run_files.UNTRANSLATED_FILE)
+                lines.append(_evaluation_line(epoch, "untranslated", reference.metrics))
         result = self.evaluator.evaluate(self.model.translate)
+        result.scores.save(self.out_dir / run_files.EVALUATION_FILE)
         metrics.update(result.metrics)
+        metrics["eval_protocol"] = result.protocol
+        lines.append(_evaluation_line(epoch, "evaluation", result.metrics))
         with open(self.out_dir / run_files.LOSS_LOG, "a") as f:
-            f.write(
-                f"(epoch: {epoch}, evaluation) "
-                + " ".join(f"{k}: {v:.4g}" for k, v in result.metrics.items())
-                + "\n"
-            )
+            f.write("".join(lines))
 
     def save(self, epoch: int) -> None:
         nets = self.model.nets
@@ -320,3 +331,9 @@ class Trainer:
         )
         with open(self.out_dir / run_files.LOSS_LOG, "a") as f:
             f.write(line + "\n")
+
+
+def _evaluation_line(epoch: int, what: str, metrics: dict) -> str:
+    """A loss-log line of evaluation metrics (their intervals left out: the JSON log has them)."""
+    shown = " ".join(f"{k}: {v:.4g}" for k, v in metrics.items() if "_ci_" not in k)
+    return f"(epoch: {epoch}, {what}) {shown}\n"

@@ -66,10 +66,17 @@ def format_table(result: EvalResult, names: list[str]) -> str:
             return "n/a"
         return "inf" if math.isinf(value) else f"{value:.4g}"
 
-    rows = [f"{'metric':<8}{'AtoB':>12}{'BtoA':>12}{'combined':>12}"]
+    def interval(name: str) -> str:
+        low, high = (result.metrics.get(f"{name}_ci_{end}") for end in ("low", "high"))
+        if low is None or high is None or math.isnan(low):
+            return ""
+        return f"  [{low:.4g}, {high:.4g}]"
+
+    rows = [f"{'metric':<8}{'AtoB':>12}{'BtoA':>12}{'combined':>12}  95% interval (combined)"]
     rows += [
         f"{name:<8}"
         + "".join(f"{cell(k):>12}" for k in (*(per_direction(name, d) for d in DIRECTIONS), name))
+        + interval(name)
         for name in names
     ]
     return "\n".join(rows)

@@ -15,6 +15,7 @@ from cyclegan.checkpoint import load_generator
 from cyclegan.commands import main
 from cyclegan.commands.runner import run_cli
 from cyclegan.errors import UserError
+from cyclegan.scores import Scores
 from cyclegan.sources.synthetic import generate
 from cyclegan.trainer import Trainer
 from cyclegan.translate import translate_folder
@@ -224,11 +225,23 @@ def test_train_eval_freq_logs_metrics_and_reuses_real_features(tmp_path, env, ca
         and "(epoch: 3, evaluation) " in log
         and "fid_AtoB: " in log
     )
-    # Real-set features were extracted at the first evaluation and reused at the second.
+    # Real-set features were extracted once, for the untranslated reference (whose translations
+    # are the other side's real images), and reused by both evaluations.
     reports = [r.getMessage() for r in caplog.records if "real-set features" in r.getMessage()]
-    assert len(reports) == 2
-    assert reports[0].endswith("0 from the cache, 2 computed") and reports[1].endswith(
-        "2 from the cache, 0 computed"
+    assert len(reports) == 3
+    assert reports[0].endswith("2 from the cache, 2 computed")
+    assert all(r.endswith("2 from the cache, 0 computed") for r in reports[1:])
+    # Each evaluation keeps its evidence and intervals; the reference is scored once.
+    assert "(epoch: 2, untranslated) " in log and log.count(", untranslated) ") == 1
+    for line in lines[1:]:
+        assert line["psnr_ci_low"] < line["psnr"] < line["psnr_ci_high"]
+        assert line["fid_AtoB_ci_low"] <= line["fid_AtoB"] <= line["fid_AtoB_ci_high"]
+    evidence = Scores.load(tmp_path / "cli" / "evaluation.npz")
+    reference = Scores.load(tmp_path / "cli" / "untranslated.npz")
+    assert evidence.value("psnr") == pytest.approx(lines[-1]["psnr"])
+    assert evidence.protocol == reference.protocol == lines[-1]["eval_protocol"]
+    assert evidence.compare(reference, "psnr").estimate == pytest.approx(
+        lines[-1]["psnr"] - reference.value("psnr")
     )
 
 

@@ -18,6 +18,7 @@ from cyclegan import metrics as M
 from cyclegan.config import TrainConfig
 from cyclegan.errors import UserError
 from cyclegan.evaluate import Evaluator
+from cyclegan.scores import fid
 from cyclegan.sources.synthetic import KINDS, generate
 
 
@@ -145,7 +146,7 @@ def test_fast_fid_equals_torch_fidelity_formula():
         assert M.fid_from_features(f1, f2) == pytest.approx(
             expected["frechet_inception_distance"], rel=1e-6
         )
-        assert M._fid_low_rank(f1.numpy(), f2.numpy()) == pytest.approx(
+        assert fid(f1.numpy(), f2.numpy()) == pytest.approx(
             expected["frechet_inception_distance"], rel=1e-6
         )
 
@@ -238,6 +239,28 @@ def test_synthetic_ground_truth_is_perfect_and_the_untranslated_baseline_is_wors
         )
     assert baseline["psnr"] == pytest.approx((baseline["psnr_AtoB"] + baseline["psnr_BtoA"]) / 2)
     assert baseline["eval_time_s"] > 0
+
+
+def test_every_metric_has_an_interval_and_the_untranslated_reference_is_the_identitys(tmp_path):
+    root = generate("stripes", tmp_path / "stripes", n_train=1, n_test=6, size=32, seed=0)
+    cfg = TrainConfig(load_size=32, crop_size=32)
+    evaluator = Evaluator(root, cfg, ["l1", "psnr"], show_progress=False)
+    reference = evaluator.untranslated()
+    identity = evaluator.evaluate(lambda x, direction: x)
+    for key in ("psnr", "psnr_AtoB", "l1_BtoA"):
+        assert reference.metrics[key] == pytest.approx(identity.metrics[key])
+        low, high = reference.metrics[key + "_ci_low"], reference.metrics[key + "_ci_high"]
+        assert low < reference.metrics[key] < high
+    assert len(reference.scores.paired["psnr_BtoA"]) == 6
+    assert reference.scores.inputs["AtoB"] == [f"testA/{i:05d}.png" for i in range(6)]
+    # The fingerprint names the resolution and changes with it and with the test images' bytes.
+    assert "res=32" in evaluator.protocol and "fid=none" in evaluator.protocol
+    assert Evaluator(root, TrainConfig(load_size=24, crop_size=24), ["psnr"]).protocol != (
+        evaluator.protocol
+    )
+    first = sorted((root / "testA").iterdir())[0]
+    first.write_bytes(sorted((root / "testA").iterdir())[1].read_bytes())
+    assert Evaluator(root, cfg, ["l1", "psnr"]).protocol != evaluator.protocol
 
 
 def test_paired_metrics_alone_without_ground_truth_and_unknown_metrics_are_errors(tmp_path):
