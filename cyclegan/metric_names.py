@@ -48,6 +48,8 @@ OFFLINE_ENV = "CYCLEGAN_OFFLINE"  # 1: never download them
 # Once the fast path (torch.compile, CUDA graphs) failed and the run went on eagerly: 1 from then
 # on, and why.
 FALLBACK_METRIC = "fast_path_fallback"
+# Reported with each evaluation: the fingerprint of how it scored (cyclegan.scores).
+PROTOCOL_KEY = "eval_protocol"
 FALLBACK_REASON = "fast_path_fallback_reason"
 
 

@@ -22,7 +22,7 @@ from . import run_files
 from .config import TrainConfig
 from .data import UnalignedDataset, make_loader, to_model_input
 from .errors import UserError
-from .metric_names import FALLBACK_METRIC, FALLBACK_REASON, LOSS_NAMES
+from .metric_names import FALLBACK_METRIC, FALLBACK_REASON, LOSS_NAMES, PROTOCOL_KEY
 from .model import CycleGAN, resolve_device
 from .sources import resolve_dataset
 from .sources.layout import check_dataset_root
@@ -305,7 +305,7 @@ class Trainer:
         result = self.evaluator.evaluate(self.model.translate)
         result.scores.save(self.out_dir / run_files.EVALUATION_FILE)
         metrics.update(result.metrics)
-        metrics["eval_protocol"] = result.protocol
+        metrics[PROTOCOL_KEY] = result.protocol
         lines.append(_evaluation_line(epoch, "evaluation", result.metrics))
         with open(self.out_dir / run_files.LOSS_LOG, "a") as f:
             f.write("".join(lines))

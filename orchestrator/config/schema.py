@@ -106,6 +106,10 @@ MAX_MODEL_NAME = 256
 MAX_EXPERIMENT_NAME = 500
 
 
+# When `champion` moves to a task's new best (orchestrator.tracking.promotion).
+PromoteRule = Literal["significant", "better", "always"]
+
+
 class Tracking(_Strict):
     uri: str | None = Field(
         None,
@@ -123,6 +127,14 @@ class Tracking(_Strict):
         False,
         description=(
             "log MLflow's system metrics (CPU, memory, disk, network, GPU) on each trial's run"
+        ),
+    )
+    promote: PromoteRule = Field(
+        "significant",
+        description=(
+            "when `champion` moves to a task's new best, which must also beat the untranslated "
+            "inputs: significant (the 95% interval of its improvement over the champion, same "
+            "test images and protocol, excludes zero), better (any improvement), always"
         ),
     )
 

@@ -6,8 +6,9 @@ epoch that reported the task's metric), ties going to the later epoch. Rank 0 ke
 generators beside the run's last K checkpoints (which Ray Train rotates for resuming), in
 
     <storage>/<experiment>/trials/<task>-<trial>/best/
-        best.json                  {"epoch", "metric", "mode", "value", "folder"}: written last
-        epoch_NNNN/latest_net_G_A.pth, latest_net_G_B.pth, config.json
+        best.json             {"epoch", "metric", "mode", "value", "folder", "ci"}: written last
+        epoch_NNNN/latest_net_G_A.pth, latest_net_G_B.pth, config.json,
+                   evaluation.npz, untranslated.npz   (the evaluation's evidence, cyclegan.scores)
 
 `best.json` names the folder and is written after it, in one object, so a reader never sees a
 half-written best (local folders and S3 alike); the previous folder is then deleted. A trial that
@@ -26,7 +27,14 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from cyclegan.run_files import CONFIG_FILE, LATEST, network_file
+from cyclegan.run_files import (
+    CONFIG_FILE,
+    EVALUATION_FILE,
+    LATEST,
+    UNTRANSLATED_FILE,
+    network_file,
+)
+from cyclegan.scores import ci_keys
 from orchestrator.storage.checkpoints import download, upload
 from orchestrator.storage.location import Storage
 
@@ -40,7 +48,10 @@ BEST_FILES = (
     network_file(LATEST, "G_A"),
     network_file(LATEST, "G_B"),
     CONFIG_FILE,
-)  # what registering needs
+    EVALUATION_FILE,
+    UNTRANSLATED_FILE,
+)  # what registering and the promotion rule need
+EVIDENCE_FILES = (EVALUATION_FILE, UNTRANSLATED_FILE)
 
 
 @dataclass(frozen=True)
@@ -70,16 +81,19 @@ class BestRecord:
     mode: str
     value: float
     folder: str  # under best/
+    ci: tuple[float, float] | None = None  # the value's 95 % interval, when evaluated with one
 
     @classmethod
     def from_json(cls, text: str | bytes) -> BestRecord:
         data = json.loads(text)
+        ci = data.get("ci")
         return cls(
             int(data["epoch"]),
             str(data["metric"]),
             str(data["mode"]),
             float(data["value"]),
             str(data["folder"]),
+            (float(ci[0]), float(ci[1])) if ci else None,
         )
 
 
@@ -99,14 +113,23 @@ def read_best(storage: Storage, run_name: str) -> BestRecord | None:
         return None
 
 
-def fetch_best(storage: Storage, run_name: str, dest: Path) -> tuple[Path, BestRecord] | None:
-    """Copy run `run_name`'s best generators into `dest`; None when it has none."""
+def fetch_best(
+    storage: Storage, run_name: str, dest: Path, only: tuple[str, ...] | None = None
+) -> tuple[Path, BestRecord] | None:
+    """Copy run `run_name`'s best (generators and evidence; `only` these files, those there)
+    into `dest`; None when it has none."""
     record = read_best(storage, run_name)
     if record is None:
         return None
     fs, root = _location(storage, run_name)
     dest.mkdir(parents=True, exist_ok=True)
-    download(fs, f"{root}/{record.folder}", dest)
+    if only is None:
+        download(fs, f"{root}/{record.folder}", dest)
+    for name in only or ():
+        try:
+            download(fs, f"{root}/{record.folder}/{name}", dest / name)
+        except (FileNotFoundError, OSError):  # kept before the evidence was
+            continue
     return dest, record
 
 
@@ -143,7 +166,9 @@ class BestKeeper:
         if isinstance(value, (int, float)) and improves(
             float(value), self.record.value if self.record else None, self.mode
         ):
-            self._keep(epoch, float(value), out_dir)
+            low, high = (metrics.get(key) for key in ci_keys(self.metric))
+            ci = (float(low), float(high)) if low is not None and high is not None else None
+            self._keep(epoch, float(value), out_dir, ci)
         if self.record is None:
             return {best_key(self.metric): math.nan}
         return {
@@ -152,7 +177,9 @@ class BestKeeper:
             BEST_CHECKPOINT: self.storage.run_uri(self.run_name, BEST_DIR),
         }
 
-    def _keep(self, epoch: int, value: float, out_dir: Path) -> None:
+    def _keep(
+        self, epoch: int, value: float, out_dir: Path, ci: tuple[float, float] | None
+    ) -> None:
         folder = f"epoch_{epoch:04d}"
         target = f"{self.root}/{folder}"
         self.fs.create_dir(target, recursive=True)
@@ -161,7 +188,7 @@ class BestKeeper:
                 upload(out_dir / name, self.fs, f"{target}/{name}")
         previous, self.record = (
             self.record,
-            BestRecord(epoch, self.metric, self.mode, value, folder),
+            BestRecord(epoch, self.metric, self.mode, value, folder, ci),
         )
         with self.fs.open_output_stream(f"{self.root}/{BEST_FILE}") as stream:
             stream.write(json.dumps(asdict(self.record)).encode())

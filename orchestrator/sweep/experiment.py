@@ -16,6 +16,7 @@ from cyclegan.errors import UserError
 from orchestrator.config.aliases import alias_note, expand_aliases
 from orchestrator.config.options import train_options
 from orchestrator.config.plan import LoadedManifest, TaskPlan
+from orchestrator.config.schema import Tracking
 from orchestrator.redact import environ_snapshot, is_secret_name, mask_text
 from orchestrator.runtime import connect, ray_logs_dir, shutdown_quietly
 from orchestrator.storage.location import (
@@ -131,11 +132,17 @@ def _start_tracking(
 
 
 def _finish_task(
-    result: TaskResult, plan: TaskPlan, spec: TrackingContext, prefix: str, trials: Storage
+    result: TaskResult,
+    plan: TaskPlan,
+    spec: TrackingContext,
+    tracking_opts: Tracking,
+    trials: Storage,
 ) -> None:
-    """Close the trial runs, register the best trial's best epoch, record the outcome and close the
-    parent run."""
-    from orchestrator.storage.best import best_key, fetch_best
+    """Close the trial runs, weigh the best trial's best epoch (against the untranslated inputs and
+    the baseline), register it (the promotion rule decides the champion), record the outcome and
+    close the parent run."""
+    from orchestrator.storage.best import fetch_best
+    from orchestrator.sweep.verdict import champion_reevaluator, weigh
     from orchestrator.tracking.registry import Candidate, register_best
 
     uri, parent = spec.uri, spec.parent_run_id
@@ -150,68 +157,92 @@ def _finish_task(
             tracking.set_trial_status(
                 uri, parent, trial.trial_id, TRIAL_RUN_STATUS[trial.status], tags
             )
-    best, baseline = result.best, result.baseline
+    best = result.best
     hyperparameters = train_options(best.params) if best else {}  # the names the trial's run has
+    summary = f"no successful trial: nothing registered for {result.task}"
+    with tempfile.TemporaryDirectory(prefix="cyclegan-best-") as tmp:
+        # The best epoch's generators and evidence from storage (S3 too), else the ones logged to
+        # the trial's run.
+        fetched = (
+            fetch_best(trials, trial_run_name(plan.name, best.trial_id), Path(tmp) / "best")
+            if best
+            else None
+        )
+        folder, kept = fetched if fetched else (None, None)
+        weigh(result, folder, trials, Path(tmp))
+        _record_outcome(result, uri, parent, hyperparameters)
+        if best is not None:
+            value, epoch = (kept.value, kept.epoch) if kept else (best.metric, best.best_epoch)
+            candidate = Candidate(
+                result.task,
+                tracking.find_trial_run(uri, parent, best.trial_id),
+                metric=result.metric,
+                value=value,
+                mode=result.mode,
+                hyperparameters=hyperparameters,
+                dataset=result.data,
+                step=epoch or 0,
+                checkpoint_dir=folder,
+                tags={
+                    "epoch": epoch,
+                    "baseline": str(best.baseline).lower(),
+                    tracking.SEARCHED_AS_TAG: alias_note(best.params),
+                },
+            )
+            name = f"{tracking_opts.registry_prefix}{result.task}"
+            try:
+                registration = register_best(
+                    uri,
+                    candidate,
+                    tracking_opts.registry_prefix,
+                    promote=tracking_opts.promote,
+                    reevaluate=champion_reevaluator(uri, name, folder) if folder else None,
+                )
+                result.registry = {
+                    "name": registration.name,
+                    "version": registration.version,
+                    "champion": registration.champion,
+                    "model_uri": registration.model_uri,
+                    "summary": registration.summary(),
+                }
+                summary = registration.summary()
+            except (UserError, OSError) as err:  # MLflow's come as TrackingError
+                summary = f"registration failed: {mask_text(str(err))[:300]}"
+                result.registry = {"error": summary}
+    tracking.end_task_run(uri, parent, "FINISHED" if best else "FAILED", summary=summary)
+
+
+def _record_outcome(result: TaskResult, uri: str, parent: str, hyperparameters: dict) -> None:
+    """The task's run: the best value with its interval, the baseline's and the untranslated
+    inputs' (the reference), and the best hyperparameters."""
+    from orchestrator.storage.best import best_key
+
+    best, baseline, metric = result.best, result.baseline, result.metric
+    reference = result.untranslated or {}
+    low, high = (best.metric_ci or (None, None)) if best else (None, None)
     tracking.record_task_outcome(
         uri,
         parent,
         metrics={
-            best_key(result.metric): best.metric if best else None,
+            best_key(metric): best.metric if best else None,
+            f"{best_key(metric)}_ci_low": low,
+            f"{best_key(metric)}_ci_high": high,
             "best_epoch": best.best_epoch if best else None,
-            f"baseline_{result.metric}": baseline.metric if baseline else None,
+            f"baseline_{metric}": baseline.metric if baseline else None,
             "improvement_over_baseline": result.improvement,
+            f"untranslated_{metric}": reference.get("value"),
+            f"untranslated_{metric}_ci_low": (reference.get("ci") or (None, None))[0],
+            f"untranslated_{metric}_ci_high": (reference.get("ci") or (None, None))[1],
+            "improvement_over_untranslated": (result.over_untranslated or (None,))[0],
         },
         tags={
             "cyclegan.best_trial": result.best_trial_id,
             "cyclegan.baseline_trial": result.baseline_trial_id,
             "cyclegan.stopped": result.stopped,
+            "protocol": reference.get("protocol"),
             **{f"{tracking.BEST_PREFIX}{k}": v for k, v in hyperparameters.items()},
         },
     )
-    summary = f"no successful trial: nothing registered for {result.task}"
-    if best is not None:
-        run_id = tracking.find_trial_run(uri, parent, best.trial_id)
-        try:
-            with tempfile.TemporaryDirectory(prefix="cyclegan-best-") as tmp:
-                # The best epoch's generators from storage (S3 too), else the ones logged to the
-                # trial's run.
-                fetched = fetch_best(trials, trial_run_name(plan.name, best.trial_id), Path(tmp))
-                folder, kept = fetched if fetched else (None, None)
-                value, epoch = (
-                    (kept.value, kept.epoch) if kept else (best.metric, best.best_epoch)
-                )  # the files' own epoch
-                candidate = Candidate(
-                    result.task,
-                    run_id,
-                    metric=result.metric,
-                    value=value,
-                    mode=result.mode,
-                    hyperparameters=hyperparameters,
-                    dataset=result.data,
-                    step=epoch or 0,
-                    checkpoint_dir=folder,
-                    tags={
-                        "epoch": epoch,
-                        "baseline": str(best.baseline).lower(),
-                        tracking.SEARCHED_AS_TAG: alias_note(best.params),
-                    },
-                )
-                registration = register_best(uri, candidate, prefix)
-            result.registry = {
-                "name": registration.name,
-                "version": registration.version,
-                "champion": registration.champion,
-                "model_uri": registration.model_uri,
-                "summary": registration.summary(),
-            }
-            summary = registration.summary()
-        except (
-            UserError,
-            OSError,
-        ) as err:  # MLflow's errors come as TrackingError; the parent run still ends, FINISHED
-            summary = f"registration failed: {mask_text(str(err))[:300]}"
-            result.registry = {"error": summary}
-    tracking.end_task_run(uri, parent, "FINISHED" if best else "FAILED", summary=summary)
 
 
 def _logs_line(log_path: Path | None) -> str | None:
@@ -276,9 +307,7 @@ def run_experiment(
         results = run_sweeps(loaded, plans, ctx, echo=echo, can_grow=can_grow)
         trials = parse_storage(ctx.trials_storage)
         for result, plan in zip(results, plans):
-            _finish_task(
-                result, plan, runs[plan.name], loaded.manifest.tracking.registry_prefix, trials
-            )
+            _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking, trials)
         if started_here:
             shutdown_quietly()
     except KeyboardInterrupt:

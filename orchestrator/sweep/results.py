@@ -46,6 +46,7 @@ class TrialRecord:
         None  # the epoch of `metric` (ties: the later one); a stopped trial's may be one
     )
     # its workers finished while the stop reached them (> epochs)
+    metric_ci: list[float] | None = None  # [low, high]: the 95 % interval of `metric`
     best_checkpoint: str | None = None  # its generators, in storage (orchestrator.storage.best)
     baseline: bool = False  # the paper's setting (orchestrator.config.baseline)
     note: str | None = (
@@ -75,6 +76,12 @@ class TaskResult:
     stopped: str | None = (
         None  # why the task's sweep ended early (time budget, failed trials), if it did
     )
+    # The test images scored untranslated, under the best's protocol: {"value", "ci", "protocol"}
+    untranslated: dict | None = None
+    # The best trial's improvement, image by image, as [estimate, ci low, ci high] (positive:
+    # better) over the untranslated inputs and over the baseline trial (orchestrator.sweep.verdict)
+    over_untranslated: list[float] | None = None
+    over_baseline: list[float] | None = None
 
     @property
     def best(self) -> TrialRecord | None:
@@ -86,6 +93,11 @@ class TaskResult:
 
     def trial(self, trial_id: str | None) -> TrialRecord | None:
         return next((t for t in self.trials if t.trial_id == trial_id), None) if trial_id else None
+
+    @property
+    def beats_untranslated(self) -> bool | None:
+        """The best trial beats the untranslated inputs beyond the noise (None: not measured)."""
+        return None if self.over_untranslated is None else self.over_untranslated[1] > 0
 
     @property
     def improvement(self) -> float | None:
@@ -253,7 +265,8 @@ def summary_table(results: list[TaskResult]) -> str:
         (
             "task",
             "best trial",
-            "metric (best epoch)",
+            "metric [95% interval] (best epoch)",
+            "vs untranslated",
             "vs baseline",
             "hyperparameters",
             "trials",
@@ -270,7 +283,7 @@ def summary_table(results: list[TaskResult]) -> str:
         best = r.best
         if best is None:
             rows.append(
-                (r.task, "-", f"{r.metric}: no successful trial", _versus(r), "-", trials, "-")
+                (r.task, "-", f"{r.metric}: no successful trial", "-", _versus(r), "-", trials, "-")
             )
             continue
         params = " ".join(f"{k}={_short(v)}" for k, v in best.params.items())
@@ -279,7 +292,9 @@ def summary_table(results: list[TaskResult]) -> str:
             (
                 r.task,
                 name,
-                f"{r.metric}={best.metric:.4g} @ epoch {best.best_epoch} ({r.mode})",
+                f"{r.metric}={best.metric:.4g}{_interval(best.metric_ci)} @ epoch {best.best_epoch}"
+                f" ({r.mode})",
+                _versus_untranslated(r),
                 _versus(r),
                 params or "-",
                 trials,
@@ -291,6 +306,12 @@ def summary_table(results: list[TaskResult]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     if any(r.baseline_trial_id for r in results):
         lines.append("* the baseline: the paper's values of the searched hyperparameters")
+    for r in results:
+        if r.beats_untranslated is False:
+            lines.append(
+                f"{r.task}: no trial beat the untranslated inputs beyond the noise "
+                f"({r.metric} {r.untranslated['value']:.4g}); champion not moved to it"
+            )
     if note := alias_note(k for r in results if r.best for k in r.best.params):
         lines.append(
             f"hyperparameters as searched: {note} (the names MLflow and the registry record)"
@@ -298,8 +319,28 @@ def summary_table(results: list[TaskResult]) -> str:
     return "\n".join(lines)
 
 
+def _interval(ci: list[float] | None) -> str:
+    if not ci or any(v is None or math.isnan(v) for v in ci):
+        return ""
+    return f" [{ci[0]:.4g}, {ci[1]:.4g}]"
+
+
+def _difference(gain: list[float]) -> str:
+    return f"{gain[0]:+.3g} [{gain[1]:+.3g}, {gain[2]:+.3g}]"
+
+
+def _versus_untranslated(result: TaskResult) -> str:
+    """'+2.1 [+1.5, +2.7] over 16.32', the same 'within the noise' or 'worse', or '-'."""
+    gain, reference = result.over_untranslated, result.untranslated
+    if gain is None or reference is None:
+        return "-"
+    verdict = "" if gain[1] > 0 else "worse: " if gain[2] < 0 else "within the noise: "
+    return f"{verdict}{_difference(gain)} over {reference['value']:.4g}"
+
+
 def _versus(result: TaskResult) -> str:
-    """'beat it by 1.2 (8%)', 'the baseline is best', or why there is no comparison."""
+    """'beat it by 1.2 (8%)' (with its interval when measured image by image), 'within the
+    noise', 'the baseline is best', or why there is no comparison."""
     baseline, best = result.baseline, result.best
     if baseline is None:
         return "-"
@@ -309,7 +350,12 @@ def _versus(result: TaskResult) -> str:
         return "the baseline is best"
     gain = result.improvement  # >= 0: the baseline is ranked with the others
     share = f" ({gain / abs(baseline.metric):.0%})" if baseline.metric else ""
-    return f"beat it by {gain:.4g}{share}"
+    paired = result.over_baseline
+    if paired is None:
+        return f"beat it by {gain:.4g}{share}"
+    if paired[1] > 0:
+        return f"beat it by {_difference(paired)}{share}"
+    return f"within the noise: {_difference(paired)}"
 
 
 def _short(value: Any) -> str:

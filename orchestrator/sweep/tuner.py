@@ -31,6 +31,7 @@ from ray import tune
 import orchestrator.search.build as tune_search
 import orchestrator.search.schedulers.pbt as pbt
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
+from cyclegan.scores import ci_keys
 from orchestrator import ray_internals
 from orchestrator.config.baseline import baseline_trial
 from orchestrator.config.plan import LoadedManifest, TaskPlan
@@ -111,11 +112,21 @@ def _record(
         checkpoint=last.get("checkpoint_path"),
         error=_tail(result.error),
         best_epoch=best_epoch,
+        metric_ci=_interval(kept, history, plan.search.metric, best_epoch),
         best_checkpoint=trials.run_uri(run_name, BEST_DIR) if kept else None,
         baseline=trial_id == baseline_id,
         note=note,
         lineage=pbt.lineage_of(last),
     )
+
+
+def _interval(kept, history: list[dict], metric: str, epoch) -> list[float] | None:
+    """The best value's 95 % interval: kept with it, else from its epoch's row."""
+    if kept is not None and kept.ci is not None:
+        return list(kept.ci)
+    row = next((r for r in history if r.get("epoch") == epoch), {})
+    low, high = (row.get(key) for key in ci_keys(metric))
+    return [low, high] if low is not None and high is not None else None
 
 
 def _ending(

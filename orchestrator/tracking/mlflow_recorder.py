@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from PIL import Image
 
-from cyclegan.metric_names import FALLBACK_REASON
+from cyclegan.metric_names import FALLBACK_REASON, PROTOCOL_KEY
 from orchestrator.redact import MAX_TAG_VALUE, mask_text
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import log_dataset_input, start_system_metrics
@@ -108,6 +108,8 @@ class MlflowTrialRecorder(TrialRecorder):
             if key != "epoch" and isinstance(value, numbers.Real)
         ]  # numpy scalars too
         tags = [RunTag(LAST_EPOCH_TAG, str(epoch))]
+        if metrics.get(PROTOCOL_KEY):  # how the evaluation scored (cyclegan.scores)
+            tags.append(RunTag("protocol", str(metrics[PROTOCOL_KEY])[:MAX_TAG_VALUE]))
         if metrics.get(
             FALLBACK_REASON
         ):  # why the trial left torch.compile / CUDA graphs for the eager step

@@ -1,9 +1,11 @@
 """The model registry: the best generators of each task as versions of `<prefix><task>`.
 
 `register_best` logs the best trial's two generators as one pyfunc model (see
-pyfunc_model.py for its input/output contract), registers it as a new version, tags the
-version with its metric, hyperparameters, run and dataset, and moves the alias `champion`
-to it only when it strictly beats the current champion on the same metric and mode.
+pyfunc_model.py for its input/output contract) with their evaluation's evidence, registers it
+as a new version, tags the version with its metric and interval, protocol, hyperparameters, run
+and dataset, and moves the alias `champion` to it when the promotion rule says so
+(orchestrator.tracking.promotion: it must beat the untranslated inputs and, by the manifest's
+`tracking.promote`, the champion).
 The lookups behind `python -m orchestrator models` are orchestrator.tracking.models.
 """
 
@@ -11,32 +13,33 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
-import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelOutput
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
-from PIL import Image
 
-import cyclegan
 import orchestrator.tracking.pyfunc_model as pyfunc_model
 from cyclegan.errors import UserError
-from cyclegan.networks import size_multiple
-from cyclegan.run_files import LATEST, network_file
+from cyclegan.run_files import EVALUATION_FILE, UNTRANSLATED_FILE
+from cyclegan.scores import Difference, Scores
 from orchestrator.redact import MAX_TAG_VALUE, mask_value
 from orchestrator.tracking.client import reported_as
 from orchestrator.tracking.mlflow_internals import using_uri
-from orchestrator.tracking.pyfunc_model import IMAGE_COLUMN, encode_png, generator_config
+from orchestrator.tracking.model_package import (
+    GENERATOR_FILES,
+    checkpoint_files,
+    input_example,
+    pip_requirements,
+    signature,
+    zip_package,
+)
+from orchestrator.tracking.promotion import DEFAULT_RULE, Challenger, Champion, Decision, decide
+from orchestrator.tracking.pyfunc_model import generator_config
 from orchestrator.tracking.runs import SEARCHED_AS_TAG
 
 log = logging.getLogger(__name__)
@@ -44,10 +47,10 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 DEFAULT_PREFIX = "cyclegan-"
 MODEL_NAME = "generators"  # the logged model's name inside the trial's run
-GENERATOR_FILES = {name: network_file(LATEST, name) for name in ("G_A", "G_B")}
 HP_PREFIX = (
     "hp."  # a version's hyperparameter tags: hp.<TrainConfig field> (orchestrator.config.aliases)
 )
+EVIDENCE = "evaluation"  # the model's artifact holding its evaluation.npz (cyclegan.scores)
 
 
 @dataclass
@@ -63,6 +66,9 @@ class Registration:
     previous_champion: str | None = None
     previous_value: float | None = None
     reason: str = ""
+    interval: tuple[float, float] | None = None  # the value's 95 % interval
+    improvement: Difference | None = None  # over the previous champion, same images and protocol
+    over_untranslated: Difference | None = None
 
     @property
     def model_uri(self) -> str:
@@ -75,90 +81,6 @@ class Registration:
             if self.champion
             else f"{head}: registered, not {CHAMPION} ({self.reason})"
         )
-
-
-def signature() -> ModelSignature:
-    images = Schema([ColSpec("string", IMAGE_COLUMN)])
-    return ModelSignature(
-        inputs=images,
-        outputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
-        params=ParamSchema([ParamSpec("direction", "string", "AtoB")]),
-    )
-
-
-def input_example(config: dict[str, Any]) -> pd.DataFrame:
-    """One small gradient image, as large as the generator's smallest input."""
-    side = max(size_multiple(config["netG"]), 16)
-    ramp = np.linspace(0, 255, side, dtype=np.uint8)
-    pixels = np.stack(
-        [
-            np.tile(ramp, (side, 1)),
-            np.tile(ramp[:, None], (1, side)),
-            np.full((side, side), 128, np.uint8),
-        ],
-        -1,
-    )
-    channels = config["input_nc"] if config["direction"] == "AtoB" else config["output_nc"]
-    img = Image.fromarray(pixels) if channels == 3 else Image.fromarray(pixels[:, :, 0])
-    return pd.DataFrame({IMAGE_COLUMN: [encode_png(img)]})
-
-
-# What the model's code (pyfunc_model.py and the shipped cyclegan package) imports.
-REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "pillow", "tqdm", "boto3", "filelock")
-
-
-def _pip_requirements() -> list[str]:
-    """Pinned to what is installed here (without local tags such as +cu130): given explicitly,
-    MLflow does not have to load the model again to guess them."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    pins = []
-    for name in REQUIREMENTS:
-        try:
-            pins.append(f"{name}=={version(name).split('+')[0]}")
-        except PackageNotFoundError:
-            pins.append(name)
-    return pins
-
-
-def _checkpoint_files(
-    client: MlflowClient, run_id: str, checkpoint_dir: str | Path | None, tmp: Path
-) -> tuple[Path, dict | None]:
-    """A local folder with latest_net_G_A/G_B.pth: the given one, else the run's best (or final)
-    checkpoint artifacts. Also the config.json logged beside them, if any."""
-    if checkpoint_dir is not None:
-        folder = Path(checkpoint_dir)
-    else:
-        folder = None
-        for kind in ("best", "final"):
-            names = {
-                Path(a.path).name for a in client.list_artifacts(run_id, f"checkpoints/{kind}")
-            }
-            if set(GENERATOR_FILES.values()) <= names:
-                folder = Path(client.download_artifacts(run_id, f"checkpoints/{kind}", str(tmp)))
-                break
-        if folder is None:
-            raise UserError(
-                f"run {run_id}: no checkpoints/best or checkpoints/final artifacts with "
-                f"{' and '.join(GENERATOR_FILES.values())}; pass the checkpoint folder"
-            )
-    missing = [name for name in GENERATOR_FILES.values() if not (folder / name).is_file()]
-    if missing:
-        raise UserError(
-            f"{folder}: missing {', '.join(missing)}; register a folder holding both generators"
-        )
-    config_file = folder / "config.json"
-    return folder, (json.loads(config_file.read_text()) if config_file.is_file() else None)
-
-
-def zip_package(target: Path) -> Path:
-    """The cyclegan package's sources as one zip (importable through zipimport)."""
-    package = Path(cyclegan.__file__).parent
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for source in sorted(package.rglob("*.py")):
-            if "__pycache__" not in source.parts:
-                archive.write(source, Path("cyclegan") / source.relative_to(package))
-    return target
 
 
 @dataclass(frozen=True)
@@ -184,15 +106,41 @@ class Candidate:
     tags: dict[str, Any] = field(default_factory=dict)
 
 
-def register_best(uri: str, candidate: Candidate, prefix: str = DEFAULT_PREFIX) -> Registration:
+def register_best(
+    uri: str,
+    candidate: Candidate,
+    prefix: str = DEFAULT_PREFIX,
+    promote: str = DEFAULT_RULE,
+    reevaluate=None,
+) -> Registration:
     """Log the candidate's generators as a pyfunc model in its run, register them as a new version
-    of `<prefix><task>` and move `champion` to it if its value beats the champion's. MLflow's
-    errors come as a TrackingError."""
+    of `<prefix><task>` and move `champion` to it if the promotion rule says so. MLflow's errors
+    come as a TrackingError.
+
+    Args:
+        uri: the tracking and registry URI.
+        candidate: the task's best trial (its checkpoint folder may hold the evidence files).
+        prefix: registered models are named `<prefix><task>`.
+        promote: the rule (orchestrator.tracking.promotion): significant, better or always.
+        reevaluate: `reevaluate(version)` -> that champion's Scores under the candidate's
+            protocol, for a champion evaluated under another one (None: such a champion is not
+            compared, and keeps the alias).
+    """
     with reported_as():
-        return _register(uri, candidate, prefix)
+        return _register(uri, candidate, prefix, promote, reevaluate)
 
 
-def _register(uri: str, candidate: Candidate, prefix: str) -> Registration:
+def _load_scores(path: Path) -> Scores | None:
+    try:
+        return Scores.load(path) if path.is_file() else None
+    except ValueError as err:
+        log.warning("%s; the promotion goes without it", err)
+        return None
+
+
+def _register(
+    uri: str, candidate: Candidate, prefix: str, promote: str, reevaluate
+) -> Registration:
     task, run_id, metric, value, mode = (
         candidate.task,
         candidate.run_id,
@@ -207,7 +155,7 @@ def _register(uri: str, candidate: Candidate, prefix: str) -> Registration:
     run = client.get_run(run_id)
     with tempfile.TemporaryDirectory(prefix="cyclegan-register-") as tmp_dir:
         tmp = Path(tmp_dir)
-        folder, logged_config = _checkpoint_files(
+        folder, logged_config = checkpoint_files(
             client, run_id, candidate.checkpoint_dir, tmp / "download"
         )
         train_config = candidate.config or logged_config
@@ -223,6 +171,15 @@ def _register(uri: str, candidate: Candidate, prefix: str) -> Registration:
             "config": str(tmp / "generators.json"),
             "code": str(zip_package(tmp / "cyclegan.zip")),
         }
+        challenger = Challenger(
+            metric,
+            mode,
+            float(value),
+            _load_scores(folder / EVALUATION_FILE),
+            _load_scores(folder / UNTRANSLATED_FILE),
+        )
+        if challenger.scores is not None:
+            artifacts[EVIDENCE] = str(folder / EVALUATION_FILE)
         version_tags = _version_tags(
             task,
             run,
@@ -231,7 +188,7 @@ def _register(uri: str, candidate: Candidate, prefix: str) -> Registration:
             mode,
             candidate.hyperparameters,
             candidate.dataset,
-            candidate.tags,
+            {**_evidence_tags(challenger), **candidate.tags},
         )
         with using_uri(uri):
             logged = mlflow.initialize_logged_model(
@@ -252,7 +209,7 @@ def _register(uri: str, candidate: Candidate, prefix: str) -> Registration:
                 artifacts=artifacts,
                 signature=signature(),
                 input_example=input_example(gen_config),
-                pip_requirements=_pip_requirements(),
+                pip_requirements=pip_requirements(),
             )
             client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=candidate.step)])
             version = mlflow.register_model(info.model_uri, name, tags=version_tags).version
@@ -260,12 +217,86 @@ def _register(uri: str, candidate: Candidate, prefix: str) -> Registration:
     client.update_model_version(
         name, str(version), description=_description(version_tags, candidate.step)
     )
-    result = _maybe_crown(client, name, str(version), metric, float(value), mode)
-    client.set_model_version_tag(
-        name, str(version), "champion_decision", result.reason[:MAX_TAG_VALUE]
-    )
+    champion = _champion(client, uri, name, str(version))
+    decision = decide(promote, challenger, champion, reevaluate)
+    if decision.promote:
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+    result = _registration(name, str(version), challenger, champion, decision)
+    for key, tag in {**_decision_tags(decision), "champion_decision": decision.reason}.items():
+        client.set_model_version_tag(name, str(version), key, tag[:MAX_TAG_VALUE])
     log.info("%s", result.summary())
     return result
+
+
+def _registration(
+    name: str, version: str, challenger: Challenger, champion: Champion | None, decision: Decision
+) -> Registration:
+    scores = challenger.scores
+    return Registration(
+        name,
+        version,
+        challenger.metric,
+        challenger.mode,
+        challenger.value,
+        champion=decision.promote,
+        previous_champion=champion.version if champion else None,
+        previous_value=champion.value if champion else None,
+        reason=decision.reason,
+        interval=scores.interval(challenger.metric) if scores else None,
+        improvement=decision.improvement,
+        over_untranslated=decision.over_untranslated,
+    )
+
+
+def _evidence_tags(challenger: Challenger) -> dict[str, str]:
+    """The value's interval, the protocol, and the untranslated inputs' value under it."""
+    scores, nothing, metric = challenger.scores, challenger.untranslated, challenger.metric
+    if scores is None:
+        return {}
+    low, high = scores.interval(metric)
+    tags = {"metric_ci_low": repr(low), "metric_ci_high": repr(high), "protocol": scores.protocol}
+    if nothing is not None and nothing.comparable(scores) is None:
+        tags["untranslated_value"] = repr(nothing.value(metric))
+    return tags
+
+
+def _decision_tags(decision: Decision) -> dict[str, str]:
+    tags = {}
+    for prefix, difference in (
+        ("improvement", decision.improvement),
+        ("over_untranslated", decision.over_untranslated),
+    ):
+        if difference is not None:
+            tags[prefix] = repr(difference.estimate)
+            tags[f"{prefix}_ci_low"] = repr(difference.low)
+            tags[f"{prefix}_ci_high"] = repr(difference.high)
+    return tags
+
+
+def _champion(client: MlflowClient, uri: str, name: str, version: str) -> Champion | None:
+    """The current champion (None when there is none, or it is `version` itself) with the
+    evaluation evidence it was registered with, if any."""
+    current = champion_version(client, name)
+    if current is None or current.version == version:
+        return None
+    tags, scores = current.tags, None
+    with tempfile.TemporaryDirectory(prefix="cyclegan-champion-") as tmp:
+        try:
+            with using_uri(uri):
+                path = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{name}/{current.version}/artifacts/{EVALUATION_FILE}",
+                    dst_path=tmp,
+                )
+            scores = _load_scores(Path(path))
+        except (MlflowException, OSError):  # registered before versions kept their evidence
+            scores = None
+    return Champion(
+        current.version,
+        tags.get("metric"),
+        tags.get("mode"),
+        as_float(tags.get("metric_value")),
+        scores,
+    )
 
 
 def _version_tags(
@@ -309,47 +340,6 @@ def _description(tags: dict[str, str], epoch: int) -> str:
     return text + (f" Searched as: {tags[SEARCHED_AS_TAG]}." if tags.get(SEARCHED_AS_TAG) else "")
 
 
-def _better(value: float, than: float, mode: str) -> bool:
-    return value < than if mode == "min" else value > than
-
-
-def _maybe_crown(
-    client: MlflowClient, name: str, version: str, metric: str, value: float, mode: str
-) -> Registration:
-    result = Registration(name, version, metric, mode, value, champion=False)
-    current = champion_version(client, name)
-    if not math.isfinite(value):
-        result.reason = f"{metric} is {value}"
-        return result
-    if current is None or current.version == version:
-        result.champion, result.reason = True, "first champion"
-    else:
-        tags = current.tags
-        result.previous_champion = current.version
-        result.previous_value = as_float(tags.get("metric_value"))
-        if (tags.get("metric"), tags.get("mode")) != (metric, mode):
-            result.reason = (
-                f"champion v{current.version} is ranked by {tags.get('metric') or 'no metric'} "
-                f"({tags.get('mode') or 'no mode'}), not {metric} ({mode}); move the alias by hand "
-                f"to change"
-            )
-            return result
-        previous = result.previous_value
-        if previous is not None and math.isfinite(previous) and not _better(value, previous, mode):
-            result.reason = (
-                f"champion v{current.version} has {metric}={previous:.4g}, at least as good"
-            )
-            return result
-        result.champion, result.reason = (
-            True,
-            f"beats v{current.version} ({metric}={previous:.4g})"
-            if previous is not None
-            else f"v{current.version} has no {metric} value",
-        )
-    client.set_registered_model_alias(name, CHAMPION, version)
-    return result
-
-
 def as_float(text: str | None) -> float | None:
     try:
         return float(text) if text is not None else None
@@ -367,5 +357,15 @@ def champion_version(client: MlflowClient, name: str):
         raise
 
 
-# ------------------------------------------------------------------------------------------------
-# Lookups
+def version_generators(uri: str, name: str, version: str) -> tuple[dict[str, bytes], dict]:
+    """A registered version's two generator files (by network: G_A, G_B) and how to build them
+    (its generators.json)."""
+    files = {}
+    with reported_as(), tempfile.TemporaryDirectory(prefix="cyclegan-version-") as tmp:
+        with using_uri(uri):
+            for net, file_name in {**GENERATOR_FILES, "config": "generators.json"}.items():
+                path = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{name}/{version}/artifacts/{file_name}", dst_path=tmp
+                )
+                files[net] = Path(path).read_bytes()
+    return {k: v for k, v in files.items() if k != "config"}, json.loads(files["config"])

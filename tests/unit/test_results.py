@@ -84,7 +84,7 @@ def test_the_summary_says_by_how_much_the_best_beat_the_baseline():
         ]
     )
     lines = table.splitlines()
-    assert "vs baseline" in lines[0] and "metric (best epoch)" in lines[0]
+    assert "vs baseline" in lines[0] and "metric [95% interval] (best epoch)" in lines[0]
     assert (
         "t1 " in lines[2]
         and "psnr=18 @ epoch 2 (max)" in lines[2]
@@ -98,6 +98,29 @@ def test_the_summary_says_by_how_much_the_best_beat_the_baseline():
         "hyperparameters as searched: lambda_cyc sets lambda_A and lambda_B (the names MLflow "
         "and the registry record)"
     )
+
+
+def test_the_summary_shows_intervals_the_untranslated_reference_and_the_noise():
+    best = _trial("t1", 14.06)
+    best.metric_ci = [13.52, 14.61]
+    beaten = _task([_trial("t0", 13.9, baseline=True), best], "t0")
+    beaten.untranslated = {"value": 12.2, "ci": [11.9, 12.5], "protocol": "res=32"}
+    beaten.over_untranslated = [1.86, 1.3, 2.4]
+    beaten.over_baseline = [0.16, -0.1, 0.45]  # image by image: within the noise
+    lost = _task([_trial("t0", 14.0, baseline=True)], "t0")
+    lost.untranslated = {"value": 16.32, "ci": [15.8, 16.9], "protocol": "res=32"}
+    lost.over_untranslated = [-2.26, -2.9, -1.7]
+    assert beaten.beats_untranslated and lost.beats_untranslated is False
+    lines = summary_table([beaten, lost]).splitlines()
+    assert "vs untranslated" in lines[0]
+    assert "psnr=14.06 [13.52, 14.61] @ epoch 2 (max)" in lines[2]
+    assert "+1.86 [+1.3, +2.4] over 12.2" in lines[2]
+    assert "within the noise: +0.16 [-0.1, +0.45]" in lines[2]
+    assert "worse: -2.26 [-2.9, -1.7] over 16.32" in lines[3]
+    assert (
+        "colorshift: no trial beat the untranslated inputs beyond the noise (psnr 16.32); "
+        "champion not moved to it"
+    ) in lines
 
 
 def test_a_results_file_reads_back_as_objects(tmp_path):
