@@ -214,9 +214,9 @@ class Scores:
     def comparable(self, other: Scores) -> str | None:
         """Why these and `other` cannot be compared image by image, or None when they can."""
         if self.protocol != other.protocol:
-            return f"evaluated with another protocol ({other.protocol} vs {self.protocol})"
+            return f"was evaluated with another protocol ({other.protocol}, not {self.protocol})"
         if self.inputs != other.inputs:
-            return "evaluated on other test images"
+            return "was evaluated on other test images"
         return None
 
     def compare(self, other: Scores, metric: str) -> Difference:

@@ -70,12 +70,28 @@ def run_show(args: argparse.Namespace) -> int:
     c = info.champion
     print(f"{info.name}  (task {info.task}, {len(info.versions)} version(s))")
     print(
-        f"champion: v{c.version}  {c.metric}={_number(c.value)} ({c.mode})  dataset "
-        f"{c.dataset or '-'}  run {c.run_id}"
+        f"champion: v{c.version}  {c.metric}={_number(c.value)}{_interval(c.interval)} ({c.mode})"
+        f"  dataset {c.dataset or '-'}  run {c.run_id}"
         if c
         else "champion: none"
     )
-    rows = [["VERSION", "ALIASES", "METRIC", "VALUE", "TRIAL", "RUN", "CREATED", "HYPERPARAMETERS"]]
+    if c and c.untranslated is not None:
+        print(f"  untranslated test images: {c.metric}={_number(c.untranslated)}")
+    if c and c.protocol:
+        print(f"  protocol: {c.protocol}")
+    rows = [
+        [
+            "VERSION",
+            "ALIASES",
+            "METRIC",
+            "VALUE [95% INTERVAL]",
+            "TRIAL",
+            "RUN",
+            "CREATED",
+            "HYPERPARAMETERS",
+            "DECISION",
+        ]
+    ]
     for v in info.versions:
         hp = " ".join(f"{k}={val}" for k, val in sorted(v.hyperparameters.items()))
         rows.append(
@@ -83,11 +99,12 @@ def run_show(args: argparse.Namespace) -> int:
                 f"v{v.version}",
                 ",".join(v.aliases) or "-",
                 v.metric or "-",
-                _number(v.value),
+                _number(v.value) + _interval(v.interval),
                 v.trial or "-",
                 (v.run_id or "-")[:12],
                 _date(v.created),
                 hp[:80] or "-",
+                v.decision or "-",
             ]
         )
     print(_table(rows))
@@ -96,6 +113,10 @@ def run_show(args: argparse.Namespace) -> int:
 
 def _date(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _interval(interval) -> str:
+    return f" [{interval[0]:.4g}, {interval[1]:.4g}]" if interval else ""
 
 
 def _number(value) -> str:

@@ -38,6 +38,10 @@ class VersionInfo:
     trial: str | None
     dataset: str | None
     hyperparameters: dict[str, str] = field(default_factory=dict)
+    interval: tuple[float, float] | None = None  # the value's 95 % interval
+    protocol: str | None = None  # how it was evaluated (cyclegan.scores)
+    untranslated: float | None = None  # the untranslated test images' value, same protocol
+    decision: str | None = None  # why it is, or is not, the champion
 
 
 @dataclass
@@ -70,7 +74,16 @@ def _version_info(mv) -> VersionInfo:
         hyperparameters={
             k.removeprefix(HP_PREFIX): v for k, v in tags.items() if k.startswith(HP_PREFIX)
         },
+        interval=_interval(tags),
+        protocol=tags.get("protocol"),
+        untranslated=as_float(tags.get("untranslated_value")),
+        decision=tags.get("champion_decision"),
     )
+
+
+def _interval(tags: dict) -> tuple[float, float] | None:
+    low, high = as_float(tags.get("metric_ci_low")), as_float(tags.get("metric_ci_high"))
+    return (low, high) if low is not None and high is not None else None
 
 
 def list_models(uri: str, prefix: str = DEFAULT_PREFIX) -> list[ModelInfo]:

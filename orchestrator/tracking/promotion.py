@@ -14,7 +14,8 @@ bootstrap of the improvement with its 95 % interval:
 
    A champion evaluated under another protocol or on other test images is evaluated again
    (`reevaluate`) before the comparison; when it cannot be, the alias does not move. Numbers from
-   two protocols are never compared.
+   two protocols are never compared; only `better` compares the values of a champion registered
+   before versions kept their evidence.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def decide(
     if mine is None:
         return _by_value(decision, rule, challenger, champion)
     theirs = champion.scores
-    why = mine.comparable(theirs) if theirs is not None else "no evaluation evidence"
+    why = "has no evaluation evidence" if theirs is None else mine.comparable(theirs)
     if why:
         try:
             theirs = reevaluate(champion.version) if reevaluate else None
@@ -118,7 +119,9 @@ def decide(
             why = f"{why}, and evaluating it again failed: {err}"
             theirs = None
         if theirs is None or mine.comparable(theirs):
-            decision.reason = f"not promoted: champion v{champion.version} was {why}; not compared"
+            if rule == "better" and champion.scores is None:  # registered before evidence was kept
+                return _by_value(decision, rule, challenger, champion)
+            decision.reason = f"not promoted: champion v{champion.version} {why}; not compared"
             return decision
     gain = decision.improvement = mine.compare(theirs, metric)
     over = f"{gain.describe(unit)} over v{champion.version}"

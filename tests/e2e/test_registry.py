@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from mlflow import MlflowClient
 from PIL import Image
 
 from conftest import _stop_process_group, free_port, wait_for_http
@@ -24,6 +26,7 @@ from cyclegan.checkpoint import load_generator, save_networks
 from cyclegan.config import TrainConfig
 from cyclegan.data import load_image
 from cyclegan.networks import define_networks
+from cyclegan.scores import Scores
 from cyclegan.translate import translate_image
 from orchestrator.commands import main as orchestrator_main
 from orchestrator.tracking.context import TrackingContext
@@ -85,6 +88,7 @@ def registry(mlflow_server, tiny_trained, tmp_path_factory) -> dict:
                 hyperparameters={"lr": 1e-4, "lambda_A": 10.0, "lambda_B": 10.0},
                 **kwargs,
             ),
+            promote="better",  # no per-image evidence here: the values decide
         )
 
     zebra = [
@@ -134,7 +138,7 @@ def as_frame(images: list[Path]) -> pd.DataFrame:
 
 def test_champion_moves_only_to_a_strictly_better_version(registry):
     first, worse, better = registry["zebra"]
-    assert (first.version, first.champion, first.reason) == ("1", True, "first champion")
+    assert (first.version, first.champion, first.reason) == ("1", True, "promoted: first champion")
     assert (worse.version, worse.champion, worse.previous_champion) == ("2", False, "1")
     assert "not champion" in worse.summary() and "psnr=12" in worse.reason
     assert (better.version, better.champion, better.previous_champion, better.previous_value) == (
@@ -309,3 +313,73 @@ def test_mlflow_models_serve_answers_with_translated_images(registry, tiny_datas
         assert_same_images(got, direct(registry["champion_dir"], "AtoB", images))
     finally:
         _stop_process_group(proc)
+
+
+def _with_evidence(source: Path, dest: Path, shift: float, protocol: str | None = None) -> Path:
+    """A copy of the trained folder whose evidence says: PSNR = the untranslated inputs' + `shift`
+    dB on every test image, give or take 0.1 dB."""
+    shutil.copytree(source, dest)
+    nothing = Scores.load(source / "untranslated.npz")
+    mine = Scores.load(source / "evaluation.npz")
+    rng = np.random.default_rng(int(shift * 1000) % 2**32)  # each model its own per-image noise
+    spread = {k: (e := rng.normal(0, 0.1, len(v))) - e.mean() for k, v in nothing.paired.items()}
+    mine.paired = {k: v + shift + spread[k] for k, v in nothing.paired.items() if "psnr" in k}
+    nothing.paired = {k: v for k, v in nothing.paired.items() if "psnr" in k}
+    if protocol:
+        mine.protocol = nothing.protocol = protocol
+    mine.save(dest / "evaluation.npz")
+    nothing.save(dest / "untranslated.npz")
+    return dest
+
+
+def test_promotion_on_evidence_against_a_real_registry(registry, tiny_trained, tmp_path, capsys):
+    """The champion moves only beyond the noise (significant), on any gain (better), never to a
+    model worse than doing nothing; a champion scored under another protocol is evaluated again."""
+    uri, run = registry["uri"], registry["runs"][0]
+    base = Scores.load(tiny_trained / "untranslated.npz").value("psnr")
+
+    def register(shift: float, promote: str, protocol: str | None = None, reevaluate=None):
+        folder = _with_evidence(tiny_trained, tmp_path / f"{shift}-{promote}-{protocol}", shift)
+        if protocol:
+            _with_evidence(tiny_trained, folder.with_name(folder.name + "-p"), shift, protocol)
+            folder = folder.with_name(folder.name + "-p")
+        candidate = Candidate("horse", run, "psnr", base + shift, "max", checkpoint_dir=folder)
+        return register_best(uri, candidate, promote=promote, reevaluate=reevaluate)
+
+    first = register(2.0, "significant")
+    assert first.champion and first.reason.startswith("promoted: first champion; beats the")
+    assert first.interval[0] < first.value < first.interval[1]
+    assert first.over_untranslated.estimate == pytest.approx(2.0)
+    tiny = register(2.01, "significant")  # +0.01 dB over v1: within the noise
+    assert not tiny.champion and tiny.improvement.low < 0 < tiny.improvement.high
+    assert "over v1 is within the noise (promote: significant)" in tiny.reason
+    assert register(2.01, "better").champion  # today's rule: any gain
+    worse = register(-0.5, "always")  # worse than the untranslated test images
+    assert not worse.champion and "untranslated inputs is no improvement" in worse.reason
+
+    asked = []
+
+    def reevaluate(version: str) -> Scores:
+        asked.append(version)
+        folder = _with_evidence(tiny_trained, tmp_path / f"again-{version}", 2.01, "res=other")
+        return Scores.load(folder / "evaluation.npz")
+
+    moved = register(3.0, "significant", protocol="res=other", reevaluate=reevaluate)
+    assert asked == ["3"] and moved.champion  # v3 (better) held the alias
+    assert moved.improvement.estimate == pytest.approx(0.99)
+
+    client = MlflowClient(uri, registry_uri=uri)
+    tags = client.get_model_version("cyclegan-horse", moved.version).tags
+    assert tags["protocol"] == "res=other"
+    assert (
+        float(tags["metric_ci_low"]) < float(tags["metric_value"]) < float(tags["metric_ci_high"])
+    )
+    assert float(tags["improvement_ci_low"]) > 0 and tags["champion_decision"] == moved.reason
+    assert float(tags["untranslated_value"]) == pytest.approx(base)
+    noisy = client.get_model_version("cyclegan-horse", tiny.version).tags
+    assert float(noisy["improvement_ci_low"]) < 0 < float(noisy["improvement_ci_high"])
+
+    assert orchestrator_main(["models", "show", "horse", "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith(f"champion: v{moved.version}  psnr={moved.value:.4g} [")
+    assert out[2].strip().startswith("untranslated test images: psnr=") and "res=other" in out[3]

@@ -175,7 +175,10 @@ def test_two_task_sweep_lands_runs_metrics_artifacts_and_champions(tracking_uri,
         champion = champion_version(client, f"cyclegan-{task}")
         assert champion.tags["run_id"] == info["best"]["run"] == info["runs"]["trial_1"]
         assert champion.tags["dataset"] == "https://alice:***@data.example.org/colorshift"
-        assert info["registration"].champion and info["registration"].reason == "first champion"
+        assert (
+            info["registration"].champion
+            and info["registration"].reason == "promoted: first champion"
+        )
     # One experiment for the manifest; the sqlite default keeps artifacts beside the database.
     assert client.get_experiment_by_name("sweep-test") is not None
     if uri.startswith("sqlite:"):

@@ -73,7 +73,7 @@ def test_scores_from_another_protocol_or_other_images_are_not_compared():
         a.compare(_psnr_scores([10, 11, 12], protocol="p2"), "psnr")
     other = _psnr_scores([10, 11, 12])
     other.inputs["AtoB"] = ["x", "y", "z"]
-    assert a.comparable(other) == "evaluated on other test images"
+    assert a.comparable(other) == "was evaluated on other test images"
 
 
 def test_fid_and_kid_intervals_from_features_computed_once(tmp_path):
