@@ -55,6 +55,9 @@ def _validate(args: argparse.Namespace) -> int:
         f"{args.manifest}: valid; {len(loaded.plans)} task(s), {total} trial(s)"
         + ("" if args.offline else "; every dataset has trainA/ and trainB/")
     )
+    for plan in loaded.plans:
+        if plan.capped:
+            print(plan.capped)
     return 0
 
 
@@ -78,6 +81,8 @@ def describe_plan(plans: list[TaskPlan], storage: str) -> str:
             f"{plan.search.max_concurrent_trials or 'as many as fit'} at once"
         )
         lines.append(f"  data: {plan.data}")
+        if plan.capped:
+            lines.append(f"  {plan.capped}")
         for key, spec in plan.space.items():
             lines.append(f"  {key}: {spec}")
         if plan.baseline is not None:
@@ -112,6 +117,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     if not args.offline:
         check_data(plans)
+    for plan in plans:
+        if plan.capped:
+            print(plan.capped)
     from orchestrator.sweep.console import RunConsole
     from orchestrator.sweep.experiment import run_experiment
     from orchestrator.sweep.options import RunOptions

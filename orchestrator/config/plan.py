@@ -32,7 +32,12 @@ from orchestrator.config.resources import Resources
 from orchestrator.config.schema import Manifest, Search, Task, lenient_manifest, model_at
 from orchestrator.config.sizes import combined_config
 from orchestrator.config.source import parse_yaml, read_manifest
-from orchestrator.config.space import Distribution, grid_size, space_problems
+from orchestrator.config.space import (
+    Distribution,
+    distinct_configurations,
+    grid_size,
+    space_problems,
+)
 from orchestrator.config.strategy_checks import search_field, strategy_problems
 from orchestrator.search import ALGORITHMS, SCHEDULERS, TABLES
 
@@ -52,7 +57,9 @@ class TaskPlan:
     space: dict[str, Any]  # searched options: name -> distribution dict (aliases kept)
     resources: Resources
     search: Search
-    trial_count: int  # exact for grid, else num_samples; the baseline included
+    # num_samples (times the grid's size) and the baseline, at most `distinct`: no configuration
+    # runs twice
+    trial_count: int
     # The paper's values of the searched options (search-space names), None with `baseline: false`;
     # and whether it is a trial of its own (Tune's points_to_evaluate) or one the search runs anyway
     # (a grid point, or the only configuration of a space with nothing searched).
@@ -61,6 +68,29 @@ class TaskPlan:
     # `data` parsed, once, where the manifest is loaded: the dataset checks take it as it is.
     dataset: DatasetRef | None = None
     set_fields: tuple[str, ...] = ()  # the TrainConfig fields the manifest sets, in its order
+    distinct: int | None = None  # the different trials it can run (None: a continuous space)
+
+    @property
+    def asked(self) -> int:
+        """The trials the manifest asks for: num_samples (times the grid's size), the baseline."""
+        return self.search.num_samples * grid_size(self.space) + int(self.baseline_added)
+
+    @property
+    def capped(self) -> str | None:
+        """One line when the space holds fewer configurations than the trials asked, else None."""
+        if self.trial_count >= self.asked:
+            return None
+        grid = grid_size(self.space)
+        asked = f"num_samples {self.search.num_samples}" + (
+            f" x {grid} grid points" if grid > 1 else ""
+        )
+        if self.baseline_added:
+            asked += " + the baseline"
+        return (
+            f"task {self.name}: only {self.distinct} different configuration(s) to run, fewer "
+            f"than the {self.asked} trials asked ({asked}): each runs once, "
+            f"{self.trial_count} trial(s)"
+        )
 
     @property
     def train(self) -> dict[str, Any]:
@@ -277,6 +307,7 @@ def _plan_task(
         "grid" in spec and in_values(baseline[k], spec["grid"]) for k, spec in space.items()
     )
     count = search.num_samples * grid_size(space) + int(added)
+    distinct = distinct_configurations(space, baseline, added)
     return TaskPlan(
         task.name,
         task.data,
@@ -284,11 +315,12 @@ def _plan_task(
         space,
         resources,
         search,
-        count,
+        count if distinct is None else min(count, distinct),
         baseline,
         added,
         dataset,
         tuple(train),
+        distinct,
     )
 
 

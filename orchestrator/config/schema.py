@@ -34,7 +34,8 @@ class Search(_Strict):
         1,
         ge=1,
         description=(
-            "trials to sample (with grid: repeats of the whole grid); the baseline comes on top"
+            "trials to sample (with grid: repeats of the whole grid); the baseline comes on top; "
+            "no configuration runs twice (a smaller discrete space runs each point once)"
         ),
     )
     algorithm: AlgorithmField = Field(

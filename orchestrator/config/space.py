@@ -44,6 +44,14 @@ def _integer_bounds(args: Sequence[float]) -> str | None:
     return "bounds must be integers" if not all(isinstance(a, int) for a in args) else None
 
 
+def _distinct(args: Sequence) -> int:
+    return sum(not in_values(v, args[:i]) for i, v in enumerate(args))
+
+
+def _count_multiples(args: Sequence[float]) -> int:
+    return math.floor(args[1] / args[2]) - math.ceil(args[0] / args[2]) + 1
+
+
 def _positive_q(args: Sequence[float]) -> str | None:
     if not args[2] > 0:
         return f"q ({args[2]}) must be > 0"
@@ -66,6 +74,7 @@ class Kind:
     check: Callable[[Sequence], str | None] | None = None  # a rule of its own on the arguments
     tune_args: Callable[[Sequence], tuple] = tuple  # the arguments of `tune`
     grid_axis: bool = False  # every value is a trial (crossed with the other axes)
+    count: Callable[[Sequence], int] | None = None  # how many distinct values; None: continuous
 
     @property
     def listed(self) -> bool:
@@ -82,6 +91,7 @@ KINDS: dict[str, Kind] = {
             "choice",
             values=lambda args, limit: list(args),
             tune_args=lambda args: (args,),
+            count=_distinct,
         ),
         Kind(
             "grid",
@@ -90,6 +100,7 @@ KINDS: dict[str, Kind] = {
             values=lambda args, limit: list(args),
             tune_args=lambda args: (args,),
             grid_axis=True,
+            count=_distinct,
         ),
         Kind("uniform", 2, "uniform"),
         Kind("loguniform", 2, "loguniform", check=_low_above_zero),
@@ -101,8 +112,16 @@ KINDS: dict[str, Kind] = {
             values=lambda args, limit: range(args[0], args[1] + 1),
             check=_integer_bounds,
             tune_args=lambda args: (args[0], args[1] + 1),
+            count=lambda args: args[1] - args[0] + 1,
         ),
-        Kind("quniform", 3, "quniform", values=_multiples, check=_positive_q),
+        Kind(
+            "quniform",
+            3,
+            "quniform",
+            values=_multiples,
+            check=_positive_q,
+            count=_count_multiples,
+        ),
     )
 }
 DISTRIBUTIONS = tuple(KINDS)
@@ -141,6 +160,19 @@ class Distribution:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         return self.args[0] <= value <= self.args[1]
+
+    def size(self) -> int | None:
+        """How many distinct values it gives; None for the continuous ones."""
+        return None if self.kind.count is None else self.kind.count(self.args)
+
+    def gives(self, value: Any) -> bool:
+        """Whether a sample can be exactly `value` (a continuous range: any value inside it)."""
+        if not self.contains(value):
+            return False
+        if self.kind.listed or self.kind.count is None:
+            return True
+        step = self.args[2] if len(self.args) == 3 else 1  # randint, quniform: multiples of a step
+        return math.isclose(value / step, round(value / step), abs_tol=1e-9)
 
 
 def check_distribution(name: str, spec: Any) -> list[str]:
@@ -214,6 +246,25 @@ def grid_size(space: dict[str, Any]) -> int:
     return math.prod(
         len(Distribution.of(spec).args) for spec in space.values() if _is_grid_axis(spec)
     )
+
+
+def space_size(space: dict[str, Any]) -> int | None:
+    """How many distinct configurations the space holds; None when a range is continuous (its
+    samples practically never repeat)."""
+    sizes = [Distribution.of(spec).size() for spec in space.values()]
+    return None if None in sizes else math.prod(sizes)
+
+
+def distinct_configurations(
+    space: dict[str, Any], baseline: dict[str, Any] | None, added: bool
+) -> int | None:
+    """How many different trials a task can run: the space's configurations, plus the baseline's
+    point when it is a trial of its own outside them; None for a continuous space."""
+    size = space_size(space)
+    if size is None or not added or baseline is None:
+        return size
+    inside = all(Distribution.of(spec).gives(baseline[k]) for k, spec in space.items())
+    return size + int(not inside)
 
 
 def grid_points(space: dict[str, Any]) -> list[dict[str, Any]]:

@@ -217,7 +217,7 @@ def _record_outcome(result: TaskResult, uri: str, parent: str, hyperparameters: 
     inputs' (the reference), and the best hyperparameters."""
     from orchestrator.storage.best import best_key
 
-    best, baseline, metric = result.best, result.baseline, result.metric
+    best, metric = result.best, result.metric
     reference = result.untranslated or {}
     low, high = (best.metric_ci or (None, None)) if best else (None, None)
     tracking.record_task_outcome(
@@ -228,7 +228,7 @@ def _record_outcome(result: TaskResult, uri: str, parent: str, hyperparameters: 
             f"{best_key(metric)}_ci_low": low,
             f"{best_key(metric)}_ci_high": high,
             "best_epoch": best.best_epoch if best else None,
-            f"baseline_{metric}": baseline.metric if baseline else None,
+            f"baseline_{metric}": result.baseline_value,
             "improvement_over_baseline": result.improvement,
             f"untranslated_{metric}": reference.get("value"),
             f"untranslated_{metric}_ci_low": (reference.get("ci") or (None, None))[0],

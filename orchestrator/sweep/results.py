@@ -24,6 +24,7 @@ from typing import Any
 from cyclegan.errors import UserError
 from orchestrator.config.aliases import alias_note
 from orchestrator.redact import mask_text
+from orchestrator.search.schedulers.pbt import best_before, first_exploit_epoch
 
 # How a trial ended. Only finished and stopped trials are ranked: a failed or diverged trial keeps
 # its best epoch in storage and in the results file, but an unhealthy run does not become the
@@ -100,15 +101,27 @@ class TaskResult:
         return None if self.over_untranslated is None else self.over_untranslated[1] > 0
 
     @property
+    def baseline_mutated_at(self) -> int | None:
+        """The epoch from which PBT trained the baseline trial with other values than the paper's
+        (None: never)."""
+        return first_exploit_epoch(self.baseline.lineage) if self.baseline else None
+
+    @property
+    def baseline_value(self) -> float | None:
+        """The paper's values' score: the baseline's best epoch, before PBT first mutated them."""
+        baseline, mutated = self.baseline, self.baseline_mutated_at
+        if baseline is None or mutated is None:
+            return baseline.metric if baseline else None
+        return best_before(baseline.history, self.metric, self.mode, mutated)
+
+    @property
     def improvement(self) -> float | None:
         """How much better the best trial's value is than the baseline's (positive: better, in the
         metric's own units), or None when either has no value."""
-        best, baseline = self.best, self.baseline
-        if best is None or baseline is None or best.metric is None or baseline.metric is None:
+        best, reference = self.best, self.baseline_value
+        if best is None or best.metric is None or reference is None:
             return None
-        return (
-            baseline.metric - best.metric if self.mode == "min" else best.metric - baseline.metric
-        )
+        return reference - best.metric if self.mode == "min" else best.metric - reference
 
     def history(self, trial_id: str) -> list[dict]:
         trial = self.trial(trial_id)
@@ -287,7 +300,8 @@ def summary_table(results: list[TaskResult]) -> str:
             )
             continue
         params = " ".join(f"{k}={_short(v)}" for k, v in best.params.items())
-        name = f"{best.trial_id}*" if best.baseline else best.trial_id
+        paper = best.baseline and r.baseline_mutated_at is None  # PBT mutated: not the paper's
+        name = f"{best.trial_id}*" if paper else best.trial_id
         rows.append(
             (
                 r.task,
@@ -346,13 +360,19 @@ def _versus(result: TaskResult) -> str:
         return "-"
     if baseline.metric is None or baseline.status not in RANKED_STATUSES:
         return f"baseline {baseline.status}, no value"
-    if best is baseline:
-        return "the baseline is best"
+    mutated, reference = result.baseline_mutated_at, result.baseline_value
+    before = "" if mutated is None else f"the baseline trial was mutated at epoch {mutated}; "
+    if reference is None:
+        return f"{before}no value before"
+    if mutated is not None:
+        before += "compared with its value before: "
     gain = result.improvement  # >= 0: the baseline is ranked with the others
-    share = f" ({gain / abs(baseline.metric):.0%})" if baseline.metric else ""
-    paired = result.over_baseline
+    if best is baseline and not gain:
+        return f"{before}the baseline is best"
+    share = f" ({gain / abs(reference):.0%})" if reference else ""
+    paired = None if mutated is not None else result.over_baseline
     if paired is None:
-        return f"beat it by {gain:.4g}{share}"
+        return f"{before}beat it by {gain:.4g}{share}"
     if paired[1] > 0:
         return f"beat it by {_difference(paired)}{share}"
     return f"within the noise: {_difference(paired)}"

@@ -40,6 +40,7 @@ from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher, Se
 from ray.tune.search.concurrency_limiter import ConcurrencyLimiter
 
 from orchestrator import ray_internals
+from orchestrator.sweep.unique import UniqueTrials
 
 TASK_KEY = "task"  # the config key naming a trial's task
 STATE_FILE = "task-search-state-{}.pkl"
@@ -99,6 +100,8 @@ class TaskSearchSpec:
     mode: str
     max_concurrent: int | None = None  # trials of this task at once (None: no limit of its own)
     max_failures: int | None = None  # retries of a failed trial (None: the run's FailureConfig)
+    # at most this many trials, no configuration twice (orchestrator.sweep.unique); None: no check
+    unique: int | None = None
     search_alg: SearchAlgorithm = field(init=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +110,7 @@ class TaskSearchSpec:
             alg = SearchGenerator(
                 ConcurrencyLimiter(alg, self.max_concurrent) if self.max_concurrent else alg
             )
-        self.search_alg = alg
+        self.search_alg = alg if self.unique is None else UniqueTrials(alg, self.unique)
 
 
 class TaskStops(Protocol):
@@ -134,8 +137,10 @@ class TaskSearch(SearchAlgorithm):
         # in each generator: generators made in the same instant would give two tasks the same trial
         # ids.
         prefixes: set[str] = set()
-        for alg in self.inner.values():
-            if isinstance(alg, BasicVariantGenerator):
+        for task, spec in tasks.items():
+            if isinstance(spec.search_alg, UniqueTrials):
+                spec.search_alg.task = task
+            if isinstance(alg := spec.algorithm, BasicVariantGenerator):
                 while (prefix := uuid.uuid4().hex[:5] + "_") in prefixes:
                     pass
                 prefixes.add(prefix)

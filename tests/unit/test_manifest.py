@@ -78,7 +78,7 @@ def test_mode_is_implied_by_the_metric_or_given():
     assert parse_manifest(text).plans[0].search.resolved_mode == "min"
 
 
-def test_grid_counts_every_combination_and_choices_become_axes():
+def test_grid_counts_every_combination_once_and_choices_become_axes():
     text = """\
     name: g
     search:
@@ -88,7 +88,12 @@ def test_grid_counts_every_combination_and_choices_become_axes():
     tasks: [{name: t, data: /d}]
     """
     plan = parse_manifest(textwrap.dedent(text)).plans[0]
-    assert plan.trial_count == 2 * 2 * 3
+    # num_samples 2 would repeat the grid: each of its 6 combinations runs once
+    assert plan.asked == 2 * 2 * 3 and plan.trial_count == plan.distinct == 2 * 3
+    assert plan.capped == (
+        "task t: only 6 different configuration(s) to run, fewer than the 12 trials asked "
+        "(num_samples 2 x 6 grid points): each runs once, 6 trial(s)"
+    )
     assert plan.train["lr"] == 0.0001  # constants in the space are plain options
     assert len(grid_points(plan.space)) == 6
 
@@ -445,15 +450,16 @@ def test_a_grid_that_holds_the_baseline_runs_it_once_and_one_that_does_not_gets_
         and holds.trial_count == 2
     )
     lacks = _plan(
-        "name: g\nsearch: {algorithm: grid, num_samples: 2, space: {lambda_cyc: {grid: [5, "
+        "name: g\nsearch: {algorithm: grid, space: {lambda_cyc: {grid: [5, "
         "20]}}}\ntasks: [{name: t, data: /d}]"
     )
-    assert lacks.baseline_added and lacks.trial_count == 2 * 2 + 1
+    assert lacks.baseline_added and lacks.trial_count == 2 + 1
 
 
 def test_nothing_searched_means_no_duplicate_trial_and_baseline_false_means_none():
     plain = _plan("name: p\nsearch: {num_samples: 2}\ntasks: [{name: t, data: /d}]")
-    assert plain.baseline == {} and not plain.baseline_added and plain.trial_count == 2
+    # the one configuration of an empty space runs once, whatever num_samples says
+    assert plain.baseline == {} and not plain.baseline_added and plain.trial_count == 1
     off = _plan(
         "name: p\nsearch: {baseline: false, space: {lambda_cyc: {choice: [5, 20]}}}\ntasks: "
         "[{name: t, data: /d}]"

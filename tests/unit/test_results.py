@@ -161,3 +161,65 @@ def test_a_results_file_reads_back_as_objects(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(UserError, match="not a results file"):
         load_results(tmp_path / "bad.json")
+
+
+def _pbt_baseline(history: list[tuple[int, float]], exploits: list[tuple[int, int]]) -> TrialRecord:
+    """A PBT baseline trial (psnr per epoch in `history`) that took a donor's checkpoint at each of
+    `exploits` (epoch trained next, donor epoch), in the lineage format of
+    orchestrator.trial.pbt_session."""
+    trial = _trial("t0", max(v for _, v in history), baseline=True)
+    trial.history = [{"epoch": e, "psnr": v, "hp/lambda_A": 10.0} for e, v in history]
+    trial.best_epoch = max(history, key=lambda row: row[1])[0]
+    trial.lineage = {
+        "exploits": [
+            {
+                "epoch": epoch,
+                "donor": "t1",
+                "donor_epoch": donor_epoch,
+                "old": {"lambda_cyc": 10},
+                "new": {"lambda_cyc": 20},
+                "checkpoint": f"/runs/pbt-t1/checkpoint_epoch_{donor_epoch:04d}",
+            }
+            for epoch, donor_epoch in exploits
+        ],
+        "schedule": [{"trial": "t0", "from_epoch": 1, "values": {"lambda_cyc": 10}}],
+    }
+    return trial
+
+
+def test_a_baseline_mutated_by_pbt_is_compared_by_its_value_before_and_loses_its_mark():
+    # the paper's values scored 12 by epoch 2; after the exploit at epoch 3 the trial reached 20
+    mutated = _pbt_baseline([(1, 11.0), (2, 12.0), (3, 18.0), (4, 20.0)], [(3, 2)])
+    task = _task([mutated, _trial("t1", 16.0)], "t0")
+    assert task.best is mutated and task.baseline_mutated_at == 3
+    assert task.baseline_value == 12.0 and task.improvement == 8.0
+    row = summary_table([task]).splitlines()[2]
+    assert row.startswith("colorshift  t0 ") and "t0*" not in row
+    assert (
+        "the baseline trial was mutated at epoch 3; compared with its value before: beat it by 8 "
+        "(67%)" in row
+    )
+    other = _task([mutated, _trial("t1", 24.0)], "t0")  # another trial wins: by 24 - 12
+    assert other.improvement == 12.0 and "beat it by 12 (100%)" in summary_table([other])
+    assert json.loads(json.dumps(other.to_dict()))["improvement_over_baseline"] == 12.0
+
+
+def test_a_pbt_baseline_best_before_its_first_exploit_is_still_best():
+    # a later exploit went back to epoch 2: the rows from epoch 2 on are the donors' lineage
+    best_early = _pbt_baseline([(1, 21.0), (2, 13.0), (3, 20.0), (4, 14.0)], [(4, 3), (2, 1)])
+    task = _task([best_early, _trial("t1", 16.0)], "t0")
+    assert task.baseline_mutated_at == 2 and task.baseline_value == 21.0
+    row = summary_table([task]).splitlines()[2]
+    assert "t0*" not in row
+    assert (
+        "the baseline trial was mutated at epoch 2; compared with its value before: the baseline "
+        "is best" in row
+    )
+
+
+def test_a_pbt_baseline_that_never_exploited_keeps_its_mark():
+    kept = _pbt_baseline([(1, 11.0), (2, 22.0)], [])
+    task = _task([kept, _trial("t1", 16.0)], "t0")
+    assert task.baseline_mutated_at is None and task.baseline_value == 22.0
+    row = summary_table([task]).splitlines()[2]
+    assert "t0* " in row and "the baseline is best" in row and "mutated" not in row

@@ -232,3 +232,22 @@ def lineage_of(metrics: dict | None) -> dict | None:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def first_exploit_epoch(lineage: dict | None) -> int | None:
+    """The first epoch a PBT trial trained with values other than those it started with: the
+    earliest epoch an exploit went back to (None: it never exploited)."""
+    exploits = (lineage or {}).get("exploits") or []
+    return min((int(e["epoch"]) for e in exploits), default=None)
+
+
+def best_before(history: list[dict], metric: str, mode: str, epoch: int) -> float | None:
+    """A trial's best value of `metric` among its evaluated epochs before `epoch`. A history keeps
+    each epoch's latest row, and training after an exploit starts at the exploit's epoch, so the
+    rows before the first exploit's epoch are the trial's own, with its first values."""
+    values = [
+        row[metric]
+        for row in history
+        if (row.get("epoch") or 0) < epoch and isinstance(row.get(metric), (int, float))
+    ]
+    return (min if mode == "min" else max)(values, default=None)
