@@ -331,13 +331,25 @@ def _description(tags: dict[str, str], epoch: int) -> str:
         for k, v in sorted(tags.items())
         if k.startswith(HP_PREFIX)
     )
+    interval = (
+        f" [95% interval {float(tags['metric_ci_low']):.4g}, {float(tags['metric_ci_high']):.4g}]"
+        if "metric_ci_low" in tags
+        else ""
+    )
+    reference = (
+        f" The untranslated test images score {float(tags['untranslated_value']):.4g}."
+        if "untranslated_value" in tags
+        else ""
+    )
     text = (
         f"Trial {tags.get('trial')} of task {tags['task']} (run {tags['run_id']}): "
-        f"{tags['metric']}={float(tags['metric_value']):.4g} "
-        f"({tags['mode']}) at epoch {epoch}. Hyperparameters: "
+        f"{tags['metric']}={float(tags['metric_value']):.4g}{interval} "
+        f"({tags['mode']}) at epoch {epoch}.{reference} Hyperparameters: "
         f"{hyperparameters or 'the task as it is'}."
     )
-    return text + (f" Searched as: {tags[SEARCHED_AS_TAG]}." if tags.get(SEARCHED_AS_TAG) else "")
+    protocol = f" Evaluation protocol: {tags['protocol']}." if tags.get("protocol") else ""
+    searched = f" Searched as: {tags[SEARCHED_AS_TAG]}." if tags.get(SEARCHED_AS_TAG) else ""
+    return text + searched + protocol
 
 
 def as_float(text: str | None) -> float | None:

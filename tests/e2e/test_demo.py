@@ -3,8 +3,10 @@ experiments/quickstart.yaml` in a fresh working directory (a copy of experiments
 that nothing of the user's ~/.ray or caches is read or written, Ray as it ships: token auth on).
 
 Whatever tasks the manifest lists: every trial succeeds at its first attempt (Tune counts no
-failure for it), every task registers a champion, and the terminal output holds no traceback and
-stays within LINE_BUDGET lines (README.md, "The two commands"). The rest goes to the run's log.
+failure for it), runs a configuration of its own, and every task registers a champion that beats
+the untranslated test images by at least 1 dB beyond the noise; the terminal output holds no
+traceback and stays within LINE_BUDGET lines (README.md, "The two commands"). The rest goes to the
+run's log.
 """
 
 from __future__ import annotations
@@ -80,6 +82,14 @@ def test_the_quickstart_runs_clean_every_trial_at_its_first_attempt(tmp_path):
             f"{plan.name}: trials retried after a failure: {failures}"
         )
         assert f"registry: cyclegan-{plan.name} v1" in output
+        # No configuration twice (the baseline's point included), and a champion worth having:
+        # beyond the noise, and by at least 1 dB, better than the untranslated test images.
+        configs = {json.dumps(t["params"], sort_keys=True) for t in trials}
+        assert len(configs) == len(trials), trials
+        task = by_task[plan.name]
+        gain, low, _ = task["over_untranslated"]
+        assert low > 0 and gain >= 1.0, (plan.name, task["over_untranslated"], task["untranslated"])
+        assert task["registry"]["champion"], task["registry"]
         ended = [line for line in lines if line.startswith(f"  {plan.name}: trial ")]
         assert len(ended) == plan.trial_count, ended  # one line per finished or stopped trial
     assert (

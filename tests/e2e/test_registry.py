@@ -376,6 +376,9 @@ def test_promotion_on_evidence_against_a_real_registry(registry, tiny_trained, t
     )
     assert float(tags["improvement_ci_low"]) > 0 and tags["champion_decision"] == moved.reason
     assert float(tags["untranslated_value"]) == pytest.approx(base)
+    description = client.get_model_version("cyclegan-horse", moved.version).description
+    assert "[95% interval " in description and "The untranslated test images score " in description
+    assert description.endswith("Evaluation protocol: res=other.")
     noisy = client.get_model_version("cyclegan-horse", tiny.version).tags
     assert float(noisy["improvement_ci_low"]) < 0 < float(noisy["improvement_ci_high"])
 

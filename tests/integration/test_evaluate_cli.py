@@ -251,3 +251,23 @@ def test_train_with_fid_but_no_weights_fails_before_training(tiny_dataset, env, 
         Trainer(tiny_config(tiny_dataset, tmp_path, eval_freq=1, eval_metrics="fid"))
     assert not (tmp_path / "tiny" / "metrics.jsonl").exists()
     assert issubclass(M.MissingWeightsError, UserError)
+
+
+def test_a_champion_evaluated_again_in_a_worker_gives_its_trainings_own_evidence(
+    tiny_trained, tmp_path
+):
+    """orchestrator.trial.reevaluate (the Ray task behind a champion's re-evaluation), called as
+    the task would be: the generators' bytes, the challenger's config; same protocol, same
+    numbers as the training's last evaluation of those generators."""
+    from orchestrator.tracking.pyfunc_model import generator_config
+    from orchestrator.trial.reevaluate import evaluate_generators
+
+    config = json.loads((tiny_trained / "config.json").read_text())
+    generators = {n: (tiny_trained / f"latest_net_{n}.pth").read_bytes() for n in ("G_A", "G_B")}
+    data = evaluate_generators(config, generators, generator_config(config))
+    (tmp_path / "again.npz").write_bytes(data)
+    again = Scores.load(tmp_path / "again.npz")
+    kept = Scores.load(tiny_trained / "evaluation.npz")
+    assert again.comparable(kept) is None and again.protocol == kept.protocol
+    for key, values in kept.paired.items():
+        assert again.paired[key] == pytest.approx(values, abs=1e-6), key
