@@ -300,7 +300,9 @@ class Evaluator:
             if values:
                 result.metrics[name] = float(np.mean(values))
         computed = [n for n in self.metric_names if n in result.metrics]
+        bootstrap = time.perf_counter()
         result.metrics.update(result.scores.intervals(computed))
+        result.metrics["eval_bootstrap_s"] = time.perf_counter() - bootstrap
         result.metrics["eval_time_s"] = time.perf_counter() - start
         result.feature_cache_hits = self.cache.hits - hits
         result.feature_cache_misses = self.cache.misses - misses
