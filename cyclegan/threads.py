@@ -1,12 +1,16 @@
 """CPU threads of the processes this project starts (the CLIs), chosen for a machine that others
-share.
+may share.
 
-OpenMP's default wait (libgomp spins a while at every barrier before it sleeps) costs nothing on an
-idle machine, but when another process keeps one core busy, the thread that shares that core holds
-every parallel region up while the others spin against it: `cyclegan train` on CPU ran 6-16x
-slower. So the CLIs (1) wait passively (a waiting thread sleeps at once and gives its core back),
-and (2) start with one torch thread per core that is idle when they start (a core another process
-keeps busy gets no thread of ours), at least one. docs/PERFORMANCE.md, "CPU threads on a shared
+OpenMP's default wait (libgomp spins a while at every barrier before it sleeps) is the fastest on
+an idle machine, but when another process keeps one core busy, the thread that shares that core
+holds every parallel region up while the others spin against it: `cyclegan train` on CPU ran 6-16x
+slower. A passive wait (a waiting thread sleeps at once and gives its core back) avoids that, but
+costs a wake-up at every parallel region: on an idle machine it made the step about 1.5-2x slower
+than torch's defaults. So `python -m cyclegan` looks at the machine when it starts (the busy share
+of the cores over 0.1 s): (1) one torch thread per idle core, at least one (a core another
+process keeps busy gets no thread of ours), and (2) the passive wait only where some core is
+busy; on an idle machine torch's own settings. `python -m orchestrator` always waits passively:
+its Ray workers share the machine with each other. docs/PERFORMANCE.md, "CPU threads on a shared
 machine", has the figures; the benchmark is scripts/bench_cpu_load.py.
 
 Set before torch is imported (OpenMP reads these once, at its start); a value the user set wins.
@@ -58,11 +62,15 @@ def idle_cores(sample_s: float = 0.1) -> int:
 def configure_cpu_threads(
     environ: MutableMapping[str, str] = os.environ, threads: bool = True
 ) -> dict[str, str]:
-    """Set the passive OpenMP wait and (with `threads`) OMP_NUM_THREADS to the idle cores, where
-    the user has chosen neither; returns what was set."""
-    chosen = {key: value for key, value in WAIT_SETTINGS.items() if key not in environ}
+    """With `threads` (the cyclegan CLI): OMP_NUM_THREADS = the idle cores, and the passive wait
+    only where a core is busy; without (the orchestrator): the passive wait. Only what the user has
+    not chosen; returns what was set."""
+    idle = idle_cores() if threads else 0
+    chosen = {}
     if threads and "OMP_NUM_THREADS" not in environ:
-        chosen["OMP_NUM_THREADS"] = str(idle_cores())
+        chosen["OMP_NUM_THREADS"] = str(idle)
+    if idle < usable_cores():
+        chosen.update({key: value for key, value in WAIT_SETTINGS.items() if key not in environ})
     environ.update(chosen)
     return chosen
 
