@@ -1,17 +1,17 @@
 """CPU threads of the processes this project starts (the CLIs), chosen for a machine that others
 may share.
 
-OpenMP's default wait (libgomp spins a while at every barrier before it sleeps) is the fastest on
-an idle machine, but when another process keeps one core busy, the thread that shares that core
-holds every parallel region up while the others spin against it: `cyclegan train` on CPU ran 6-16x
-slower. A passive wait (a waiting thread sleeps at once and gives its core back) avoids that, but
-costs a wake-up at every parallel region: on an idle machine it made the step about 1.5-2x slower
-than torch's defaults. So `python -m cyclegan` looks at the machine when it starts (the busy share
-of the cores over 0.1 s): (1) one torch thread per idle core, at least one (a core another
-process keeps busy gets no thread of ours), and (2) the passive wait only where some core is
-busy; on an idle machine torch's own settings. `python -m orchestrator` always waits passively:
-its Ray workers share the machine with each other. docs/PERFORMANCE.md, "CPU threads on a shared
-machine", has the figures; the benchmark is scripts/bench_cpu_load.py.
+OpenMP's default wait (libgomp spins a while at every barrier before it sleeps) is the fastest on an
+idle machine, but when another process keeps one core busy, the thread that shares that core holds
+every parallel region up while the others spin against it: `cyclegan train` on CPU ran 6-16x slower.
+A passive wait (a waiting thread sleeps at once and gives its core back) avoids that, but costs a
+wake-up at every parallel region: on an idle machine it made the step 2.4x the plain eager one. So
+`python -m cyclegan` looks at the machine when it starts (the busy share of the cores over 0.1 s):
+(1) one torch thread per idle core, at least one (a core another process keeps busy gets no thread
+of ours), and (2) the passive wait only where some core is busy; on an idle machine torch's own
+settings (a load that comes later meets the spinning wait). `python -m orchestrator` always waits
+passively: its Ray workers share the machine with each other. docs/PERFORMANCE.md, "CPU threads on a
+shared machine", has the figures; the benchmark is scripts/bench_cpu_load.py.
 
 Set before torch is imported (OpenMP reads these once, at its start); a value the user set wins.
 Library users (`import cyclegan`) keep whatever their process has: only the command-line entry
