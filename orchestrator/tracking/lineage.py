@@ -14,11 +14,13 @@ import hashlib
 import logging
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT
 
 from orchestrator.redact import mask_text
@@ -60,6 +62,9 @@ def dataset_name(reference: str) -> str:
     return tail
 
 
+DATASET_ATTEMPTS = 3
+
+
 def log_dataset_input(
     client: MlflowClient, run_id: str, reference: str, folder: str | Path, context: str = "train"
 ) -> MetaDataset:
@@ -76,13 +81,23 @@ def log_dataset_input(
     dataset = MetaDataset(
         DatasetReference(reference), name=dataset_name(reference), digest=content_digest(folder)
     )
-    client.log_inputs(
-        run_id,
-        datasets=[
-            DatasetInput(dataset_entity(dataset), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
-        ],
-    )
-    return dataset
+    inputs = [
+        DatasetInput(dataset_entity(dataset), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+    ]
+    attempt = 1
+    while True:
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return dataset
+        except MlflowException as err:
+            # Two trials of a task start together and log the same dataset: MLflow's store looks
+            # it up, finds none, and both insert it; the second insert breaks the uniqueness of
+            # (experiment, name, digest). Once the first is committed, a retry links to it.
+            duplicate = any(s in str(err).lower() for s in ("unique constraint", "duplicate"))
+            if not duplicate or attempt == DATASET_ATTEMPTS:
+                raise
+            time.sleep(0.2 * attempt)
+            attempt += 1
 
 
 def git_commit(path: str | Path | None = None) -> str | None:

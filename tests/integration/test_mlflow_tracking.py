@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -402,3 +403,37 @@ def test_code_version_is_only_recorded_for_code_tracked_in_a_checkout(tmp_path):
     assert (
         git_commit(tmp_path / ".venv" / "site-packages") is None
     )  # installed into an ignored folder: not this checkout's code
+
+
+def test_trials_logging_one_dataset_at_once_all_get_it(tmp_path):
+    """Trials of a task start together and log the same dataset: MLflow's store inserts it once
+    per process that found none, and all but one insert break its uniqueness (the demo's trial
+    that failed once under load). Every run ends with the dataset as its input."""
+    from mlflow.exceptions import MlflowException
+
+    from orchestrator.tracking.lineage import log_dataset_input
+
+    uri = f"sqlite:///{tmp_path}/race.db"
+    client = MlflowClient(uri)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"x")
+    for round_ in range(3):  # the race is lost only sometimes: three rounds of eight at once
+        experiment = client.create_experiment(f"race-{round_}")
+        runs = [client.create_run(experiment).info.run_id for _ in range(8)]
+        barrier, errors = threading.Barrier(len(runs)), []
+
+        def log(run_id: str, barrier=barrier, errors=errors) -> None:
+            barrier.wait()
+            try:
+                log_dataset_input(MlflowClient(uri), run_id, "synthetic://photo?seed=0", folder)
+            except MlflowException as err:
+                errors.append(str(err)[:200])
+
+        threads = [threading.Thread(target=log, args=(run_id,)) for run_id in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert [len(client.get_run(r).inputs.dataset_inputs) for r in runs] == [1] * len(runs)
