@@ -328,13 +328,18 @@ def make_loader(
     rank: int = 0,
     world_size: int = 1,
     pin_memory: bool = False,
+    cpu_step: bool = False,
 ) -> DataLoader:
+    """The training loader; `cpu_step`: the training step runs on the CPU (its threads then keep
+    their cores: see cyclegan.threads.loader_workers)."""
     from .threads import loader_workers
 
     sampler = EpochShardSampler(
         len(dataset), rank, world_size, shuffle=not cfg.serial_batches, seed=cfg.seed
     )
-    workers = loader_workers(cfg.num_threads)  # at most one per core beside the training process
+    workers = loader_workers(
+        cfg.num_threads, step_threads=torch.get_num_threads() if cpu_step else 1
+    )
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,

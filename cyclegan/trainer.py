@@ -70,7 +70,12 @@ class Trainer:
         check_dataset_root(self.data_root)
         self.dataset = UnalignedDataset(self.data_root, cfg, "train")
         self.loader = make_loader(
-            self.dataset, cfg, rank, world_size, pin_memory=self.device.type == "cuda"
+            self.dataset,
+            cfg,
+            rank,
+            world_size,
+            pin_memory=self.device.type == "cuda",
+            cpu_step=self.device.type == "cpu",
         )
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every worker

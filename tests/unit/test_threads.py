@@ -60,10 +60,14 @@ def test_idle_cores_leaves_out_the_cores_other_processes_keep_busy(monkeypatch):
     assert threads.idle_cores(sample_s=0) == 4
 
 
-def test_data_loading_processes_are_at_most_one_per_core_beside_the_training_process():
-    assert threads.loader_workers(4, cores=2) == 1
+def test_data_loading_processes_only_take_cores_the_training_step_leaves_free():
+    assert threads.loader_workers(4, cores=2) == 1  # a GPU step: one core for the main process
     assert threads.loader_workers(4, cores=16) == 4
     assert threads.loader_workers(0, cores=16) == 0 and threads.loader_workers(4, cores=1) == 0
+    # A CPU step on every core of an idle 2-core machine: images are loaded in its process.
+    assert threads.loader_workers(4, cores=2, step_threads=2) == 0
+    assert threads.loader_workers(4, cores=2, step_threads=1) == 1  # one core busy: one thread
+    assert threads.loader_workers(4, cores=16, step_threads=14) == 2
 
 
 def test_the_cyclegan_command_sets_them_before_torch_is_imported(tmp_path):
