@@ -124,7 +124,9 @@ def decide(
             decision.reason = f"not promoted: champion v{champion.version} {why}; not compared"
             return decision
     gain = decision.improvement = mine.compare(theirs, metric)
-    over = f"{gain.describe(unit)} over v{champion.version}"
+    over = f"{gain.describe(unit)} over v{champion.version}" + (
+        " (evaluated again under this protocol)" if why else ""
+    )
     if _beats(gain, rule):
         return _promoted(decision, f"{over} (promote: {rule})")
     decision.reason = (

@@ -77,6 +77,7 @@ def test_a_champion_scored_under_another_protocol_is_evaluated_again_before_the_
     old = champion(CHAMPION_PSNR + 3.0, protocol="res=32")  # higher, but under another protocol
     decision = decide("significant", mine, old, reevaluate)
     assert asked == ["1"] and decision.promote
+    assert "over v1 (evaluated again under this protocol) (promote: significant)" in decision.reason
     assert decision.improvement.estimate == pytest.approx(1.0)
     # Without a way to evaluate it again, two protocols are never compared: the alias stays.
     refused = decide("significant", mine, old)
