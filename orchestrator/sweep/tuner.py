@@ -18,134 +18,34 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from ray import tune
 
 import orchestrator.search.build as tune_search
-import orchestrator.search.schedulers.pbt as pbt
-from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
-from cyclegan.scores import ci_keys
 from orchestrator import ray_internals
-from orchestrator.config.baseline import baseline_trial
 from orchestrator.config.plan import LoadedManifest, TaskPlan
 from orchestrator.redact import is_secret_name, restored_environ
-from orchestrator.search.guards import SweepGuard, TaskGuards
-from orchestrator.storage.best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, best_key, read_best
-from orchestrator.storage.location import Storage, parse_storage, trial_run_name
+from orchestrator.search.guards import TaskGuards
+from orchestrator.storage.location import parse_storage
 from orchestrator.sweep.placement import concurrency_limit, trial_placement
-from orchestrator.sweep.progress import ProgressBoard, ProgressCallback, ending, follow
+from orchestrator.sweep.progress import ProgressBoard, ProgressCallback, follow
+from orchestrator.sweep.records import tail, task_results
 from orchestrator.sweep.result_logs import result_loggers
-from orchestrator.sweep.results import TaskResult, TrialRecord, pick_best
+from orchestrator.sweep.results import TaskResult, TrialRecord
 from orchestrator.sweep.router import (
     TASK_KEY,
     TaskCallbacks,
     TaskScheduler,
     TaskSearch,
     TaskSearchSpec,
-    by_task,
-    task_of,
-    without_task,
 )
+from orchestrator.sweep.unique import ended_early
 from orchestrator.trial.trainable import SweepContext, run_trial
-
-# What a trial's history (results file) keeps of each epoch: losses, the metrics that can rank
-# trials, speed, the best so far, and the searched hyperparameters' values that epoch trained with
-# (PBT changes them).
-HISTORY_PREFIXES = ("loss_", *EPOCH_METRICS, *EVAL_METRICS, "pairs_per_s", "best_", pbt.HP_PREFIX)
-
-
-def _record(
-    result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard: SweepGuard, trials: Storage
-) -> TrialRecord:
-    history = []
-    frame = result.metrics_dataframe
-    if frame is not None and len(frame):
-        keep = [
-            c
-            for c in frame.columns
-            if c == "epoch" or c.startswith(HISTORY_PREFIXES) and c != BEST_CHECKPOINT
-        ]
-        rows = [
-            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-            for row in frame[keep].to_dict("records")
-        ]
-        # A resumed trial repeats the epochs after its last checkpoint: keep each epoch's latest
-        # row.
-        history = list({row.get("epoch"): row for row in rows}.values())
-    last = result.metrics or {}
-    trial_id = _trial_id(result)
-    done = int(last.get("epoch") or 0)
-    # The best kept in storage is what gets registered, so it is what the trial counts by. It is the
-    # best of Tune's last result, or of an epoch a stopped trial's workers finished while the stop
-    # reached them (a worker reports into a queue of one and goes on: it can be an epoch or two
-    # ahead of Tune).
-    run_name = trial_run_name(plan.name, trial_id)
-    kept = read_best(trials, run_name)
-    status, note = _ending(
-        result.error,
-        last,
-        done,
-        epochs,
-        trial_id,
-        guard,
-        trained=max(done, kept.epoch if kept else 0),
-    )
-    value, best_epoch = (
-        (kept.value, kept.epoch)
-        if kept
-        else (last.get(best_key(plan.search.metric)), last.get(BEST_EPOCH))
-    )
-    return TrialRecord(
-        trial_id=trial_id,
-        params=without_task(result.config or guard.configs.get(trial_id, {})),
-        status=status,
-        metric=float(value) if value is not None and not math.isnan(value) else None,
-        epochs=done,
-        history=history,
-        checkpoint=last.get("checkpoint_path"),
-        error=_tail(result.error),
-        best_epoch=best_epoch,
-        metric_ci=_interval(kept, history, plan.search.metric, best_epoch),
-        best_checkpoint=trials.run_uri(run_name, BEST_DIR) if kept else None,
-        baseline=trial_id == baseline_id,
-        note=note,
-        lineage=pbt.lineage_of(last),
-    )
-
-
-def _interval(kept, history: list[dict], metric: str, epoch) -> list[float] | None:
-    """The best value's 95 % interval: kept with it, else from its epoch's row."""
-    if kept is not None and kept.ci is not None:
-        return list(kept.ci)
-    row = next((r for r in history if r.get("epoch") == epoch), {})
-    low, high = (row.get(key) for key in ci_keys(metric))
-    return [low, high] if low is not None and high is not None else None
-
-
-def _ending(
-    error, last: dict, done: int, epochs: int, trial_id: str, guard: SweepGuard, trained: int
-) -> tuple[str, str | None]:
-    """A trial's status and, when it did not simply finish, how it ended. `done`: the epochs Tune
-    saw; `trained`: those and any the workers finished (and kept) while a stop reached them."""
-    if error:
-        return "failed", None
-    status, how = ending(last, done, epochs)
-    if status == "finished":
-        return status, None
-    if (
-        status == "stopped" and trial_id not in guard.completed and guard.stop_reason
-    ):  # the guard's stop_all, not one by one
-        return "stopped", (
-            f"stopped after {trained} epoch(s): " if trained else "stopped before its first epoch: "
-        ) + guard.stop_reason
-    return status, how
 
 
 def keep_credentials_out_of_trial_envs() -> None:
@@ -213,8 +113,9 @@ def _task_search(
 
 def _tuner(
     plans: list[TaskPlan], ctx: SweepContext, limit: int, guards: TaskGuards, callbacks: list
-) -> tune.Tuner:
-    """A new Tune run of `plans`, or the saved one of the same selection when resuming."""
+) -> tuple[tune.Tuner, TaskSearch]:
+    """A new Tune run of `plans`, or the saved one of the same selection when resuming, and its
+    search algorithm (the one the run uses)."""
     by_name = {plan.name: plan for plan in plans}
 
     def trial(config: dict[str, Any]) -> None:
@@ -245,9 +146,9 @@ def _tuner(
         run_config.callbacks, run_config.stop = callbacks + loggers, guards
         tune_config.search_alg.stops = tune_config.scheduler.stops = guards
         tune_config.search_alg.max_concurrent = limit
-        return tuner
+        return tuner, tune_config.search_alg
     search, scheduler = _task_search(plans, limit, guards)
-    return tune.Tuner(
+    tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=search,
@@ -267,6 +168,7 @@ def _tuner(
             verbose=0,
         ),
     )
+    return tuner, search
 
 
 def run_sweeps(
@@ -308,14 +210,14 @@ def run_sweeps(
             for plan in plans
         }
     )
-    tuner = _tuner(plans, ctx, limit, guards, [progress, guards])
+    tuner, search = _tuner(plans, ctx, limit, guards, [progress, guards])
     outcome: dict[str, Any] = {}
 
     def sweep() -> None:
         try:
             grid = tuner.fit()
         except Exception as err:  # the run itself failed: every task gets a failed record
-            failed = TrialRecord("-", {}, "failed", None, 0, [], None, error=_tail(err))
+            failed = TrialRecord("-", {}, "failed", None, 0, [], None, error=tail(err))
             outcome["results"] = [
                 TaskResult(p.name, p.data, p.search.metric, p.search.resolved_mode, [failed], None)
                 for p in plans
@@ -324,7 +226,9 @@ def run_sweeps(
         # Still in this thread: the board hears the last updates before the progress shows its last
         # state.
         try:
-            outcome["results"] = _results(grid, plans, ctx, guards, board)
+            outcome["results"] = task_results(
+                grid, plans, ctx, guards, board, ended_early(search.inner)
+            )
         except BaseException as err:  # raised again in the driver's main thread
             outcome["error"] = err
 
@@ -337,57 +241,3 @@ def run_sweeps(
     if "error" in outcome:
         raise outcome["error"]
     return outcome["results"]
-
-
-def _results(
-    grid, plans: list[TaskPlan], ctx: SweepContext, guards: TaskGuards, board
-) -> list[TaskResult]:
-    """One TaskResult per plan from the run's results."""
-    # Tune's results hold a trial's config only once it reported: the guards saw every trial's task.
-    results = by_task(
-        grid,
-        [plan.name for plan in plans],
-        lambda result: task_of(result) or guards.tasks.get(_trial_id(result)),
-    )
-    trials = parse_storage(ctx.trials_storage)
-    return [
-        _task_result(plan, results[plan.name], guards.guards[plan.name], board, trials)
-        for plan in plans
-    ]
-
-
-def _task_result(
-    plan: TaskPlan, results: list, guard: SweepGuard, board, trials: Storage
-) -> TaskResult:
-    epochs = plan.total_epochs
-    # Tune's results hold a trial's config only once it reported: the guard saw every trial's, in
-    # order.
-    baseline_id = baseline_trial(guard.configs.items(), plan.baseline)
-    records = [_record(result, plan, epochs, baseline_id, guard, trials) for result in results]
-    for t in (
-        records
-    ):  # the trials the guard's stop ended got no line of their own from Tune's callbacks
-        if t.trial_id not in guard.completed and t.note:
-            board.update.remote(plan.name, t.trial_id, t.status, None, t.note)
-    if guard.stop_reason:  # trials never created are not pending any more
-        board.stop.remote(plan.name, guard.stop_reason)
-    best = pick_best(records, plan.search.resolved_mode)
-    return TaskResult(
-        plan.name,
-        plan.data,
-        plan.search.metric,
-        plan.search.resolved_mode,
-        records,
-        best.trial_id if best else None,
-        baseline_trial_id=baseline_id,
-        stopped=guard.stop_reason,
-    )
-
-
-def _trial_id(result) -> str:
-    return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
-
-
-def _tail(error: BaseException | None, limit: int = 1500) -> str | None:
-    """The end of an error's text: where Ray's wrapped tracebacks say what went wrong."""
-    return str(error)[-limit:] if error else None

@@ -63,6 +63,7 @@ class UniqueTrials(SearchAlgorithm):
         self.seen: set[tuple] = set()
         self.created = 0
         self.streak = 0  # proposals withdrawn since the last trial created
+        self.ended_early: str | None = None  # why the search gave up, for the task's summary
 
     @property
     def total_samples(self) -> int:
@@ -99,14 +100,11 @@ class UniqueTrials(SearchAlgorithm):
             self.inner.on_trial_complete(trial.trial_id, error=True)
             self.streak += 1
             if self.streak >= self.retries:
-                logger.warning(
-                    "task %s: its search proposed %d configurations in a row that already ran; it "
-                    "ends after %d of %d trials",
-                    self.task,
-                    self.streak,
-                    self.created,
-                    self.limit,
+                self.ended_early = (
+                    f"its search proposed {self.streak} configurations in a row that already ran; "
+                    f"it ended after {self.created} of {self.limit} trials"
                 )
+                logger.warning("task %s: %s", self.task, self.ended_early)
                 self.set_finished()
         return None
 
@@ -139,3 +137,13 @@ class UniqueTrials(SearchAlgorithm):
             self.seen, self.created = state["seen"], state["created"]
             if state["finished"]:
                 self.set_finished()
+
+
+def ended_early(algorithms: dict[str, SearchAlgorithm]) -> dict[str, str]:
+    """The tasks (of a TaskSearch's `inner`) whose search gave up before their trial count, and
+    why."""
+    return {
+        task: alg.ended_early
+        for task, alg in algorithms.items()
+        if isinstance(alg, UniqueTrials) and alg.ended_early
+    }

@@ -23,6 +23,7 @@ from orchestrator.search.build import guard, tune_metric
 from orchestrator.search.guards import TaskGuards
 from orchestrator.sweep.router import TaskSearch, TaskSearchSpec, task_of, without_task
 from orchestrator.sweep.tuner import _task_search
+from orchestrator.sweep.unique import ended_early
 
 SMALL = """\
 name: small
@@ -140,10 +141,9 @@ def test_a_search_that_keeps_proposing_points_already_run_ends_with_a_warning(tm
         trials = [search.next_trial() for _ in range(5)]
     assert [task_of(t) if t else None for t in trials] == ["stubborn", "fine", "fine", None, None]
     assert search.is_finished() and search.inner["stubborn"].is_finished()
-    assert (
-        "task stubborn: its search proposed 100 configurations in a row that already ran; it ends "
-        "after 1 of 5 trials" in caplog.text
-    )
+    why = "its search proposed 100 configurations in a row that already ran; it ended after 1 of 5"
+    assert f"task stubborn: {why} trials" in caplog.text
+    assert ended_early(search.inner) == {"stubborn": f"{why} trials"}  # for the task's summary
 
 
 class Sequence(Searcher):
