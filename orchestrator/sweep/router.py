@@ -40,7 +40,7 @@ from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher, Se
 from ray.tune.search.concurrency_limiter import ConcurrencyLimiter
 
 from orchestrator import ray_internals
-from orchestrator.sweep.unique import UniqueTrials
+from orchestrator.sweep.unique import UniqueTrials, adopted
 
 TASK_KEY = "task"  # the config key naming a trial's task
 STATE_FILE = "task-search-state-{}.pkl"
@@ -197,14 +197,19 @@ class TaskSearch(SearchAlgorithm):
         return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if task := self.live.get(trial_id):
+        if task := self.live.get(trial_id) or self._restored(trial_id, result):
             self.inner[task].on_trial_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if task := self.live.pop(trial_id, None):
+        if task := self.live.pop(trial_id, None) or self._restored(trial_id, result):
             self.inner[task].on_trial_complete(trial_id, result=result, error=error)
+
+    def _restored(self, trial_id: str, result: dict | None) -> str | None:
+        """The task of a restored trial its search did not know, if its algorithm counts it."""
+        task = ((result or {}).get("config") or {}).get(TASK_KEY)
+        return task if adopted(self.inner.get(task), trial_id, result) else None
 
     def end_task(self, task: str) -> None:
         """No more trials of `task`; its live trials (stopped without a word to the search, as

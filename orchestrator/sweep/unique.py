@@ -64,6 +64,7 @@ class UniqueTrials(SearchAlgorithm):
         self.created = 0
         self.streak = 0  # proposals withdrawn since the last trial created
         self.ended_early: str | None = None  # why the search gave up, for the task's summary
+        self.ids: set[str] = set()  # the trials it created (its inner algorithm knows them)
 
     @property
     def total_samples(self) -> int:
@@ -93,6 +94,7 @@ class UniqueTrials(SearchAlgorithm):
             key = point_key(trial.config)
             if key not in self.seen:
                 self.seen.add(key)
+                self.ids.add(trial.trial_id)
                 self.created, self.streak = self.created + 1, 0
                 if self.created >= self.limit:
                     self.set_finished()
@@ -109,17 +111,36 @@ class UniqueTrials(SearchAlgorithm):
         return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self.inner.on_trial_result(trial_id, result)
+        if trial_id in self.ids:
+            self.inner.on_trial_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        self.inner.on_trial_complete(trial_id, result=result, error=error)
+        if trial_id in self.ids:
+            self.inner.on_trial_complete(trial_id, result=result, error=error)
+
+    def adopt(self, trial_id: str, config: dict) -> None:
+        """A trial of this task it did not create: one the run restored whose creation came after
+        the search state it was restored from (a driver stopped between two saves of the state).
+        It counts, so that the search ends after the task's trial count and never waits for more."""
+        if trial_id in self.ids:
+            return
+        self.ids.add(trial_id)
+        self.seen.add(point_key(config))
+        self.created += 1
+        if self.created >= self.limit:
+            self.set_finished()
 
     # -- saved with the experiment's state (orchestrator.sweep.router.TaskSearch) ---------------
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> None:
         self.inner.save_to_dir(dirpath, session_str=session_str)
-        state = {"seen": self.seen, "created": self.created, "finished": self.is_finished()}
+        state = {
+            "seen": self.seen,
+            "created": self.created,
+            "ids": self.ids,
+            "finished": self.is_finished(),
+        }
         tmp = Path(dirpath, f".tmp-{STATE_FILE.format(session_str)}")
         with open(tmp, "wb") as f:
             cloudpickle.dump(state, f)
@@ -135,6 +156,7 @@ class UniqueTrials(SearchAlgorithm):
             with open(max(saved), "rb") as f:
                 state = cloudpickle.load(f)
             self.seen, self.created = state["seen"], state["created"]
+            self.ids = state.get("ids", set())
             if state["finished"]:
                 self.set_finished()
 
@@ -147,3 +169,12 @@ def ended_early(algorithms: dict[str, SearchAlgorithm]) -> dict[str, str]:
         for task, alg in algorithms.items()
         if isinstance(alg, UniqueTrials) and alg.ended_early
     }
+
+
+def adopted(algorithm: SearchAlgorithm | None, trial_id: str, result: dict | None) -> bool:
+    """Whether `algorithm` counted a trial the run restored without its search knowing it
+    (UniqueTrials.adopt); only UniqueTrials does."""
+    if not isinstance(algorithm, UniqueTrials):
+        return False
+    algorithm.adopt(trial_id, (result or {}).get("config") or {})
+    return True

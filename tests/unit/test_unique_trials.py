@@ -191,6 +191,26 @@ def test_a_resumed_search_does_not_run_again_what_ran_before(tmp_path):
     assert (before, after) == ([5, 10], [20])  # 5 ran before the stop: withdrawn
 
 
+def test_trials_restored_after_a_stale_search_state_count_and_the_search_ends(tmp_path):
+    """A driver stopped between two saves: the run restores trials its search state never saw.
+    They count (their configurations too), so the search ends at the task's trial count instead of
+    waiting for more forever (the `ray job stop` + `--resume` sweep that hung)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    search = _sequence_search(tmp_path)  # 4 trials: lambda_cyc 5, 10, (5 withdrawn), 20
+    search.next_trial()
+    search.save_to_dir(str(state), session_str="s1")  # saved after one trial of the four...
+    ran = [search.next_trial() for _ in range(2)]  # ...then two more before the stop
+
+    restored = _sequence_search(tmp_path)
+    restored.restore_from_dir(str(state))
+    for trial in ran:  # Tune reports the restored trials to the search as they end
+        restored.on_trial_complete(trial.trial_id, {"config": trial.config, "loss": 1.0})
+    assert restored.inner["t"].created == 3
+    assert [t.config["lambda_cyc"] for t in iter(restored.next_trial, None)] == []  # 20 ran too
+    assert restored.is_finished()
+
+
 def test_an_optuna_proposal_withdrawn_is_a_failed_trial_of_its_study(tmp_path):
     (plan,) = plans = _plans(SMALL.format(algorithm="optuna", samples=3))
     search = _search(plans, tmp_path)
