@@ -71,7 +71,7 @@ def test_parent_run_trial_runs_and_registered_version_name_each_hyperparameter_a
         result,
         plan,
         spec,
-        loaded.manifest.tracking.registry_prefix,
+        loaded.manifest.tracking,
         parse_storage(str(tmp_path / "trials")),
     )
 
