@@ -280,16 +280,19 @@ def _champion(client: MlflowClient, uri: str, name: str, version: str) -> Champi
     if current is None or current.version == version:
         return None
     tags, scores = current.tags, None
-    with tempfile.TemporaryDirectory(prefix="cyclegan-champion-") as tmp:
-        try:
-            with using_uri(uri):
-                path = mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{name}/{current.version}/artifacts/{EVALUATION_FILE}",
-                    dst_path=tmp,
-                )
-            scores = _load_scores(Path(path))
-        except (MlflowException, OSError):  # registered before versions kept their evidence
-            scores = None
+    # Only versions registered with their evidence carry a protocol; asking a server for a file a
+    # version lacks could hang (mlflow 3.17 with S3 artifacts), so the others are not asked.
+    if tags.get("protocol"):
+        with tempfile.TemporaryDirectory(prefix="cyclegan-champion-") as tmp:
+            try:
+                with using_uri(uri):
+                    path = mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"models:/{name}/{current.version}/artifacts/{EVALUATION_FILE}",
+                        dst_path=tmp,
+                    )
+                scores = _load_scores(Path(path))
+            except (MlflowException, OSError):  # its evidence could not be read: none
+                scores = None
     return Champion(
         current.version,
         tags.get("metric"),
