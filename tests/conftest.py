@@ -88,6 +88,36 @@ def s3_server():
         server.stop()
 
 
+def moto_client(endpoint: str):
+    """A boto3 client of the moto server at `endpoint` (dummy credentials, path-style), for
+    setting up buckets and objects."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_faults(s3_server):
+    """A fault-injecting proxy in front of the moto server (tests/s3_faults.py), all rates 0 at
+    first: a test sets the rates it wants with `set_rates(throttle=..., reset=..., short=...)`
+    and talks to `url` instead of the server's."""
+    from s3_faults import FaultProxy
+
+    proxy = FaultProxy(s3_server, seed=0)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
 @pytest.fixture
 def s3_env(s3_server, monkeypatch) -> dict:
     """Environment for boto3 (in this process and in subprocesses) to reach the moto server."""

@@ -48,6 +48,7 @@ from .cache import (
     snapshot_result,
 )
 from .layout import find_dataset_root, no_layout, snapshot_layout, top_entries
+from .s3_retry import RETRY_ENV, boto_attempts, is_transient, retrying
 from .schemes import DatasetRef, FetchResult, bad_reference
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def make_client(endpoint: str | None = None, *, addressing_style: str | None = N
         # defaults.
         retries={
             "mode": session.get_config_variable("retry_mode") or "standard",
-            "max_attempts": int(session.get_config_variable("max_attempts") or 8),
+            "max_attempts": int(session.get_config_variable("max_attempts") or boto_attempts()),
         },
         connect_timeout=10,
         read_timeout=60,
@@ -153,6 +154,10 @@ def s3_errors(url: str, client):
             f"({err.__class__.__name__}); "
             f"check the network, or the endpoint ({', '.join('$' + e for e in ENDPOINT_ENVS)}, "
             "--s3_endpoint_url)"
+        ) from None
+    except IncompleteDownload as err:
+        raise DatasetError(
+            f"{url}: downloads kept coming back short ({err}) for ${RETRY_ENV} seconds; run again"
         ) from None
     except S3DownloadFailedError as err:
         raise DatasetError(
@@ -224,49 +229,92 @@ class _Progress(BaseSubscriber):
             self.bar.set_postfix_str(f"{self.counter[0]}/{self.counter[1]} files", refresh=False)
 
 
+class _Unfinished(ConnectionError):
+    """Some downloads of a batch failed transiently or came back short: `items` to fetch again."""
+
+    def __init__(self, items: list[tuple[S3Object, Path]], cause: BaseException):
+        super().__init__(str(cause))
+        self.items, self.cause = items, cause
+
+
 def download(
     client, url: str, items: list[tuple[S3Object, Path]], *, show_progress: bool = False
 ) -> int:
     """Download each (object, local path) in parallel (large objects in parallel ranges too);
-    return the bytes downloaded. Each file is written to a temporary name, then renamed."""
-    bucket, _ = split_url(url)
+    return the bytes downloaded. Each file is written to a temporary name, then renamed; a file
+    whose size is not the listed one (a body cut short) is downloaded again, never kept, and so
+    are those that met throttling or a reset, while $CYCLEGAN_S3_RETRY_S allows."""
     total = sum(obj.size for obj, _ in items)
-    config = TransferConfig(
-        max_concurrency=MAX_CONCURRENCY, multipart_threshold=64 << 20, multipart_chunksize=16 << 20
-    )
-    with (
-        tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"downloading {url}",
-            disable=not show_progress,
-            dynamic_ncols=True,
-        ) as bar,
-        s3_errors(url, client),
-    ):
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=f"downloading {url}",
+        disable=not show_progress,
+        dynamic_ncols=True,
+    ) as bar:
         counter, lock = [0, len(items)], threading.Lock()
         bar.set_postfix_str(f"0/{len(items)} files")
-        with create_transfer_manager(client, config) as manager:
-            futures = []
-            for obj, path in items:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                futures.append(
-                    (
-                        obj,
-                        manager.download(
-                            bucket,
-                            obj.key,
-                            str(path),
-                            subscribers=[_Progress(obj, bar, counter, lock)],
-                        ),
-                    )
-                )
-            for obj, future in futures:
-                with s3_errors(f"s3://{bucket}/{obj.key}", client):  # name the object that failed
-                    future.result()
+        todo = list(items)
+
+        def attempt() -> None:
+            nonlocal todo
+            try:
+                _transfer(client, url, todo, lambda obj: _Progress(obj, bar, counter, lock))
+            except _Unfinished as err:
+                todo = err.items
+                raise
+
+        try:
+            retrying(
+                attempt,
+                f"downloading {url}",
+                transient=lambda err: isinstance(err, _Unfinished) and is_transient(err.cause),
+            )
+        except _Unfinished as err:
+            with s3_errors(f"s3://{split_url(url)[0]}/{err.items[0][0].key}", client):
+                raise err.cause from None
     return total
+
+
+def _transfer(client, url: str, items, subscriber) -> None:
+    """One pass over `items`; _Unfinished names those to try again (transient failures, short
+    files) with the first such error."""
+    bucket, _ = split_url(url)
+    config = TransferConfig(
+        max_concurrency=MAX_CONCURRENCY,
+        multipart_threshold=64 << 20,
+        multipart_chunksize=16 << 20,
+        num_download_attempts=3,
+    )
+    again = []
+    first: BaseException | None = None
+    with create_transfer_manager(client, config) as manager:
+        futures = []
+        for obj, path in items:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            future = manager.download(bucket, obj.key, str(path), subscribers=[subscriber(obj)])
+            futures.append((obj, path, future))
+        for obj, path, future in futures:
+            try:
+                future.result()
+                size = path.stat().st_size
+                if size != obj.size:
+                    path.unlink()
+                    raise IncompleteDownload(f"{obj.key}: {size} of {obj.size} bytes")
+            except Exception as err:
+                if not is_transient(err):
+                    with s3_errors(f"s3://{bucket}/{obj.key}", client):  # name the object
+                        raise
+                again.append((obj, path))
+                first = first or err
+    if again:
+        raise _Unfinished(again, first)
+
+
+class IncompleteDownload(ConnectionError):
+    """A downloaded file is not as long as the listing said: a body cut short."""
 
 
 # -- the s3:// dataset scheme ----------------------------------------------------------------------

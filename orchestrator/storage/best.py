@@ -35,7 +35,8 @@ from cyclegan.run_files import (
     network_file,
 )
 from cyclegan.scores import ci_keys
-from orchestrator.storage.checkpoints import download, upload
+from cyclegan.sources.s3_retry import retrying
+from orchestrator.storage.checkpoints import download, read_bytes, upload, write_bytes
 from orchestrator.storage.location import Storage
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,8 @@ def read_best(storage: Storage, run_name: str) -> BestRecord | None:
     """What run `run_name` keeps as its best, or None (no evaluated epoch yet, or another
     layout)."""
     fs, root = _location(storage, run_name)
-    try:
-        with fs.open_input_stream(f"{root}/{BEST_FILE}") as stream:
-            return BestRecord.from_json(stream.read())
+    try:  # throttling is retried: a best that S3 is slow to give is not "no best"
+        return BestRecord.from_json(read_bytes(fs, f"{root}/{BEST_FILE}"))
     except (FileNotFoundError, OSError, ValueError, KeyError):
         return None
 
@@ -182,7 +182,7 @@ class BestKeeper:
     ) -> None:
         folder = f"epoch_{epoch:04d}"
         target = f"{self.root}/{folder}"
-        self.fs.create_dir(target, recursive=True)
+        retrying(lambda: self.fs.create_dir(target, recursive=True), f"uploading {target}")
         for name in BEST_FILES:
             if (out_dir / name).is_file():
                 upload(out_dir / name, self.fs, f"{target}/{name}")
@@ -190,11 +190,13 @@ class BestKeeper:
             self.record,
             BestRecord(epoch, self.metric, self.mode, value, folder, ci),
         )
-        with self.fs.open_output_stream(f"{self.root}/{BEST_FILE}") as stream:
-            stream.write(json.dumps(asdict(self.record)).encode())
+        write_bytes(self.fs, f"{self.root}/{BEST_FILE}", json.dumps(asdict(self.record)).encode())
         if previous is not None and previous.folder != folder:
             try:
-                self.fs.delete_dir(f"{self.root}/{previous.folder}")
+                retrying(
+                    lambda: self.fs.delete_dir(f"{self.root}/{previous.folder}"),
+                    f"deleting {self.root}/{previous.folder}",
+                )
             except (
                 FileNotFoundError,
                 OSError,

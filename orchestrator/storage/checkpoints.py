@@ -32,6 +32,7 @@ import pyarrow.fs as pafs
 
 from cyclegan.errors import UserError
 from cyclegan.run_files import CHECKPOINT_FILES, STATE_FILE
+from cyclegan.sources.s3_retry import retrying
 from orchestrator.storage.location import Storage
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,45 @@ CHECKPOINT_PREFIX = "checkpoint_epoch_"
 
 
 def download(fs: pafs.FileSystem, folder: str, dest: str | Path) -> None:
-    """Copy `folder` of `fs` (S3, or the local filesystem) into the local folder `dest`."""
-    pafs.copy_files(
-        folder, str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()
+    """Copy `folder` of `fs` (S3, or the local filesystem) into the local folder `dest`, again
+    when S3 throttles, resets or cuts a body short (cyclegan.sources.s3_retry)."""
+    retrying(
+        lambda: pafs.copy_files(
+            folder, str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()
+        ),
+        f"downloading {folder}",
     )
 
 
 def upload(path: Path, fs: pafs.FileSystem, target: str) -> None:
-    """Copy the local file `path` to `target` on `fs`."""
-    pafs.copy_files(
-        str(path), target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs
+    """Copy the local file `path` to `target` on `fs` (retried like `download`)."""
+    retrying(
+        lambda: pafs.copy_files(
+            str(path), target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs
+        ),
+        f"uploading {target}",
     )
+
+
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+    """The whole file `path` of `fs` (retried like `download`; a missing file raises
+    FileNotFoundError at once)."""
+
+    def read() -> bytes:
+        with fs.open_input_stream(path) as stream:
+            return stream.read()
+
+    return retrying(read, f"reading {path}")
+
+
+def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write `data` as the file `path` of `fs`, in one object (retried like `upload`)."""
+
+    def write() -> None:
+        with fs.open_output_stream(path) as stream:
+            stream.write(data)
+
+    retrying(write, f"writing {path}")
 
 
 def checkpoint_dir_name(epoch: int) -> str:
@@ -145,15 +174,19 @@ class StoredCheckpoints:
 
     def _folders(self) -> tuple[list[str], list[str]]:
         """(complete, incomplete) checkpoint folder names, oldest first."""
-        infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        infos = retrying(
+            lambda: self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True)),
+            f"listing {self.root}",
+        )
         names = sorted(
             i.base_name
             for i in infos
             if i.type == pafs.FileType.Directory and i.base_name.startswith(CHECKPOINT_PREFIX)
         )
+        paths = [f"{self.root}/{n}/{METRICS_FILE}" for n in names]
         done = [
             i.type == pafs.FileType.File
-            for i in self.fs.get_file_info([f"{self.root}/{n}/{METRICS_FILE}" for n in names])
+            for i in retrying(lambda: self.fs.get_file_info(paths), f"listing {self.root}")
         ]
         return [n for n, ok in zip(names, done) if ok], [n for n, ok in zip(names, done) if not ok]
 
@@ -177,14 +210,15 @@ class StoredCheckpoints:
         """Upload the staged checkpoint `folder` as `name` (metrics.json last), then delete all but
         the newest `keep`; returns its URI."""
         target = f"{self.root}/{name}"
-        self.fs.create_dir(target, recursive=True)
+        retrying(lambda: self.fs.create_dir(target, recursive=True), f"uploading {target}")
         files = sorted(folder.iterdir(), key=lambda path: path.name == METRICS_FILE)
         for path in files:
             upload(path, self.fs, f"{target}/{path.name}")
         complete, incomplete = self._folders()
         for old in complete[: -self.keep] + [n for n in incomplete if n < complete[-1]]:
             try:
-                self.fs.delete_dir(f"{self.root}/{old}")
+                path = f"{self.root}/{old}"
+                retrying(lambda: self.fs.delete_dir(path), f"rotating {self.root}")  # noqa: B023
             except (
                 FileNotFoundError,
                 OSError,

@@ -7,6 +7,11 @@
     s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http&region=R
                                                  the same, said in the URI
 
+S3 calls ride out throttling, resets and short bodies (cyclegan.sources.s3_retry): the filesystem
+retries each request (for about $CYCLEGAN_S3_RETRY_S seconds, in every process it is unpickled in),
+and the check below retries throttling itself (an unreachable endpoint still fails in seconds).
+`storage_child` joins a path onto any of these forms (the query string stays at the end).
+
 `validate_storage` checks, before anything starts, that the folder can be created and
 written, or that the endpoint answers, the bucket exists and a probe object can be written
 and deleted; every failure is one `StorageError` naming the storage and the endpoint.
@@ -26,11 +31,36 @@ import pyarrow.fs as pafs
 
 from cyclegan.errors import UserError
 from cyclegan.sources.s3 import resolve_endpoint as default_endpoint_url
+from cyclegan.sources.s3_retry import is_transient, pyarrow_attempts, retrying
 from orchestrator.redact import mask_text
 
 # Short limits for the up-front check only: an unreachable endpoint should fail in seconds.
 CHECK_CONNECT_TIMEOUT_S = 5.0
 CHECK_REQUEST_TIMEOUT_S = 20.0
+
+
+# An endpoint that cannot be reached at all is not a fault to ride out in the up-front check.
+_UNREACHABLE = ("curlcode: 7,", "curlcode: 6,", "could not connect", "couldn't connect", "resolve")
+
+
+class RetryingS3FileSystem(pafs.S3FileSystem):
+    """pyarrow's S3 filesystem with retries for $CYCLEGAN_S3_RETRY_S: pyarrow does not pickle a
+    retry strategy, so this one is rebuilt with it wherever Ray unpickles it (controller, trials,
+    workers)."""
+
+    def __init__(self, attempts: int | None = None, **options):
+        self.attempts = attempts or pyarrow_attempts()
+        super().__init__(
+            retry_strategy=pafs.AwsDefaultS3RetryStrategy(max_attempts=self.attempts), **options
+        )
+
+    def __reduce__(self):
+        _, (options,) = super().__reduce__()
+        return _rebuild, (self.attempts, options)
+
+
+def _rebuild(attempts: int, options: dict) -> RetryingS3FileSystem:
+    return RetryingS3FileSystem(attempts, **options)
 
 
 class StorageError(UserError):
@@ -103,10 +133,19 @@ def parse_storage(uri: str, endpoint_url: str | None = None) -> Storage:
         )  # custom stores ignore it, but pyarrow would look it up
     # No credentials here: every process (driver, Ray controller, workers) reads its own AWS chain,
     # so none travel inside the pickled filesystem.
-    fs = pafs.S3FileSystem(**options)
+    fs = RetryingS3FileSystem(**options)
     return Storage(
         shown=shown, path=f"{bucket}/{prefix}".rstrip("/"), filesystem=fs, endpoint=endpoint
     )
+
+
+def storage_child(uri: str, *parts: str) -> str:
+    """`uri` (a folder or an s3:// URI, query string included) with `parts` joined onto its path:
+    `s3://b/p?scheme=http` + `exp` -> `s3://b/p/exp?scheme=http`."""
+    if "://" not in uri or uri.startswith("file://"):
+        return "/".join((uri.rstrip("/"), *parts))
+    split = urlsplit(uri)
+    return urlunsplit(split._replace(path="/".join((split.path.rstrip("/"), *parts))))
 
 
 def without_userinfo(uri: str) -> str:
@@ -149,7 +188,7 @@ def _check_bucket(target: Storage) -> None:
     bucket = target.path.split("/", 1)[0]
     where = f"at {mask_text(target.endpoint)}" if target.endpoint else "on AWS S3"
     try:
-        info = checker.get_file_info(bucket)
+        info = retrying(lambda: checker.get_file_info(bucket), f"checking {target.shown}", _retry)
     except OSError as err:
         raise _s3_error(target, where, err) from None
     if info.type == pafs.FileType.NotFound:
@@ -159,16 +198,28 @@ def _check_bucket(target: Storage) -> None:
             "bucket name or the endpoint ($AWS_ENDPOINT_URL_S3, or ?endpoint_override= in the URI)"
         )
     probe = f"{target.path}/.write-check-{uuid.uuid4().hex}"
-    try:
+
+    def write_probe() -> None:
         with checker.open_output_stream(probe) as stream:
             stream.write(b"ok")
-        checker.delete_file(probe)
+
+    try:
+        retrying(write_probe, f"checking {target.shown}", _retry)
+        retrying(lambda: checker.delete_file(probe), f"checking {target.shown}", _retry)
     except OSError as err:
         raise _s3_error(target, where, err, writing=True) from None
 
 
+def _retry(err: BaseException) -> bool:
+    """Throttling, 5xx and resets are retried in the check too; an endpoint that does not
+    answer at all is not."""
+    text = str(err).lower()
+    return is_transient(err) and not any(word in text for word in _UNREACHABLE)
+
+
 def _checking_filesystem(target: Storage) -> pafs.S3FileSystem:
-    """The same endpoint as `target`, with short timeouts and a single retry."""
+    """The same endpoint as `target`, with short timeouts and a single retry of its own (`_retry`
+    decides on more)."""
     options = {
         "connect_timeout": CHECK_CONNECT_TIMEOUT_S,
         "request_timeout": CHECK_REQUEST_TIMEOUT_S,

@@ -19,6 +19,7 @@ from orchestrator.config.plan import LoadedManifest, TaskPlan
 from orchestrator.config.schema import Tracking
 from orchestrator.redact import environ_snapshot, is_secret_name, mask_text
 from orchestrator.runtime import connect, ray_logs_dir, shutdown_quietly
+from orchestrator.storage.checkpoints import read_bytes, write_bytes
 from orchestrator.storage.location import (
     Storage,
     parse_storage,
@@ -84,15 +85,13 @@ def _sweep_token(target: Storage, experiment: str, resume: bool) -> str:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     if resume:
         try:
-            with fs.open_input_stream(path) as f:
-                return json.loads(f.read())["token"]
+            return json.loads(read_bytes(fs, path))["token"]
         except (FileNotFoundError, OSError, KeyError, ValueError):
             log.warning(
                 "no earlier sweep of %s found in the storage: starting a new one", experiment
             )
     token = uuid.uuid4().hex[:12]
-    with fs.open_output_stream(path) as f:
-        f.write(json.dumps({"token": token}).encode())
+    write_bytes(fs, path, json.dumps({"token": token}).encode())
     return token
 
 

@@ -26,8 +26,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
-
 from orchestrator.search.schedulers.pbt import (
     DONOR_TAG,
     EXPLOITS_TAG,
@@ -37,7 +35,7 @@ from orchestrator.search.schedulers.pbt import (
     hyperparameters,
     new_lineage,
 )
-from orchestrator.storage.checkpoints import METRICS_FILE, StoredCheckpoints
+from orchestrator.storage.checkpoints import METRICS_FILE, StoredCheckpoints, download, read_bytes
 from orchestrator.tracking.backends import open_trial_recorder
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.recorder import TrialRecorder
@@ -66,12 +64,7 @@ class LineageCheckpoints(StoredCheckpoints):
             yield Path(self.root, name), uri
             return
         with tempfile.TemporaryDirectory(prefix="cyclegan-donor-") as tmp:
-            pafs.copy_files(
-                f"{self.root}/{name}",
-                tmp,
-                source_filesystem=self.fs,
-                destination_filesystem=pafs.LocalFileSystem(),
-            )
+            download(self.fs, f"{self.root}/{name}", tmp)
             yield Path(tmp), uri
 
     def newest_pointer(self) -> dict | None:
@@ -80,8 +73,7 @@ class LineageCheckpoints(StoredCheckpoints):
         if not complete:
             return None
         try:
-            with self.fs.open_input_stream(f"{self.root}/{complete[-1]}/{POINTER_FILE}") as stream:
-                return json.loads(stream.read())
+            return json.loads(read_bytes(self.fs, f"{self.root}/{complete[-1]}/{POINTER_FILE}"))
         except (FileNotFoundError, OSError, ValueError):
             return None
 

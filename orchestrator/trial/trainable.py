@@ -18,6 +18,7 @@ from ray import tune
 from orchestrator.config.plan import TaskPlan
 from orchestrator.search.schedulers.pbt import searched_fields
 from orchestrator.storage.best import Ranking
+from orchestrator.storage.location import storage_child
 from orchestrator.sweep.router import TASK_KEY, without_task
 from orchestrator.tracking.context import TrackingContext
 
@@ -38,7 +39,7 @@ class SweepContext:
     @property
     def trials_storage(self) -> str:
         """Where the trials' runs live: one folder per trial, named by `trial_run_name`."""
-        return f"{self.storage.rstrip('/')}/{self.experiment}/trials"
+        return storage_child(self.storage, self.experiment, "trials")
 
 
 def run_trial(config: dict[str, Any], plans: dict[str, TaskPlan], ctx: SweepContext) -> None:
