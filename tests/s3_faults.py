@@ -8,6 +8,8 @@ Each request, drawn from one seeded generator, is either passed through or meets
                then the connection is closed (only responses with a body of 2+ bytes)
     delay      the request waits `delay_s` before it is forwarded
 
+    deny       a write (PUT/POST) whose path matches the regex `deny` gets 403 AccessDenied, always
+
 `FaultProxy(upstream, throttle=0.25, reset=0.05, short=0.03, seed=0)` starts on a free
 127.0.0.1 port; `url` is its endpoint; `injected` counts the faults per kind; `close()` stops it.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import re
 import socket
 import struct
 import threading
@@ -24,6 +27,10 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
+)
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
@@ -48,6 +55,7 @@ class FaultProxy:
         self.upstream = urlsplit(upstream).netloc
         self.rates = {"throttle": throttle, "reset": reset, "short": short, "delay": delay}
         self.delay_s = delay_s
+        self.deny: str | None = None  # a regex of paths no write may reach
         self.injected: Counter = Counter()
         self.requests = 0
         self._random = random.Random(seed)
@@ -107,18 +115,28 @@ class FaultProxy:
                 )
                 self.close_connection = True
 
+            def _error(self, status: int, reason: str, body: bytes) -> None:
+                self.send_response(status, reason)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def _relay(self) -> None:
                 body = self._body()
+                if (
+                    proxy.deny
+                    and self.command in ("PUT", "POST")
+                    and re.search(proxy.deny, self.path)
+                ):
+                    self._error(403, "Forbidden", ACCESS_DENIED)
+                    return
                 fault = proxy._draw()
                 if fault == "reset":
                     self._reset()
                     return
                 if fault == "throttle":
-                    self.send_response(503, "Slow Down")
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(SLOW_DOWN)))
-                    self.end_headers()
-                    self.wfile.write(SLOW_DOWN)
+                    self._error(503, "Slow Down", SLOW_DOWN)
                     return
                 if fault == "delay":
                     time.sleep(proxy.delay_s)

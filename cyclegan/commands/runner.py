@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
+from ..sources.s3_retry import boto_env
 
 
 def program_name(module: str, argv0: str | None = None) -> str:
@@ -49,6 +51,10 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        # boto3 clients built by others (MLflow's S3 artifact store) retry S3's faults as ours do;
+        # the variables also reach Ray's workers and subprocesses. A user's own settings win.
+        for name, value in boto_env().items():
+            os.environ.setdefault(name, value)
         return main(argv)
     except UserError as err:
         if debug:

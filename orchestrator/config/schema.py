@@ -79,6 +79,10 @@ class Search(_Strict):
     max_failed_trials: int | None = Field(
         None, ge=1, description="stop the task's sweep once this many trials have failed"
     )
+    allow_failed_trials: bool = Field(
+        False,
+        description="a trial of this task that failed for good does not make the run exit 1",
+    )
 
     @field_validator("metric")
     @classmethod

@@ -346,7 +346,26 @@ def run_experiment(
             f"error: task {result.task}: no successful trial"
             + (f"; first error: {reason}" if reason else "")
         )
-    if failed:
+    lost = _failed_trials(results, plans)
+    if lost:
+        echo(
+            f"error: {len(lost)} trial(s) failed for good: {', '.join(lost[:10])}; set "
+            "search.allow_failed_trials: true in the manifest if a run with failed trials is a "
+            "success"
+        )
+    if failed or lost:
         echo(f"the trials' errors are in {path}")
         return 1
     return 0
+
+
+def _failed_trials(results: list, plans: list[TaskPlan]) -> list[str]:
+    """`task/trial` of each trial that failed for good, in the tasks that do not allow it."""
+    allowed = {plan.name for plan in plans if plan.search.allow_failed_trials}
+    return [
+        f"{result.task}/{trial.trial_id}"
+        for result in results
+        if result.task not in allowed
+        for trial in result.trials
+        if trial.status == "failed"
+    ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import ray
+
 import orchestrator.search.schedulers.pbt as pbt
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS
 from cyclegan.scores import ci_keys
@@ -25,9 +27,24 @@ from orchestrator.trial.trainable import SweepContext
 HISTORY_PREFIXES = ("loss_", *EPOCH_METRICS, *EVAL_METRICS, "pairs_per_s", "best_", pbt.HP_PREFIX)
 
 
+# The error of a trial Tune saw fail for good whose error file Ray could not write to the storage.
+LOST_ERROR = (
+    "failed for good; its error could not be read from the storage (Ray could not upload it): "
+    "see the trial's log in Ray's session folder"
+)
+
+
 def _record(
-    result, plan: TaskPlan, epochs: int, baseline_id: str | None, guard: SweepGuard, trials: Storage
+    result,
+    plan: TaskPlan,
+    baseline_id: str | None,
+    guard: SweepGuard,
+    trials: Storage,
+    failed_for_good: bool = False,
 ) -> TrialRecord:
+    """A trial's record from Tune's `result`. `failed_for_good`: Tune's callbacks saw it fail with
+    no retry left, whether or not Ray could upload its error."""
+    epochs = plan.total_epochs
     history = []
     frame = result.metrics_dataframe
     if frame is not None and len(frame):
@@ -52,8 +69,9 @@ def _record(
     # ahead of Tune).
     run_name = trial_run_name(plan.name, trial_id)
     kept = read_best(trials, run_name)
+    error = tail(result.error) or (LOST_ERROR if failed_for_good else None)
     status, note = _ending(
-        result.error,
+        error,
         last,
         done,
         epochs,
@@ -74,7 +92,7 @@ def _record(
         epochs=done,
         history=history,
         checkpoint=last.get("checkpoint_path"),
-        error=tail(result.error),
+        error=error,
         best_epoch=best_epoch,
         metric_ci=_interval(kept, history, plan.search.metric, best_epoch),
         best_checkpoint=trials.run_uri(run_name, BEST_DIR) if kept else None,
@@ -159,11 +177,14 @@ def _task_result(
     trials: Storage,
     search_ended: str | None = None,
 ) -> TaskResult:
-    epochs = plan.total_epochs
     # Tune's results hold a trial's config only once it reported: the guard saw every trial's, in
     # order.
     baseline_id = baseline_trial(guard.configs.items(), plan.baseline)
-    records = [_record(result, plan, epochs, baseline_id, guard, trials) for result in results]
+    failed = failed_for_good(board, plan.name)
+    records = [
+        _record(result, plan, baseline_id, guard, trials, _trial_id(result) in failed)
+        for result in results
+    ]
     for t in (
         records
     ):  # the trials the guard's stop ended got no line of their own from Tune's callbacks
@@ -183,6 +204,13 @@ def _task_result(
         baseline_trial_id=baseline_id,
         stopped=stopped,
     )
+
+
+def failed_for_good(board, task: str) -> set[str]:
+    """The trials of `task` whose last news on the progress board (Tune's callbacks) is a failure
+    with no retry left."""
+    trials = ray.get(board.snapshot.remote()).get(task, {}).get("trials", {})
+    return {trial for trial, status in trials.items() if status == "failed"}
 
 
 def _trial_id(result) -> str:
