@@ -12,9 +12,11 @@ with `weights_only=True`.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,33 @@ def atomic_save(obj, path: Path) -> None:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in FULL_DISK:
+            raise full_disk(path, err) from None
+        if isinstance(err, RuntimeError) and any(w in str(err) for w in TORCH_WRITE_FAILED):
+            raise full_disk(path, err) from None  # torch's zip writer hides the OSError
         raise
+
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# What torch's zip writer says when a write fails (ENOSPC, EFBIG): it keeps no errno.
+TORCH_WRITE_FAILED = ("file write failed", "unexpected pos")
+
+
+def full_disk(path: Path, err: BaseException) -> UserError:
+    """Writing `path` failed for want of space: what is kept, and what to do."""
+    kept = (
+        f"the previous {path.name} is intact"
+        if path.exists()
+        else f"nothing was written as {path.name}"
+    )
+    free = shutil.disk_usage(path.parent).free
+    return UserError(
+        f"{path.parent}: no room to write {path.name} ({_first_line(err)}; "
+        f"{free / 1e6:.1f} MB free); {kept}. Free some space or pass another --checkpoints_dir, "
+        "then continue with --continue_train"
+    )
 
 
 def load_file(path: Path):

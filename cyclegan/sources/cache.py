@@ -202,14 +202,17 @@ class CacheEntry:
             if err.errno not in (
                 errno.ENOSPC,
                 errno.EDQUOT,
+                errno.EFBIG,  # a file larger than the file system or `ulimit -f` allows
                 errno.EACCES,
                 errno.EPERM,
                 errno.EROFS,
             ):
                 raise
+            free = shutil.disk_usage(self.dir).free if self.dir.exists() else None
+            room = f"; {free / 1e6:.1f} MB free there" if free is not None else ""
             raise DatasetError(
-                f"{err.filename or self.dir}: {err.strerror} (while preparing the dataset cache "
-                f"{self.dir}); "
+                f"{self.dir}: {err.strerror} while preparing the dataset cache "
+                f"(writing {err.filename or 'a file'}{room}; the incomplete copy was removed); "
                 f"free some space, or choose another cache folder with --cache_dir or ${CACHE_ENV}"
             ) from None
 
