@@ -2,10 +2,13 @@
 
     python scripts/bench_sweep_scale.py --tasks 1 4 16 [--trials 1] [--epochs 2] [--interval 1]
         [--workers 1] [--memory-per-worker 0.5] [--json out.json] [--keep DIR] [--trace-torch]
+    python scripts/bench_sweep_scale.py --tasks 1 10 25 50 --epochs 1 --run-concurrent-trials 8
 
 For each N it writes a manifest of N tiny tasks (resnet_1blocks, ngf 8, 32x32, a few synthetic
 images, metric cycle_l1, `--trials` trials each, CPUs per worker small enough that every trial fits
-the machine at once), runs `python -m orchestrator run` on it with a private local Ray (its own
+the machine at once, or `--run-concurrent-trials` of them: the manifest's top-level
+`max_concurrent_trials`, which lets 50 tasks run through a machine that cannot hold 50 training
+processes at once), runs `python -m orchestrator run` on it with a private local Ray (its own
 RAY_TMPDIR), and samples every process of that run every `--interval` seconds: its title (Ray's
 process titles name the actor or task), its proportional memory (Pss in /proc/PID/smaps_rollup, so
 shared libraries such as libtorch count once across processes), its private memory (USS) and whether
@@ -299,9 +302,11 @@ def write_manifest(
     concurrent: int | None,
     memory_gib: float,
     workers: int = 1,
+    run_concurrent: int | None = None,
 ) -> Path:
     lines = [
         f"name: {name}",
+        *([f"max_concurrent_trials: {run_concurrent}"] if run_concurrent else []),
         f"tracking: {{uri: 'sqlite:///{folder}/mlflow.db'}}",
         "defaults:",
         f"  train: {TINY_TRAIN % epochs}",
@@ -383,8 +388,9 @@ def run_once(tasks: int, args: argparse.Namespace, keep: Path | None) -> dict:
     base = Path(
         tempfile.mkdtemp(prefix="bss-", dir="/tmp")
     )  # short: Ray's socket paths must stay < 108 bytes
+    running = min(tasks * args.trials, args.run_concurrent_trials or tasks * args.trials)
     cpus = args.cpus_per_worker or max(
-        0.05, round(min(0.5, (os.cpu_count() or 2) * 0.9 / (tasks * args.trials * args.workers)), 2)
+        0.05, round(min(0.5, (os.cpu_count() or 2) * 0.9 / (running * args.workers)), 2)
     )
     manifest = write_manifest(
         base,
@@ -396,6 +402,7 @@ def run_once(tasks: int, args: argparse.Namespace, keep: Path | None) -> dict:
         args.max_concurrent_trials,
         args.memory_per_worker,
         args.workers,
+        args.run_concurrent_trials,
     )
     marker = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
@@ -694,6 +701,12 @@ def main() -> int:
         type=int,
         default=None,
         help="the manifest's search.max_concurrent_trials",
+    )
+    parser.add_argument(
+        "--run-concurrent-trials",
+        type=int,
+        default=None,
+        help="the manifest's top-level max_concurrent_trials (all tasks together)",
     )
     parser.add_argument(
         "--workers",

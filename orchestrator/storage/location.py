@@ -40,7 +40,14 @@ CHECK_REQUEST_TIMEOUT_S = 20.0
 
 
 # An endpoint that cannot be reached at all is not a fault to ride out in the up-front check.
-_UNREACHABLE = ("curlcode: 7,", "curlcode: 6,", "could not connect", "couldn't connect", "resolve")
+_UNREACHABLE = (
+    "curlcode: 7,",  # refused
+    "curlcode: 6,",  # no such host
+    "curlcode: 28,",  # no answer in time
+    "could not connect",
+    "couldn't connect",
+    "resolve",
+)
 
 
 class RetryingS3FileSystem(pafs.S3FileSystem):
