@@ -32,7 +32,7 @@ from orchestrator.sweep.results import TaskResult, summary_table, write_results
 from orchestrator.sweep.tuner import run_sweeps
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.recorder import BEST_EPOCH_TAG
-from orchestrator.tracking.server import resolve_tracking_uri
+from orchestrator.tracking.server import resolve_tracking_uri, runs_page
 from orchestrator.trial.trainable import SweepContext
 
 log = logging.getLogger(__name__)
@@ -331,15 +331,16 @@ def run_experiment(
     for result in results:
         if result.registry and "summary" in result.registry:
             echo(f"registry: {result.registry['summary']}")
-    uri = next(iter(runs.values())).uri
+    context = next(iter(runs.values()))
+    uri = context.uri
     echo(f"\nresults: {path}")
     if logs:
         echo(logs)
     echo(
         f"look up the champions: python -m orchestrator models list --tracking-uri "
         f"'{mask_text(uri)}'"
-        f"  (or the MLflow UI: mlflow ui --backend-store-uri '{mask_text(uri)}')"
     )
+    echo(f"the runs in MLflow's UI: {runs_page(uri, context.experiment_id)}")
     failed = [r for r in results if r.best is None]
     for result in failed:
         reason = result.first_error()
