@@ -21,7 +21,15 @@ def link_model_metrics(
     client: MlflowClient, model_id: str, run: Run, challenger: Challenger, step: int
 ) -> None:
     """Log the model's score (its metric and interval) at `step` in `run`, linked to logged model
-    `model_id` and to the run's training dataset."""
+    `model_id` and to the run's training dataset.
+
+    Args:
+        client: a client of the tracking store.
+        model_id: the logged model.
+        run: the trial's run the model was logged from.
+        challenger: the model's metric, value and evaluation evidence.
+        step: the epoch the value comes from.
+    """
     scores, metric = challenger.scores, challenger.metric
     low, high = scores.interval(metric) if scores else (None, None)
     metrics = {metric: challenger.value, f"{metric}_ci_low": low, f"{metric}_ci_high": high}
@@ -49,7 +57,15 @@ def link_model_metrics(
 def describe_registered_model(
     client: MlflowClient, name: str, task: str, metric: str, mode: str
 ) -> None:
-    """The registered model's description (the registry's model page and list)."""
+    """The registered model's description (the registry's model page and list).
+
+    Args:
+        client: a client of the registry.
+        name: the registered model.
+        task: the task whose generators it holds.
+        metric: what ranks its versions.
+        mode: max or min.
+    """
     better = "higher" if mode == "max" else "lower"
     client.update_registered_model(
         name,

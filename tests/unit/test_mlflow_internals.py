@@ -99,7 +99,7 @@ def test_the_finder_sees_private_imports_attributes_and_hooks():
         "from mlflow.tracking._model_registry import utils\nfrom mlflow.utils.validation import "
         "_validate_model_name\n"
         "x = mlflow.tracking._tracking_service\ny = dataset._to_mlflow_entity()\n"
-        "class S:\n    def _get_source_type(self): ...\nfrom mlflow import MlflowClient\nz = "
+        "class S:\n    def _tracking_uri(self): ...\nfrom mlflow import MlflowClient\nz = "
         "client._tracking_client\n"
         "w = self._own + parts._replace(netloc='')\n"
     )
