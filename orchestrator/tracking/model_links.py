@@ -35,14 +35,13 @@ def link_model_metrics(
     metrics = {metric: challenger.value, f"{metric}_ci_low": low, f"{metric}_ci_high": high}
     inputs = run.inputs.dataset_inputs if run.inputs else []
     dataset = inputs[0].dataset if inputs else None
-    now = int(time.time() * 1000)
     client.log_batch(
         run.info.run_id,
         metrics=[
             Metric(
                 key,
                 float(value),
-                now,
+                _logged_at(client, run.info.run_id, key, float(value), step),
                 step,
                 model_id=model_id,
                 dataset_name=dataset.name if dataset else None,
@@ -52,6 +51,15 @@ def link_model_metrics(
             if value is not None
         ],
     )
+
+
+def _logged_at(client: MlflowClient, run_id: str, key: str, value: float, step: int) -> int:
+    """When the run logged `value` as `key` at `step` (the epoch's own point: logged again with its
+    timestamp, the store keeps one point and links it), else now."""
+    for point in client.get_metric_history(run_id, key):
+        if point.step == step and point.value == value:
+            return point.timestamp
+    return int(time.time() * 1000)
 
 
 def describe_registered_model(
