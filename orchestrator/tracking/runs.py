@@ -32,7 +32,7 @@ from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value, safe_param
 from orchestrator.tracking.client import all_pages
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import git_commit, log_task_lineage, mark_training_experiment
-from orchestrator.tracking.naming import canonical_params, task_metric_name
+from orchestrator.tracking.naming import canonical_params, param_string, task_metric_name
 from orchestrator.tracking.server import check_tracking, default_artifact_location
 
 log = logging.getLogger(__name__)
@@ -292,6 +292,27 @@ def record_task_outcome(
         ],
         tags=[RunTag(k, v) for k, v in masked_tags(tags).items()],
     )
+
+
+TRIALS_TABLE = "trials.json"  # on a task's run: one row per trial (MLflow's artifact table view)
+
+
+def log_trials_table(uri: str, run_id: str, rows: list[Mapping[str, Any]]) -> None:
+    """The task's trials as one table on its run (sortable in the UI's artifact view): each row's
+    hyperparameters as their one string (orchestrator.tracking.naming), numbers as numbers."""
+    if not rows:
+        return
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    table = {
+        key: [
+            value
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else param_string(value)
+            for value in (row.get(key) for row in rows)
+        ]
+        for key in columns
+    }
+    MlflowClient(uri).log_table(run_id, table, TRIALS_TABLE)
 
 
 def end_running_children(uri: str, parent_run_id: str, status: str = "KILLED") -> list[str]:

@@ -26,6 +26,7 @@ from orchestrator.tracking.registry import Candidate, register_best
 from orchestrator.tracking.runs import (
     TaskRunSpec,
     end_task_run,
+    log_trials_table,
     open_task_runs,
     record_task_outcome,
     set_trial_status,
@@ -95,6 +96,14 @@ def record(mlflow_server, tiny_trained, tiny_dataset, tmp_path_factory) -> dict:
         context.parent_run_id,
         {"best_psnr": best, "best_epoch": epochs[-1]["epoch"], "baseline_psnr": best - 1},
         {"cyclegan.best_trial": "trial_1"},
+    )
+    log_trials_table(
+        uri,
+        context.parent_run_id,
+        [
+            {"trial": "trial_0", "baseline": True, "lambda_A": 10.0, "psnr": best - 1},
+            {"trial": "trial_1", "baseline": False, "lambda_A": 10, "psnr": best},
+        ],
     )
     registration = register_best(
         uri,
@@ -275,3 +284,13 @@ def test_the_logged_model_has_metrics_and_the_registered_model_a_description(rec
     assert metrics["psnr"]["dataset_name"] == "zebra" and metrics["psnr"]["model_id"]
     registered = api(record, "registered-models/get", name="ui-zebra")["registered_model"]
     assert "task zebra" in registered["description"] and "champion" in registered["description"]
+
+
+def test_the_task_run_holds_its_trials_as_one_sortable_table(record):
+    """Beyond the ten: the sweep's summary as an MLflow table on the task's run."""
+    table = MlflowClient(record["uri"]).load_table(
+        record["context"].experiment_id, "trials.json", [record["context"].parent_run_id]
+    )
+    assert list(table["trial"]) == ["trial_0", "trial_1"]
+    assert list(table["lambda_A"]) == ["10", "10"] and list(table["baseline"]) == ["True", "False"]
+    assert table["psnr"].dtype.kind == "f"
