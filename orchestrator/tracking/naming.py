@@ -47,12 +47,13 @@ def param_string(value: Any) -> str | None:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, (list, tuple)):
-        return json.dumps([_plain(v) for v in value])
+        return json.dumps([canonical_number(v) for v in value])
     return str(value)
 
 
-def _plain(value: Any) -> Any:
-    """A list element as JSON writes it, integral floats as integers."""
+def canonical_number(value: Any) -> Any:
+    """A number as JSON should write it: integral floats as integers (10.0 -> 10); others as they
+    are."""
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     return value

@@ -32,7 +32,12 @@ from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value, safe_param
 from orchestrator.tracking.client import all_pages
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import git_commit, log_task_lineage, mark_training_experiment
-from orchestrator.tracking.naming import canonical_params, param_string, task_metric_name
+from orchestrator.tracking.naming import (
+    canonical_number,
+    canonical_params,
+    param_string,
+    task_metric_name,
+)
 from orchestrator.tracking.server import check_tracking, default_artifact_location
 
 log = logging.getLogger(__name__)
@@ -294,24 +299,23 @@ def record_task_outcome(
     )
 
 
+def _cell(value: Any) -> Any:
+    """Numbers stay numbers (sortable), 10.0 as 10; anything else is its one string."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return canonical_number(value)
+    return param_string(value)
+
+
 TRIALS_TABLE = "trials.json"  # on a task's run: one row per trial (MLflow's artifact table view)
 
 
 def log_trials_table(uri: str, run_id: str, rows: list[Mapping[str, Any]]) -> None:
-    """The task's trials as one table on its run (sortable in the UI's artifact view): each row's
-    hyperparameters as their one string (orchestrator.tracking.naming), numbers as numbers."""
+    """The task's trials as one table on its run (sortable in the UI's artifact view): numbers as
+    numbers, anything else as its one string (orchestrator.tracking.naming)."""
     if not rows:
         return
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    table = {
-        key: [
-            value
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-            else param_string(value)
-            for value in (row.get(key) for row in rows)
-        ]
-        for key in columns
-    }
+    table = {key: [_cell(row.get(key)) for row in rows] for key in columns}
     MlflowClient(uri).log_table(run_id, table, TRIALS_TABLE)
 
 
