@@ -51,8 +51,9 @@ class TrialRecorder(Protocol):
         ...
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> bool:
-        """Every numeric metric with `epoch` as its step; False (nothing logged) when the record
-        already holds this epoch or a later one (after a resume)."""
+        """Every numeric metric with `epoch` as its step (timings and rates in namespaces of their
+        own, a run's constants once: orchestrator.tracking.naming); False (nothing logged) when the
+        record already holds this epoch or a later one (after a resume)."""
         ...
 
     def log_values(
