@@ -48,7 +48,7 @@ from .cache import (
     snapshot_result,
 )
 from .layout import find_dataset_root, no_layout, snapshot_layout, top_entries
-from .s3_retry import RETRY_ENV, boto_attempts, is_transient, retrying
+from .s3_retry import RETRY_ENV, boto_attempts, is_transient, retrying, unreachable
 from .schemes import DatasetRef, FetchResult, bad_reference
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,11 @@ def describe_endpoint(client) -> str:
 
 @contextmanager
 def s3_errors(url: str, client):
-    """Turn botocore/s3transfer failures into a DatasetError naming `url` and what to do."""
+    """Turn botocore/s3transfer failures into a DatasetError naming `url` and what to do; an
+    endpoint that accepts no connection at all fails at once rather than after the retries."""
+    reason = unreachable(client.meta.endpoint_url)
+    if reason:
+        raise DatasetError(f"{url}: {_cannot_reach(client, reason)}")
     try:
         yield
     except ClientError as err:
@@ -149,12 +153,7 @@ def s3_errors(url: str, client):
             "AWS_PROFILE, or run on a machine with an instance role"
         ) from None
     except (BotoConnectionError, HTTPClientError, RetriesExceededError) as err:
-        raise DatasetError(
-            f"{url}: cannot reach the S3 endpoint {describe_endpoint(client)} "
-            f"({err.__class__.__name__}); "
-            f"check the network, or the endpoint ({', '.join('$' + e for e in ENDPOINT_ENVS)}, "
-            "--s3_endpoint_url)"
-        ) from None
+        raise DatasetError(f"{url}: {_cannot_reach(client, err.__class__.__name__)}") from None
     except IncompleteDownload as err:
         raise DatasetError(
             f"{url}: downloads kept coming back short ({err}) for ${RETRY_ENV} seconds; run again"
@@ -166,6 +165,14 @@ def s3_errors(url: str, client):
         ) from None
     except BotoCoreError as err:
         raise DatasetError(f"{url}: S3 request failed: {err}") from None
+
+
+def _cannot_reach(client, reason: str) -> str:
+    return (
+        f"cannot reach the S3 endpoint {describe_endpoint(client)} ({reason}); check the "
+        f"network, or the endpoint ({', '.join('$' + e for e in ENDPOINT_ENVS)}, "
+        "--s3_endpoint_url)"
+    )
 
 
 def _client_error(err: ClientError, url: str, client) -> DatasetError:

@@ -9,7 +9,9 @@ From it come
 - `retrying`, which repeats a whole operation (an upload, a download, a download whose body came
   back short) with exponential backoff and full jitter until the time is spent.
 
-A fault is logged once per kind and process (`note_fault`), not at each attempt.
+A fault is logged once per kind and process (`note_fault`), not at each attempt. An endpoint that
+is not there at all (a typo, a server not started) is no fault to ride out: `unreachable` says so
+within seconds, where botocore would retry a refused connection for the whole budget.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import logging
 import math
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from ..errors import UserError
 
@@ -57,6 +61,7 @@ _TRANSIENT = (
     "remotedisconnected",
 )
 _seen: set[str] = set()
+_reachable: set[tuple[str, int]] = set()  # endpoints that answered once in this process
 _seen_lock = threading.Lock()
 T = TypeVar("T")
 
@@ -163,3 +168,22 @@ def retrying(
             note_fault(fault_kind(err), what, str(err).splitlines()[0][:200] if str(err) else "")
             attempt += 1
             sleep(delay)
+
+
+def unreachable(endpoint: str, attempts: int = 3, timeout_s: float = 3.0) -> str | None:
+    """Why nothing accepts a connection at `endpoint` (a URL) after a few quick tries, or None
+    when something does (remembered: later calls cost nothing)."""
+    parts = urlsplit(endpoint)
+    address = (parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+    reason = None
+    for attempt in range(attempts):
+        if address in _reachable:
+            return None
+        try:
+            socket.create_connection(address, timeout=timeout_s).close()
+            _reachable.add(address)
+            return None
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            time.sleep(0.5 * 2**attempt if attempt + 1 < attempts else 0)
+    return reason
