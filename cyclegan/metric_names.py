@@ -27,12 +27,17 @@ DIRECTIONS = (
     "AtoB",
     "BtoA",
 )  # G_A's translations, G_B's (in the model's direction: with --direction BtoA, G_A reads testB/)
-DISTRIBUTION_METRICS = (
-    "fid",
-    "kid",
-)  # translated vs. real target images: need the Inception weights
+# Translated vs. real target images: need the Inception weights. `fid`/`kid`: the legacy protocol
+# (uint8 images, torch-fidelity's TF-style bilinear resize); `*_clean`: clean-fid's (a float PIL
+# bicubic resize with antialiasing to the network's input, no quantisation after it).
+LEGACY_DISTRIBUTION_METRICS = ("fid", "kid")
+CLEAN_METRICS = ("fid_clean", "kid_clean")
+DISTRIBUTION_METRICS = LEGACY_DISTRIBUTION_METRICS + CLEAN_METRICS
 PAIRED_METRICS = ("l1", "psnr", "ssim")  # translated vs. ground truth: need testA_gt/ testB_gt/
 EVAL_METRICS = DISTRIBUTION_METRICS + PAIRED_METRICS
+# What `cyclegan evaluate` reports unless asked otherwise (the new metrics are opt-in: their
+# numbers are new, and the legacy defaults' protocol fingerprint stays what it was).
+DEFAULT_EVAL_METRICS = LEGACY_DISTRIBUTION_METRICS + PAIRED_METRICS
 EPOCH_METRICS = (
     "cycle_l1",
     "loss_G",

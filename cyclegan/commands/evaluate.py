@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..config import PREPROCESS_MODES, TrainConfig
 from ..errors import UserError
 from ..metric_names import (
+    DEFAULT_EVAL_METRICS,
     DIRECTIONS,
     EVAL_METRICS,
     INCEPTION_FILE,
@@ -194,10 +195,10 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--metrics",
-        default=",".join(EVAL_METRICS),
+        default=",".join(DEFAULT_EVAL_METRICS),
         help=(
-            "comma-separated, from fid, kid, l1, psnr, ssim (default: all; paired ones are skipped "
-            "without ground truth)"
+            f"comma-separated, from {', '.join(EVAL_METRICS)} (default: "
+            f"{','.join(DEFAULT_EVAL_METRICS)}; paired ones are skipped without ground truth)"
         ),
     )
     p.add_argument(
