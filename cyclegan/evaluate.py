@@ -45,6 +45,7 @@ from .metric_names import (
     per_direction,
 )
 from .scores import Scores, feature_key
+from .structure import DEFINITION, StructureDistance, find_dino_weights, load_structure
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class Evaluator:
         show_progress: bool = True,
         flag: str = "--eval_metrics",
         inception: M.InceptionFeatures | None = None,
+        structure: StructureDistance | None = None,
     ):
         self.root, self.cfg = Path(root), cfg
         self.metric_names = check_eval_metrics(metric_names or cfg.eval_metric_list(), flag)
@@ -132,6 +134,7 @@ class Evaluator:
         self.batch_size, self.show_progress = max(1, batch_size), show_progress
         self.cache = M.FeatureCache(feature_cache)
         self.inception = inception  # an already loaded network may be shared between evaluators
+        self.structure = structure  # the same for DINO-struct's ViT
 
         dataset = UnalignedDataset(self.root, cfg, "test", augment=False)
         first, second = domains(cfg)
@@ -176,6 +179,11 @@ class Evaluator:
             if self.distribution and not inception
             else None
         )
+        self.structure_weights = (
+            find_dino_weights(cfg.structure_weights or None)
+            if "dino_struct" in self.metric_names and not structure
+            else None
+        )
         self.protocol = self._protocol()
 
     def _digest(self, paths: list[Path]) -> str:
@@ -212,6 +220,13 @@ class Evaluator:
                 parts.append(f"clean={M.CLEAN_RESIZE}@{M.INCEPTION_SIZE}")
         else:
             parts.append("fid=none")
+        if "dino_struct" in self.metric_names:
+            weights = (
+                self.structure.sha256
+                if self.structure
+                else hashlib.sha256(Path(self.structure_weights).read_bytes()).hexdigest()
+            )
+            parts += [f"struct={DEFINITION}", f"struct_weights_sha256={weights}"]
         return ";".join(parts)
 
     @property
@@ -256,6 +271,11 @@ class Evaluator:
                 others.append(truth)
         if batch:
             yield flush()
+
+    def _structure(self) -> StructureDistance:
+        if self.structure is None:
+            self.structure = load_structure(self.structure_weights, self.device)
+        return self.structure
 
     def _inception(self) -> M.InceptionFeatures:
         if self.inception is None:
@@ -347,7 +367,9 @@ class Evaluator:
         legacy = [m for m in self.distribution if m in LEGACY_DISTRIBUTION_METRICS]
         fake_features: list[torch.Tensor] = []
         clean_features: list[torch.Tensor] = []
+        structure = "dino_struct" in self.metric_names
         per_image: dict[str, list[torch.Tensor]] = {name: [] for name in paired}
+        per_image["dino_struct"] = []
         bar = tqdm(
             total=len(d.inputs),
             desc=f"evaluating {d.name}",
@@ -365,11 +387,17 @@ class Evaluator:
                 clean_features.append(self._inception().clean(fakes))
             for name in paired:
                 per_image[name].append(M.PAIRED_FUNCTIONS[name](fakes, truths))
+            if structure:  # how far each translation moved from its input's structure
+                per_image["dino_struct"].append(
+                    torch.zeros(len(images), dtype=torch.float64)
+                    if untranslated
+                    else self._structure()(images, fakes)
+                )
             bar.update(len(images))
         bar.close()
         result.n_images[d.name] = len(d.inputs)
         result.scores.inputs[d.name] = [str(p.relative_to(self.root)) for p in d.inputs]
-        for name in paired:
+        for name in [*paired, "dino_struct"] if structure else paired:
             values = torch.cat(per_image[name])
             result.scores.paired[per_direction(name, d.name)] = values.numpy()
             result.metrics[per_direction(name, d.name)] = float(values.mean())

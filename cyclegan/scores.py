@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .metric_names import DIRECTIONS, DISTRIBUTION_METRICS, PAIRED_METRICS, base_metric, mode
+from .metric_names import DIRECTIONS, DISTRIBUTION_METRICS, PER_IMAGE_METRICS, base_metric, mode
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Scores:
     # -- the metrics -------------------------------------------------------------------------------
     def metric_names(self) -> list[str]:
         """The metrics these scores can give (pooled names: `psnr`, `fid`)."""
-        names = [m for m in PAIRED_METRICS if any(f"{m}_{d}" in self.paired for d in DIRECTIONS)]
+        names = [m for m in PER_IMAGE_METRICS if any(f"{m}_{d}" in self.paired for d in DIRECTIONS)]
         return names + [
             m
             for m in DISTRIBUTION_METRICS
@@ -165,7 +165,7 @@ class Scores:
         """The directions that have `metric` (`psnr` both; `psnr_AtoB` one)."""
         base = base_metric(metric)
         asked = [d for d in DIRECTIONS if metric == f"{base}_{d}"] or list(DIRECTIONS)
-        if base in PAIRED_METRICS:
+        if base in PER_IMAGE_METRICS:
             return [d for d in asked if f"{base}_{d}" in self.paired]
         return [d for d in asked if feature_key(base, "fake", d) in self.features]
 
@@ -174,7 +174,7 @@ class Scores:
         metric and direction whatever the model: what makes a comparison paired."""
         base = base_metric(metric)
         rng = np.random.default_rng([SEED, zlib.crc32(f"{base}/{direction}".encode())])
-        if base in PAIRED_METRICS:
+        if base in PER_IMAGE_METRICS:
             n = len(self.paired[f"{base}_{direction}"])
             return rng.integers(0, n, (RESAMPLES, n)), None
         n_fake, n_real = (
@@ -197,7 +197,7 @@ class Scores:
 
     def _value(self, base: str, direction: str, rows=None, real_rows=None) -> float:
         """`base` in `direction` on the whole test set, or on the given resampled rows."""
-        if base in PAIRED_METRICS:
+        if base in PER_IMAGE_METRICS:
             values = self.paired[f"{base}_{direction}"]
             return float(values.mean() if rows is None else values[rows].mean())
         gxx, gyy, gxy, dim = self._grams(base, direction)
@@ -217,7 +217,7 @@ class Scores:
         key = f"{base}_{direction}"
         if key not in self._resamples:
             rows, real_rows = self._indices(base, direction)
-            if base in PAIRED_METRICS:
+            if base in PER_IMAGE_METRICS:
                 self._resamples[key] = self.paired[key][rows].mean(1)
             else:
                 self._resamples[key] = np.array(

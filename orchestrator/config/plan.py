@@ -58,7 +58,7 @@ class TaskPlan:
     resources: Resources
     search: Search
     # num_samples (times the grid's size) and the baseline, at most `distinct`: no configuration
-    # runs twice
+    # runs twice; times search.repeats (each configuration's seeds)
     trial_count: int
     # The paper's values of the searched options (search-space names), None with `baseline: false`;
     # and whether it is a trial of its own (Tune's points_to_evaluate) or one the search runs anyway
@@ -72,8 +72,15 @@ class TaskPlan:
 
     @property
     def asked(self) -> int:
-        """The trials the manifest asks for: num_samples (times the grid's size), the baseline."""
-        return self.search.num_samples * grid_size(self.space) + int(self.baseline_added)
+        """The trials the manifest asks for: num_samples (times the grid's size), the baseline,
+        each `repeats` times."""
+        configurations = self.search.num_samples * grid_size(self.space) + int(self.baseline_added)
+        return configurations * self.search.repeats
+
+    @property
+    def configurations(self) -> int:
+        """The different configurations it runs (each as `search.repeats` trials)."""
+        return self.trial_count // self.search.repeats
 
     @property
     def capped(self) -> str | None:
@@ -315,7 +322,7 @@ def _plan_task(
         space,
         resources,
         search,
-        count if distinct is None else min(count, distinct),
+        (count if distinct is None else min(count, distinct)) * search.repeats,
         baseline,
         added,
         dataset,

@@ -56,6 +56,14 @@ class Search(_Strict):
     mode: Literal["min", "max"] | None = Field(
         None, description="min or max; implied by the metric when absent"
     )
+    repeats: int = Field(
+        1,
+        ge=1,
+        description=(
+            "train each configuration with this many seeds (the training seed, seed + 1 ...) and "
+            "rank configurations by their mean, its interval covering the seeds' spread"
+        ),
+    )
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="trials of this task running at once (default: what fits)"
     )

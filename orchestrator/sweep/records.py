@@ -15,8 +15,9 @@ from orchestrator.search.guards import SweepGuard, TaskGuards
 from orchestrator.storage.best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, best_key, read_best
 from orchestrator.storage.location import Storage, parse_storage, trial_run_name
 from orchestrator.sweep.progress import ending
-from orchestrator.sweep.results import TaskResult, TrialRecord, pick_best
+from orchestrator.sweep.results import TaskResult, TrialRecord, pick_best, ranked
 from orchestrator.sweep.router import by_task, task_of, without_task
+from orchestrator.sweep.seeds import best_configuration
 from orchestrator.trial.trainable import SweepContext
 
 # What a trial's history (results file) keeps of each epoch: losses, the metrics that can rank
@@ -172,7 +173,10 @@ def _task_result(
     stopped = guard.stop_reason or search_ended
     if stopped:  # trials never created are not pending any more
         board.stop.remote(plan.name, stopped)
-    best = pick_best(records, plan.search.resolved_mode)
+    mode, configurations = plan.search.resolved_mode, None
+    best = pick_best(records, mode)
+    if plan.search.repeats > 1:  # configurations by their seeds' mean (orchestrator.sweep.seeds)
+        configurations, best = best_configuration(ranked(records), mode)
     return TaskResult(
         plan.name,
         plan.data,
@@ -182,6 +186,8 @@ def _task_result(
         best.trial_id if best else None,
         baseline_trial_id=baseline_id,
         stopped=stopped,
+        repeats=plan.search.repeats,
+        configurations=configurations,
     )
 
 

@@ -25,6 +25,7 @@ from cyclegan.errors import UserError
 from orchestrator.config.aliases import alias_note
 from orchestrator.redact import mask_text
 from orchestrator.search.schedulers.pbt import best_before, first_exploit_epoch
+from orchestrator.sweep.seeds import mean_text
 
 # How a trial ended. Only finished and stopped trials are ranked: a failed or diverged trial keeps
 # its best epoch in storage and in the results file, but an unhealthy run does not become the
@@ -83,6 +84,9 @@ class TaskResult:
     # better) over the untranslated inputs and over the baseline trial (orchestrator.sweep.verdict)
     over_untranslated: list[float] | None = None
     over_baseline: list[float] | None = None
+    # search.repeats > 1: configurations' seeds, means, intervals, best first (sweep.seeds)
+    repeats: int = 1
+    configurations: list[dict] | None = None
 
     @property
     def best(self) -> TrialRecord | None:
@@ -171,15 +175,20 @@ class TaskResult:
         return cls(**values)
 
 
-def pick_best(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
-    """The trial with the best best-epoch value among the finished and stopped ones (an ASHA-stopped
-    trial wins if its best is best: its best epoch's generators are in storage); ties go to the
-    earlier trial."""
-    scored = [
+def ranked(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The trials that take part in the ranking: finished or stopped, with a value."""
+    return [
         t
         for t in trials
         if t.status in RANKED_STATUSES and t.metric is not None and not math.isnan(t.metric)
     ]
+
+
+def pick_best(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
+    """The trial with the best best-epoch value among the finished and stopped ones (an ASHA-stopped
+    trial wins if its best is best: its best epoch's generators are in storage); ties go to the
+    earlier trial."""
+    scored = ranked(trials)
     if not scored:
         return None
     return (min if mode == "min" else max)(scored, key=lambda t: t.metric)
@@ -306,8 +315,7 @@ def summary_table(results: list[TaskResult]) -> str:
             (
                 r.task,
                 name,
-                f"{r.metric}={best.metric:.4g}{_interval(best.metric_ci)} @ epoch {best.best_epoch}"
-                f" ({r.mode})",
+                _value(r, best),
                 _versus_untranslated(r),
                 _versus(r),
                 params or "-",
@@ -331,6 +339,14 @@ def summary_table(results: list[TaskResult]) -> str:
             f"hyperparameters as searched: {note} (the names MLflow and the registry record)"
         )
     return "\n".join(lines)
+
+
+def _value(result: TaskResult, best: TrialRecord) -> str:
+    """'fid=41.2 [38.1, 44.9] @ epoch 5 (min)'; with repeats the best configuration's mean first."""
+    one = f"{best.metric:.4g}{_interval(best.metric_ci)} @ epoch {best.best_epoch}"
+    if not result.configurations:
+        return f"{result.metric}={one} ({result.mode})"
+    return f"{result.metric}={mean_text(result.configurations[0])} ({result.mode}); this seed {one}"
 
 
 def _interval(ci: list[float] | None) -> str:
