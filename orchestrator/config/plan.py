@@ -131,15 +131,15 @@ class TaskPlan:
 
     def _evaluation_options(self) -> dict[str, Any]:
         """An evaluation metric is only reported when the test split is evaluated: with one as the
-        task's metric, evaluate every epoch, including that metric."""
-        metric = base_metric(self.search.metric)
-        if metric not in EVAL_METRICS:
+        task's metric (or a constraint's), evaluate every epoch, including those metrics."""
+        wanted = [self.search.metric, *(c.metric for c in self.search.constraints)]
+        wanted = [base_metric(m) for m in wanted if base_metric(m) in EVAL_METRICS]
+        if not wanted:
             return {}
         metrics = eval_metric_list(
             self.base.eval_metrics if "eval_metrics" in self.set_fields else ""
         )
-        if metric not in metrics:
-            metrics.append(metric)
+        metrics += [m for m in dict.fromkeys(wanted) if m not in metrics]
         return {"eval_freq": 1, "eval_metrics": ",".join(metrics)}
 
     def _checkpoint_options(self, save_epoch_freq: int) -> dict[str, Any]:

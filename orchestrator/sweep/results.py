@@ -25,6 +25,7 @@ from cyclegan.errors import UserError
 from orchestrator.config.aliases import alias_note
 from orchestrator.redact import mask_text
 from orchestrator.search.schedulers.pbt import best_before, first_exploit_epoch
+from orchestrator.sweep.constraints import summary_lines
 from orchestrator.sweep.seeds import mean_text
 
 # How a trial ended. Only finished and stopped trials are ranked: a failed or diverged trial keeps
@@ -84,9 +85,9 @@ class TaskResult:
     # better) over the untranslated inputs and over the baseline trial (orchestrator.sweep.verdict)
     over_untranslated: list[float] | None = None
     over_baseline: list[float] | None = None
-    # search.repeats > 1: configurations' seeds, means, intervals, best first (sweep.seeds)
-    repeats: int = 1
+    repeats: int = 1  # search.repeats > 1: configurations' seeds, means, intervals (sweep.seeds)
     configurations: list[dict] | None = None
+    constraints: dict | None = None  # {"unranked": {trial: why}, "unchecked": [...]}: constraints
 
     @property
     def best(self) -> TrialRecord | None:
@@ -334,6 +335,7 @@ def summary_table(results: list[TaskResult]) -> str:
                 f"{r.task}: no trial beat the untranslated inputs beyond the noise "
                 f"({r.metric} {r.untranslated['value']:.4g}); champion not moved to it"
             )
+    lines += [line for r in results for line in summary_lines(r.task, r.constraints)]
     if note := alias_note(k for r in results if r.best for k in r.best.params):
         lines.append(
             f"hyperparameters as searched: {note} (the names MLflow and the registry record)"
