@@ -25,8 +25,8 @@ from cyclegan.errors import UserError
 from orchestrator.config.aliases import alias_note
 from orchestrator.redact import mask_text
 from orchestrator.search.schedulers.pbt import best_before, first_exploit_epoch
+from orchestrator.sweep.best_value import best_text
 from orchestrator.sweep.constraints import summary_lines
-from orchestrator.sweep.seeds import mean_text
 
 # How a trial ended. Only finished and stopped trials are ranked: a failed or diverged trial keeps
 # its best epoch in storage and in the results file, but an unhealthy run does not become the
@@ -316,7 +316,7 @@ def summary_table(results: list[TaskResult]) -> str:
             (
                 r.task,
                 name,
-                _value(r, best),
+                best_text(r, best),
                 _versus_untranslated(r),
                 _versus(r),
                 params or "-",
@@ -341,20 +341,6 @@ def summary_table(results: list[TaskResult]) -> str:
             f"hyperparameters as searched: {note} (the names MLflow and the registry record)"
         )
     return "\n".join(lines)
-
-
-def _value(result: TaskResult, best: TrialRecord) -> str:
-    """'fid=41.2 [38.1, 44.9] @ epoch 5 (min)'; with repeats the best configuration's mean first."""
-    one = f"{best.metric:.4g}{_interval(best.metric_ci)} @ epoch {best.best_epoch}"
-    if not result.configurations:
-        return f"{result.metric}={one} ({result.mode})"
-    return f"{result.metric}={mean_text(result.configurations[0])} ({result.mode}); this seed {one}"
-
-
-def _interval(ci: list[float] | None) -> str:
-    if not ci or any(v is None or math.isnan(v) for v in ci):
-        return ""
-    return f" [{ci[0]:.4g}, {ci[1]:.4g}]"
 
 
 def _difference(gain: list[float]) -> str:

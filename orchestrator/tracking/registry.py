@@ -248,6 +248,12 @@ def _evidence_tags(challenger: Challenger) -> dict[str, str]:
         return {}
     low, high = scores.interval(metric)
     tags = {"metric_ci_low": repr(low), "metric_ci_high": repr(high), "protocol": scores.protocol}
+    # Every other evaluated metric with its interval (fid_clean, dino_struct ...): `models show`
+    others = [name for name in scores.metric_names() if name != metric]
+    tags["evaluation"] = "; ".join(
+        f"{name}={scores.value(name):.4g} [{lo:.4g}, {hi:.4g}]"
+        for name, (lo, hi) in ((n, scores.interval(n)) for n in others)
+    )
     if nothing is not None and nothing.comparable(scores) is None:
         tags["untranslated_value"] = repr(nothing.value(metric))
     return tags

@@ -45,7 +45,11 @@ def test_the_best_trial_by_fid_whose_structure_stays_within_the_baselines():
     ]
     result = TaskResult("t", "d", "fid", "min", trials, "near", baseline_trial_id="base")
     result.constraints = {"unranked": {"far": why["far"]}, "unchecked": []}
-    assert f"t: trial far not ranked: {why['far']}" in summary_table([result]).splitlines()
+    table = summary_table([result])
+    assert f"t: trial far not ranked: {why['far']}" in table.splitlines()
+    # The structure distance shows beside the ranking metric, with its interval where recorded.
+    trials[2].history[1].update(dino_struct_ci_low=0.011, dino_struct_ci_high=0.0128)
+    assert "fid=40 @ epoch 2 (min); dino_struct=0.0119 [0.011, 0.0128]" in summary_table([result])
     assert summary_lines("t", None) == []
 
 
@@ -65,3 +69,22 @@ tasks:
         parse_manifest(text % "{metric: dino_struct, max: 1, min: 0}")
     with pytest.raises(UserError, match="unknown metric 'dino'"):
         parse_manifest(text % "{metric: dino, max: 1}")
+
+
+def test_a_registered_version_carries_its_other_metrics_for_models_show():
+    import numpy as np
+
+    from cyclegan.scores import Scores
+    from orchestrator.tracking.promotion import Challenger
+    from orchestrator.tracking.registry import _evidence_tags
+
+    rng = np.random.default_rng(0)
+    scores = Scores("res=32")
+    for d in ("AtoB", "BtoA"):
+        scores.paired[f"psnr_{d}"] = rng.normal(20, 1, 8)
+        scores.paired[f"dino_struct_{d}"] = rng.uniform(0.01, 0.02, 8)
+    tags = _evidence_tags(Challenger("psnr", "max", scores.value("psnr"), scores))
+    low, high = scores.interval("dino_struct")
+    assert tags["evaluation"] == (
+        f"dino_struct={scores.value('dino_struct'):.4g} [{low:.4g}, {high:.4g}]"
+    )
