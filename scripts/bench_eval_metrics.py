@@ -1,10 +1,13 @@
 """The added evaluation time per epoch of the new metrics (docs/PERFORMANCE.md, issue 27).
 
 Usage: python scripts/bench_eval_metrics.py OUT_DIR IMAGES_PER_DOMAIN SIZE
+       OMP_NUM_THREADS=1 python scripts/bench_eval_metrics.py OUT_DIR cpu
 
-One Evaluator per metric set, evaluated twice (the second is what every later epoch pays: the
-real-set features come from the cache); random weights of the real architectures (the time does not
-depend on them), so nothing is downloaded. Prints one JSON line per metric set.
+The first form: one Evaluator per metric set, evaluated twice (the second is what every later
+epoch pays: the real-set features come from the cache), wall-clock seconds. The second: each
+metric's CPU seconds per test image on one thread (process time: what a machine shared with other
+jobs still measures fairly). Random weights of the real architectures (the time does not depend on
+them), so nothing is downloaded. Prints JSON lines.
 """
 
 from __future__ import annotations
@@ -57,5 +60,38 @@ def main(out: Path, n: int, size: int) -> None:
         print(json.dumps(report), flush=True)
 
 
+def per_image_cpu(out: Path) -> None:
+    import time
+
+    torch.set_num_threads(1)
+    inception = M.load_inception(make_random_inception(out / M.INCEPTION_FILE))
+    net = timm.create_model(S.ARCHITECTURE, pretrained=False, num_classes=0)
+    structure = S.StructureDistance(net, "random")
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+
+    def seconds(f) -> float:  # per image, after a warm-up call
+        f()
+        start = time.process_time()
+        f()
+        return round((time.process_time() - start) / len(images), 3)
+
+    print(
+        json.dumps(
+            {
+                "fid,kid (Inception, legacy resize)": seconds(lambda: inception(images)),
+                "fid_clean,kid_clean (Inception, clean resize)": seconds(
+                    lambda: inception.clean(images)
+                ),
+                "dino_struct (ViT-B/8, input and translation)": seconds(
+                    lambda: structure(images, images)
+                ),
+            }
+        )
+    )
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+    if sys.argv[2] == "cpu":
+        per_image_cpu(Path(sys.argv[1]))
+    else:
+        main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
