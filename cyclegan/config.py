@@ -27,7 +27,14 @@ from .architectures import (
     generator_size_rule,
 )
 from .errors import UserError
-from .metric_names import DIRECTIONS, EVAL_METRICS, INCEPTION_FILE, WEIGHTS_ENV
+from .metric_names import (
+    DINO_FILE,
+    DINO_WEIGHTS_ENV,
+    DIRECTIONS,
+    EVAL_METRICS,
+    INCEPTION_FILE,
+    WEIGHTS_ENV,
+)
 from .urls import mask_userinfo
 
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
@@ -203,6 +210,12 @@ class TrainConfig:
         "",
         f"InceptionV3 weights file for fid/kid ({INCEPTION_FILE}; default: ${WEIGHTS_ENV}, "
         "then torch's hub cache, then a download when online)",
+        group="evaluation",
+    )
+    structure_weights: str = _opt(
+        "",
+        f"DINO ViT-B/8 weights file for dino_struct ({DINO_FILE}; default: ${DINO_WEIGHTS_ENV}, "
+        "then torch's hub cache; never downloaded)",
         group="evaluation",
     )
     # --- speed -----------------------------------------------------------------------------

@@ -36,13 +36,16 @@ from .config import TrainConfig
 from .data import DatasetError, UnalignedDataset, domains, load_image, to_model_input, transform
 from .errors import UserError
 from .metric_names import (
+    CLEAN_METRICS,
     DIRECTIONS,
     DISTRIBUTION_METRICS,
+    LEGACY_DISTRIBUTION_METRICS,
     PAIRED_METRICS,
     check_eval_metrics,
     per_direction,
 )
-from .scores import Scores
+from .scores import Scores, feature_key
+from .structure import DEFINITION, StructureDistance, find_dino_weights, load_structure
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,7 @@ class Evaluator:
         show_progress: bool = True,
         flag: str = "--eval_metrics",
         inception: M.InceptionFeatures | None = None,
+        structure: StructureDistance | None = None,
     ):
         self.root, self.cfg = Path(root), cfg
         self.metric_names = check_eval_metrics(metric_names or cfg.eval_metric_list(), flag)
@@ -130,6 +134,7 @@ class Evaluator:
         self.batch_size, self.show_progress = max(1, batch_size), show_progress
         self.cache = M.FeatureCache(feature_cache)
         self.inception = inception  # an already loaded network may be shared between evaluators
+        self.structure = structure  # the same for DINO-struct's ViT
 
         dataset = UnalignedDataset(self.root, cfg, "test", augment=False)
         first, second = domains(cfg)
@@ -174,16 +179,27 @@ class Evaluator:
             if self.distribution and not inception
             else None
         )
+        self.structure_weights = (
+            find_dino_weights(cfg.structure_weights or None)
+            if "dino_struct" in self.metric_names and not structure
+            else None
+        )
         self.protocol = self._protocol()
+
+    def _digest(self, paths: list[Path]) -> str:
+        """A hash of the files' names (relative to the dataset) and bytes."""
+        digest = hashlib.sha256()
+        for path in paths:
+            digest.update(str(path.relative_to(self.root)).encode() + b"\0")
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
 
     def _protocol(self) -> str:
         """The fingerprint of how this evaluator scores: resolution and resizing, the test images
-        (their number and a hash of their bytes), and for FID/KID the extractor's weights."""
-        cfg, digest = self.cfg, hashlib.sha256()
-        for d in self.directions:
-            for path in (*d.inputs, *(d.truths or ())):
-                digest.update(str(path.relative_to(self.root)).encode() + b"\0")
-                digest.update(path.read_bytes())
+        (their number and a hash of their bytes), for FID/KID the extractor's weights, for the
+        clean metrics their resize."""
+        cfg = self.cfg
+        digest = self._digest([p for d in self.directions for p in (*d.inputs, *(d.truths or ()))])
         resize = f"{cfg.load_size}" if "resize" in cfg.preprocess else "-"
         parts = [
             f"res={cfg.crop_size}",
@@ -191,7 +207,7 @@ class Evaluator:
             f"load={resize}",
             "filter=bicubic",
             f"test={len(self.directions[0].inputs)}+{len(self.directions[1].inputs)}",
-            f"test_sha256={digest.hexdigest()[:16]}",
+            f"test_sha256={digest[:16]}",
         ]
         if self.distribution:
             weights = (
@@ -200,13 +216,26 @@ class Evaluator:
                 else hashlib.sha256(Path(self.inception_weights).read_bytes()).hexdigest()
             )
             parts += ["fid=torch-fidelity-inception-v3-compat-pool3", f"weights_sha256={weights}"]
+            if self.clean:
+                parts.append(f"clean={M.CLEAN_RESIZE}@{M.INCEPTION_SIZE}")
         else:
             parts.append("fid=none")
+        if "dino_struct" in self.metric_names:
+            weights = (
+                self.structure.sha256
+                if self.structure
+                else hashlib.sha256(Path(self.structure_weights).read_bytes()).hexdigest()
+            )
+            parts += [f"struct={DEFINITION}", f"struct_weights_sha256={weights}"]
         return ";".join(parts)
 
     @property
     def distribution(self) -> list[str]:
         return [m for m in self.metric_names if m in DISTRIBUTION_METRICS]
+
+    @property
+    def clean(self) -> list[str]:
+        return [m for m in self.metric_names if m in CLEAN_METRICS]
 
     @property
     def paired(self) -> list[str]:
@@ -243,21 +272,35 @@ class Evaluator:
         if batch:
             yield flush()
 
+    def _structure(self) -> StructureDistance:
+        if self.structure is None:
+            self.structure = load_structure(self.structure_weights, self.device)
+        return self.structure
+
     def _inception(self) -> M.InceptionFeatures:
         if self.inception is None:
             self.inception = M.load_inception(self.inception_weights, self.device)
         return self.inception
 
-    def _real_features(self, d: _Direction) -> torch.Tensor:
+    def _real_features(self, d: _Direction, clean: bool = False) -> torch.Tensor:
+        """The real target images' features (legacy, or clean-fid's resize), from the node's
+        cache when any trial or epoch has extracted them before. The clean ones are keyed by the
+        images' content and the protocol (which names the resolution, the resize, the weights)."""
         inception = self._inception()
-        key = M.FeatureCache.key(
-            files=M.files_fingerprint(d.reals),
-            channels=d.real_nc,
-            preprocess=self.cfg.preprocess,
-            crop_size=self.cfg.crop_size,
-            extractor=inception.identity,
-            layer=M.FEATURE_LAYER,
-        )
+        if clean:
+            key = M.FeatureCache.key(
+                reals=self._digest(d.reals), channels=d.real_nc, protocol=self.protocol
+            )
+        else:
+            key = M.FeatureCache.key(
+                files=M.files_fingerprint(d.reals),
+                channels=d.real_nc,
+                preprocess=self.cfg.preprocess,
+                crop_size=self.cfg.crop_size,
+                extractor=inception.identity,
+                layer=M.FEATURE_LAYER,
+            )
+        extract = inception.clean if clean else inception
 
         def compute() -> torch.Tensor:
             bar = tqdm(
@@ -269,7 +312,7 @@ class Evaluator:
             )
             out = []
             for images, _ in self._batches(d.reals, d.real_nc):
-                out.append(inception(images))
+                out.append(extract(images))
                 bar.update(len(images))
             bar.close()
             return torch.cat(out)
@@ -320,9 +363,13 @@ class Evaluator:
         self, translate: Translator, d: _Direction, result: EvalResult, untranslated: bool
     ) -> None:
         paired = self.paired if d.truths is not None else []
-        computes_features = self.distribution and not untranslated
+        computes_features = not untranslated
+        legacy = [m for m in self.distribution if m in LEGACY_DISTRIBUTION_METRICS]
         fake_features: list[torch.Tensor] = []
+        clean_features: list[torch.Tensor] = []
+        structure = "dino_struct" in self.metric_names
         per_image: dict[str, list[torch.Tensor]] = {name: [] for name in paired}
+        per_image["dino_struct"] = []
         bar = tqdm(
             total=len(d.inputs),
             desc=f"evaluating {d.name}",
@@ -334,15 +381,23 @@ class Evaluator:
             d.inputs, d.input_nc, d.truths if paired else None, d.real_nc
         ):
             fakes = to_uint8(translate(to_model_input(images, self.device), d.name))
-            if computes_features:
+            if computes_features and legacy:
                 fake_features.append(self._inception()(fakes))
+            if computes_features and self.clean:
+                clean_features.append(self._inception().clean(fakes))
             for name in paired:
                 per_image[name].append(M.PAIRED_FUNCTIONS[name](fakes, truths))
+            if structure:  # how far each translation moved from its input's structure
+                per_image["dino_struct"].append(
+                    torch.zeros(len(images), dtype=torch.float64)
+                    if untranslated
+                    else self._structure()(images, fakes)
+                )
             bar.update(len(images))
         bar.close()
         result.n_images[d.name] = len(d.inputs)
         result.scores.inputs[d.name] = [str(p.relative_to(self.root)) for p in d.inputs]
-        for name in paired:
+        for name in [*paired, "dino_struct"] if structure else paired:
             values = torch.cat(per_image[name])
             result.scores.paired[per_direction(name, d.name)] = values.numpy()
             result.metrics[per_direction(name, d.name)] = float(values.mean())
@@ -354,17 +409,23 @@ class Evaluator:
                     "needs at least 2 test images per domain"
                 )
             return
-        reals = self._real_features(d)
-        if untranslated:  # the inputs are the other direction's real images
-            fakes = self._real_features(next(o for o in self.directions if o is not d))
-        else:
-            fakes = torch.cat(fake_features)
-        result.scores.features[f"fake_{d.name}"] = fakes.numpy()
-        result.scores.features[f"real_{d.name}"] = reals.numpy()
-        if "fid" in self.distribution:
-            result.metrics[per_direction("fid", d.name)] = M.fid_from_features(fakes, reals)
-        if "kid" in self.distribution:
-            (
-                result.metrics[per_direction("kid", d.name)],
-                result.metrics[per_direction("kid", d.name) + "_std"],
-            ) = M.kid_from_features(fakes, reals)
+        other = next(o for o in self.directions if o is not d)
+        for names, computed, clean in (
+            (legacy, fake_features, False),
+            (self.clean, clean_features, True),
+        ):
+            if not names:
+                continue
+            reals = self._real_features(d, clean)
+            # untranslated: the inputs are the other direction's real images
+            fakes = self._real_features(other, clean) if untranslated else torch.cat(computed)
+            result.scores.features[feature_key(names[0], "fake", d.name)] = fakes.numpy()
+            result.scores.features[feature_key(names[0], "real", d.name)] = reals.numpy()
+            for name in names:
+                key = per_direction(name, d.name)
+                if name.startswith("fid"):
+                    result.metrics[key] = M.fid_from_features(fakes, reals)
+                else:
+                    result.metrics[key], result.metrics[key + "_std"] = M.kid_from_features(
+                        fakes, reals
+                    )

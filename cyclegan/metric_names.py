@@ -27,12 +27,20 @@ DIRECTIONS = (
     "AtoB",
     "BtoA",
 )  # G_A's translations, G_B's (in the model's direction: with --direction BtoA, G_A reads testB/)
-DISTRIBUTION_METRICS = (
-    "fid",
-    "kid",
-)  # translated vs. real target images: need the Inception weights
+# Translated vs. real target images: need the Inception weights. `fid`/`kid`: the legacy protocol
+# (uint8 images, torch-fidelity's TF-style bilinear resize); `*_clean`: clean-fid's (a float PIL
+# bicubic resize with antialiasing to the network's input, no quantisation after it).
+LEGACY_DISTRIBUTION_METRICS = ("fid", "kid")
+CLEAN_METRICS = ("fid_clean", "kid_clean")
+DISTRIBUTION_METRICS = LEGACY_DISTRIBUTION_METRICS + CLEAN_METRICS
 PAIRED_METRICS = ("l1", "psnr", "ssim")  # translated vs. ground truth: need testA_gt/ testB_gt/
-EVAL_METRICS = DISTRIBUTION_METRICS + PAIRED_METRICS
+# Translated vs. its own input: how much of the input's structure it kept (cyclegan.structure).
+STRUCTURE_METRICS = ("dino_struct",)
+PER_IMAGE_METRICS = PAIRED_METRICS + STRUCTURE_METRICS  # one value per test image
+EVAL_METRICS = DISTRIBUTION_METRICS + PAIRED_METRICS + STRUCTURE_METRICS
+# What `cyclegan evaluate` reports unless asked otherwise (the new metrics are opt-in: their
+# numbers are new, and the legacy defaults' protocol fingerprint stays what it was).
+DEFAULT_EVAL_METRICS = LEGACY_DISTRIBUTION_METRICS + PAIRED_METRICS
 EPOCH_METRICS = (
     "cycle_l1",
     "loss_G",
@@ -45,6 +53,9 @@ MAXIMIZED = ("psnr", "ssim")  # higher is better; lower for every other metric
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_ENV = "CYCLEGAN_INCEPTION_WEIGHTS"
 OFFLINE_ENV = "CYCLEGAN_OFFLINE"  # 1: never download them
+# dino_struct's weights (DINO's ViT-B/8 checkpoint), never downloaded, and their variable.
+DINO_FILE = "dino_vitbase8_pretrain.pth"
+DINO_WEIGHTS_ENV = "CYCLEGAN_DINO_WEIGHTS"
 # Once the fast path (torch.compile, CUDA graphs) failed and the run went on eagerly: 1 from then
 # on, and why.
 FALLBACK_METRIC = "fast_path_fallback"

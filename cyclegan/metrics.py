@@ -140,6 +140,48 @@ class InceptionFeatures:
         (features,) = self.net(images.to(self.device))
         return features.double().cpu()
 
+    @torch.no_grad()
+    def clean(self, images: torch.Tensor) -> torch.Tensor:
+        """clean-fid's features of uint8 NCHW images: `clean_resize` to the network's input in
+        float (no uint8 quantisation after it), then the same network from its first layer."""
+        if images.dtype != torch.uint8:
+            raise TypeError("InceptionFeatures.clean expects uint8 images in [0, 255]")
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        x = clean_resize(images.to(self.device), INCEPTION_SIZE)
+        return pool3(self.net, x.contiguous(memory_format=torch.channels_last)).double().cpu()
+
+
+INCEPTION_SIZE = 299  # the network's input side
+CLEAN_RESIZE = "pil-bicubic-antialias-float"  # how clean FID resizes (part of its fingerprint)
+
+
+def clean_resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """clean-fid's resize: each channel as a float image ('F' mode) through PIL's
+    `Image.resize((size, size), BICUBIC)`, antialiased when shrinking, values kept in float
+    [0, 255]. torch's antialiased bicubic is PIL's filter (Keys a = -0.5, the support widened by
+    the scale when shrinking); tests/unit/test_clean_fid.py checks it against PIL itself."""
+    x = images.float()
+    if x.shape[-2:] == (size, size):
+        return x
+    return torch.nn.functional.interpolate(
+        x, size=(size, size), mode="bicubic", align_corners=False, antialias=True
+    )
+
+
+def pool3(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """torch-fidelity's InceptionV3 pool3 features of float images already at 299 x 299 in
+    [0, 255]: its forward pass after its own (uint8-only) resize. At 299 that resize is the
+    identity, so on uint8 299-pixel images this equals `net(images)` (a test checks it)."""
+    x = (x - 128) / 128
+    for name in (
+        "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
+        "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+        "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool",
+    ):  # fmt: skip
+        x = getattr(net, name)(x)
+    return torch.flatten(x, 1).float()
+
 
 def load_inception(
     path: str | Path | None = None, device: str | torch.device = "cpu", download: bool | None = None

@@ -24,6 +24,7 @@ driver reads it without torch.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .metric_names import DIRECTIONS, DISTRIBUTION_METRICS, PAIRED_METRICS, base_metric, mode
+from .metric_names import DIRECTIONS, DISTRIBUTION_METRICS, PER_IMAGE_METRICS, base_metric, mode
+
+log = logging.getLogger(__name__)
 
 LEVEL = 0.95
 RESAMPLES = 1000  # paired metrics: a mean per resample
@@ -43,6 +46,13 @@ CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 def ci_keys(metric: str) -> tuple[str, str]:
     """`psnr` -> (`psnr_ci_low`, `psnr_ci_high`); `fid_AtoB` -> (`fid_AtoB_ci_low`, ...)."""
     return metric + CI_LOW, metric + CI_HIGH
+
+
+def feature_key(metric: str, kind: str, direction: str) -> str:
+    """Where `features` keeps a distribution metric's image features: `fake_AtoB` / `real_AtoB`
+    for fid and kid, `clean_fake_AtoB` ... for fid_clean and kid_clean (another resize)."""
+    prefix = "clean_" if base_metric(metric).endswith("_clean") else ""
+    return f"{prefix}{kind}_{direction}"
 
 
 # -- the distances, in numpy ---------------------------------------------------------------------
@@ -129,7 +139,8 @@ class Scores:
     """The evidence of one evaluation (see the module docstring).
 
     paired: `<metric>_<direction>` -> one value per test input image, in `inputs`' order;
-    features: `fake_<direction>` / `real_<direction>` -> Inception features, one row per image;
+    features: `fake_<direction>` / `real_<direction>` -> Inception features, one row per image
+        (`clean_fake_<direction>` ... for the clean metrics: `feature_key`);
     inputs: `<direction>` -> the test inputs' file names (what makes two evaluations paired).
     """
 
@@ -143,50 +154,53 @@ class Scores:
     # -- the metrics -------------------------------------------------------------------------------
     def metric_names(self) -> list[str]:
         """The metrics these scores can give (pooled names: `psnr`, `fid`)."""
-        names = [m for m in PAIRED_METRICS if any(f"{m}_{d}" in self.paired for d in DIRECTIONS)]
-        if any(f"fake_{d}" in self.features for d in DIRECTIONS):
-            names += list(DISTRIBUTION_METRICS)
-        return names
+        names = [m for m in PER_IMAGE_METRICS if any(f"{m}_{d}" in self.paired for d in DIRECTIONS)]
+        return names + [
+            m
+            for m in DISTRIBUTION_METRICS
+            if any(feature_key(m, "fake", d) in self.features for d in DIRECTIONS)
+        ]
 
     def _directions(self, metric: str) -> list[str]:
         """The directions that have `metric` (`psnr` both; `psnr_AtoB` one)."""
         base = base_metric(metric)
         asked = [d for d in DIRECTIONS if metric == f"{base}_{d}"] or list(DIRECTIONS)
-        if base in PAIRED_METRICS:
+        if base in PER_IMAGE_METRICS:
             return [d for d in asked if f"{base}_{d}" in self.paired]
-        return [d for d in asked if f"fake_{d}" in self.features]
+        return [d for d in asked if feature_key(base, "fake", d) in self.features]
 
     def _indices(self, metric: str, direction: str) -> tuple[np.ndarray, np.ndarray | None]:
         """Resampled rows (of the inputs, and of the reals for FID/KID), the same for the same
         metric and direction whatever the model: what makes a comparison paired."""
         base = base_metric(metric)
         rng = np.random.default_rng([SEED, zlib.crc32(f"{base}/{direction}".encode())])
-        if base in PAIRED_METRICS:
+        if base in PER_IMAGE_METRICS:
             n = len(self.paired[f"{base}_{direction}"])
             return rng.integers(0, n, (RESAMPLES, n)), None
         n_fake, n_real = (
-            len(self.features[f"fake_{direction}"]),
-            len(self.features[f"real_{direction}"]),
+            len(self.features[feature_key(base, "fake", direction)]),
+            len(self.features[feature_key(base, "real", direction)]),
         )
         shape = DISTRIBUTION_RESAMPLES
         return rng.integers(0, n_fake, (shape, n_fake)), rng.integers(0, n_real, (shape, n_real))
 
-    def _grams(self, direction: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    def _grams(self, base: str, direction: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """The Gram matrices X X^T, Y Y^T, X Y^T of the translated (X) and real (Y) features, and
         the dimension: every resample's FID and KID are then index operations on n x n matrices,
         not products of 2048-wide ones."""
-        if direction not in self._gram_cache:
-            x = self.features[f"fake_{direction}"].astype(np.float64)
-            y = self.features[f"real_{direction}"].astype(np.float64)
-            self._gram_cache[direction] = (x @ x.T, y @ y.T, x @ y.T, x.shape[1])
-        return self._gram_cache[direction]
+        fake, real = feature_key(base, "fake", direction), feature_key(base, "real", direction)
+        if fake not in self._gram_cache:
+            x = self.features[fake].astype(np.float64)
+            y = self.features[real].astype(np.float64)
+            self._gram_cache[fake] = (x @ x.T, y @ y.T, x @ y.T, x.shape[1])
+        return self._gram_cache[fake]
 
     def _value(self, base: str, direction: str, rows=None, real_rows=None) -> float:
         """`base` in `direction` on the whole test set, or on the given resampled rows."""
-        if base in PAIRED_METRICS:
+        if base in PER_IMAGE_METRICS:
             values = self.paired[f"{base}_{direction}"]
             return float(values.mean() if rows is None else values[rows].mean())
-        gxx, gyy, gxy, dim = self._grams(direction)
+        gxx, gyy, gxy, dim = self._grams(base, direction)
         if rows is None:
             rows, real_rows = np.arange(len(gxx)), np.arange(len(gyy))
         xx, yy, xy = (
@@ -194,7 +208,7 @@ class Scores:
             gyy[np.ix_(real_rows, real_rows)],
             gxy[np.ix_(rows, real_rows)],
         )
-        if base == "kid":
+        if base.startswith("kid"):
             return _mmd2((xx / dim + 1) ** 3, (yy / dim + 1) ** 3, (xy / dim + 1) ** 3)
         return _fid_from_grams(xx, yy, xy)
 
@@ -203,7 +217,7 @@ class Scores:
         key = f"{base}_{direction}"
         if key not in self._resamples:
             rows, real_rows = self._indices(base, direction)
-            if base in PAIRED_METRICS:
+            if base in PER_IMAGE_METRICS:
                 self._resamples[key] = self.paired[key][rows].mean(1)
             else:
                 self._resamples[key] = np.array(
@@ -294,3 +308,13 @@ class Scores:
                 return out
         except (OSError, KeyError, ValueError, EOFError) as err:
             raise ValueError(f"{path}: not an evaluation scores file ({err})") from None
+
+    @classmethod
+    def load_if_present(cls, path: str | Path, without: str = "") -> Scores | None:
+        """`load`, or None when there is no such file or it is not a scores file (that one with a
+        warning saying so, and `without`: what goes on without it)."""
+        try:
+            return cls.load(path) if Path(path).is_file() else None
+        except ValueError as err:
+            log.warning("%s%s", err, f"; {without}" if without else "")
+            return None

@@ -372,3 +372,20 @@ def loaded_after(code: str, watched: tuple[str, ...]) -> list[str]:
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sweep_in_process(loaded, tmp_path: Path, capsys):
+    """Run a loaded manifest's sweep in this process (storage and results under `tmp_path`);
+    returns what it printed and its results file, read back. It must succeed."""
+    from orchestrator.sweep.experiment import run_experiment
+    from orchestrator.sweep.options import RunOptions
+    from orchestrator.sweep.results import load_results
+
+    code = run_experiment(
+        loaded,
+        loaded.plans,
+        RunOptions(storage=str(tmp_path / "runs"), results_dir=tmp_path / "results"),
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out, load_results(tmp_path / "results" / f"{loaded.manifest.name}.json")

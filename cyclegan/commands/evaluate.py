@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 from ..config import PREPROCESS_MODES, TrainConfig
 from ..errors import UserError
 from ..metric_names import (
+    DEFAULT_EVAL_METRICS,
+    DINO_FILE,
+    DINO_WEIGHTS_ENV,
     DIRECTIONS,
     EVAL_METRICS,
     INCEPTION_FILE,
@@ -72,9 +75,9 @@ def format_table(result: EvalResult, names: list[str]) -> str:
             return ""
         return f"  [{low:.4g}, {high:.4g}]"
 
-    rows = [f"{'metric':<8}{'AtoB':>12}{'BtoA':>12}{'combined':>12}  95% interval (combined)"]
+    rows = [f"{'metric':<12}{'AtoB':>12}{'BtoA':>12}{'combined':>12}  95% interval (combined)"]
     rows += [
-        f"{name:<8}"
+        f"{name:<12}"
         + "".join(f"{cell(k):>12}" for k in (*(per_direction(name, d) for d in DIRECTIONS), name))
         + interval(name)
         for name in names
@@ -107,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, k) is not None
     }
     crop_size = overrides.get("crop_size", cfg.crop_size)
+    if args.structure_weights:
+        overrides["structure_weights"] = args.structure_weights
     cfg = cfg.replace(
         max_dataset_size=0, load_size=max(cfg.load_size, crop_size), **overrides
     )  # every test image
@@ -194,10 +199,10 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--metrics",
-        default=",".join(EVAL_METRICS),
+        default=",".join(DEFAULT_EVAL_METRICS),
         help=(
-            "comma-separated, from fid, kid, l1, psnr, ssim (default: all; paired ones are skipped "
-            "without ground truth)"
+            f"comma-separated, from {', '.join(EVAL_METRICS)} (default: "
+            f"{','.join(DEFAULT_EVAL_METRICS)}; paired ones are skipped without ground truth)"
         ),
     )
     p.add_argument(
@@ -219,6 +224,13 @@ def register(subparsers) -> None:
         help=f"the InceptionV3 weights ({INCEPTION_FILE}; default: ${WEIGHTS_ENV}, then torch's "
         f"hub cache, "
         f"then a download when online, never with {OFFLINE_ENV}=1)",
+    )
+    p.add_argument(
+        "--structure_weights",
+        default=None,
+        metavar="FILE",
+        help=f"DINO's ViT-B/8 weights for dino_struct ({DINO_FILE}; default: ${DINO_WEIGHTS_ENV}, "
+        "then torch's hub cache; never downloaded)",
     )
     p.add_argument(
         "--feature_cache",

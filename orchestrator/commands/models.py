@@ -79,6 +79,8 @@ def run_show(args: argparse.Namespace) -> int:
     )
     if c and c.untranslated is not None:
         print(f"  untranslated test images: {c.metric}={_number(c.untranslated)}")
+    if c and c.evaluation:
+        print(f"  also evaluated: {c.evaluation}")
     if c and c.protocol:
         print(f"  protocol: {c.protocol}")
     rows = [

@@ -18,6 +18,7 @@ from orchestrator.config.problems import did_you_mean, short
 TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 TRAIN_TYPES: dict[str, type] = get_type_hints(TrainConfig)
 # Set by the orchestrator itself, never by a manifest.
+SEED_KEY = "seed"  # the training option each of search.repeats' trials sets (TrainConfig.seed)
 RESERVED_TRAIN_FIELDS = ("dataroot", "name", "checkpoints_dir", "continue_train")
 
 # What YAML may give for each type (an int is a fine float), and how a message names the type.

@@ -58,7 +58,7 @@ class TaskPlan:
     resources: Resources
     search: Search
     # num_samples (times the grid's size) and the baseline, at most `distinct`: no configuration
-    # runs twice
+    # runs twice; times search.repeats (each configuration's seeds)
     trial_count: int
     # The paper's values of the searched options (search-space names), None with `baseline: false`;
     # and whether it is a trial of its own (Tune's points_to_evaluate) or one the search runs anyway
@@ -72,8 +72,15 @@ class TaskPlan:
 
     @property
     def asked(self) -> int:
-        """The trials the manifest asks for: num_samples (times the grid's size), the baseline."""
-        return self.search.num_samples * grid_size(self.space) + int(self.baseline_added)
+        """The trials the manifest asks for: num_samples (times the grid's size), the baseline,
+        each `repeats` times."""
+        configurations = self.search.num_samples * grid_size(self.space) + int(self.baseline_added)
+        return configurations * self.search.repeats
+
+    @property
+    def configurations(self) -> int:
+        """The different configurations it runs (each as `search.repeats` trials)."""
+        return self.trial_count // self.search.repeats
 
     @property
     def capped(self) -> str | None:
@@ -124,15 +131,15 @@ class TaskPlan:
 
     def _evaluation_options(self) -> dict[str, Any]:
         """An evaluation metric is only reported when the test split is evaluated: with one as the
-        task's metric, evaluate every epoch, including that metric."""
-        metric = base_metric(self.search.metric)
-        if metric not in EVAL_METRICS:
+        task's metric (or a constraint's), evaluate every epoch, including those metrics."""
+        wanted = [self.search.metric, *(c.metric for c in self.search.constraints)]
+        wanted = [base_metric(m) for m in wanted if base_metric(m) in EVAL_METRICS]
+        if not wanted:
             return {}
         metrics = eval_metric_list(
             self.base.eval_metrics if "eval_metrics" in self.set_fields else ""
         )
-        if metric not in metrics:
-            metrics.append(metric)
+        metrics += [m for m in dict.fromkeys(wanted) if m not in metrics]
         return {"eval_freq": 1, "eval_metrics": ",".join(metrics)}
 
     def _checkpoint_options(self, save_epoch_freq: int) -> dict[str, Any]:
@@ -315,7 +322,7 @@ def _plan_task(
         space,
         resources,
         search,
-        count if distinct is None else min(count, distinct),
+        (count if distinct is None else min(count, distinct)) * search.repeats,
         baseline,
         added,
         dataset,

@@ -26,6 +26,39 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def _known(value: str) -> str:
+    base = base_metric(value)
+    if base not in KNOWN_METRICS and not base.startswith("loss_"):
+        raise ValueError(
+            f"unknown metric {value!r}{did_you_mean(base, KNOWN_METRICS)}; use one of "
+            f"{', '.join(KNOWN_METRICS)}"
+        )
+    return value
+
+
+class Constraint(_Strict):
+    """A condition the best trial must meet besides ranking first (orchestrator.sweep.constraints):
+    its `metric`, at the epoch that ranks it, at most `max`, at least `min`, or at most
+    `baseline_factor` times worse than the baseline trial's."""
+
+    metric: str = Field(description="the constrained metric, e.g. dino_struct")
+    max: float | None = Field(None, description="the metric's largest allowed value")
+    min: float | None = Field(None, description="the metric's smallest allowed value")
+    baseline_factor: float | None = Field(
+        None,
+        ge=1,
+        description="at most this many times worse than the baseline's value (1.2: within 20%)",
+    )
+
+    _known_metric = field_validator("metric")(classmethod(lambda cls, v: _known(v)))
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Constraint:
+        if sum(v is not None for v in (self.max, self.min, self.baseline_factor)) != 1:
+            raise ValueError("give exactly one of max, min, baseline_factor")
+        return self
+
+
 class Search(_Strict):
     space: dict[str, Any] = Field(
         default_factory=dict, description="training option -> constant or distribution"
@@ -56,6 +89,14 @@ class Search(_Strict):
     mode: Literal["min", "max"] | None = Field(
         None, description="min or max; implied by the metric when absent"
     )
+    repeats: int = Field(
+        1,
+        ge=1,
+        description=(
+            "train each configuration with this many seeds (the training seed, seed + 1 ...) and "
+            "rank configurations by their mean, its interval covering the seeds' spread"
+        ),
+    )
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="trials of this task running at once (default: what fits)"
     )
@@ -84,16 +125,13 @@ class Search(_Strict):
         description="a trial of this task that failed for good does not make the run exit 1",
     )
 
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        base = base_metric(value)
-        if base not in KNOWN_METRICS and not base.startswith("loss_"):
-            raise ValueError(
-                f"unknown metric {value!r}{did_you_mean(base, KNOWN_METRICS)}; use one of "
-                f"{', '.join(KNOWN_METRICS)}"
-            )
-        return value
+    constraints: list[Constraint] = Field(
+        default_factory=list,
+        description="conditions the best trial must meet, e.g. "
+        "{metric: dino_struct, baseline_factor: 1.2}: orchestrator.sweep.constraints",
+    )
+
+    _known_metric = field_validator("metric")(classmethod(lambda cls, v: _known(v)))
 
     @property
     def resolved_mode(self) -> str:

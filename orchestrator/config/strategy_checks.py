@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.config.options import total_epochs
+from orchestrator.config.options import SEED_KEY, total_epochs
 from orchestrator.config.problems import Problem, short
 from orchestrator.config.resources import Resources
 from orchestrator.config.schema import Search, Task
@@ -44,6 +44,19 @@ def strategy_problems(
                 f"scheduler {scheduler.name} cannot follow the suggestions of "
                 f"algorithm {algorithm.name}: use algorithm random or grid ({scheduler.name} "
                 f"explores by itself)",
+            )
+        )
+    if search.repeats > 1 and (scheduler.exploits or SEED_KEY in search.space):
+        why = (
+            f"scheduler {scheduler.name} copies weights between trials"
+            if scheduler.exploits
+            else "the space searches the seed itself"
+        )
+        out.append(
+            Problem(
+                search_field(prefix, task, "repeats"),
+                f"repeats {search.repeats}: {why}; leave repeats at 1 or "
+                + ("choose another scheduler" if scheduler.exploits else "take seed out of space"),
             )
         )
     if scheduler.exploits and resources is not None and resources.workers > 1:

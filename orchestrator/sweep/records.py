@@ -16,9 +16,11 @@ from orchestrator.config.plan import TaskPlan
 from orchestrator.search.guards import SweepGuard, TaskGuards
 from orchestrator.storage.best import BEST_CHECKPOINT, BEST_DIR, BEST_EPOCH, best_key, read_best
 from orchestrator.storage.location import Storage, parse_storage, trial_run_name
+from orchestrator.sweep.constraints import broken, unchecked
 from orchestrator.sweep.progress import ending
-from orchestrator.sweep.results import TaskResult, TrialRecord, pick_best
+from orchestrator.sweep.results import TaskResult, TrialRecord, pick_best, ranked
 from orchestrator.sweep.router import by_task, task_of, without_task
+from orchestrator.sweep.seeds import best_configuration
 from orchestrator.trial.trainable import SweepContext
 
 # What a trial's history (results file) keeps of each epoch: losses, the metrics that can rank
@@ -193,7 +195,23 @@ def _task_result(
     stopped = guard.stop_reason or search_ended
     if stopped:  # trials never created are not pending any more
         board.stop.remote(plan.name, stopped)
-    best = pick_best(records, plan.search.resolved_mode)
+    mode, configurations, constraints = plan.search.resolved_mode, None, None
+    eligible = records
+    if plan.search.constraints:  # only the trials that meet them are ranked (sweep.constraints)
+        baseline = next((t for t in records if t.trial_id == baseline_id), None)
+        unranked = {
+            t.trial_id: why
+            for t in records
+            if (why := broken(t, plan.search.constraints, baseline))
+        }
+        eligible = [t for t in records if t.trial_id not in unranked]
+        constraints = {
+            "unranked": unranked,
+            "unchecked": unchecked(plan.search.constraints, baseline),
+        }
+    best = pick_best(eligible, mode)
+    if plan.search.repeats > 1:  # configurations by their seeds' mean (orchestrator.sweep.seeds)
+        configurations, best = best_configuration(ranked(eligible), mode)
     return TaskResult(
         plan.name,
         plan.data,
@@ -203,6 +221,9 @@ def _task_result(
         best.trial_id if best else None,
         baseline_trial_id=baseline_id,
         stopped=stopped,
+        repeats=plan.search.repeats,
+        configurations=configurations,
+        constraints=constraints,
     )
 
 

@@ -25,6 +25,8 @@ from cyclegan.errors import UserError
 from orchestrator.config.aliases import alias_note
 from orchestrator.redact import mask_text
 from orchestrator.search.schedulers.pbt import best_before, first_exploit_epoch
+from orchestrator.sweep.best_value import best_text
+from orchestrator.sweep.constraints import summary_lines
 
 # How a trial ended. Only finished and stopped trials are ranked: a failed or diverged trial keeps
 # its best epoch in storage and in the results file, but an unhealthy run does not become the
@@ -83,6 +85,9 @@ class TaskResult:
     # better) over the untranslated inputs and over the baseline trial (orchestrator.sweep.verdict)
     over_untranslated: list[float] | None = None
     over_baseline: list[float] | None = None
+    repeats: int = 1  # search.repeats > 1: configurations' seeds, means, intervals (sweep.seeds)
+    configurations: list[dict] | None = None
+    constraints: dict | None = None  # {"unranked": {trial: why}, "unchecked": [...]}: constraints
 
     @property
     def best(self) -> TrialRecord | None:
@@ -171,15 +176,20 @@ class TaskResult:
         return cls(**values)
 
 
-def pick_best(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
-    """The trial with the best best-epoch value among the finished and stopped ones (an ASHA-stopped
-    trial wins if its best is best: its best epoch's generators are in storage); ties go to the
-    earlier trial."""
-    scored = [
+def ranked(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The trials that take part in the ranking: finished or stopped, with a value."""
+    return [
         t
         for t in trials
         if t.status in RANKED_STATUSES and t.metric is not None and not math.isnan(t.metric)
     ]
+
+
+def pick_best(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
+    """The trial with the best best-epoch value among the finished and stopped ones (an ASHA-stopped
+    trial wins if its best is best: its best epoch's generators are in storage); ties go to the
+    earlier trial."""
+    scored = ranked(trials)
     if not scored:
         return None
     return (min if mode == "min" else max)(scored, key=lambda t: t.metric)
@@ -306,8 +316,7 @@ def summary_table(results: list[TaskResult]) -> str:
             (
                 r.task,
                 name,
-                f"{r.metric}={best.metric:.4g}{_interval(best.metric_ci)} @ epoch {best.best_epoch}"
-                f" ({r.mode})",
+                best_text(r, best),
                 _versus_untranslated(r),
                 _versus(r),
                 params or "-",
@@ -326,17 +335,12 @@ def summary_table(results: list[TaskResult]) -> str:
                 f"{r.task}: no trial beat the untranslated inputs beyond the noise "
                 f"({r.metric} {r.untranslated['value']:.4g}); champion not moved to it"
             )
+    lines += [line for r in results for line in summary_lines(r.task, r.constraints)]
     if note := alias_note(k for r in results if r.best for k in r.best.params):
         lines.append(
             f"hyperparameters as searched: {note} (the names MLflow and the registry record)"
         )
     return "\n".join(lines)
-
-
-def _interval(ci: list[float] | None) -> str:
-    if not ci or any(v is None or math.isnan(v) for v in ci):
-        return ""
-    return f" [{ci[0]:.4g}, {ci[1]:.4g}]"
 
 
 def _difference(gain: list[float]) -> str:

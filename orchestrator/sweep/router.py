@@ -12,8 +12,7 @@ trial's config carries its task (`config["task"]`), and two dispatchers route by
   algorithm, and the run's pausing and saving of trials (nothing else of the controller). ASHA
   therefore compares only trials of the same task. It also ends the tasks whose guard says stop
   (`stops`, orchestrator.search.guards.TaskGuards), as Tune's own stopper ends a run.
-
-Private Tune names the routing needs are reached through orchestrator.ray_internals.
+(`search.repeats`: orchestrator.sweep.repeats; private Tune names: orchestrator.ray_internals.)
 
 Tune pickles both into the run's `tuner.pkl` and restores them on `Tuner.restore`, then loads the
 search state from the experiment folder: each task's algorithm saves its own files there, named
@@ -40,6 +39,7 @@ from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher, Se
 from ray.tune.search.concurrency_limiter import ConcurrencyLimiter
 
 from orchestrator import ray_internals
+from orchestrator.sweep.repeats import RepeatedTrials, unwrapped
 from orchestrator.sweep.unique import UniqueTrials, adopted
 
 TASK_KEY = "task"  # the config key naming a trial's task
@@ -100,17 +100,19 @@ class TaskSearchSpec:
     mode: str
     max_concurrent: int | None = None  # trials of this task at once (None: no limit of its own)
     max_failures: int | None = None  # retries of a failed trial (None: the run's FailureConfig)
-    # at most this many trials, no configuration twice (orchestrator.sweep.unique); None: no check
-    unique: int | None = None
+    unique: int | None = None  # at most this many configurations, each once (sweep.unique)
+    repeats: int = 1  # trials per configuration, seeds `seed`, `seed + 1` ... (sweep.repeats)
+    seed: int = 0
     search_alg: SearchAlgorithm = field(init=False)
 
     def __post_init__(self) -> None:
         alg = self.algorithm
         if isinstance(alg, Searcher):  # what Tune does with a Searcher and max_concurrent_trials
-            alg = SearchGenerator(
-                ConcurrencyLimiter(alg, self.max_concurrent) if self.max_concurrent else alg
-            )
-        self.search_alg = alg if self.unique is None else UniqueTrials(alg, self.unique)
+            limit = self.max_concurrent
+            alg = SearchGenerator(ConcurrencyLimiter(alg, limit) if limit else alg)
+        alg = alg if self.unique is None else UniqueTrials(alg, self.unique)
+        repeated = RepeatedTrials(alg, self.repeats, self.seed, self.metric)
+        self.search_alg = alg if self.repeats == 1 else repeated
 
 
 class TaskStops(Protocol):
@@ -138,8 +140,8 @@ class TaskSearch(SearchAlgorithm):
         # ids.
         prefixes: set[str] = set()
         for task, spec in tasks.items():
-            if isinstance(spec.search_alg, UniqueTrials):
-                spec.search_alg.task = task
+            if isinstance(unique := unwrapped(spec.search_alg), UniqueTrials):
+                unique.task = task
             if isinstance(alg := spec.algorithm, BasicVariantGenerator):
                 while (prefix := uuid.uuid4().hex[:5] + "_") in prefixes:
                     pass
@@ -209,7 +211,7 @@ class TaskSearch(SearchAlgorithm):
     def _restored(self, trial_id: str, result: dict | None) -> str | None:
         """The task of a restored trial its search did not know, if its algorithm counts it."""
         task = ((result or {}).get("config") or {}).get(TASK_KEY)
-        return task if adopted(self.inner.get(task), trial_id, result) else None
+        return task if adopted(unwrapped(self.inner.get(task)), trial_id, result) else None
 
     def end_task(self, task: str) -> None:
         """No more trials of `task`; its live trials (stopped without a word to the search, as

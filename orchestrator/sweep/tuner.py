@@ -103,7 +103,9 @@ def _task_search(
             plan.search.resolved_mode,
             max_concurrent=plan.search.max_concurrent_trials,
             max_failures=plan.search.max_failures,
-            unique=None if plan.distinct is None else plan.trial_count,
+            unique=None if plan.distinct is None else plan.configurations,
+            repeats=plan.search.repeats,
+            seed=plan.base.seed,
         )
         schedulers[plan.name] = tune_search.scheduler(plan, epochs)
         metrics[plan.name] = (tune_search.tune_metric(plan), plan.search.resolved_mode)

@@ -29,6 +29,7 @@ from ray.tune.experiment import Trial
 from ray.tune.search import SearchAlgorithm
 
 from orchestrator import ray_internals
+from orchestrator.sweep.repeats import unwrapped
 
 RETRIES = 100  # proposals in a row that already ran, before a task's search gives up
 STATE_FILE = "unique-trials-{}.pkl"
@@ -164,9 +165,10 @@ class UniqueTrials(SearchAlgorithm):
 def ended_early(algorithms: dict[str, SearchAlgorithm]) -> dict[str, str]:
     """The tasks (of a TaskSearch's `inner`) whose search gave up before their trial count, and
     why."""
+    inner = {task: unwrapped(alg) for task, alg in algorithms.items()}
     return {
         task: alg.ended_early
-        for task, alg in algorithms.items()
+        for task, alg in inner.items()
         if isinstance(alg, UniqueTrials) and alg.ended_early
     }
 

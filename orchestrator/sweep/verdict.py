@@ -20,22 +20,14 @@ log = logging.getLogger(__name__)
 REEVALUATE_TIMEOUT_S = 1800  # a test split with FID on a CPU node takes minutes, not hours
 
 
-def _load(path: Path) -> Scores | None:
-    try:
-        return Scores.load(path) if path.is_file() else None
-    except ValueError as err:
-        log.warning("%s", err)
-        return None
-
-
 def weigh(result: TaskResult, best_folder: Path | None, trials: Storage, tmp: Path) -> None:
     """Fill `result.untranslated`, `over_untranslated` and `over_baseline` from the evidence kept
     with the best trial's best epoch (in `best_folder`) and the baseline trial's."""
     best, metric = result.best, result.metric
-    scores = _load(best_folder / EVALUATION_FILE) if best_folder else None
+    scores = Scores.load_if_present(best_folder / EVALUATION_FILE) if best_folder else None
     if best is None or scores is None:
         return
-    nothing = _load(best_folder / UNTRANSLATED_FILE)
+    nothing = Scores.load_if_present(best_folder / UNTRANSLATED_FILE)
     if nothing is not None and nothing.comparable(scores) is None:
         low, high = nothing.interval(metric)
         result.untranslated = {
@@ -58,7 +50,7 @@ def weigh(result: TaskResult, best_folder: Path | None, trials: Storage, tmp: Pa
         tmp / "baseline",
         only=(EVALUATION_FILE,),
     )
-    theirs = _load(fetched[0] / EVALUATION_FILE) if fetched else None
+    theirs = Scores.load_if_present(fetched[0] / EVALUATION_FILE) if fetched else None
     if theirs is not None and scores.comparable(theirs) is None:
         result.over_baseline = list(astuple(scores.compare(theirs, metric)))
 

@@ -41,6 +41,7 @@ class VersionInfo:
     interval: tuple[float, float] | None = None  # the value's 95 % interval
     protocol: str | None = None  # how it was evaluated (cyclegan.scores)
     untranslated: float | None = None  # the untranslated test images' value, same protocol
+    evaluation: str | None = None  # its other evaluated metrics with their intervals
     decision: str | None = None  # why it is, or is not, the champion
 
 
@@ -77,6 +78,7 @@ def _version_info(mv) -> VersionInfo:
         interval=_interval(tags),
         protocol=tags.get("protocol"),
         untranslated=as_float(tags.get("untranslated_value")),
+        evaluation=tags.get("evaluation") or None,
         decision=tags.get("champion_decision"),
     )
 

@@ -45,6 +45,7 @@ from orchestrator.tracking.pyfunc_model import generator_config
 from orchestrator.tracking.runs import SEARCHED_AS_TAG
 
 log = logging.getLogger(__name__)
+PROMOTES_WITHOUT = "the promotion goes without it"
 
 CHAMPION = "champion"
 DEFAULT_PREFIX = "cyclegan-"
@@ -132,14 +133,6 @@ def register_best(
         return _register(uri, candidate, prefix, promote, reevaluate)
 
 
-def _load_scores(path: Path) -> Scores | None:
-    try:
-        return Scores.load(path) if path.is_file() else None
-    except ValueError as err:
-        log.warning("%s; the promotion goes without it", err)
-        return None
-
-
 def _register(
     uri: str, candidate: Candidate, prefix: str, promote: str, reevaluate
 ) -> Registration:
@@ -177,8 +170,8 @@ def _register(
             metric,
             mode,
             float(value),
-            _load_scores(folder / EVALUATION_FILE),
-            _load_scores(folder / UNTRANSLATED_FILE),
+            Scores.load_if_present(folder / EVALUATION_FILE, PROMOTES_WITHOUT),
+            Scores.load_if_present(folder / UNTRANSLATED_FILE, PROMOTES_WITHOUT),
         )
         if challenger.scores is not None:
             artifacts[EVIDENCE] = str(folder / EVALUATION_FILE)
@@ -259,6 +252,12 @@ def _evidence_tags(challenger: Challenger) -> dict[str, str]:
         return {}
     low, high = scores.interval(metric)
     tags = {"metric_ci_low": repr(low), "metric_ci_high": repr(high), "protocol": scores.protocol}
+    # Every other evaluated metric with its interval (fid_clean, dino_struct ...): `models show`
+    others = [name for name in scores.metric_names() if name != metric]
+    tags["evaluation"] = "; ".join(
+        f"{name}={scores.value(name):.4g} [{lo:.4g}, {hi:.4g}]"
+        for name, (lo, hi) in ((n, scores.interval(n)) for n in others)
+    )
     if nothing is not None and nothing.comparable(scores) is None:
         tags["untranslated_value"] = repr(nothing.value(metric))
     return tags
@@ -294,7 +293,7 @@ def _champion(client: MlflowClient, uri: str, name: str, version: str) -> Champi
                         artifact_uri=f"models:/{name}/{current.version}/artifacts/{EVALUATION_FILE}",
                         dst_path=tmp,
                     )
-                scores = _load_scores(Path(path))
+                scores = Scores.load_if_present(path, PROMOTES_WITHOUT)
             except (MlflowException, OSError):  # its evidence could not be read: none
                 scores = None
     return Champion(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sweep_in_process
 from orchestrator.config.plan import parse_manifest
 from orchestrator.config.problems import ManifestError
 
@@ -266,22 +267,13 @@ def test_a_hopeless_trial_exploits_a_learning_one_and_mlflow_and_the_results_sho
     from mlflow.artifacts import load_dict
 
     from orchestrator.search.schedulers.pbt import DONOR_TAG, EXPLOITS_TAG, LINEAGE_ARTIFACT
-    from orchestrator.sweep.experiment import run_experiment
-    from orchestrator.sweep.options import RunOptions
-    from orchestrator.sweep.results import load_results
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     loaded = parse_manifest(PBT if scheduler == "pbt" else PB2, tmp_path / "manifest.yaml")
     assert loaded.plans[0].search.scheduler.type == scheduler
-    code = run_experiment(
-        loaded,
-        loaded.plans,
-        RunOptions(storage=str(tmp_path / "runs"), results_dir=tmp_path / "results"),
-    )
-    out = capsys.readouterr().out
-    assert code == 0, out
-    task = load_results(tmp_path / "results" / "pbt-sweep.json")["pbt"]
+    out, results = sweep_in_process(loaded, tmp_path, capsys)
+    task = results["pbt"]
     assert len(task.trials) == 2 and all(
         t.status == "finished" and t.epochs == 4 for t in task.trials
     ), out

@@ -13,9 +13,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import ray
 
-from conftest import tune_failures
+from conftest import sweep_in_process, tune_failures
 from orchestrator.config.plan import load_manifest
 from orchestrator.sweep.experiment import run_experiment
 from orchestrator.sweep.options import RunOptions
@@ -211,19 +212,11 @@ def test_tpe_starts_from_the_papers_baseline_and_learns_from_each_trials_best_ep
 ):
     import optuna
 
-    from orchestrator.sweep.results import load_results
-
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     loaded = load_manifest(_write(tmp_path, TPE))
     assert loaded.plans[0].trial_count == 3  # 2 samples + the baseline
-    code = run_experiment(
-        loaded,
-        loaded.plans,
-        RunOptions(storage=str(tmp_path / "runs"), results_dir=tmp_path / "results"),
-    )
-    out = capsys.readouterr().out
-    assert code == 0, out
-    task = load_results(tmp_path / "results" / "tpe-sweep.json")["tpe"]
+    out, results = sweep_in_process(loaded, tmp_path, capsys)
+    task = results["tpe"]
     assert [t.status for t in task.trials] == ["finished"] * 3 and all(
         t.error is None for t in task.trials
     )
@@ -637,3 +630,48 @@ def test_progress_ends_as_soon_as_the_sweep_does_and_prints_its_last_state(monke
         and "1 finished" in printed[1]
         and "0.25" in printed[1]
     )
+
+
+REPEATS = """\
+name: repeats-sweep
+defaults:
+  train: {netG: resnet_1blocks, ngf: 8, ndf: 8, load_size: 24, crop_size: 24, num_threads: 0,
+          n_epochs: 1, n_epochs_decay: 0, seed: 5}
+  resources: {workers: 1, cpus_per_worker: 0.5}
+tasks:
+  - name: repeats
+    data: "synthetic://colorshift?size=24&n_train=4&n_test=4&seed=0"
+    search:
+      algorithm: grid
+      space: {lr: {grid: [0.0002, 1.0e-9]}}
+      metric: psnr
+      baseline: false
+      repeats: 2
+"""
+
+
+def test_repeats_train_each_configuration_with_k_seeds_and_rank_by_their_mean(
+    ray_session, tmp_path, capsys, monkeypatch
+):
+    """Two configurations, two seeds each (5 and 6): four trials; the configurations are ranked by
+    their seeds' mean and each mean's interval holds both seeds' values."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    loaded = load_manifest(_write(tmp_path, REPEATS))
+    assert (loaded.plans[0].trial_count, loaded.plans[0].configurations) == (4, 2)
+    out, results = sweep_in_process(loaded, tmp_path, capsys)
+    task = results["repeats"]
+    assert [t.status for t in task.trials] == ["finished"] * 4
+    seeds = sorted((t.params["lr"], t.params["seed"]) for t in task.trials)
+    assert seeds == [(1e-9, 5), (1e-9, 6), (0.0002, 5), (0.0002, 6)]
+    assert task.repeats == 2 and len(task.configurations) == 2
+    first, second = task.configurations
+    assert first["mean"] >= second["mean"]  # psnr: higher is better
+    for configuration in task.configurations:
+        values = [task.trial(t).metric for t in configuration["trials"]]
+        assert len(values) == 2 and values[0] != values[1]  # the seed matters
+        assert configuration["mean"] == pytest.approx(sum(values) / 2)
+        low, high = configuration["ci"]
+        assert low <= min(values) and max(values) <= high
+    assert task.best_trial_id in first["trials"]
+    assert task.best.metric == max(task.trial(t).metric for t in first["trials"])
+    assert "mean of 2 seeds (max)" in out

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sweep_in_process
 from orchestrator.config.plan import load_manifest
-from orchestrator.sweep.experiment import run_experiment
-from orchestrator.sweep.options import RunOptions
 
 REPO = Path(__file__).resolve().parents[2]
 TASK_BUDGET_MB = 150  # driver side, per task of the manifest
@@ -97,20 +96,11 @@ def test_a_manifest_asking_for_more_trials_at_once_than_the_cluster_holds_queues
     a time run, the others wait for room (none fails for lack of it), and every trial finishes."""
     from mlflow import MlflowClient
 
-    from orchestrator.sweep.results import load_results
-
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     (tmp_path / "queued.yaml").write_text(textwrap.dedent(QUEUED))
     loaded = load_manifest(tmp_path / "queued.yaml")
-    code = run_experiment(
-        loaded,
-        loaded.plans,
-        RunOptions(storage=str(tmp_path / "runs"), results_dir=tmp_path / "results"),
-    )
-    out = capsys.readouterr().out
-    assert code == 0, out
-    results = load_results(tmp_path / "results" / "queued.json")
+    out, results = sweep_in_process(loaded, tmp_path, capsys)
     assert [task.task for task in results] == ["first", "second"]
     assert all(t.status == "finished" and t.epochs == 1 for task in results for t in task.trials)
     assert [len(task.trials) for task in results] == [2, 2]
@@ -146,19 +136,11 @@ tasks:
 def test_a_trial_with_two_workers_is_a_ray_train_ddp_run_inside_the_sweep(
     ray_session, tmp_path, capsys, monkeypatch
 ):
-    from orchestrator.sweep.results import load_results
-
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     (tmp_path / "ddp.yaml").write_text(TWO_WORKERS)
     loaded = load_manifest(tmp_path / "ddp.yaml")
-    code = run_experiment(
-        loaded,
-        loaded.plans,
-        RunOptions(storage=str(tmp_path / "runs"), results_dir=tmp_path / "results"),
-    )
-    out = capsys.readouterr().out
-    assert code == 0, out
-    (trial,) = load_results(tmp_path / "results" / "ddp-sweep.json")["pair"].trials
+    _, results = sweep_in_process(loaded, tmp_path, capsys)
+    (trial,) = results["pair"].trials
     assert trial.status == "finished" and trial.epochs == 1 and trial.best_checkpoint
     # Ray Train's checkpoint of a DDP run: every rank's own state beside rank 0's
     (folder,) = (tmp_path / "runs" / "ddp-sweep" / "trials" / f"pair-{trial.trial_id}").glob(

@@ -271,3 +271,22 @@ def test_a_champion_evaluated_again_in_a_worker_gives_its_trainings_own_evidence
     assert again.comparable(kept) is None and again.protocol == kept.protocol
     for key, values in kept.paired.items():
         assert again.paired[key] == pytest.approx(values, abs=1e-6), key
+
+
+def test_evaluate_gives_clean_fid_and_names_the_missing_structure_weights(
+    trained, tiny_dataset, env, tmp_path, capsys
+):
+    argv = ["evaluate", "--checkpoint_dir", str(trained), "--dataroot", str(tiny_dataset)]
+    argv += ["--no_progress", "--json", str(tmp_path / "out.json"), "--metrics"]
+    assert main([*argv, "fid,fid_clean,kid_clean"]) == 0
+    printed = capsys.readouterr().out
+    assert "\nfid_clean " in printed and "\nkid_clean " in printed
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["metrics"]["fid_clean"] > 0 and "fid_clean_ci_low" in result["metrics"]
+    assert f"clean={M.CLEAN_RESIZE}@299" in result["protocol"]
+
+    missing = tmp_path / "dino.pth"
+    assert run_cli(main, [*argv, "dino_struct", "--structure_weights", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --structure_weights ") and str(missing) in err
+    assert "dino_vitbase8_pretrain.pth" in err and "Traceback" not in err
