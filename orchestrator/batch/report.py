@@ -45,9 +45,11 @@ class Tally:
     _parts: int = 0
     _flushed: float = field(default_factory=time.monotonic)
     _shown: float = field(default_factory=time.monotonic)
+    _first: float | None = None  # when the first result came
     _run: str = field(default_factory=lambda: f"{int(time.time())}-{uuid.uuid4().hex[:8]}")
 
     def add(self, in_key: str, out_key: str, status: str, reason: str) -> None:
+        self._first = self._first or time.monotonic()
         if status == OK:
             self.translated += 1
             self._pending.append(out_key)
@@ -79,13 +81,16 @@ class Tally:
 
     @property
     def rate(self) -> float:
-        return (self.translated + len(self.failed)) / max(time.monotonic() - self.started, 1e-9)
+        """Images per second since the first result (the workers' start-up left out)."""
+        done = self.translated + len(self.failed)
+        if self._first is None or done < 2:
+            return 0.0
+        return (done - 1) / max(time.monotonic() - self._first, 1e-9)
 
     def progress_line(self) -> str:
         done = self.translated + len(self.failed)
         rate = self.rate
-        left = (self.todo - done) / rate if rate > 0 else float("inf")
-        eta = f"about {_duration(left)} left" if left != float("inf") else "time left unknown"
+        eta = f"about {_duration((self.todo - done) / rate)} left" if rate else "time left unknown"
         return (
             f"translated {self.translated}/{self.todo}, failed {len(self.failed)}, "
             f"{rate:.1f} images/s, {eta}"
