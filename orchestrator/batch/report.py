@@ -136,8 +136,11 @@ def build_report(
         "complete": tally.translated + tally.unreadable == tally.todo,
         "failures": failures,
         "throughput": {
+            # from the plan to the end: Ray's start and the workers' model load included
             "images_per_s": round(tally.translated / elapsed, 3) if elapsed > 0 else 0.0,
             "seconds": round(elapsed, 3),
+            # from the first result on: the pipeline's own pace
+            "streaming_images_per_s": round(tally.rate, 3),
         },
         "start": tally.started_at,
         "end": _now(),
