@@ -48,9 +48,9 @@ class JobOptions:
 
 def parse_workers(text: str) -> tuple[int, int]:
     """'4' -> (4, 4); '1-8' -> (1, 8)."""
-    low, _, high = text.partition("-")
+    low, dash, high = text.partition("-")
     try:
-        pool = (int(low), int(high or low))
+        pool = (int(low), int(high if dash else low))
     except ValueError:
         pool = (0, 0)
     if not 1 <= pool[0] <= pool[1]:
