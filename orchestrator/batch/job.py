@@ -79,9 +79,12 @@ def run_translation(options: JobOptions, echo=print) -> int:
         + (f", {len(plan.failures)} refused" if plan.failures else "")
     )
     if options.dry_run:
-        gpus = f", {options.gpus_per_worker:g} GPU each" if options.gpus_per_worker else ""
+        pool = f"{low}" if low == high else f"{low} to {high} (autoscaled)"
+        gpus = f", {options.gpus_per_worker:g} GPU each" if options.gpus_per_worker else " on CPU"
+        ray_at = options.address or os.environ.get("RAY_ADDRESS") or "a private local Ray"
         echo(
-            f"would start {low}-{high} translating worker(s){gpus}, batches of {options.batch_size}"
+            f"would start {pool} translating worker(s){gpus} on {ray_at}, in batches of "
+            f"{options.batch_size}, writing {options.format} to {options.output}"
         )
         return 0
     tally = Tally(outputs, identity, keys, len(plan.todo) + len(plan.failures), echo)

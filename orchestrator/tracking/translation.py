@@ -6,6 +6,7 @@ version (and the version tagged with its latest translation).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from cyclegan.errors import UserError
-from orchestrator.redact import MAX_TAG_VALUE, mask_text
+from orchestrator.redact import MAX_TAG_VALUE, mask_text, restored_environ
 from orchestrator.tracking.client import TrackingError, reported_as
 from orchestrator.tracking.registry import version_generators
 
@@ -22,6 +23,7 @@ _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<vers
 VERSION_TAG = "cyclegan.model_version"
 NAME_TAG = "cyclegan.model_name"
 LAST_TRANSLATION_TAG = "last_translation"
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,9 @@ def resolve_model(uri: str, model_uri: str, direction: str) -> ResolvedModel:
             f"--model {model_uri}: not found at {mask_text(uri)} ({mask_text(err.message)[:200]}); "
             "`python -m orchestrator models list` shows the registered models"
         ) from None
-    with reported_as(f"--model {model_uri}"):
+    with reported_as(f"--model {model_uri}"), restored_environ([PROGRESS_BAR_ENV]):
         experiment_id = client.get_run(mv.run_id).info.experiment_id if mv.run_id else None
+        os.environ[PROGRESS_BAR_ENV] = "false"  # three tiny files: no bars on the terminal
         files, config = version_generators(uri, name, str(mv.version))
     # G_A maps the training's "A" side; a model trained BtoA has its sides the other way round.
     use_a = (direction == "AtoB") == (config["direction"] == "AtoB")

@@ -255,6 +255,15 @@ def test_the_report_lists_the_unreadable_images_and_mlflow_records_the_run(setup
     assert "200 translated" in tag
 
 
+def test_a_dry_run_counts_and_writes_nothing(setup, first_run, capsys):
+    capsys.readouterr()
+    assert _translate(setup, "photos/", "dry/", "--dry-run", "--workers", "1-3") == 0
+    said = capsys.readouterr().out
+    assert "203 image(s)" in said and "0 already translated" in said and "203 to translate" in said
+    assert "would start 1 to 3 (autoscaled) translating worker(s) on CPU" in said, said
+    assert not _outputs(setup, "dry/")
+
+
 def test_a_second_run_translates_nothing_and_says_so(setup, first_run, capsys):
     capsys.readouterr()
     before = {k: v["ETag"] for k, v in _outputs(setup, "out/").items()}
@@ -267,7 +276,7 @@ def test_a_second_run_translates_nothing_and_says_so(setup, first_run, capsys):
 
 
 @pytest.fixture(scope="module")
-def big_run(setup):
+def big_run(setup, ray_session):
     """Five times the images (1000), translated while the peak memory is sampled; once the job is
     under way (outputs written), the translating actor's process is killed."""
     from ray.util.state import list_actors
@@ -285,8 +294,11 @@ def big_run(setup):
     deadline = time.monotonic() + 300
     while job.is_alive() and result["killed"] is None and time.monotonic() < deadline:
         if len(_outputs(setup, "many-out/")) >= 50:
-            actors = list_actors(
-                filters=[("state", "=", "ALIVE")], raise_on_missing_output=False, detail=True
+            actors = list_actors(  # this session's Ray: others may run on the machine
+                address=ray_session,
+                filters=[("state", "=", "ALIVE")],
+                raise_on_missing_output=False,
+                detail=True,
             )
             pids = [a.pid for a in actors if "Translator" in (a.class_name or "")]
             if pids:
