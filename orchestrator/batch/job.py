@@ -19,7 +19,7 @@ from cyclegan.errors import UserError
 from .plan import input_keys, make_plan
 from .report import Tally, build_report, write_report
 from .stages import Translator, decode, write
-from .stores import open_store
+from .stores import check_apart, open_store
 
 # Not a whole CPU: Ray Data then keeps decoding in tasks of its own instead of fusing it into the
 # translating actors (whose time is the generator's), and runs two decoders per core (they wait on
@@ -65,6 +65,7 @@ def run_translation(options: JobOptions, echo=print) -> int:
 
     inputs = open_store(options.input, options.endpoint_url, "--input", output=False)
     outputs = open_store(options.output, options.endpoint_url, "--output", output=True)
+    check_apart(inputs, outputs)
     keys = input_keys(inputs)  # a bad input fails in seconds, before the registry is asked
     uri = resolve_tracking_uri(options.tracking_uri)
     check_tracking(uri)

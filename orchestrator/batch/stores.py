@@ -143,3 +143,18 @@ def open_store(location: str, endpoint_url: str | None, flag: str, *, output: bo
     if output and path.is_file():
         raise UserError(f"{flag} {location}: a file; give a folder for the translated images")
     return FolderStore(path)
+
+
+def check_apart(inputs: Store, outputs: Store) -> None:
+    """The output may not lie inside the input: a rerun would take the translations for inputs."""
+    if isinstance(inputs, FolderStore) and isinstance(outputs, FolderStore):
+        inside = outputs.root.resolve().is_relative_to(inputs.root.resolve())
+    elif isinstance(inputs, S3Store) and isinstance(outputs, S3Store):
+        inside = inputs.bucket == outputs.bucket and outputs.prefix.startswith(inputs.prefix)
+    else:
+        inside = False
+    if inside:
+        raise UserError(
+            f"--output {outputs.url}: inside --input {inputs.url}; the translations would be "
+            "read as inputs next time: give an output outside the input"
+        )

@@ -148,6 +148,17 @@ def test_the_report_counts_and_completeness(tmp_path):
     assert part["outputs"] == ["a.png", "c.png"] and list(part["unreadable"]) == ["b"]
 
 
+def test_an_output_inside_the_input_is_refused(tmp_path):
+    from orchestrator.batch.stores import S3Store, check_apart
+
+    with pytest.raises(UserError, match="inside --input"):
+        check_apart(FolderStore(tmp_path), FolderStore(tmp_path / "out"))
+    with pytest.raises(UserError, match="inside --input"):
+        check_apart(S3Store("b", "in/"), S3Store("b", "in/out/"))
+    check_apart(S3Store("b", "in/"), S3Store("b", "out/"))
+    check_apart(FolderStore(tmp_path / "in"), FolderStore(tmp_path / "out"))
+
+
 def test_workers_take_a_number_or_a_range():
     assert parse_workers("4") == (4, 4) and parse_workers("1-8") == (1, 8)
     for bad in ("0", "8-1", "x", "1-"):
