@@ -3,8 +3,8 @@
 - `decode`: CPU tasks read each input's bytes from its store and decode it as training does
   (cyclegan.data: 16-bit scaled to 8 bits, palette and RGBA to RGB, or greyscale);
 - `Translator`: the actors, each holding the generator once, translating images of one size as one
-  batch at their exact size (cyclegan.translate.translate_batch; bf16 autocast and channels-last
-  on a GPU, plain fp32 on a CPU);
+  batch at their exact size (cyclegan.translate.translate_batch; on a GPU bf16 autocast,
+  channels-last and torch.compile for shapes that repeat; plain fp32 on a CPU);
 - `write`: CPU tasks encode each translation and write it atomically at its output key.
 
 A row carries its input and output keys, its pixels (raw uint8 bytes and their shape) and a status:
@@ -39,6 +39,7 @@ def _batch(rows: list[dict[str, Any]], names: tuple[str, ...]) -> Batch:
     return {n: np.array([r[n] for r in rows], dtype=object) for n in names}
 
 
+COMPILE_AFTER = 2  # a batch shape met this often is translated by the compiled generator (CUDA)
 PIXEL_COLUMNS = ("in_key", "out_key", "status", "reason", "pixels", "height", "width", "channels")
 RESULT_COLUMNS = ("in_key", "out_key", "status", "reason")
 
@@ -90,15 +91,33 @@ class Translator:
             f.write(generator)
             f.flush()
             self.net = load_generator(f.name, device=self.device, **options)
+        self.compiled = None
+        self.seen: dict[tuple[int, ...], int] = {}  # how often each batch shape came
         if self.device == "cuda":
             torch.backends.cudnn.benchmark = True  # sizes repeat: time cuDNN's algorithms once
             self.net = self.net.to(memory_format=torch.channels_last)
+            self.compiled = torch.compile(self.net, dynamic=False)
         self.multiple = multiple
+
+    def _translate(self, images):
+        """Eager for a batch shape met for the first times; compiled (on CUDA) once it repeats,
+        where compiling pays off. A compile failure falls back to eager for good."""
+        from cyclegan.translate import translate_batch
+
+        shape = tuple(images.shape)
+        self.seen[shape] = self.seen.get(shape, 0) + 1
+        if self.compiled is not None and self.seen[shape] > COMPILE_AFTER:
+            try:
+                return translate_batch(self.compiled, images, self.multiple, autocast=True)
+            except Exception as err:  # torch.compile's failures take many forms
+                log.warning("torch.compile failed (%s); translating eagerly", err)
+                self.compiled = None
+        return translate_batch(self.net, images, self.multiple, autocast=True)
 
     def __call__(self, batch: Batch) -> Batch:
         import torch
 
-        from cyclegan.translate import to_array, to_tensor, translate_batch
+        from cyclegan.translate import to_array, to_tensor
 
         rows = _rows(batch)
         by_size: dict[tuple[int, int, int], list[dict]] = {}
@@ -112,7 +131,7 @@ class Translator:
                     for r in group
                 ]
             )
-            out = translate_batch(self.net, images, self.multiple, autocast=True)
+            out = self._translate(images)
             for row, tensor in zip(group, out):
                 array = to_array(tensor)
                 row.update(pixels=array.tobytes(), channels=array.shape[2])

@@ -19,7 +19,7 @@ from cyclegan.translate import padded_side, translate_image
 from orchestrator.batch.job import parse_workers
 from orchestrator.batch.plan import input_keys, make_plan
 from orchestrator.batch.report import Tally, build_report
-from orchestrator.batch.stages import OK, UNREADABLE, Translator, decode, write
+from orchestrator.batch.stages import COMPILE_AFTER, OK, UNREADABLE, Translator, decode, write
 from orchestrator.batch.stores import FolderStore, open_store
 from orchestrator.commands import main
 
@@ -60,19 +60,44 @@ def test_decoded_as_training_loads_them(mode):
         assert np.asarray(img).max() < 255 or np.asarray(img).min() < 250
 
 
-def test_the_stages_translate_a_batch_of_mixed_sizes_like_single_images(tmp_path, net):
+def _translator(tmp_path, net) -> Translator:
     from cyclegan.checkpoint import save_networks
 
-    inputs, outputs = FolderStore(tmp_path / "in"), FolderStore(tmp_path / "out")
-    files = {"a.png": _png(9, 7), "b/c.png": _png(12, 12), "d.png": _png(9, 7), "bad.png": b"no"}
-    for key, data in files.items():
-        inputs.write(key, data)
     save_networks(tmp_path, "latest", {"G_A": net})
-    translator = Translator(
+    return Translator(
         (tmp_path / "latest_net_G_A.pth").read_bytes(),
         {"netG": "resnet_2blocks", "ngf": 8, "norm": "instance", "input_nc": 3, "output_nc": 3},
         4,
     )
+
+
+def test_a_failing_compiled_generator_falls_back_to_the_eager_one(tmp_path, net):
+    """On CUDA a repeated batch shape goes to torch.compile's module; should that fail, the actor
+    goes on eagerly (here a stand-in that fails, on CPU)."""
+    translator = _translator(tmp_path, net)
+    calls = []
+
+    class Failing(torch.nn.Module):
+        def forward(self, x):
+            calls.append(x.shape)
+            raise RuntimeError("inductor says no")
+
+    failing = Failing()
+    failing.netG, failing.weight = "resnet_2blocks", torch.nn.Parameter(torch.zeros(1, 3))
+    translator.compiled = failing
+    images = torch.rand(2, 3, 8, 8) * 2 - 1
+    first = translator._translate(images)
+    for _ in range(COMPILE_AFTER):
+        assert torch.equal(translator._translate(images), first)
+    assert len(calls) == 1 and translator.compiled is None  # tried once, then eager for good
+
+
+def test_the_stages_translate_a_batch_of_mixed_sizes_like_single_images(tmp_path, net):
+    inputs, outputs = FolderStore(tmp_path / "in"), FolderStore(tmp_path / "out")
+    files = {"a.png": _png(9, 7), "b/c.png": _png(12, 12), "d.png": _png(9, 7), "bad.png": b"no"}
+    for key, data in files.items():
+        inputs.write(key, data)
+    translator = _translator(tmp_path, net)
     keys = np.array(sorted(files), dtype=object)
     batch = decode({"in_key": keys, "out_key": keys}, inputs, 3)
     result = write(translator(batch), outputs, "png", {})
