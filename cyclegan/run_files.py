@@ -30,6 +30,11 @@ def network_file(prefix: str | int, net: str) -> str:
     return f"{prefix}_net_{net}.pth"
 
 
+def sample_grid_file(epoch: int) -> str:
+    """The sample grid of `epoch` under SAMPLES_DIR; epoch 0: the untrained generators'."""
+    return f"epoch_{epoch:03d}.png"
+
+
 NETWORK_FILES = tuple(network_file(LATEST, name) for name in NET_NAMES)
 CHECKPOINT_FILES = (
     STATE_FILE,

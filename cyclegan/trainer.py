@@ -188,6 +188,8 @@ class Trainer:
                 cfg.total_epochs,
                 self.speed,
             )
+        if self.is_main and self.start_epoch == 1:
+            self._save_samples(0)  # the untrained generators: where a series of grids starts
         metrics: dict = {}
         for epoch in range(self.start_epoch, cfg.total_epochs + 1):
             metrics = self.train_epoch(epoch)
@@ -267,14 +269,8 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             self.save(epoch)
-            if self.sample_A is not None:
-                grid = save_sample_grid(
-                    self.model,
-                    self.sample_A,
-                    self.sample_B,
-                    self.out_dir / run_files.SAMPLES_DIR / f"epoch_{epoch:03d}.png",
-                )
-                write_index(grid.parent, f"{cfg.name}: samples per epoch")
+            grid = self._save_samples(epoch)
+            if grid is not None:
                 metrics["sample_grid"] = str(grid)
             self._evaluate(epoch, metrics)
             with open(self.out_dir / run_files.METRICS_LOG, "a") as f:
@@ -292,6 +288,19 @@ class Trainer:
         self.history.append(metrics)
         for hook in self.hooks:
             hook(self, epoch, metrics)
+
+    def _save_samples(self, epoch: int) -> Path | None:
+        """The sample grid of `epoch` (rank 0), or None without sample images."""
+        if self.sample_A is None:
+            return None
+        grid = save_sample_grid(
+            self.model,
+            self.sample_A,
+            self.sample_B,
+            self.out_dir / run_files.SAMPLES_DIR / run_files.sample_grid_file(epoch),
+        )
+        write_index(grid.parent, f"{self.cfg.name}: samples per epoch")
+        return grid
 
     def _evaluate(self, epoch: int, metrics: dict) -> None:
         """Every --eval_freq epochs and at the last one: test-split metrics into `metrics` and the

@@ -4,6 +4,7 @@ per command group.
     experiment.py   validate, run      a manifest: check it, sweep its tasks (sweep.experiment)
     train.py        train              one CycleGAN on Ray Train (trial.ray_train)
     models.py       models list|show   the registry's versions and champions (tracking.registry)
+    serve.py        models serve       MLflow's scoring server for a registered model
     translate.py    translate          images through a registered generator
 
 Each module has `register(subparsers)` and the functions it registers as `run(args) -> exit code`,

@@ -1,10 +1,11 @@
-"""`python -m orchestrator models list|show`: the registered generators, their versions and
+"""`python -m orchestrator models list|show|serve`: the registered generators, their versions and
 champions."""
 
 from __future__ import annotations
 
 import argparse
 
+from . import serve
 from .registry_options import add_registry_options, tracking_uri
 
 
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
     )
     add_registry_options(show)
     show.set_defaults(run=run_show)
+    serve.register(actions)
 
 
 def run_list(args: argparse.Namespace) -> int:

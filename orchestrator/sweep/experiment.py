@@ -32,7 +32,7 @@ from orchestrator.sweep.results import TaskResult, summary_table, write_results
 from orchestrator.sweep.tuner import run_sweeps
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.recorder import BEST_EPOCH_TAG
-from orchestrator.tracking.server import resolve_tracking_uri
+from orchestrator.tracking.server import resolve_tracking_uri, runs_page
 from orchestrator.trial.trainable import SweepContext
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,8 @@ def _finish_task(
             tracking.set_trial_status(
                 uri, parent, trial.trial_id, TRIAL_RUN_STATUS[trial.status], tags
             )
+    rows = [_table_row(result, t) for t in result.trials if t.trial_id != "-"]
+    tracking.log_trials_table(uri, parent, rows)
     best = result.best
     hyperparameters = train_options(best.params) if best else {}  # the names the trial's run has
     summary = f"no successful trial: nothing registered for {result.task}"
@@ -210,6 +212,23 @@ def _finish_task(
                 summary = f"registration failed: {mask_text(str(err))[:300]}"
                 result.registry = {"error": summary}
     tracking.end_task_run(uri, parent, "FINISHED" if best else "FAILED", summary=summary)
+
+
+def _table_row(result: TaskResult, trial) -> dict:
+    """A trial as a row of its task's table in MLflow: how it ended, its hyperparameters, its best
+    value with its interval."""
+    low, high = trial.metric_ci or (None, None)
+    return {
+        "trial": trial.trial_id,
+        "status": trial.status,
+        "baseline": trial.baseline,
+        **train_options(trial.params),
+        result.metric: trial.metric,
+        f"{result.metric}_ci_low": low,
+        f"{result.metric}_ci_high": high,
+        "best_epoch": trial.best_epoch,
+        "epochs": trial.epochs,
+    }
 
 
 def _record_outcome(result: TaskResult, uri: str, parent: str, hyperparameters: dict) -> None:
@@ -331,15 +350,16 @@ def run_experiment(
     for result in results:
         if result.registry and "summary" in result.registry:
             echo(f"registry: {result.registry['summary']}")
-    uri = next(iter(runs.values())).uri
+    context = next(iter(runs.values()))
+    uri = context.uri
     echo(f"\nresults: {path}")
     if logs:
         echo(logs)
     echo(
         f"look up the champions: python -m orchestrator models list --tracking-uri "
         f"'{mask_text(uri)}'"
-        f"  (or the MLflow UI: mlflow ui --backend-store-uri '{mask_text(uri)}')"
     )
+    echo(f"the runs in MLflow's UI: {runs_page(uri, context.experiment_id)}")
     failed = [r for r in results if r.best is None]
     for result in failed:
         reason = result.first_error()

@@ -2,8 +2,9 @@
 
 - the experiment is a model-training one (`mlflow.experimentKind`), so MLflow 3's UI opens on its
   runs rather than on the GenAI overview of traces;
-- the dataset is a run input (Runs table "Dataset" column): its masked reference and a digest
-  of its content computed from the file listing (names and sizes: no image is read);
+- the dataset is a run input (Runs table "Dataset" column) of each trial and of its task's run:
+  its masked reference as a source the UI displays (s3, local, http, external), a digest of its
+  content from the file listing (names and sizes), a schema and a profile (images per split);
 - the code version (`mlflow.source.git.commit`) and the manifest (masked) on the task's parent run;
 - MLflow's system metrics (CPU, memory, disk, network, GPU) on a trial's run, when asked for.
 """
@@ -11,20 +12,23 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from mlflow import MlflowClient
-from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag
+from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
+from mlflow.types import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT
+from PIL import Image
 
 from orchestrator.redact import mask_text
-from orchestrator.tracking.mlflow_internals import DatasetReference, dataset_entity
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,9 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 MANIFEST_ARTIFACT_DIR = "manifest"
 DIGEST_CHARS = 16  # MLflow stores at most 36
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# A CycleGAN dataset's rows: an image file and the split (trainA, testB, ...) it belongs to.
+IMAGE_SCHEMA = Schema([ColSpec("binary", "image"), ColSpec("string", "split")])
 
 
 def mark_training_experiment(client: MlflowClient, experiment_id: str) -> None:
@@ -62,28 +69,78 @@ def dataset_name(reference: str) -> str:
     return tail
 
 
+def dataset_source(reference: str) -> tuple[str, dict[str, str]]:
+    """The source type and source of a dataset reference, in the forms MLflow's UI displays (and
+    links): s3 and local with a `uri`, http and external (synthetic://, archives elsewhere) with a
+    `url`."""
+    masked = mask_text(reference)
+    scheme = urlsplit(masked).scheme.lower()
+    if scheme == "s3":
+        return "s3", {"uri": masked}
+    if scheme in ("http", "https"):
+        return "http", {"url": masked}
+    if not scheme or scheme == "file" or len(scheme) == 1:  # a path (or a Windows drive)
+        return "local", {"uri": masked}
+    return "external", {"url": masked}
+
+
+def dataset_profile(folder: str | Path) -> dict[str, Any]:
+    """What the UI's dataset drawer shows: images per split, their size on disk, and the size of
+    the first training image (its header only is read)."""
+    root, profile, first = Path(folder), {}, None
+    total = 0
+    for split in sorted(p for p in root.iterdir() if p.is_dir()):
+        images = sorted(p for p in split.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if images:
+            profile[f"{split.name}_images"] = len(images)
+            total += sum(p.stat().st_size for p in images)
+            first = first or images[0]
+    profile["size_mb"] = round(total / 1e6, 3)
+    if first is not None:
+        try:
+            with Image.open(first) as image:
+                profile["image_size"] = f"{image.width}x{image.height}"
+        except OSError:
+            pass
+    return profile
+
+
+def dataset_entity(reference: str, folder: str | Path) -> Dataset:
+    """The dataset as MLflow records it: name, digest of the content, source, schema and profile."""
+    source_type, source = dataset_source(reference)
+    return Dataset(
+        name=dataset_name(reference),
+        digest=content_digest(folder),
+        source_type=source_type,
+        source=json.dumps(source),
+        schema=json.dumps({"mlflow_colspec": IMAGE_SCHEMA.to_dict()}),
+        profile=json.dumps(dataset_profile(folder)),
+    )
+
+
 DATASET_ATTEMPTS = 3
 
 
 def log_dataset_input(
-    client: MlflowClient, run_id: str, reference: str, folder: str | Path, context: str = "train"
-) -> MetaDataset:
-    """Log the dataset as an input of the run: its masked reference and the digest of `folder`
-    (where it was resolved to).
+    client: MlflowClient,
+    run_id: str,
+    reference: str,
+    folder: str | Path,
+    context: str = "train",
+    dataset: Dataset | None = None,
+) -> Dataset:
+    """Log the dataset as an input of the run (see `dataset_entity`); returns it.
 
     Args:
         client: a client of the run's tracking store.
-        run_id: the trial's run.
+        run_id: the run.
         reference: the dataset as the manifest names it (masked here).
-        folder: where it was resolved to; its file listing makes the digest.
+        folder: where it was resolved to; its file listing makes the digest and profile.
         context: the input's role, MLflow's `mlflow.data.context` tag.
+        dataset: the entity made earlier for the same data (not made again).
     """
-    dataset = MetaDataset(
-        DatasetReference(reference), name=dataset_name(reference), digest=content_digest(folder)
-    )
-    inputs = [
-        DatasetInput(dataset_entity(dataset), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
-    ]
+    dataset = dataset or dataset_entity(reference, folder)
+    inputs = [DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])]
     attempt = 1
     while True:
         try:

@@ -25,8 +25,17 @@ from cyclegan.metric_names import FALLBACK_REASON, PROTOCOL_KEY
 from orchestrator.redact import MAX_TAG_VALUE, mask_text
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import log_dataset_input, start_system_metrics
-from orchestrator.tracking.recorder import TrialRecorder
+from orchestrator.tracking.naming import (
+    RESUMED_TAG,
+    RUN_CONSTANTS,
+    hyperparameter_names,
+    metric_name,
+    param_string,
+    trial_params,
+)
+from orchestrator.tracking.recorder import CONFIG_ARTIFACT, TrialRecorder, masked_config
 from orchestrator.tracking.runs import (
+    INHERITED_TAGS,
     LAST_EPOCH_TAG,
     ROLE_TAG,
     find_trial_run,
@@ -57,17 +66,13 @@ class MlflowTrialRecorder(TrialRecorder):
         self.uri, self.parent_run_id, self.trial_name = uri, parent_run_id, trial_name
         self.client = MlflowClient(uri)
         existing = find_trial_run(uri, parent_run_id, trial_name)
+        parent = self.client.get_run(parent_run_id).data
         if existing:
             self.run_id = existing
             self.client.update_run(existing, status="RUNNING")
             self.resumed = True
         else:
-            parent = self.client.get_run(parent_run_id).data.tags
-            inherited = {
-                k: parent[k]
-                for k in ("task", "dataset", "manifest", "metric", "mode")
-                if k in parent
-            }
+            inherited = {k: parent.tags[k] for k in INHERITED_TAGS if k in parent.tags}
             run_tags = masked_tags(
                 {
                     **inherited,
@@ -81,7 +86,11 @@ class MlflowTrialRecorder(TrialRecorder):
                 experiment_id, run_name=trial_name, tags=run_tags
             ).info.run_id
             self.resumed = False
-        log_params_once(self.client, self.run_id, params or {})
+        if params:  # the whole configuration as a file, the params that tell trials apart
+            self.log_artifact(masked_config(params), CONFIG_ARTIFACT)
+            chosen = trial_params(params, hyperparameter_names(parent.params))
+            log_params_once(self.client, self.run_id, chosen)
+        self.constants_logged = False
         self.last_step = self._last_logged_step()
         self.system_metrics = (
             start_system_metrics(uri, self.run_id, self.resumed)
@@ -96,18 +105,22 @@ class MlflowTrialRecorder(TrialRecorder):
         return max(steps, default=-1)
 
     def log_dataset(self, reference: str, folder: str | Path) -> None:
-        log_dataset_input(self.client, self.run_id, reference, folder)
+        dataset = log_dataset_input(self.client, self.run_id, reference, folder)
+        # the task's run shows the data its trials trained on (MLflow links it once per run)
+        log_dataset_input(self.client, self.parent_run_id, reference, folder, dataset=dataset)
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> bool:
         if epoch <= self.last_step:
             return False
         now = int(time.time() * 1000)
         batch = [
-            Metric(key, float(value), now, epoch)
+            Metric(metric_name(key), float(value), now, epoch)
             for key, value in metrics.items()
-            if key != "epoch" and isinstance(value, numbers.Real)
+            if key != "epoch" and key not in RUN_CONSTANTS and isinstance(value, numbers.Real)
         ]  # numpy scalars too
         tags = [RunTag(LAST_EPOCH_TAG, str(epoch))]
+        if not self.constants_logged:  # once per (re)start: the resume point is a tag
+            self._log_constants(metrics)
         if metrics.get(PROTOCOL_KEY):  # how the evaluation scored (cyclegan.scores)
             tags.append(RunTag("protocol", str(metrics[PROTOCOL_KEY])[:MAX_TAG_VALUE]))
         if metrics.get(
@@ -122,6 +135,17 @@ class MlflowTrialRecorder(TrialRecorder):
             )
         self.last_step = epoch
         return True
+
+    def _log_constants(self, metrics: Mapping[str, Any]) -> None:
+        values = {k: metrics[k] for k in RUN_CONSTANTS if k in metrics}
+        log_params_once(
+            self.client,
+            self.run_id,
+            {k: v for k, v in values.items() if RUN_CONSTANTS[k] == "param"},
+        )
+        if "resumed_from_epoch" in values:
+            self.set_tags({RESUMED_TAG: param_string(values["resumed_from_epoch"])})
+        self.constants_logged = True
 
     def log_values(
         self, step: int, values: Mapping[str, float], tags: Mapping[str, Any] | None = None

@@ -18,15 +18,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cyclegan.errors import UserError
-from cyclegan.run_files import NETWORK_FILES
+from cyclegan.run_files import LATEST, NETWORK_FILES, network_file
 from orchestrator.redact import mask_value
 
 BEST_EPOCH_TAG = (
     "cyclegan.best_epoch"  # on a trial's run: its best epoch so far (orchestrator.storage.best)
 )
+BEST_CHECKPOINT_TAG = "cyclegan.best_checkpoint"  # where storage keeps the best epoch's generators
+GENERATOR_FILES = (network_file(LATEST, "G_A"), network_file(LATEST, "G_B"))
 # the sample grids, one per epoch (MLflow also shows them as an image series of this name)
 SAMPLES_FOLDER = "samples"
 CHECKPOINTS_FOLDER = "checkpoints"
+CONFIG_ARTIFACT = "config.json"  # a trial's whole training configuration (masked)
+
+
+def masked_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A training configuration as stored beside a run: its text values masked."""
+    return {k: mask_value(k, v) if isinstance(v, str) else v for k, v in config.items()}
 
 
 class TrialRecorder(Protocol):
@@ -43,8 +51,9 @@ class TrialRecorder(Protocol):
         ...
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> bool:
-        """Every numeric metric with `epoch` as its step; False (nothing logged) when the record
-        already holds this epoch or a later one (after a resume)."""
+        """Every numeric metric with `epoch` as its step (timings and rates in namespaces of their
+        own, a run's constants once: orchestrator.tracking.naming); False (nothing logged) when the
+        record already holds this epoch or a later one (after a resume)."""
         ...
 
     def log_values(
@@ -75,10 +84,20 @@ class TrialRecorder(Protocol):
         ...
 
     # -- built on the methods above ----------------------------------------------------------
-    def mark_best_epoch(self, epoch: int) -> None:
+    def mark_best_epoch(
+        self,
+        epoch: int,
+        directory: str | Path | None = None,
+        config: Mapping[str, Any] | None = None,
+        stored: str | None = None,
+    ) -> None:
         """The trial's best epoch so far (its generators are kept in storage:
-        orchestrator.storage.best)."""
-        self.set_tags({BEST_EPOCH_TAG: str(epoch)})
+        orchestrator.storage.best): tagged, with `stored` (that folder's URI) as
+        `cyclegan.best_checkpoint`, and, given the run's `directory`, its generators (and `config`)
+        as the run's `checkpoints/best/`, so the best weights of every trial are in MLflow."""
+        self.set_tags({BEST_EPOCH_TAG: str(epoch), BEST_CHECKPOINT_TAG: stored})
+        if directory is not None:
+            self.log_checkpoint(directory, "best", epoch, config, files=GENERATOR_FILES)
 
     def log_sample_grid(self, epoch: int, image: str | Path) -> str:
         """A sample grid as `samples/epoch_NNN.png`, the image of step `epoch`; returns the artifact
@@ -115,10 +134,7 @@ class TrialRecorder(Protocol):
         for path in present:
             self.log_artifact(path, f"{folder}/{path.name}")
         if config is not None:
-            self.log_artifact(
-                {k: mask_value(k, v) if isinstance(v, str) else v for k, v in config.items()},
-                f"{folder}/config.json",
-            )
+            self.log_artifact(masked_config(config), f"{folder}/{CONFIG_ARTIFACT}")
         if epoch is not None:
             self.set_tags({f"cyclegan.checkpoint.{kind}.epoch": str(epoch)})
         return folder

@@ -30,6 +30,7 @@ from cyclegan.scores import Difference, Scores
 from orchestrator.redact import MAX_TAG_VALUE, mask_value
 from orchestrator.tracking.client import reported_as
 from orchestrator.tracking.mlflow_internals import using_uri
+from orchestrator.tracking.model_links import describe_registered_model, link_model_metrics
 from orchestrator.tracking.model_package import (
     GENERATOR_FILES,
     checkpoint_files,
@@ -38,6 +39,7 @@ from orchestrator.tracking.model_package import (
     signature,
     zip_package,
 )
+from orchestrator.tracking.naming import param_string
 from orchestrator.tracking.promotion import DEFAULT_RULE, Challenger, Champion, Decision, decide
 from orchestrator.tracking.pyfunc_model import generator_config
 from orchestrator.tracking.runs import SEARCHED_AS_TAG
@@ -212,8 +214,10 @@ def _register(
                 pip_requirements=pip_requirements(),
             )
             client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=candidate.step)])
+            link_model_metrics(client, logged.model_id, run, challenger, candidate.step)
             version = mlflow.register_model(info.model_uri, name, tags=version_tags).version
     client.set_registered_model_tag(name, "task", task)
+    describe_registered_model(client, name, task, metric, mode)
     client.update_model_version(
         name, str(version), description=_description(version_tags, candidate.step)
     )
@@ -320,7 +324,7 @@ def _version_tags(
         "run_id": run.info.run_id,
         "trial": run.data.tags.get("trial", run.info.run_name),
         "dataset": dataset or run.data.tags.get("dataset", ""),
-        **{f"{HP_PREFIX}{k}": v for k, v in hyperparameters.items()},
+        **{f"{HP_PREFIX}{k}": param_string(v) for k, v in hyperparameters.items()},
         **extra,
     }
     return {k: mask_value(k, v)[:MAX_TAG_VALUE] for k, v in tags.items() if v is not None}

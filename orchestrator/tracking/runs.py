@@ -9,6 +9,7 @@ into its own run through orchestrator.tracking.recorder.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -19,12 +20,24 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+    MLFLOW_USER,
+)
 
 from cyclegan.errors import UserError
 from orchestrator.redact import MAX_TAG_VALUE, mask_text, mask_value, safe_params
 from orchestrator.tracking.client import all_pages
 from orchestrator.tracking.context import TrackingContext
 from orchestrator.tracking.lineage import git_commit, log_task_lineage, mark_training_experiment
+from orchestrator.tracking.naming import (
+    canonical_number,
+    canonical_params,
+    param_string,
+    task_metric_name,
+)
 from orchestrator.tracking.server import check_tracking, default_artifact_location
 
 log = logging.getLogger(__name__)
@@ -42,6 +55,10 @@ NOTE_TAG = "cyclegan.note"  # on a trial's run: how it ended when it did not fin
 BEST_PREFIX = "best."  # on a task's run: the best trial's hyperparameters, one tag each
 # on a task's run and a registered version: which manifest alias set which fields
 SEARCHED_AS_TAG = "cyclegan.searched_as"
+# What a trial's run copies from its task's run: what it belongs to, and where it came from
+# (MLflow's source and user columns).
+PROVENANCE_TAGS = (MLFLOW_USER, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_GIT_COMMIT)
+INHERITED_TAGS = ("task", "dataset", "manifest", "metric", "mode", *PROVENANCE_TAGS)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -124,6 +141,15 @@ class TaskRunSpec:
     tags: Mapping[str, Any] = field(default_factory=dict)
 
 
+def submitting_user() -> str:
+    """Who started the sweep: MLflow's user of every run ($LOGNAME or $USER, else the
+    login name)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's uid without a passwd entry)
+        return "unknown"
+
+
 def start_task_run(uri: str, experiment_id: str, spec: TaskRunSpec) -> str:
     """Start (or, with the `sweep_key` of an earlier unfinished driver, resume) a task's parent run.
     Returns the run id."""
@@ -138,6 +164,9 @@ def start_task_run(uri: str, experiment_id: str, spec: TaskRunSpec) -> str:
             "mode": spec.mode,
             "sweep_key": spec.sweep_key,
             ROLE_TAG: "task",
+            MLFLOW_USER: submitting_user(),
+            MLFLOW_SOURCE_NAME: f"python -m orchestrator run {spec.manifest_name}",
+            MLFLOW_SOURCE_TYPE: "LOCAL",
             **spec.tags,
         }
     )
@@ -256,14 +285,38 @@ def set_trial_status(
 def record_task_outcome(
     uri: str, run_id: str, metrics: Mapping[str, float | None], tags: Mapping[str, Any]
 ) -> None:
-    """What a task's sweep found, on its parent run: numbers as metrics (None left out), the rest as
-    tags."""
+    """What a task's sweep found, on its parent run: numbers as metrics (None left out) named apart
+    from the trials' series (`best_psnr` -> `best/psnr`), the rest as tags."""
     now = int(time.time() * 1000)
     MlflowClient(uri).log_batch(
         run_id,
-        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
+        metrics=[
+            Metric(task_metric_name(k), float(v), now, 0)
+            for k, v in metrics.items()
+            if v is not None
+        ],
         tags=[RunTag(k, v) for k, v in masked_tags(tags).items()],
     )
+
+
+def _cell(value: Any) -> Any:
+    """Numbers stay numbers (sortable), 10.0 as 10; anything else is its one string."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return canonical_number(value)
+    return param_string(value)
+
+
+TRIALS_TABLE = "trials.json"  # on a task's run: one row per trial (MLflow's artifact table view)
+
+
+def log_trials_table(uri: str, run_id: str, rows: list[Mapping[str, Any]]) -> None:
+    """The task's trials as one table on its run (sortable in the UI's artifact view): numbers as
+    numbers, anything else as its one string (orchestrator.tracking.naming)."""
+    if not rows:
+        return
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    table = {key: [_cell(row.get(key)) for row in rows] for key in columns}
+    MlflowClient(uri).log_table(run_id, table, TRIALS_TABLE)
 
 
 def end_running_children(uri: str, parent_run_id: str, status: str = "KILLED") -> list[str]:
@@ -282,7 +335,7 @@ def log_params_once(client: MlflowClient, run_id: str, values: Mapping[str, Any]
     about."""
     existing = client.get_run(run_id).data.params
     new = []
-    for key, value in safe_params(values).items():
+    for key, value in safe_params(canonical_params(values)).items():
         if key not in existing:
             new.append(Param(key, value))
         elif existing[key] != value:

@@ -23,6 +23,23 @@ from orchestrator.redact import mask_text
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
+UI_PORT = 5000  # `mlflow ui`'s default
+# MLflow 3's UI opens an experiment on its GenAI overview unless told otherwise: this query
+# parameter (or the user's stored choice) selects the model-training view, with the runs.
+RUNS_VIEW = "workflowType=machine_learning"
+
+
+def runs_page(uri: str, experiment_id: str) -> str:
+    """How to open the experiment's runs in MLflow's UI: the page's URL on a tracking server, else
+    the `mlflow ui` command for the store and the URL it will serve."""
+    route = f"#/experiments/{experiment_id}/runs?{RUNS_VIEW}"
+    shown = mask_text(uri)
+    if urllib.parse.urlsplit(uri).scheme in ("http", "https"):
+        return f"{shown.rstrip('/')}/{route}"
+    return (
+        f"mlflow ui --backend-store-uri '{shown}' --host 127.0.0.1 --port {UI_PORT}, then "
+        f"http://127.0.0.1:{UI_PORT}/{route}"
+    )
 
 
 def resolve_tracking_uri(manifest_uri: str | None = None, cwd: str | Path | None = None) -> str:

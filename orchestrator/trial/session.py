@@ -29,9 +29,10 @@ import ray.train
 import torch
 
 from cyclegan.config import TrainConfig
+from cyclegan.run_files import SAMPLES_DIR, sample_grid_file
 from cyclegan.sources import resolve_dataset
 from cyclegan.trainer import Trainer
-from orchestrator.storage.best import BEST_EPOCH, BestKeeper
+from orchestrator.storage.best import BEST_CHECKPOINT, BEST_EPOCH, BestKeeper
 from orchestrator.storage.checkpoints import (
     StoredCheckpoints,
     checkpoint_dir_name,
@@ -355,11 +356,17 @@ def _tracking_listener(
     )
     recorder.log_dataset(cfg.dataroot, data_root)
 
+    initial_grid = output_dir / SAMPLES_DIR / sample_grid_file(0)
+
     def listener(epoch: int, metrics: dict) -> None:
         if recorder.log_epoch(epoch, metrics) and metrics.get("sample_grid"):
+            if epoch == 1 and initial_grid.is_file():  # the untrained generators, at step 0
+                recorder.log_sample_grid(0, initial_grid)
             recorder.log_sample_grid(epoch, metrics["sample_grid"])
         if metrics.get(BEST_EPOCH) == epoch:
-            recorder.mark_best_epoch(epoch)
+            recorder.mark_best_epoch(
+                epoch, output_dir, cfg.to_record(), metrics.get(BEST_CHECKPOINT)
+            )
         if epoch == cfg.total_epochs:
             recorder.log_checkpoint(output_dir, "final", epoch, cfg.to_record())
             recorder.close()

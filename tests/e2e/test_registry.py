@@ -270,24 +270,26 @@ def test_pyfunc_predict_from_plain_mlflow_equals_the_checkpoint(
 
 
 def test_mlflow_models_serve_answers_with_translated_images(registry, tiny_dataset, tmp_path):
+    """The README's serve command, from a shell where the virtual environment is not activated
+    (its bin folder, with `uvicorn`, not on PATH): it answers with the champion's translations."""
     port = free_port()
     log_file = tmp_path / "serve.log"
-    # The scoring server runs `uvicorn` from PATH: the venv's, as when it is activated.
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": registry["uri"],
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    venv_bin = str(Path(sys.executable).parent)
+    fresh_path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) if p != venv_bin
+    )
+    assert shutil.which("uvicorn", path=fresh_path) is None  # else this proves nothing
+    env = {**os.environ, "PATH": fresh_path}
+    env.pop("VIRTUAL_ENV", None)
     command = [
-        str(Path(sys.executable).parent / "mlflow"),
+        sys.executable,
+        "-m",
+        "orchestrator",
         "models",
         "serve",
-        "-m",
-        "models:/cyclegan-zebra@champion",
-        "--env-manager",
-        "local",
-        "-h",
-        "127.0.0.1",
+        "zebra",
+        "--tracking-uri",
+        registry["uri"],
         "-p",
         str(port),
     ]

@@ -174,15 +174,17 @@ def test_asha_stops_trials_and_a_stopped_trials_best_epoch_registers_from_s3_sto
         "manifest/manifest.yaml"
     ]
     assert (
-        parent.data.metrics["best_cycle_l1"] == learner.metric
-        and parent.data.metrics["best_epoch"] == learner.best_epoch
-    )
+        parent.data.metrics["best/cycle_l1"] == learner.metric
+        and parent.data.metrics["best/epoch"] == learner.best_epoch
+    )  # the task's summaries, named apart from its trials' `best_cycle_l1` series
     assert (
         parent.data.tags["cyclegan.best_trial"]
         == parent.data.tags["cyclegan.baseline_trial"]
         == learner.trial_id
     )
     assert "registry: cyclegan-asha v1 (cycle_l1=" in out
+    page = f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    assert page in out  # the link to the runs, not MLflow 3's GenAI overview
 
 
 TPE = """\

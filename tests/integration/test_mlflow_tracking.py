@@ -79,7 +79,10 @@ def _sweep(uri: str, trained: Path, experiment: str, tasks: tuple[str, ...]) -> 
                 manifest_sha256="ab" * 32,
                 metric="psnr",
                 mode="max",
-                params={"search": {"num_samples": 2}},
+                params={
+                    "search": {"num_samples": 2},
+                    "space": {"lr": {"loguniform": [1e-4, 1e-3]}},
+                },
             ),
         )
         runs, best = {}, {}
@@ -157,7 +160,7 @@ def test_two_task_sweep_lands_runs_metrics_artifacts_and_champions(tracking_uri,
             assert params["storage.aws_secret_access_key"] == "***"
             everything = json.dumps([params, run.data.tags])
             assert SECRET not in everything and "AWSSECRETVALUE1234" not in everything
-            for key in ("loss_G", "pairs_per_s", "psnr"):
+            for key in ("loss_G", "throughput/pairs_per_s", "psnr"):
                 assert [
                     m.step for m in client.get_metric_history(run.info.run_id, key)
                 ] == epochs, key
@@ -361,8 +364,8 @@ def test_runs_carry_what_mlflow_users_look_for(tmp_path, tiny_trained, tiny_data
 
     (dataset_input,) = run.inputs.dataset_inputs
     dataset = dataset_input.dataset
-    assert dataset.name == "colorshift" and dataset.source_type == "cyclegan"
-    assert json.loads(dataset.source) == {"uri": "https://alice:***@data.example.org/colorshift"}
+    assert dataset.name == "colorshift" and dataset.source_type == "http"
+    assert json.loads(dataset.source) == {"url": "https://alice:***@data.example.org/colorshift"}
     assert dataset.digest == content_digest(tiny_dataset) and len(dataset.digest) == 16
     assert {t.key: t.value for t in dataset_input.tags} == {"mlflow.data.context": "train"}
     changed = shutil.copytree(tiny_dataset, tmp_path / "changed")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.tracking import mlflow_internals
 from orchestrator.tracking.mlflow_internals import PRIVATE_NAMES
 
 ORCHESTRATOR = Path(__file__).resolve().parents[2] / "orchestrator"
@@ -43,17 +42,6 @@ def test_each_fenced_private_name_still_exists_in_the_installed_mlflow(module, a
                 "re-read orchestrator/tracking/mlflow_internals.py"
             )
         target = getattr(target, part)
-
-
-def test_the_dataset_reference_still_fits_mlflows_dataset_source():
-    reference = mlflow_internals.DatasetReference(
-        "https://alice:secret@data.example.org/colorshift"
-    )
-    assert reference._get_source_type() == "cyclegan" and not reference._can_resolve("x")
-    assert (
-        type(reference).from_dict(reference.to_dict()).uri == reference.uri
-        and "secret" not in reference.uri
-    )
 
 
 def _mlflow_imports(tree: ast.AST) -> list[tuple[int, str, list[str]]]:
@@ -111,7 +99,7 @@ def test_the_finder_sees_private_imports_attributes_and_hooks():
         "from mlflow.tracking._model_registry import utils\nfrom mlflow.utils.validation import "
         "_validate_model_name\n"
         "x = mlflow.tracking._tracking_service\ny = dataset._to_mlflow_entity()\n"
-        "class S:\n    def _get_source_type(self): ...\nfrom mlflow import MlflowClient\nz = "
+        "class S:\n    def _tracking_uri(self): ...\nfrom mlflow import MlflowClient\nz = "
         "client._tracking_client\n"
         "w = self._own + parts._replace(netloc='')\n"
     )
