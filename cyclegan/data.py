@@ -8,6 +8,7 @@ Workers hand out uint8 tensors; scaling to [-1, 1] happens on the training devic
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -61,6 +62,12 @@ def open_image(path: Path) -> Image.Image:
             else "device or socket"
         )
         raise OSError(f"not a regular file (a {kind}); not opened")
+    return _open_limited(path, path)
+
+
+def _open_limited(source, name) -> Image.Image:
+    """Image.open of `source` (a path or a file object), refused with a DatasetError naming
+    `name` above max_image_pixels()."""
     limit = max_image_pixels()
     Image.MAX_IMAGE_PIXELS = (
         limit  # PIL warns above it and refuses twice as many; the check below says why
@@ -68,7 +75,7 @@ def open_image(path: Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source)
     except (
         Image.DecompressionBombError
     ) as err:  # "Image size (900000000 pixels) exceeds limit of ..."
@@ -82,7 +89,7 @@ def open_image(path: Path) -> Image.Image:
         img = None
     if img is None:
         raise DatasetError(
-            f"{path}: image of {size}, more than the limit of {limit} pixels (a guard against "
+            f"{name}: image of {size}, more than the limit of {limit} pixels (a guard against "
             f"decompression "
             f"bombs); raise it with ${MAX_PIXELS_ENV}, or resize the image"
         )
@@ -156,6 +163,18 @@ def load_image(path: Path, channels: int) -> Image.Image:
             else ""
         )
         raise DatasetError(f"{path}: cannot read image ({err}){hint}") from None
+
+
+def decode_image(data: bytes, name: str, channels: int) -> Image.Image:
+    """An encoded image file's bytes as training loads it (16-bit scaled to 8, then RGB or
+    greyscale); DatasetError naming `name` when it is not a readable image or too large."""
+    try:
+        with _open_limited(io.BytesIO(data), name) as img:
+            return to_8bit(img).convert("RGB" if channels == 3 else "L")
+    except UnidentifiedImageError:
+        raise DatasetError(f"{name}: not a readable image file") from None
+    except OSError as err:  # e.g. truncated
+        raise DatasetError(f"{name}: cannot read image ({err})") from None
 
 
 def _round_to(value: float, base: int) -> int:

@@ -64,7 +64,8 @@ def register(subparsers) -> None:
         "--preprocess",
         default="none",
         choices=("none", "scale_width"),
-        help="none: translate at the input's size (rounded to what the network needs); "
+        help="none: translate at the input's exact size (padded to what the network needs, then "
+        "cropped back); "
         "scale_width: first scale to --load_size wide",
     )
     translate.add_argument(

@@ -1,37 +1,31 @@
-"""`python -m orchestrator translate --model URI --input REF --output DIR`: images through a
-registered generator.
-
-An input written as a URL (`s3://...`, or any scheme cyclegan.sources knows) is a dataset reference
-like any training data: its scheme fetches it into the node-local cache (for S3: the endpoint option
-and environment, retries, every key checked before anything is written, an unchanged prefix not
-downloaded twice); no train/test layout is needed. A plain path (an image or a folder) is read in
-place.
+"""`python -m orchestrator translate --model models:/NAME@ALIAS --input REF --output REF`: a
+folder or an S3 prefix translated by a registered generator, as a Ray Data job
+(orchestrator/batch/): on the cluster with `--address auto` or under `ray job submit`, on a private
+local Ray otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from cyclegan.errors import UserError
-
-from .registry_options import add_registry_options, tracking_uri
+from .registry_options import add_registry_options
 
 
 def register(subparsers) -> None:
     translate = subparsers.add_parser(
         "translate",
-        help="translate a folder of images with a registered generator",
-        description="Translate images with a model from the registry, e.g. "
-        "--model models:/cyclegan-horse2zebra@champion.",
+        help="translate a folder or an S3 prefix with a registered generator (a Ray Data job)",
+        description="Translate every image under --input with a model from the registry, e.g. "
+        "--model models:/cyclegan-horse2zebra@champion, writing each at its relative key under "
+        "--output at its exact size. A rerun translates only what is missing or was written by "
+        "another model version; unreadable images are skipped and listed in "
+        "<output>/_translation.json.",
     )
     translate.add_argument(
         "--model",
         required=True,
-        help=(
-            "model URI: models:/<name>@<alias>, models:/<name>/<version>, runs:/<run>/<path> or a "
-            "local folder"
-        ),
+        help="registered model: models:/<name>@<alias> (resolved to its version once, at the "
+        "start) or models:/<name>/<version>",
     )
     translate.add_argument(
         "--direction",
@@ -42,73 +36,91 @@ def register(subparsers) -> None:
     translate.add_argument(
         "--input",
         required=True,
-        help="an image, a folder of images, or s3://bucket/prefix (or s3://bucket/key.zip), "
-        "fetched into the "
-        "dataset cache like training data",
+        help="a folder (or one image) or s3://bucket/prefix/: every image under it, read lazily "
+        "(on a cluster a folder must be on a file system every node sees)",
     )
     translate.add_argument(
-        "--output", required=True, help="folder for the translated images (same relative names)"
+        "--output",
+        required=True,
+        help="a folder or s3://bucket/prefix/: each translation at its input's relative key",
+    )
+    translate.add_argument(
+        "--format",
+        default="png",
+        choices=("png", "jpg", "webp"),
+        help="the translations' file format (default: png); the key's extension follows it",
+    )
+    translate.add_argument(
+        "--workers",
+        default="1",
+        metavar="N|MIN-MAX",
+        help="translating actors, each holding the generator once: a number, or a range Ray Data "
+        "autoscales within (default: 1)",
+    )
+    translate.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=0.0,
+        metavar="G",
+        help="GPUs each translating actor reserves (default: 0, CPU)",
+    )
+    translate.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        metavar="N",
+        help="images per block through the stages; images of one size in a block translate "
+        "as one batch (default: 16)",
+    )
+    translate.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="translate every image again, even those already there from this model version",
+    )
+    translate.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say how many images there are, how many are already translated, and what would "
+        "start; translate nothing",
+    )
+    translate.add_argument(
+        "--address",
+        default=None,
+        help="the Ray cluster to run on (auto, ray://..., an IP); default: $RAY_ADDRESS, else a "
+        "private local Ray",
     )
     translate.add_argument(
         "--s3-endpoint-url",
         default=None,
         metavar="URL",
-        help="S3-compatible endpoint for an s3:// --input, e.g. MinIO or Ceph (default: "
-        "$AWS_ENDPOINT_URL_S3, "
-        "then $AWS_ENDPOINT_URL, then AWS)",
-    )
-    translate.add_argument(
-        "--cache-dir",
-        default=None,
-        metavar="DIR",
-        help="the dataset cache an s3:// --input is fetched into "
-        "(default: $CYCLEGAN_CACHE_DIR, else ~/.cache/cyclegan/datasets)",
+        help="S3-compatible endpoint for s3:// input and output, e.g. MinIO or Ceph (default: "
+        "$AWS_ENDPOINT_URL_S3, then $AWS_ENDPOINT_URL, then AWS)",
     )
     add_registry_options(translate)
     translate.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cyclegan.translate import translate_folder
-    from orchestrator.tracking.client import TrackingError
-    from orchestrator.tracking.models import load_registered_model
+    from cyclegan.errors import UserError
+    from orchestrator.batch.job import JobOptions, parse_workers, run_translation
 
-    # The input first: a bad one fails in seconds, before the model is loaded.
-    source = (
-        fetch_input(args.input, args.cache_dir, args.s3_endpoint_url)
-        if "://" in args.input
-        else Path(args.input)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: give at least 1")
+    if args.gpus_per_worker < 0:
+        raise UserError(f"--gpus-per-worker {args.gpus_per_worker:g}: give 0 or more")
+    options = JobOptions(
+        model=args.model,
+        input=args.input,
+        output=args.output,
+        direction=args.direction,
+        format=args.format,
+        workers=parse_workers(args.workers),
+        gpus_per_worker=args.gpus_per_worker,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        dry_run=args.dry_run,
+        address=args.address,
+        endpoint_url=args.s3_endpoint_url,
+        tracking_uri=args.tracking_uri,
     )
-    uri = tracking_uri(args)
-    try:
-        model = load_registered_model(uri, args.model)
-    except TrackingError as err:
-        raise UserError(f"--model {args.model}: {err}") from None
-    if not hasattr(model, "generator"):
-        raise UserError(f"--model {args.model}: not a CycleGAN model registered by this project")
-    net = model.generator(args.direction)
-    written = translate_folder(net, source, Path(args.output), model.multiple)
-    print(
-        f"wrote {len(written)} translated image(s) to {args.output} ({args.model}, "
-        f"{args.direction})"
-    )
-    return 0
-
-
-def fetch_input(reference: str, cache_dir: str | None, endpoint_url: str | None) -> Path:
-    """The folder holding what `reference` (s3://..., any scheme of cyclegan.sources) holds,
-    relative names kept, through the dataset cache."""
-    from cyclegan.data import IMG_EXTENSIONS
-    from cyclegan.sources import fetch_dataset
-
-    try:
-        fetched = fetch_dataset(
-            reference, cache_dir, endpoint_url=endpoint_url, require_layout=False
-        )
-    except UserError as err:
-        raise UserError(f"--input {err}") from None
-    if not any(p.is_file() and p.suffix.lower() in IMG_EXTENSIONS for p in fetched.tree.rglob("*")):
-        raise UserError(
-            f"--input {reference}: no images here (looked for {', '.join(IMG_EXTENSIONS)})"
-        )
-    return fetched.tree
+    return run_translation(options)

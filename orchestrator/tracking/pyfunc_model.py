@@ -12,7 +12,7 @@ Contract (the same from Python and from `mlflow models serve`):
 - params: `direction`: "AtoB" (default) translates the dataset's domain A into B,
   "BtoA" the other way.
 - output: a DataFrame with one string column `image`: base64 PNGs, the translated
-  images at the input's size rounded to the generator's multiple (4 for resnet_*),
+  images at the input's exact size (padded to the generator's multiple, then cropped back),
   exactly what `python -m cyclegan translate` writes for the same file.
 """
 

@@ -199,7 +199,7 @@ def test_models_list_and_show_print_compact_tables(registry, capsys):
 
 @pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
 def test_translate_with_the_registered_champion_equals_the_checkpoint(
-    registry, tiny_dataset, tmp_path, direction
+    registry, tiny_dataset, tmp_path, direction, ray_session
 ):
     images = sorted((tiny_dataset / f"test{direction[0]}").glob("*.png"))
     code = orchestrator_main(
@@ -225,10 +225,11 @@ def test_translate_with_the_registered_champion_equals_the_checkpoint(
     assert_same_images(got, direct(registry["champion_dir"], direction, images))
 
 
-def test_translate_reads_s3_input(registry, tiny_dataset, tmp_path, s3_env, monkeypatch):
+def test_translate_reads_s3_input(
+    registry, tiny_dataset, tmp_path, s3_env, monkeypatch, ray_session
+):
     import boto3
 
-    monkeypatch.setenv("CYCLEGAN_CACHE_DIR", str(tmp_path / "cache"))
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="translate-inputs")
     images = sorted((tiny_dataset / "testA").glob("*.png"))

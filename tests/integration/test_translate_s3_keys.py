@@ -1,7 +1,7 @@
-"""`orchestrator translate --input s3://bucket/prefix` reads its images as training reads a dataset,
-through the s3 scheme of cyclegan.sources (moto in server mode): keys that would climb out of the
-prefix are refused before anything is written, relative names are kept, the endpoint option wins
-over the environment."""
+"""`orchestrator translate --input s3://bucket/prefix` lists its images through the S3 client of
+cyclegan.sources (moto in server mode): keys that would climb out of the prefix are refused before
+anything is read or written, relative names are kept, the endpoint option wins over the
+environment."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ CLIMBING = [
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch) -> Path:
-    """The dataset cache an s3:// input is fetched into."""
+    """The dataset cache: the batch job never fills it."""
     monkeypatch.setenv("CYCLEGAN_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
@@ -99,21 +99,17 @@ def test_keys_climbing_out_of_the_prefix_are_refused(
         assert not (folder / name).exists()
 
 
-def test_the_prefix_is_fetched_into_the_dataset_cache_with_its_relative_names(s3_env, cache):
-    from orchestrator.commands.translate import fetch_input
+def test_the_prefix_is_listed_with_its_relative_names(s3_env, cache):
+    """The batch job reads S3 in place (no dataset cache): the images under the prefix, by their
+    names relative to it, nothing else."""
+    from orchestrator.batch.plan import input_keys
+    from orchestrator.batch.stores import open_store
 
     bucket = _bucket(s3_env, ["in/a.png", "in/sub/b.PNG", "in/notes.txt", "other/c.png"])
-    folder = fetch_input(f"s3://{bucket}/in", None, None)
-    assert folder.is_relative_to(cache)
-    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
-        "a.png",
-        "notes.txt",
-        "sub/b.PNG",
-    ]
-    assert (folder / "sub" / "b.PNG").read_bytes() == PNG
-    assert (
-        fetch_input(f"s3://{bucket}/in", None, None) == folder
-    )  # the same snapshot, not downloaded again
+    store = open_store(f"s3://{bucket}/in", None, "--input", output=False)
+    assert input_keys(store) == {"a.png": len(PNG), "sub/b.PNG": len(PNG)}
+    assert store.read("sub/b.PNG") == PNG
+    assert not cache.exists()
 
 
 def test_a_prefix_without_images_is_named(s3_env, capsys):
