@@ -168,6 +168,7 @@ def _stream(
                 "generator": model.generator,
                 "options": model.options,
                 "multiple": model.multiple,
+                "threads": max(1, int(ray.cluster_resources().get("CPU", 1)) // high),
             },
             compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
             num_gpus=options.gpus_per_worker or None,

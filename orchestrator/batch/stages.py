@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import tempfile
 from typing import Any
 
@@ -77,16 +76,18 @@ def decode(batch: Batch, store: Store, channels: int) -> Batch:
 class Translator:
     """A Ray Data actor: loads the generator once, then translates batches (grouped by size)."""
 
-    def __init__(self, generator: bytes, options: dict[str, Any], multiple: int):
+    def __init__(self, generator: bytes, options: dict[str, Any], multiple: int, threads: int = 1):
         import torch
 
         from cyclegan.checkpoint import load_generator
+        from cyclegan.threads import usable_cores
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
-            # The actor's CPUs only (Ray sets OMP_NUM_THREADS to the task's CPUs): workers share
-            # their node with each other and with the decode and write tasks.
-            torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 1)))
+            # Ray gives the actor one thread (OMP_NUM_THREADS=1 for its one CPU), but the network
+            # is nearly all of the work: the decode and write tasks beside it are light, so each
+            # worker takes its share of the cluster's cores (the driver's `threads`).
+            torch.set_num_threads(max(1, min(threads, usable_cores())))
         with tempfile.NamedTemporaryFile(suffix=".pth") as f:
             f.write(generator)
             f.flush()
