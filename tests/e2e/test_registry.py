@@ -150,7 +150,7 @@ def test_champion_moves_only_to_a_strictly_better_version(registry):
     info = show_model(registry["uri"], "zebra")
     assert info.champion.version == "3" and [v.version for v in info.versions] == ["3", "2", "1"]
     assert info.champion.run_id == registry["runs"][2] and info.champion.dataset == DATASET
-    assert info.champion.hyperparameters == {"lr": "0.0001", "lambda_A": "10.0", "lambda_B": "10.0"}
+    assert info.champion.hyperparameters == {"lr": "0.0001", "lambda_A": "10", "lambda_B": "10"}
     assert (
         info.versions[1].aliases == []
         and info.versions[1].metric == "psnr"
@@ -194,7 +194,7 @@ def test_models_list_and_show_print_compact_tables(registry, capsys):
         ["v2", "-"],
         ["v1", "-"],
     ]
-    assert "lambda_A=10.0 lambda_B=10.0 lr=0.0001" in out
+    assert "lambda_A=10 lambda_B=10 lr=0.0001" in out
 
 
 @pytest.mark.parametrize("direction", ["AtoB", "BtoA"])

@@ -114,7 +114,7 @@ def test_a_manifest_asking_for_more_trials_at_once_than_the_cluster_holds_queues
     spans = [
         (
             r.info.start_time,
-            max(m.timestamp for m in client.get_metric_history(r.info.run_id, "epoch_wall_s")),
+            max(m.timestamp for m in client.get_metric_history(r.info.run_id, "time/epoch_wall_s")),
         )
         for r in runs
     ]
