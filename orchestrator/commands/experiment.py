@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from cyclegan.errors import UserError
+from cyclegan.metric_names import STRUCTURE_METRICS
 from orchestrator.config.plan import LoadedManifest, TaskPlan, load_manifest
 from orchestrator.config.problems import ManifestError
 from orchestrator.config.resources import DEFAULT_STORAGE
@@ -46,8 +47,29 @@ def check_data(plans: list[TaskPlan]) -> None:
         raise ManifestError(f"{len(problems)} dataset problem(s):\n  " + "\n  ".join(problems))
 
 
+def check_weights(plans: list[TaskPlan]) -> None:
+    """dino_struct's weights are a local file, never downloaded: a task that evaluates it is
+    refused here, saying where to put the file, rather than failing in every trial."""
+    needing = [
+        (i, p) for i, p in enumerate(plans) if set(STRUCTURE_METRICS) & set(p.evaluated_metrics)
+    ]
+    if not needing:
+        return
+    from cyclegan.structure import find_dino_weights  # torch: only for a task that needs it
+
+    problems = []
+    for i, plan in needing:
+        try:
+            find_dino_weights(plan.base.structure_weights or None)
+        except UserError as err:
+            problems.append(f"tasks[{i}] ({plan.name}): {err}")
+    if problems:
+        raise ManifestError(f"{len(problems)} weights problem(s):\n  " + "\n  ".join(problems))
+
+
 def _validate(args: argparse.Namespace) -> int:
     loaded = load_manifest(args.manifest)
+    check_weights(loaded.plans)
     if not args.offline:
         check_data(loaded.plans)
     total = sum(p.trial_count for p in loaded.plans)
@@ -104,6 +126,7 @@ def describe_plan(plans: list[TaskPlan], storage: str) -> str:
 def _run(args: argparse.Namespace) -> int:
     loaded = load_manifest(args.manifest)
     plans = _select(loaded, args.only)
+    check_weights(plans)
     storage = args.storage or loaded.manifest.storage or DEFAULT_STORAGE
     if args.dry_run:
         print(describe_plan(plans, storage))

@@ -129,6 +129,12 @@ class TaskPlan:
         )
         return self.base.replace(**values, name=trial_run_name(self.name, trial_id))
 
+    @property
+    def evaluated_metrics(self) -> list[str]:
+        """The test-split metrics each trial evaluates (the manifest's and what ranking needs)."""
+        chosen = self._evaluation_options().get("eval_metrics", self.base.eval_metrics)
+        return eval_metric_list(chosen)
+
     def _evaluation_options(self) -> dict[str, Any]:
         """An evaluation metric is only reported when the test split is evaluated: with one as the
         task's metric (or a constraint's), evaluate every epoch, including those metrics."""

@@ -389,3 +389,27 @@ def test_single_process_needs_no_ddp_and_cpu_batch_norm_stays_local(tiny_dataset
     assert [id(p) for p in on_gpu.parameters()] == [
         id(p) for p in params
     ]  # the optimizer's parameters, still
+
+
+def test_validate_and_run_refuse_a_task_that_evaluates_dino_struct_without_its_weights(
+    tmp_path, monkeypatch, capsys
+):
+    """The weights are a local file, never downloaded: a task that ranks or constrains by
+    dino_struct is refused before anything starts, saying where the file goes."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("CYCLEGAN_DINO_WEIGHTS", raising=False)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "name: weights\ntasks:\n  - {name: a, data: 'synthetic://colorshift?size=32'}\n"
+        "search:\n  metric: psnr\n  constraints: [{metric: dino_struct, baseline_factor: 1.2}]\n"
+    )
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "dino_vitbase8_pretrain.pth"
+    for command in (["validate", "--offline"], ["run", "--offline", "--dry-run"]):
+        assert run_cli(main, [*command, str(manifest)]) == 2
+        err = capsys.readouterr().err
+        assert "tasks[0] (a): dino_struct needs" in err and str(expected) in err, err
+        assert "Traceback" not in err
+    weights = tmp_path / "dino.pth"
+    weights.write_bytes(b"found, not loaded by validate")
+    monkeypatch.setenv("CYCLEGAN_DINO_WEIGHTS", str(weights))
+    assert run_cli(main, ["validate", "--offline", str(manifest)]) == 0, capsys.readouterr().err
