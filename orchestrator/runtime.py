@@ -13,6 +13,35 @@ import ray
 
 from cyclegan.errors import UserError
 from orchestrator.ray_internals import session_logs_dir
+from orchestrator.redact import environ_snapshot, is_secret_name, mask_text
+
+# Settings the Ray workers need to reach S3 and MLflow like the driver does (endpoints, region,
+# cache).
+FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_", "CYCLEGAN_")
+# Trials need no usage reports; MLflow's telemetry thread also changes os.environ while trials run.
+WORKER_ENV_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def worker_env(environ: dict[str, str]) -> dict[str, str]:
+    """The runtime env's variables: the driver's non-secret settings only. Ray writes a runtime env
+    in plain text to its runtime_env_agent.log, so no secret goes there: a private local Ray
+    inherits the driver's environment anyway, and on a cluster the workers take credentials from
+    their node (instance profile, IRSA) or from the runtime env the user wrote (docs/cluster.md)."""
+    env = {
+        k: v
+        for k, v in environ.items()
+        if k.startswith(FORWARDED_ENV_PREFIXES) and not is_secret_name(k) and mask_text(v) == v
+    }
+    return {**WORKER_ENV_DEFAULTS, **env}
+
+
+def driver_runtime_env() -> dict | None:
+    """The runtime env a driver joins Ray with: under `ray job submit` none (the job's own already
+    carries the environment, and Ray refuses a second one with the same keys); a driver started by
+    hand forwards its settings (no secrets)."""
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        return None
+    return {"env_vars": worker_env(environ_snapshot())}
 
 
 def connect(

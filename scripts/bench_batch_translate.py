@@ -1,14 +1,16 @@
 """Batch translation: `python -m orchestrator translate` (a Ray Data job) against
 `python -m cyclegan translate` (one process) on the same images, in the same run.
 
-    python scripts/bench_batch_translate.py --images 2000 --size 64 --netG resnet_9blocks --ngf 64
-    python scripts/bench_batch_translate.py --images 20000 --size 256 --gpus-per-worker 1
+    python scripts/bench_batch_translate.py --images 400,2400 --size 32
+    python scripts/bench_batch_translate.py --images 1000,20000 --size 256 --gpus-per-worker 1
 
 A generator with random weights (the paper's by default) is registered in a throw-away sqlite
 MLflow; the images are random RGB of `--size` px a side (about a third of them a few pixels off, so
 that exact sizes are exercised). Each command runs as its own process, as a user runs it; the
 orchestrator's wall time includes Ray's start-up (a private local Ray) and the workers' model load,
 which the job's streaming images/s (from `_translation.json`: from its first result on) does not.
+With two sizes (`--images SMALL,LARGE`) it also gives each command's cost per added image and its
+fixed cost, the line through the two wall times: the job's start-up apart, is it slower per image?
 Figures and the machines they were taken on: docs/PERFORMANCE.md ("Batch translation").
 """
 
@@ -69,9 +71,39 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def measure(root: Path, uri: str, count: int, args: argparse.Namespace) -> dict:
+    """Both commands on the same `count` images, one after the other."""
+    images, python = root / f"in-{count}", sys.executable
+    make_images(images, count, args.size)
+    single = timed(
+        [python, "-m", "cyclegan", "translate", "--checkpoint", str(root / "latest_net_G_A.pth")]
+        + ["--input", str(images), "--output", str(root / f"single-{count}")]
+    )
+    output = root / f"job-{count}"
+    job = timed(
+        [python, "-m", "orchestrator", "translate", "--model", "models:/cyclegan-bench/1"]
+        + ["--input", str(images), "--output", str(output), "--tracking-uri", uri]
+        + ["--workers", args.workers, "--gpus-per-worker", args.gpus_per_worker]
+        + ["--batch-size", args.batch_size]
+    )
+    report = json.loads((output / "_translation.json").read_text())
+    return {
+        "images": count,
+        "cyclegan_translate": {
+            "wall_s": round(single, 2),
+            "images_per_s": round(count / single, 2),
+        },
+        "orchestrator_translate": {
+            "wall_s": round(job, 2),
+            "images_per_s": round(count / job, 2),
+            "streaming_images_per_s": report["throughput"]["streaming_images_per_s"],
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--images", default="400,2400", help="one count, or SMALL,LARGE")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--netG", default="resnet_9blocks")
     parser.add_argument("--ngf", type=int, default=64)
@@ -79,53 +111,30 @@ def main() -> None:
     parser.add_argument("--gpus-per-worker", default="0")
     parser.add_argument("--batch-size", default="16")
     args = parser.parse_args()
+    counts = [int(n) for n in args.images.split(",")]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         root = Path(tmp)
         uri = register(root, args)
-        make_images(root / "in", args.images, args.size)
-        python = sys.executable
-        single = timed(
-            [
-                python,
-                "-m",
-                "cyclegan",
-                "translate",
-                "--checkpoint",
-                str(root / "latest_net_G_A.pth"),
-            ]
-            + ["--input", str(root / "in"), "--output", str(root / "single")]
-        )
-        job = timed(
-            [python, "-m", "orchestrator", "translate", "--model", "models:/cyclegan-bench/1"]
-            + ["--input", str(root / "in"), "--output", str(root / "job"), "--tracking-uri", uri]
-            + ["--workers", args.workers, "--gpus-per-worker", args.gpus_per_worker]
-            + ["--batch-size", args.batch_size]
-        )
-        report = json.loads((root / "job" / "_translation.json").read_text())
-    n = args.images
-    print(
-        json.dumps(
-            {
-                "images": n,
-                "size": args.size,
-                "netG": args.netG,
-                "ngf": args.ngf,
-                "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-                "cyclegan_translate": {
-                    "wall_s": round(single, 2),
-                    "images_per_s": round(n / single, 2),
-                },
-                "orchestrator_translate": {
-                    "wall_s": round(job, 2),
-                    "images_per_s": round(n / job, 2),
-                    "job_images_per_s": report["throughput"]["images_per_s"],
-                    "streaming_images_per_s": report["throughput"]["streaming_images_per_s"],
-                },
-            },
-            indent=2,
-        )
-    )
+        runs = [measure(root, uri, count, args) for count in counts]
+    result = {
+        "size": args.size,
+        "netG": args.netG,
+        "ngf": args.ngf,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "runs": runs,
+    }
+    if len(runs) == 2:  # the line through the two points: cost per added image, fixed cost
+        small, large = runs
+        added = large["images"] - small["images"]
+        for command in ("cyclegan_translate", "orchestrator_translate"):
+            per_image = (large[command]["wall_s"] - small[command]["wall_s"]) / added
+            fixed = small[command]["wall_s"] - per_image * small["images"]
+            result[command] = {
+                "ms_per_image": round(1000 * per_image, 2),
+                "fixed_s": round(fixed, 2),
+            }
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

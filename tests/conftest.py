@@ -317,6 +317,30 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def register_random_champion(root: Path, task: str) -> tuple[str, str]:
+    """Tiny generators with random weights (resnet_2blocks, ngf 8) registered as the champion of
+    `cyclegan-<task>` in a sqlite registry under `root`: (tracking URI, version)."""
+    import torch
+    from mlflow import MlflowClient
+
+    from cyclegan.checkpoint import save_networks
+    from cyclegan.networks import define_networks
+    from orchestrator.tracking.registry import Candidate, register_best
+
+    uri = f"sqlite:///{root}/mlflow.db"
+    cfg = TrainConfig(
+        dataroot=str(root), checkpoints_dir=str(root), netG="resnet_2blocks", ngf=8, ndf=8
+    )
+    torch.manual_seed(0)
+    nets = define_networks(cfg)
+    save_networks(root, "latest", {k: v for k, v in nets.items() if k.startswith("G")})
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment(task)).info.run_id
+    client.set_terminated(run)
+    candidate = Candidate(task, run, "psnr", 1.0, "max", config=cfg.to_dict(), checkpoint_dir=root)
+    return uri, register_best(uri, candidate, promote="always").version
+
+
 def make_random_inception(path: Path, seed: int = 0) -> Path:
     """An InceptionV3 weights file in the real file's format (a plain state_dict with
     torch-fidelity's keys, as torchvision's InceptionV3 with 1008 classes names them), random

@@ -18,7 +18,7 @@ from cyclegan.errors import UserError
 
 from .plan import input_keys, make_plan
 from .report import Tally, build_report, write_report
-from .stages import Translator, decode, write
+from .stages import CpuTranslator, Translator, decode, write
 from .stores import check_apart, open_store
 
 # Not a whole CPU: Ray Data then keeps decoding in tasks of its own instead of fusing it into the
@@ -60,6 +60,13 @@ def parse_workers(text: str) -> tuple[int, int]:
 
 def run_translation(options: JobOptions, echo=print) -> int:
     """Translate, report, record; the exit status: 0 when every readable image was translated."""
+    report = translate(options, echo)
+    return 0 if report is None or report["complete"] else 1
+
+
+def translate(options: JobOptions, echo=print) -> dict[str, Any] | None:
+    """Translate, write `_translation.json`, record the run in MLflow; returns the report (None
+    for a dry run)."""
     from orchestrator.tracking.server import check_tracking, resolve_tracking_uri
     from orchestrator.tracking.translation import record_translation, resolve_model
 
@@ -87,7 +94,7 @@ def run_translation(options: JobOptions, echo=print) -> int:
             f"would start {pool} translating worker(s){gpus} on {ray_at}, in batches of "
             f"{options.batch_size}, writing {options.format} to {options.output}"
         )
-        return 0
+        return None
     tally = Tally(outputs, identity, keys, len(plan.todo) + len(plan.failures), echo)
     tally.failed.update(plan.failures)
     if plan.todo:
@@ -121,7 +128,7 @@ def run_translation(options: JobOptions, echo=print) -> int:
     )
     for failure in report["failures"][:10]:
         echo(f"  skipped {failure['input']}: {failure['reason']}")
-    return 0 if report["complete"] else 1
+    return {**report, "mlflow_run_id": run_id}
 
 
 def _stream(
@@ -139,13 +146,9 @@ def _stream(
     import ray
     import ray.data
 
-    from orchestrator.runtime import connect, shutdown_quietly
+    from orchestrator.runtime import connect, driver_runtime_env, shutdown_quietly
 
-    in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
-    env = {} if in_job else _worker_env()
-    started_here = connect(
-        options.address, runtime_env={"env_vars": env} if env else None, log_to_driver=False
-    )
+    started_here = connect(options.address, runtime_env=driver_runtime_env(), log_to_driver=False)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
         size = options.batch_size
@@ -155,43 +158,44 @@ def _stream(
         metadata = {"cyclegan-model": model.name, "cyclegan-model-version": model.version}
         items = [{"in_key": i, "out_key": o} for i, o in todo]
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // size, 2000)))
-        ds = ds.map_batches(
-            decode,
-            fn_kwargs={"store": inputs, "channels": channels},
-            batch_size=size,
-            num_cpus=DECODE_CPUS,
-            batch_format="numpy",
-        )
-        ds = ds.map_batches(
-            Translator,
-            fn_constructor_kwargs={
-                "generator": model.generator,
-                "options": model.options,
-                "multiple": model.multiple,
-                "threads": max(1, int(ray.cluster_resources().get("CPU", 1)) // high),
-            },
-            compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
-            num_gpus=options.gpus_per_worker or None,
-            num_cpus=1,
-            batch_size=size,
-            batch_format="numpy",
-        )
-        ds = ds.map_batches(
-            write,
-            fn_kwargs={"store": outputs, "fmt": options.format, "metadata": metadata},
-            batch_size=size,
-            batch_format="numpy",
-        )
+        translator = {
+            "generator": model.generator,
+            "options": model.options,
+            "multiple": model.multiple,
+            "threads": max(1, int(ray.cluster_resources().get("CPU", 1)) // high),
+        }
+        pool = {
+            "compute": ray.data.ActorPoolStrategy(min_size=low, max_size=high),
+            "num_cpus": 1,
+            "batch_size": size,
+            "batch_format": "numpy",
+        }
+        decoding = {"store": inputs, "channels": channels}
+        writing = {"store": outputs, "fmt": options.format, "metadata": metadata}
+        if options.gpus_per_worker:  # decoding and writing in CPU tasks overlap the GPU's batches
+            ds = ds.map_batches(
+                decode,
+                fn_kwargs=decoding,
+                batch_size=size,
+                num_cpus=DECODE_CPUS,
+                batch_format="numpy",
+            )
+            ds = ds.map_batches(
+                Translator,
+                fn_constructor_kwargs=translator,
+                num_gpus=options.gpus_per_worker,
+                **pool,
+            )
+            ds = ds.map_batches(write, fn_kwargs=writing, batch_size=size, batch_format="numpy")
+        else:
+            ds = ds.map_batches(
+                CpuTranslator,
+                fn_constructor_kwargs={**translator, "decoding": decoding, "writing": writing},
+                **pool,
+            )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for row in zip(batch["in_key"], batch["out_key"], batch["status"], batch["reason"]):
                 tally.add(*(str(v) for v in row))
     finally:
         if started_here:
             shutdown_quietly()
-
-
-def _worker_env() -> dict[str, str]:
-    from orchestrator.redact import environ_snapshot
-    from orchestrator.sweep.experiment import worker_env
-
-    return worker_env(environ_snapshot())

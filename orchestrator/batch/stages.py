@@ -5,7 +5,8 @@
 - `Translator`: the actors, each holding the generator once, translating images of one size as one
   batch at their exact size (cyclegan.translate.translate_batch; on a GPU bf16 autocast,
   channels-last and torch.compile for shapes that repeat; plain fp32 on a CPU);
-- `write`: CPU tasks encode each translation and write it atomically at its output key.
+- `write`: CPU tasks encode each translation and write it atomically at its output key;
+- `CpuTranslator`: the three in one actor, for CPU workers.
 
 A row carries its input and output keys, its pixels (raw uint8 bytes and their shape) and a status:
 `ok`, `unreadable` (the image cannot be decoded or is too large: skipped, listed with its reason) or
@@ -137,6 +138,22 @@ class Translator:
                 array = to_array(tensor)
                 row.update(pixels=array.tobytes(), channels=array.shape[2])
         return _batch(rows, PIXEL_COLUMNS)
+
+
+class CpuTranslator(Translator):
+    """On CPU workers one actor reads, decodes, translates, encodes and writes each block: no image
+    crosses the object store (a block's result is a few keys and statuses), so a lost node loses
+    only the blocks in its actor, which Ray Data does again elsewhere; and beside a network that is
+    nearly all of the work, decode and write tasks of their own on the same cores bought nothing
+    (docs/PERFORMANCE.md, "Batch translation")."""
+
+    def __init__(self, *args: Any, decoding: dict[str, Any], writing: dict[str, Any], **kwargs):
+        """`decoding` and `writing`: `decode`'s and `write`'s keyword arguments."""
+        super().__init__(*args, **kwargs)
+        self.decoding, self.writing = decoding, writing
+
+    def __call__(self, batch: Batch) -> Batch:
+        return write(super().__call__(decode(batch, **self.decoding)), **self.writing)
 
 
 def write(batch: Batch, store: Store, fmt: str, metadata: dict[str, str]) -> Batch:

@@ -145,8 +145,11 @@ def open_store(location: str, endpoint_url: str | None, flag: str, *, output: bo
     return FolderStore(path)
 
 
-def check_apart(inputs: Store, outputs: Store) -> None:
-    """The output may not lie inside the input: a rerun would take the translations for inputs."""
+def check_apart(
+    inputs: Store, outputs: Store, flags: tuple[str, str] = ("--input", "--output")
+) -> None:
+    """The output may not lie inside the input: a rerun would take the translations for inputs.
+    `flags` name the two where the user gave them."""
     if isinstance(inputs, FolderStore) and isinstance(outputs, FolderStore):
         inside = outputs.root.resolve().is_relative_to(inputs.root.resolve())
     elif isinstance(inputs, S3Store) and isinstance(outputs, S3Store):
@@ -155,6 +158,6 @@ def check_apart(inputs: Store, outputs: Store) -> None:
         inside = False
     if inside:
         raise UserError(
-            f"--output {outputs.url}: inside --input {inputs.url}; the translations would be "
+            f"{flags[1]} {outputs.url}: inside {flags[0]} {inputs.url}; the translations would be "
             "read as inputs next time: give an output outside the input"
         )

@@ -12,6 +12,7 @@ from orchestrator.config.plan import LoadedManifest, TaskPlan, load_manifest
 from orchestrator.config.problems import ManifestError
 from orchestrator.config.resources import DEFAULT_STORAGE
 from orchestrator.config.space import grid_points
+from orchestrator.sweep.delivery import check_deliveries
 from orchestrator.sweep.placement import DEFAULT_RESOURCE_WAIT_S
 
 
@@ -72,6 +73,7 @@ def _validate(args: argparse.Namespace) -> int:
     check_weights(loaded.plans)
     if not args.offline:
         check_data(loaded.plans)
+        check_deliveries(loaded.plans)
     total = sum(p.trial_count for p in loaded.plans)
     print(
         f"{args.manifest}: valid; {len(loaded.plans)} task(s), {total} trial(s)"
@@ -103,6 +105,12 @@ def describe_plan(plans: list[TaskPlan], storage: str) -> str:
             f"{plan.search.max_concurrent_trials or 'as many as fit'} at once"
         )
         lines.append(f"  data: {plan.data}")
+        if plan.deliver:
+            d = plan.deliver
+            lines.append(
+                f"  delivery: the champion translates {d.input} -> {d.output} ({d.direction}, "
+                f"{d.format}) at the end of the job"
+            )
         if plan.capped:
             lines.append(f"  {plan.capped}")
         for key, spec in plan.space.items():
@@ -140,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     if not args.offline:
         check_data(plans)
+        check_deliveries(plans)
     for plan in plans:
         if plan.capped:
             print(plan.capped)

@@ -26,6 +26,7 @@ from cyclegan.metric_names import EVAL_METRICS, base_metric
 from cyclegan.sources import DatasetRef, parse_reference
 from orchestrator.config.aliases import expand_aliases, fields_of
 from orchestrator.config.baseline import in_values
+from orchestrator.config.delivery import Deliver
 from orchestrator.config.options import TRAIN_FIELDS, check_train_value, train_options
 from orchestrator.config.problems import ManifestError, Problem, Wording, field_path, short
 from orchestrator.config.resources import Resources
@@ -69,6 +70,7 @@ class TaskPlan:
     dataset: DatasetRef | None = None
     set_fields: tuple[str, ...] = ()  # the TrainConfig fields the manifest sets, in its order
     distinct: int | None = None  # the different trials it can run (None: a continuous space)
+    deliver: Deliver | None = None  # what the champion translates at the end of each job
 
     @property
     def asked(self) -> int:
@@ -334,6 +336,7 @@ def _plan_task(
         dataset,
         tuple(train),
         distinct,
+        task.deliver,
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cyclegan.metric_names import EPOCH_METRICS, EVAL_METRICS, base_metric
 from cyclegan.metric_names import mode as metric_mode
+from orchestrator.config.delivery import Deliver
 from orchestrator.config.problems import did_you_mean, short
 from orchestrator.config.resources import Resources
 from orchestrator.search import ALGORITHMS, SCHEDULERS, AlgorithmField, SchedulerField
@@ -250,6 +251,11 @@ class Task(_Strict):
     search: dict[str, Any] = Field(
         default_factory=dict,
         description="the task's search settings, merged into the shared search",
+    )
+    deliver: Deliver | None = Field(
+        None,
+        description="images the task's champion translates at the end of each job: "
+        "{input, output, direction, format, workers, gpus_per_worker, batch_size}",
     )
 
     _valid_name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import tempfile
 import uuid
@@ -17,8 +16,8 @@ from orchestrator.config.aliases import alias_note, expand_aliases
 from orchestrator.config.options import train_options
 from orchestrator.config.plan import LoadedManifest, TaskPlan
 from orchestrator.config.schema import Tracking
-from orchestrator.redact import environ_snapshot, is_secret_name, mask_text
-from orchestrator.runtime import connect, ray_logs_dir, shutdown_quietly
+from orchestrator.redact import mask_text
+from orchestrator.runtime import connect, driver_runtime_env, ray_logs_dir, shutdown_quietly
 from orchestrator.storage.checkpoints import read_bytes, write_bytes
 from orchestrator.storage.location import (
     Storage,
@@ -27,6 +26,7 @@ from orchestrator.storage.location import (
     validate_storage,
     without_userinfo,
 )
+from orchestrator.sweep.delivery import deliver_champions, delivery_line
 from orchestrator.sweep.options import RunOptions
 from orchestrator.sweep.placement import check_cluster_fits, has_autoscaler
 from orchestrator.sweep.results import TaskResult, summary_table, write_results
@@ -38,11 +38,6 @@ from orchestrator.trial.trainable import SweepContext
 
 log = logging.getLogger(__name__)
 
-# Settings the Ray workers need to reach S3 and MLflow like the driver does (endpoints, region,
-# cache).
-FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_", "CYCLEGAN_")
-# Trials need no usage reports; MLflow's telemetry thread also changes os.environ while trials run.
-WORKER_ENV_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 # A trial's MLflow run status; its `cyclegan.status` tag tells diverged from failed.
 TRIAL_RUN_STATUS = {
     "finished": "FINISHED",
@@ -58,19 +53,6 @@ class Stopped(KeyboardInterrupt):
 
 def _stop(signum, frame):
     raise Stopped()
-
-
-def worker_env(environ: dict[str, str]) -> dict[str, str]:
-    """The runtime env's variables: the driver's non-secret settings only. Ray writes a runtime env
-    in plain text to its runtime_env_agent.log, so no secret goes there: a private local Ray
-    inherits the driver's environment anyway, and on a cluster the workers take credentials from
-    their node (instance profile, IRSA) or from the runtime env the user wrote (docs/cluster.md)."""
-    env = {
-        k: v
-        for k, v in environ.items()
-        if k.startswith(FORWARDED_ENV_PREFIXES) and not is_secret_name(k) and mask_text(v) == v
-    }
-    return {**WORKER_ENV_DEFAULTS, **env}
 
 
 def _sweep_token(target: Storage, experiment: str, resume: bool) -> str:
@@ -203,6 +185,9 @@ def _finish_task(
                     "name": registration.name,
                     "version": registration.version,
                     "champion": registration.champion,
+                    "champion_version": registration.version
+                    if registration.champion
+                    else registration.previous_champion,
                     "model_uri": registration.model_uri,
                     "summary": registration.summary(),
                 }
@@ -293,17 +278,11 @@ def run_experiment(
         resume=options.resume,
         tracking=runs,
     )
-    # Under `ray job submit` the job's runtime env already carries the environment (and Ray refuses
-    # a second one with the same keys); a driver started by hand forwards its settings (no secrets).
-    in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
-    env = {} if in_job else worker_env(environ_snapshot())
     previous = signal.signal(signal.SIGTERM, _stop)
     started_here = False
     try:
         started_here = connect(
-            options.address,
-            runtime_env={"env_vars": env} if env else None,
-            log_to_driver=options.verbose,
+            options.address, runtime_env=driver_runtime_env(), log_to_driver=options.verbose
         )
         signal.signal(signal.SIGTERM, _stop)  # ray.init installs its own SIGTERM handler (sys.exit)
         can_grow = not started_here and has_autoscaler()
@@ -326,6 +305,9 @@ def run_experiment(
         trials = parse_storage(ctx.trials_storage)
         for result, plan in zip(results, plans):
             _finish_task(result, plan, runs[plan.name], loaded.manifest.tracking, trials)
+        undelivered = deliver_champions(
+            results, plans, runs[plans[0].name].uri, loaded.manifest.tracking.registry_prefix, echo
+        )
         if started_here:
             shutdown_quietly()
     except KeyboardInterrupt:
@@ -349,6 +331,8 @@ def run_experiment(
     for result in results:
         if result.registry and "summary" in result.registry:
             echo(f"registry: {result.registry['summary']}")
+        if result.delivery:
+            echo(f"delivery: {delivery_line(result)}")
     context = next(iter(runs.values()))
     uri = context.uri
     echo(f"\nresults: {path}")
@@ -373,10 +357,14 @@ def run_experiment(
             "search.allow_failed_trials: true in the manifest if a run with failed trials is a "
             "success"
         )
+    for task in undelivered:
+        echo(
+            f"error: task {task}: its delivery is not complete ({path} says why); run again with "
+            "--resume to finish it"
+        )
     if failed or lost:
         echo(f"the trials' errors are in {path}")
-        return 1
-    return 0
+    return 1 if failed or lost or undelivered else 0
 
 
 def _failed_trials(results: list, plans: list[TaskPlan]) -> list[str]:

@@ -88,6 +88,7 @@ class TaskResult:
     repeats: int = 1  # search.repeats > 1: configurations' seeds, means, intervals (sweep.seeds)
     configurations: list[dict] | None = None
     constraints: dict | None = None  # {"unranked": {trial: why}, "unchecked": [...]}: constraints
+    delivery: dict | None = None  # the champion's translation of `deliver:` (sweep.delivery)
 
     @property
     def best(self) -> TrialRecord | None:

@@ -301,6 +301,10 @@ def _manifest(name: str, task_prefix: str, data: dict[str, str], epochs: int = 1
     }
 
 
+# The first task's champion translates its test photos into S3 as the job's last step.
+DELIVERED = "s3://cyclegan-runs/delivered/colorshift/"
+
+
 def _ray(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "ray"), *args],
@@ -425,6 +429,7 @@ def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_t
         _get(f"{ray_head}/api/jobs/", timeout=30, token="")
     assert refused.value.code in (401, 403), refused.value
     manifest = _manifest("job-resume-e2e", "resumed", data, epochs=2)
+    manifest["tasks"][0]["deliver"] = {"input": f"{data['colorshift']}/testA/", "output": DELIVERED}
     checkout = _checkout(tmp_path / "checkout", manifest, s3_server, mlflow_server)
     first, second = f"cyclegan-stop-{os.getpid()}", f"cyclegan-resume-{os.getpid()}"
 
@@ -476,6 +481,9 @@ def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_t
     # The user's shell after the job: S3 (from s3_env) and the MLflow server, whose artifacts are in
     # that S3
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    # The in-process translate below starts a private local Ray: no token for it in ~/.ray, which
+    # Ray would otherwise create (the other tests' Ray has the same setting).
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", s3_server)
     for kind in DATASETS:
         name = f"cyclegan-resumed-{kind}"
@@ -502,6 +510,7 @@ def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_t
         )
         for path in out.rglob("*.png"):
             assert Image.open(path).size == (32, 32)
+    _check_delivery(client, root / "colorshift" / "testA", s3_server, output)
     code, listing = _cli("models", "list", "--tracking-uri", mlflow_server, capsys=capsys)
     assert code == 0, listing
     for kind in DATASETS:
@@ -509,3 +518,31 @@ def test_ray_job_submit_stop_and_resubmit_with_resume_registers_a_champion_per_t
     assert (home_token.stat().st_mtime_ns if home_token.exists() else None) == home_token_before, (
         "the test wrote the user's ~/.ray/auth_token"
     )
+
+
+def _check_delivery(client, inputs: Path, s3_server: str, output: str) -> None:
+    """The champion the job left translated the delivery set into S3, each image at its key, and
+    the report names that version."""
+    import boto3
+
+    champion = client.get_model_version_by_alias("cyclegan-resumed-colorshift", "champion")
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", **_lower(CREDS))
+    listed = s3.list_objects_v2(Bucket="cyclegan-runs", Prefix="delivered/colorshift/")
+    keys = {o["Key"].removeprefix("delivered/colorshift/") for o in listed.get("Contents", [])}
+    assert {k for k in keys if k.endswith(".png")} == {p.name for p in inputs.glob("*.png")}, keys
+    report = json.loads(
+        s3.get_object(Bucket="cyclegan-runs", Key="delivered/colorshift/_translation.json")[
+            "Body"
+        ].read()
+    )
+    assert report["model"]["version"] == champion.version and report["complete"], report
+    model = f"models:/cyclegan-resumed-colorshift/{champion.version}"
+    line = f"delivery: task resumed-colorshift: {DELIVERED} by {model}: translated 2,"
+    assert line in output, output[-6000:]
+
+
+def _lower(creds: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": creds["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": creds["AWS_SECRET_ACCESS_KEY"],
+    }

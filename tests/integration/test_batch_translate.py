@@ -18,19 +18,16 @@ import boto3
 import numpy as np
 import psutil
 import pytest
-import torch
 from botocore.config import Config
 from mlflow import MlflowClient
 from PIL import Image
 
-from cyclegan.checkpoint import load_generator, save_networks
+from conftest import register_random_champion
+from cyclegan.checkpoint import load_generator
 from cyclegan.commands.runner import run_cli
-from cyclegan.config import TrainConfig
 from cyclegan.data import decode_image
-from cyclegan.networks import define_networks
 from cyclegan.translate import translate_image
 from orchestrator.commands import main
-from orchestrator.tracking.registry import Candidate, register_best
 from orchestrator.tracking.translation import LAST_TRANSLATION_TAG, VERSION_TAG
 
 MODES = ("RGB", "L", "RGBA", "P", "I;16")
@@ -110,20 +107,7 @@ def setup(ray_session, s3_server, tmp_path_factory):
 
 def _setup(s3_server, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("batch-translate")
-    uri = f"sqlite:///{root}/mlflow.db"
-    cfg = TrainConfig(
-        dataroot=str(root), checkpoints_dir=str(root), netG="resnet_2blocks", ngf=8, ndf=8
-    )
-    torch.manual_seed(0)
-    nets = define_networks(cfg)
-    save_networks(root, "latest", {k: v for k, v in nets.items() if k.startswith("G")})
-    client = MlflowClient(uri)
-    run = client.create_run(client.create_experiment("batch-translate")).info.run_id
-    client.set_terminated(run)
-    candidate = Candidate(
-        "tiny", run, "psnr", 1.0, "max", config=cfg.to_dict(), checkpoint_dir=root
-    )
-    version = register_best(uri, candidate, promote="always").version
+    uri, version = register_random_champion(root, "tiny")
     s3 = _client(s3_server)
     bucket = f"batch-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
@@ -251,7 +235,7 @@ def test_the_report_lists_the_unreadable_images_and_mlflow_records_the_run(setup
     assert report["complete"] and report["throughput"]["images_per_s"] > 0
     client = MlflowClient(setup["uri"])
     runs = client.search_runs(
-        [client.get_experiment_by_name("batch-translate").experiment_id],
+        [client.get_experiment_by_name("tiny").experiment_id],  # the model's experiment
         f"tags.`{VERSION_TAG}` = '{setup['version']}'",
     )
     assert runs and runs[-1].data.metrics["translated"] == 200

@@ -120,7 +120,7 @@ def test_masking_survives_another_thread_changing_the_environment():
 
 
 def test_runtime_env_forwards_settings_but_no_secret():
-    from orchestrator.sweep.experiment import worker_env
+    from orchestrator.runtime import worker_env
 
     environ = {
         "AWS_ACCESS_KEY_ID": "AKIAABCDEFGHIJKLMNOP",

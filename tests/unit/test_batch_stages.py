@@ -19,7 +19,15 @@ from cyclegan.translate import padded_side, translate_image
 from orchestrator.batch.job import parse_workers
 from orchestrator.batch.plan import input_keys, make_plan
 from orchestrator.batch.report import Tally, build_report
-from orchestrator.batch.stages import COMPILE_AFTER, OK, UNREADABLE, Translator, decode, write
+from orchestrator.batch.stages import (
+    COMPILE_AFTER,
+    OK,
+    UNREADABLE,
+    CpuTranslator,
+    Translator,
+    decode,
+    write,
+)
 from orchestrator.batch.stores import FolderStore, open_store
 from orchestrator.commands import main
 
@@ -60,14 +68,15 @@ def test_decoded_as_training_loads_them(mode):
         assert np.asarray(img).max() < 255 or np.asarray(img).min() < 250
 
 
-def _translator(tmp_path, net) -> Translator:
+def _translator(tmp_path, net, kind: type[Translator] = Translator, **kwargs) -> Translator:
     from cyclegan.checkpoint import save_networks
 
     save_networks(tmp_path, "latest", {"G_A": net})
-    return Translator(
+    return kind(
         (tmp_path / "latest_net_G_A.pth").read_bytes(),
         {"netG": "resnet_2blocks", "ngf": 8, "norm": "instance", "input_nc": 3, "output_nc": 3},
         4,
+        **kwargs,
     )
 
 
@@ -92,15 +101,21 @@ def test_a_failing_compiled_generator_falls_back_to_the_eager_one(tmp_path, net)
     assert len(calls) == 1 and translator.compiled is None  # tried once, then eager for good
 
 
-def test_the_stages_translate_a_batch_of_mixed_sizes_like_single_images(tmp_path, net):
+@pytest.mark.parametrize("one_actor", [False, True], ids=["three stages (GPU)", "one CPU actor"])
+def test_the_stages_translate_a_batch_of_mixed_sizes_like_single_images(tmp_path, net, one_actor):
     inputs, outputs = FolderStore(tmp_path / "in"), FolderStore(tmp_path / "out")
     files = {"a.png": _png(9, 7), "b/c.png": _png(12, 12), "d.png": _png(9, 7), "bad.png": b"no"}
     for key, data in files.items():
         inputs.write(key, data)
-    translator = _translator(tmp_path, net)
     keys = np.array(sorted(files), dtype=object)
-    batch = decode({"in_key": keys, "out_key": keys}, inputs, 3)
-    result = write(translator(batch), outputs, "png", {})
+    rows = {"in_key": keys, "out_key": keys}
+    if one_actor:
+        decoding = {"store": inputs, "channels": 3}
+        writing = {"store": outputs, "fmt": "png", "metadata": {}}
+        result = _translator(tmp_path, net, CpuTranslator, decoding=decoding, writing=writing)(rows)
+    else:
+        result = write(_translator(tmp_path, net)(decode(rows, inputs, 3)), outputs, "png", {})
+    assert sorted(result) == ["in_key", "out_key", "reason", "status"]  # no pixels to the driver
     status = dict(zip(result["in_key"], result["status"]))
     assert status == {"a.png": OK, "b/c.png": OK, "d.png": OK, "bad.png": UNREADABLE}
     for key in ("a.png", "b/c.png", "d.png"):
