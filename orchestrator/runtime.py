@@ -6,13 +6,14 @@ No torch here (nor anything that imports it): a sweep's driver runs Tune in this
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import ray
 
 from cyclegan.errors import UserError
-from orchestrator.ray_internals import session_logs_dir
+from orchestrator.ray_internals import autoscaling_status, session_logs_dir
 from orchestrator.redact import environ_snapshot, is_secret_name, mask_text
 
 # Settings the Ray workers need to reach S3 and MLflow like the driver does (endpoints, region,
@@ -81,6 +82,22 @@ def connect(
 def alive_nodes() -> list[dict[str, float]]:
     """Each live node's total resources (CPU, GPU, memory in bytes, ...)."""
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def has_autoscaler() -> bool:
+    """Whether the cluster's autoscaler can launch nodes. `ray start --head` without a cluster
+    config (and the private local Ray) runs it read-only: its node types are the running nodes,
+    named node_<id>. No status at all (e.g. a KubeRay autoscaler of its own): assume it can grow."""
+    raw = autoscaling_status()
+    if not raw:
+        return True
+    report = json.loads(raw).get("autoscaler_report") or {}
+    types = (
+        set(report.get("active_nodes") or {})
+        | set(report.get("idle_nodes") or {})
+        | set(report.get("pending_nodes") or [])
+    )
+    return not types or not all(str(t).startswith("node_") for t in types)
 
 
 def ray_logs_dir() -> str | None:

@@ -100,6 +100,8 @@ def translate(options: JobOptions, echo=print) -> dict[str, Any] | None:
     if plan.todo:
         try:
             _stream(options, model, plan.todo, (inputs, outputs), tally)
+        except UserError:
+            raise
         except Exception as err:  # the job failed (Ray Data gave up): report what was done
             echo(f"the translation stopped: {err.__class__.__name__}: {str(err)[:500]}")
         finally:
@@ -150,6 +152,7 @@ def _stream(
 
     started_here = connect(options.address, runtime_env=driver_runtime_env(), log_to_driver=False)
     try:
+        _check_fits(options.gpus_per_worker)
         ray.data.DataContext.get_current().enable_progress_bars = False
         size = options.batch_size
         channels = model.options["input_nc"]
@@ -199,3 +202,25 @@ def _stream(
     finally:
         if started_here:
             shutdown_quietly()
+
+
+def _check_fits(gpus: float) -> None:
+    """A translating worker that no node can hold would wait for ever on a cluster that cannot
+    grow: say so at once instead."""
+    from orchestrator.runtime import alive_nodes, has_autoscaler
+
+    if has_autoscaler():
+        return
+    nodes = alive_nodes()
+    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    if gpus > most_gpus:
+        raise UserError(
+            f"--gpus-per-worker {gpus:g}: no node of this cluster has that many GPUs (the most: "
+            f"{most_gpus:g}) and it cannot add nodes; give at most {most_gpus:g} (0: on CPU)"
+        )
+    if most_cpus < 1:
+        raise UserError(
+            "no node of this cluster has a whole CPU for a translating worker, and it cannot add "
+            "nodes: start one with at least 1 CPU"
+        )

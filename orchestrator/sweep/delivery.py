@@ -49,9 +49,9 @@ def deliver_champions(
             continue
         # The version, not the alias: the set is translated by the champion this job left.
         model = f"models:/{registry_prefix}{result.task}/{champion}"
+        where = mask_text(f"{plan.deliver.input} -> {plan.deliver.output}")
         echo(
-            f"delivery of task {result.task}: {plan.deliver.input} -> {plan.deliver.output} by "
-            f"{registry_prefix}{result.task} v{champion}"
+            f"delivery of task {result.task}: {where} by {registry_prefix}{result.task} v{champion}"
         )
         try:
             report = _translate(plan, model, uri, lambda line: echo(f"  {line}"))
@@ -86,9 +86,9 @@ def _translate(plan: TaskPlan, model: str, uri: str, echo: Callable[[str], None]
 
 def _outcome(spec: Deliver, model: str, report: dict) -> dict:
     """What the results file keeps of a delivery."""
-    outcome = {
-        "input": spec.input,
-        "output": spec.output,
+    outcome = {  # masked: a location may carry credentials
+        "input": mask_text(spec.input),
+        "output": mask_text(spec.output),
         "direction": spec.direction,
         "complete": report["complete"],
     }
@@ -99,7 +99,7 @@ def _outcome(spec: Deliver, model: str, report: dict) -> dict:
         **outcome,
         "model": f"models:/{name}/{version}",
         "counts": report["counts"],
-        "report": f"{spec.output.rstrip('/')}/_translation.json",
+        "report": f"{outcome['output'].rstrip('/')}/_translation.json",
         "mlflow_run_id": report["mlflow_run_id"],
     }
 

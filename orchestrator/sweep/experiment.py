@@ -17,7 +17,13 @@ from orchestrator.config.options import train_options
 from orchestrator.config.plan import LoadedManifest, TaskPlan
 from orchestrator.config.schema import Tracking
 from orchestrator.redact import mask_text
-from orchestrator.runtime import connect, driver_runtime_env, ray_logs_dir, shutdown_quietly
+from orchestrator.runtime import (
+    connect,
+    driver_runtime_env,
+    has_autoscaler,
+    ray_logs_dir,
+    shutdown_quietly,
+)
 from orchestrator.storage.checkpoints import read_bytes, write_bytes
 from orchestrator.storage.location import (
     Storage,
@@ -28,7 +34,7 @@ from orchestrator.storage.location import (
 )
 from orchestrator.sweep.delivery import deliver_champions, delivery_line
 from orchestrator.sweep.options import RunOptions
-from orchestrator.sweep.placement import check_cluster_fits, has_autoscaler
+from orchestrator.sweep.placement import check_cluster_fits
 from orchestrator.sweep.results import TaskResult, summary_table, write_results
 from orchestrator.sweep.tuner import run_sweeps
 from orchestrator.tracking.context import TrackingContext

@@ -18,7 +18,6 @@ types to launch), and after `wait_s` seconds of asking an autoscaler for the nod
 
 from __future__ import annotations
 
-import json
 import time
 
 from cyclegan.errors import UserError
@@ -164,24 +163,6 @@ def concurrency_limit(
     if can_grow:
         return max(1, sum(p.trial_count for p in plans))
     return trials_at_once(plans, nodes)
-
-
-def has_autoscaler() -> bool:
-    """Whether the cluster's autoscaler can launch nodes. `ray start --head` without a cluster
-    config (and the private local Ray) runs it read-only: its node types are the running nodes,
-    named node_<id>. No status at all (e.g. a KubeRay autoscaler of its own): assume it can grow."""
-    from orchestrator.ray_internals import autoscaling_status
-
-    raw = autoscaling_status()
-    if not raw:
-        return True
-    report = json.loads(raw).get("autoscaler_report") or {}
-    types = (
-        set(report.get("active_nodes") or {})
-        | set(report.get("idle_nodes") or {})
-        | set(report.get("pending_nodes") or [])
-    )
-    return not types or not all(str(t).startswith("node_") for t in types)
 
 
 def check_cluster_fits(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -75,8 +76,12 @@ def _driver(root: Path, uri: str) -> None:
 
     from orchestrator.batch.job import JobOptions, translate
 
+    with socket.socket() as probe:  # another Ray on this machine may hold the default port
+        probe.bind(("127.0.0.1", 0))
+        dashboard_port = probe.getsockname()[1]
     cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": True}
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": True, "dashboard_port": dashboard_port},
     )
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()

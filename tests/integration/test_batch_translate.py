@@ -263,6 +263,24 @@ def test_a_second_run_translates_nothing_and_says_so(setup, first_run, capsys):
     assert _report(setup, "out/")["counts"]["already_there"] == 200
 
 
+def test_a_worker_no_node_can_hold_is_refused_at_once(setup, first_run, capsys):
+    """The session's Ray has no GPU and cannot add nodes: asking for one per worker is one
+    message and exit 2, not a job waiting for ever."""
+    from orchestrator.runtime import has_autoscaler
+
+    deadline = time.monotonic() + 30
+    while has_autoscaler() and time.monotonic() < deadline:  # the monitor reports every few seconds
+        time.sleep(1)
+    capsys.readouterr()
+    assert _translate(setup, "photos/", "gpu-out/", "--gpus-per-worker", "1") == 2
+    said = capsys.readouterr()
+    assert "--gpus-per-worker 1: no node of this cluster has that many GPUs (the most: 0)" in (
+        said.err + said.out
+    )
+    assert "Traceback" not in said.err
+    assert not [k for k in _outputs(setup, "gpu-out/") if not k.startswith("_translation/")]
+
+
 @pytest.fixture(scope="module")
 def big_run(setup, ray_session):
     """Five times the images (1000), translated while the peak memory is sampled; once the job is

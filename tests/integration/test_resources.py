@@ -17,7 +17,8 @@ from cyclegan.errors import UserError
 from orchestrator.config.plan import TaskPlan
 from orchestrator.config.resources import Resources
 from orchestrator.config.schema import Search
-from orchestrator.sweep.placement import check_cluster_fits, has_autoscaler, shortfalls
+from orchestrator.runtime import has_autoscaler
+from orchestrator.sweep.placement import check_cluster_fits, shortfalls
 
 REPO = Path(__file__).resolve().parents[2]
 

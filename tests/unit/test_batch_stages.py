@@ -230,3 +230,29 @@ def test_every_option_is_explained(capsys):
         "--s3-endpoint-url",
     ):
         assert flag in text
+
+
+@pytest.mark.parametrize(
+    ("nodes", "gpus", "refused"),
+    [
+        ([{"CPU": 8.0, "GPU": 2.0}], 2.0, None),
+        ([{"CPU": 8.0, "GPU": 2.0}], 4.0, "--gpus-per-worker 4: no node of this cluster has that"),
+        ([{"CPU": 8.0}, {"CPU": 1.0, "GPU": 1.0}], 0.5, None),
+        ([{"CPU": 0.5}], 0.0, "no node of this cluster has a whole CPU"),
+    ],
+)
+def test_a_worker_no_node_can_hold_is_refused_on_a_cluster_that_cannot_grow(
+    monkeypatch, nodes, gpus, refused
+):
+    import orchestrator.runtime as runtime
+    from orchestrator.batch.job import _check_fits
+
+    monkeypatch.setattr(runtime, "alive_nodes", lambda: nodes)
+    monkeypatch.setattr(runtime, "has_autoscaler", lambda: False)
+    if refused is None:
+        _check_fits(gpus)
+    else:
+        with pytest.raises(UserError, match=refused.replace("-", r"\-")):
+            _check_fits(gpus)
+    monkeypatch.setattr(runtime, "has_autoscaler", lambda: True)  # it can add the nodes it needs
+    _check_fits(gpus)
