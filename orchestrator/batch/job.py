@@ -68,7 +68,11 @@ def translate(options: JobOptions, echo=print) -> dict[str, Any] | None:
     """Translate, write `_translation.json`, record the run in MLflow; returns the report (None
     for a dry run)."""
     from orchestrator.tracking.server import check_tracking, resolve_tracking_uri
-    from orchestrator.tracking.translation import record_translation, resolve_model
+    from orchestrator.tracking.translation import (
+        fetch_generator,
+        record_translation,
+        resolve_model,
+    )
 
     inputs = open_store(options.input, options.endpoint_url, "--input", output=False)
     outputs = open_store(options.output, options.endpoint_url, "--output", output=True)
@@ -76,7 +80,7 @@ def translate(options: JobOptions, echo=print) -> dict[str, Any] | None:
     keys = input_keys(inputs)  # a bad input fails in seconds, before the registry is asked
     uri = resolve_tracking_uri(options.tracking_uri)
     check_tracking(uri)
-    model = resolve_model(uri, options.model, options.direction)
+    model = resolve_model(uri, options.model)
     identity = f"{model.identity} {options.direction}"
     plan = make_plan(keys, outputs, identity, options.format, options.overwrite)
     low, high = options.workers
@@ -98,8 +102,9 @@ def translate(options: JobOptions, echo=print) -> dict[str, Any] | None:
     tally = Tally(outputs, identity, keys, len(plan.todo) + len(plan.failures), echo)
     tally.failed.update(plan.failures)
     if plan.todo:
+        generator = fetch_generator(model, options.direction)
         try:
-            _stream(options, model, plan.todo, (inputs, outputs), tally)
+            _stream(options, model, generator, plan.todo, (inputs, outputs), tally)
         except UserError:
             raise
         except Exception as err:  # the job failed (Ray Data gave up): report what was done
@@ -134,13 +139,19 @@ def translate(options: JobOptions, echo=print) -> dict[str, Any] | None:
 
 
 def _stream(
-    options: JobOptions, model: Any, todo: list[tuple[str, str]], stores: tuple, tally: Tally
+    options: JobOptions,
+    model: Any,
+    generator: Any,
+    todo: list[tuple[str, str]],
+    stores: tuple,
+    tally: Tally,
 ) -> None:
     """Run the Ray Data pipeline over `todo`, feeding each result to `tally`.
 
     Args:
         options: the command's options.
         model: the resolved model (tracking.translation.ResolvedModel).
+        generator: its generator for the direction (tracking.translation.Generator).
         todo: (input key, output key) pairs.
         stores: the input and output stores.
         tally: the counts and the ledger.
@@ -155,16 +166,16 @@ def _stream(
         _check_fits(options.gpus_per_worker)
         ray.data.DataContext.get_current().enable_progress_bars = False
         size = options.batch_size
-        channels = model.options["input_nc"]
+        channels = generator.options["input_nc"]
         low, high = options.workers
         inputs, outputs = stores
         metadata = {"cyclegan-model": model.name, "cyclegan-model-version": model.version}
         items = [{"in_key": i, "out_key": o} for i, o in todo]
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // size, 2000)))
         translator = {
-            "generator": model.generator,
-            "options": model.options,
-            "multiple": model.multiple,
+            "generator": generator.state,
+            "options": generator.options,
+            "multiple": generator.multiple,
             "threads": max(1, int(ray.cluster_resources().get("CPU", 1)) // high),
         }
         pool = {

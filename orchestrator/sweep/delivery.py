@@ -10,7 +10,6 @@ every output there and translates nothing, or finishes a delivery that a stopped
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import islice
 
 from cyclegan.errors import UserError
 from orchestrator.config.delivery import Deliver
@@ -135,7 +134,7 @@ def check_deliveries(plans: list[TaskPlan]) -> None:
             inputs = open_store(spec.input, endpoint, "deliver.input", output=False)
             outputs = open_store(spec.output, endpoint, "deliver.output", output=True)
             check_apart(inputs, outputs, ("deliver.input", "deliver.output"))
-            if not any(is_image(key) for key, _ in islice(inputs.list(), 1000)):
+            if not any(is_image(key) for key, _ in inputs.list()):  # stops at the first
                 raise UserError(f"deliver.input {spec.input}: no image found (png, jpg, ...)")
         except UserError as err:
             problems.append(f"tasks[{i}] ({plan.name}): {mask_text(str(err))}")

@@ -33,20 +33,25 @@ class ResolvedModel:
     version: str
     run_id: str | None
     experiment_id: str | None
-    generator: bytes  # the direction's generator state_dict file
-    options: dict[str, Any]  # how to build it (cyclegan.checkpoint.load_generator's options)
-    multiple: int
+    model_uri: str  # as the user gave it, for messages
 
     @property
     def identity(self) -> str:
         return f"{self.name}/{self.version}"
 
 
-def resolve_model(uri: str, model_uri: str, direction: str) -> ResolvedModel:
-    """The version `model_uri` (models:/<name>@<alias> or models:/<name>/<version>) names now,
-    with the generator that translates `direction` (AtoB: the dataset's domain A into B)."""
-    from cyclegan.networks import size_multiple
+@dataclass(frozen=True)
+class Generator:
+    """The generator that translates one direction, as the translating actors load it."""
 
+    state: bytes  # its state_dict file
+    options: dict[str, Any]  # how to build it (cyclegan.checkpoint.load_generator's options)
+    multiple: int  # the network's size multiple
+
+
+def resolve_model(uri: str, model_uri: str) -> ResolvedModel:
+    """The version `model_uri` (models:/<name>@<alias> or models:/<name>/<version>) names now.
+    Nothing is downloaded: a rerun with every output there needs no generator."""
     found = _MODEL_URI.fullmatch(model_uri)
     if not found:
         raise UserError(
@@ -66,10 +71,19 @@ def resolve_model(uri: str, model_uri: str, direction: str) -> ResolvedModel:
             f"--model {model_uri}: not found at {mask_text(uri)} ({mask_text(err.message)[:200]}); "
             "`python -m orchestrator models list` shows the registered models"
         ) from None
-    with reported_as(f"--model {model_uri}"), restored_environ([PROGRESS_BAR_ENV]):
+    with reported_as(f"--model {model_uri}"):
         experiment_id = client.get_run(mv.run_id).info.experiment_id if mv.run_id else None
+    return ResolvedModel(uri, name, str(mv.version), mv.run_id, experiment_id, model_uri)
+
+
+def fetch_generator(model: ResolvedModel, direction: str) -> Generator:
+    """The version's generator that translates `direction` (AtoB: the dataset's domain A into
+    B), downloaded from the registry."""
+    from cyclegan.networks import size_multiple
+
+    with reported_as(f"--model {model.model_uri}"), restored_environ([PROGRESS_BAR_ENV]):
         os.environ[PROGRESS_BAR_ENV] = "false"  # three tiny files: no bars on the terminal
-        files, config = version_generators(uri, name, str(mv.version))
+        files, config = version_generators(model.uri, model.name, model.version)
     # G_A maps the training's "A" side; a model trained BtoA has its sides the other way round.
     use_a = (direction == "AtoB") == (config["direction"] == "AtoB")
     in_nc, out_nc = (
@@ -77,12 +91,7 @@ def resolve_model(uri: str, model_uri: str, direction: str) -> ResolvedModel:
         if use_a
         else (config["output_nc"], config["input_nc"])
     )
-    return ResolvedModel(
-        uri,
-        name,
-        str(mv.version),
-        mv.run_id,
-        experiment_id,
+    return Generator(
         files["G_A" if use_a else "G_B"],
         {
             "netG": config["netG"],

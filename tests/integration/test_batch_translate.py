@@ -14,15 +14,13 @@ import threading
 import time
 import uuid
 
-import boto3
 import numpy as np
 import psutil
 import pytest
-from botocore.config import Config
 from mlflow import MlflowClient
 from PIL import Image
 
-from conftest import register_random_champion
+from conftest import moto_client, register_random_champion
 from cyclegan.checkpoint import load_generator
 from cyclegan.commands.runner import run_cli
 from cyclegan.data import decode_image
@@ -36,17 +34,6 @@ UNREADABLE = {
     "broken/truncated.png": None,  # the first 40 bytes of a real PNG
     "broken/empty.jpg": b"",
 }
-
-
-def _client(endpoint: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(s3={"addressing_style": "path"}),
-    )
 
 
 def _image(rng: np.random.Generator, index: int) -> bytes:
@@ -108,7 +95,7 @@ def setup(ray_session, s3_server, tmp_path_factory):
 def _setup(s3_server, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("batch-translate")
     uri, version = register_random_champion(root, "tiny")
-    s3 = _client(s3_server)
+    s3 = moto_client(s3_server)
     bucket = f"batch-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     images = _upload(s3, bucket, "photos/", 200, seed=0)
